@@ -1,0 +1,55 @@
+//! # medvault
+//!
+//! An embeddable, encrypted storage engine for patient records. Every record belongs to
+//! a data subject (a patient); every top-level field is sealed separately with
+//! AES-256-GCM under the subject's own data key (DEK); data keys are wrapped by a root key
+//! (KEK) derived with Argon2id from a passphrase or supplied raw by a KMS; erasing a
+//! subject destroys its keys (crypto-shredding); and every operation, reads included, is
+//! committed with an entry in a sealed, hash-chained access log.
+//!
+//! ```
+//! use medvault::{AccessContext, KdfParams, KeySource, Purpose, RecordKey, Vault};
+//! use serde_json::json;
+//!
+//! # fn main() -> medvault::Result<()> {
+//! let dir = tempfile::tempdir()?;
+//! // Low-cost KDF parameters for the example only; the default is RFC 9106's.
+//! let vault = Vault::create(dir.path().join("v"), KeySource::passphrase("s3cret"),
+//!                           KdfParams::insecure_for_tests())?;
+//! let nurse = AccessContext::new("nurse-42", Purpose::Care);
+//! let key = RecordKey::new("patient-1", "Observation", "bp-1");
+//! vault.put(&nurse, &key, &json!({"code": "85354-9", "value": 120}))?;
+//! let only_value: serde_json::Value = vault.get_fields(&nurse, &key, &["value"])?;
+//! assert_eq!(only_value, json!({"value": 120}));
+//! assert!(vault.verify(&nurse, None)? >= 3);
+//! # Ok(()) }
+//! ```
+//!
+//! Architecture, invariants and formats: `docs/FORMAT.md`, `SECURITY.md`, and the
+//! module docs below.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![deny(clippy::unwrap_used)]
+
+pub mod audit;
+mod codec;
+pub mod context;
+pub mod crypto;
+mod error;
+pub mod fhir;
+mod header;
+mod keyring;
+pub mod record;
+pub mod storage;
+mod vault;
+
+pub use audit::{Action, Checkpoint, LogEntry, Outcome, Target};
+pub use context::{AccessContext, Purpose};
+pub use crypto::{KdfParams, KeySource, Passphrase, RootKey, SecretKey};
+pub use error::{Error, Result, StorageError};
+pub use record::RecordKey;
+pub use vault::{
+    DEFAULT_DEK_MESSAGE_BOUND, Durability, LogQuery, SYSTEM_ACTOR, Stats, Vault, VaultOptions,
+};

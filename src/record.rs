@@ -1,0 +1,477 @@
+//! The record codec: a caller's `Serialize` value ⇄ separately sealed top-level fields.
+//!
+//! Field values are encoded as CBOR (RFC 8949): compact, self-describing, an IETF
+//! standard with a maintained serde implementation (`ciborium`). A record value
+//! (docs/FORMAT.md §5) holds a sealed *meta* block (collection, record id, field names:
+//! names can reveal facts such as `deceasedDateTime`) and one envelope per field, so one
+//! field can be opened without the others.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use zeroize::Zeroizing;
+
+use crate::codec::{Reader, put_lp16, put_lp32};
+use crate::crypto::AeadKey;
+use crate::error::{Error, Result};
+
+/// Record-value format version.
+pub const RECORD_VERSION: u8 = 1;
+/// Maximum length of a subject, collection or record id, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+/// Maximum length of a field name, in bytes.
+pub const MAX_FIELD_NAME_LEN: usize = 1024;
+/// Maximum number of top-level fields of a record.
+pub const MAX_FIELDS: usize = 4096;
+/// Maximum encoded size of one record (all fields), in bytes: 64 MiB.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
+const MAX_CBOR_DEPTH: usize = 256;
+
+/// The address of a record: `(subject, collection, record_id)`, each 1 to 256 bytes of
+/// UTF-8. For FHIR: subject = Patient id, collection = resourceType, record_id = id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordKey {
+    /// The data subject (patient) that owns the record.
+    pub subject: String,
+    /// The kind of document (e.g. a FHIR resourceType).
+    pub collection: String,
+    /// The document's id within its collection.
+    pub record_id: String,
+}
+
+impl RecordKey {
+    /// Builds a key (not yet validated; every vault call validates).
+    pub fn new(
+        subject: impl Into<String>,
+        collection: impl Into<String>,
+        record_id: impl Into<String>,
+    ) -> Self {
+        RecordKey {
+            subject: subject.into(),
+            collection: collection.into(),
+            record_id: record_id.into(),
+        }
+    }
+
+    /// Checks the length bounds. Fails with [`Error::InvalidInput`] naming the part.
+    pub fn validate(&self) -> Result<()> {
+        validate_id("subject", &self.subject)?;
+        validate_id("collection", &self.collection)?;
+        validate_id("record_id", &self.record_id)
+    }
+}
+
+/// Checks one id: 1 to [`MAX_ID_LEN`] bytes.
+pub(crate) fn validate_id(what: &str, s: &str) -> Result<()> {
+    if s.is_empty() {
+        return Err(Error::invalid(format!("{what} must not be empty")));
+    }
+    if s.len() > MAX_ID_LEN {
+        return Err(Error::invalid(format!(
+            "{what} longer than {MAX_ID_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// One plaintext field: its name and its CBOR-encoded value.
+pub(crate) struct PlainField {
+    pub name: String,
+    pub value: Zeroizing<Vec<u8>>,
+}
+
+/// Serializes `value` to CBOR and splits its top-level map into fields. Fails with
+/// [`Error::InvalidInput`] when the top level is not a map with text keys, when it is too
+/// large, or has too many fields, or a name too long, or a name twice.
+pub(crate) fn split_fields<T: Serialize + ?Sized>(value: &T) -> Result<Vec<PlainField>> {
+    let mut buf = Zeroizing::new(Vec::with_capacity(1024));
+    ciborium::into_writer(value, &mut *buf)
+        .map_err(|_| Error::invalid("the record could not be serialized"))?;
+    if buf.len() > MAX_RECORD_BYTES {
+        return Err(Error::invalid("record larger than 64 MiB"));
+    }
+    let b = &buf[..];
+    let (count, mut pos) = match head(b, 0)? {
+        (5, Arg::Len(n), p) => (Some(n), p),
+        (5, Arg::Indefinite, p) => (None, p),
+        _ => {
+            return Err(Error::invalid(
+                "a record's top level must be a map or struct",
+            ));
+        }
+    };
+    let mut fields = Vec::new();
+    let mut i = 0u64;
+    loop {
+        match count {
+            Some(n) if i >= n => break,
+            None if b.get(pos) == Some(&0xff) => break,
+            _ => {}
+        }
+        let name = match head(b, pos)? {
+            (3, Arg::Len(n), p) => {
+                let end = p
+                    .checked_add(usize::try_from(n).map_err(|_| bad_cbor())?)
+                    .ok_or_else(bad_cbor)?;
+                let s = b.get(p..end).ok_or_else(bad_cbor)?;
+                pos = end;
+                std::str::from_utf8(s).map_err(|_| bad_cbor())?.to_owned()
+            }
+            _ => return Err(Error::invalid("record field names must be strings")),
+        };
+        if name.len() > MAX_FIELD_NAME_LEN {
+            return Err(Error::invalid("field name longer than 1024 bytes"));
+        }
+        let end = skip(b, pos, 0)?;
+        fields.push(PlainField {
+            name,
+            value: Zeroizing::new(b[pos..end].to_vec()),
+        });
+        pos = end;
+        i += 1;
+        if fields.len() > MAX_FIELDS {
+            return Err(Error::invalid("record has more than 4096 fields"));
+        }
+    }
+    let mut names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(Error::invalid("record has a field name twice"));
+    }
+    Ok(fields)
+}
+
+/// Rebuilds a CBOR map from fields and deserializes it into `T`.
+pub(crate) fn join_fields<T: DeserializeOwned>(fields: &[PlainField]) -> Result<T> {
+    let total: usize = fields
+        .iter()
+        .map(|f| f.name.len() + f.value.len() + 10)
+        .sum();
+    let mut buf = Zeroizing::new(Vec::with_capacity(total + 9));
+    put_head(&mut buf, 5, fields.len() as u64);
+    for f in fields {
+        put_head(&mut buf, 3, f.name.len() as u64);
+        buf.extend_from_slice(f.name.as_bytes());
+        buf.extend_from_slice(&f.value);
+    }
+    ciborium::from_reader(&buf[..]).map_err(|e| match e {
+        ciborium::de::Error::Semantic(..) => {
+            Error::invalid("the stored record does not match the requested type")
+        }
+        _ => Error::integrity("field value: malformed CBOR"),
+    })
+}
+
+fn bad_cbor() -> Error {
+    Error::integrity("field value: malformed CBOR")
+}
+
+enum Arg {
+    Len(u64),
+    Indefinite,
+}
+
+/// Decodes a CBOR initial byte and argument at `pos`: (major type, argument, next pos).
+fn head(b: &[u8], pos: usize) -> Result<(u8, Arg, usize)> {
+    let ib = *b.get(pos).ok_or_else(bad_cbor)?;
+    let major = ib >> 5;
+    let ai = ib & 0x1f;
+    let p = pos + 1;
+    let (arg, next) = match ai {
+        0..=23 => (Arg::Len(u64::from(ai)), p),
+        24..=27 => {
+            let n = 1usize << (ai - 24);
+            let s = b.get(p..p + n).ok_or_else(bad_cbor)?;
+            let mut v = 0u64;
+            for x in s {
+                v = (v << 8) | u64::from(*x);
+            }
+            (Arg::Len(v), p + n)
+        }
+        31 => (Arg::Indefinite, p),
+        _ => return Err(bad_cbor()),
+    };
+    Ok((major, arg, next))
+}
+
+fn put_head(out: &mut Vec<u8>, major: u8, n: u64) {
+    let m = major << 5;
+    if n < 24 {
+        out.push(m | n as u8);
+    } else if n <= 0xff {
+        out.extend_from_slice(&[m | 24, n as u8]);
+    } else if n <= 0xffff {
+        out.push(m | 25);
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+    } else if n <= 0xffff_ffff {
+        out.push(m | 26);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        out.push(m | 27);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+/// Returns the position just past the CBOR data item at `pos` (RFC 8949 §3).
+fn skip(b: &[u8], pos: usize, depth: usize) -> Result<usize> {
+    if depth > MAX_CBOR_DEPTH {
+        return Err(Error::invalid("record nested too deeply"));
+    }
+    let (major, arg, mut p) = head(b, pos)?;
+    match (major, arg) {
+        (0 | 1, Arg::Len(_)) => Ok(p),
+        (2 | 3, Arg::Len(n)) => {
+            let end = p
+                .checked_add(usize::try_from(n).map_err(|_| bad_cbor())?)
+                .ok_or_else(bad_cbor)?;
+            if end > b.len() {
+                return Err(bad_cbor());
+            }
+            Ok(end)
+        }
+        (2..=5, Arg::Indefinite) => {
+            while b.get(p) != Some(&0xff) {
+                if p >= b.len() {
+                    return Err(bad_cbor());
+                }
+                p = skip(b, p, depth + 1)?;
+            }
+            Ok(p + 1)
+        }
+        (4 | 5, Arg::Len(n)) => {
+            let items = if major == 5 { n.saturating_mul(2) } else { n };
+            for _ in 0..items {
+                p = skip(b, p, depth + 1)?;
+            }
+            Ok(p)
+        }
+        (6, Arg::Len(_)) => skip(b, p, depth + 1),
+        (7, Arg::Len(_)) => Ok(p),
+        _ => Err(bad_cbor()),
+    }
+}
+
+/// Everything a record's AADs bind besides the field name.
+pub(crate) struct Binding<'a> {
+    pub vault_id: &'a [u8; 16],
+    pub storage_key: &'a [u8],
+    pub key: &'a RecordKey,
+    pub key_version: u32,
+}
+
+impl Binding<'_> {
+    fn meta_aad(&self) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(64);
+        aad.extend_from_slice(b"medvault/v1/record-meta");
+        aad.push(RECORD_VERSION);
+        aad.extend_from_slice(self.vault_id);
+        aad.extend_from_slice(&self.key_version.to_be_bytes());
+        put_lp16(&mut aad, self.storage_key);
+        aad
+    }
+
+    /// AAD prefix of every field; the field name is appended per field.
+    fn field_aad_prefix(&self) -> Vec<u8> {
+        let k = self.key;
+        let mut aad =
+            Vec::with_capacity(64 + k.subject.len() + k.collection.len() + k.record_id.len());
+        aad.extend_from_slice(b"medvault/v1/field");
+        aad.push(RECORD_VERSION);
+        aad.extend_from_slice(self.vault_id);
+        put_lp16(&mut aad, k.subject.as_bytes());
+        put_lp16(&mut aad, k.collection.as_bytes());
+        put_lp16(&mut aad, k.record_id.as_bytes());
+        aad.extend_from_slice(&self.key_version.to_be_bytes());
+        aad
+    }
+}
+
+/// Seals a record's fields into a record value (docs/FORMAT.md §5).
+pub(crate) fn seal_record(dek: &AeadKey, bind: &Binding<'_>, fields: &[PlainField]) -> Vec<u8> {
+    let k = bind.key;
+    let mut meta = Zeroizing::new(Vec::with_capacity(64));
+    put_lp16(&mut meta, k.collection.as_bytes());
+    put_lp16(&mut meta, k.record_id.as_bytes());
+    meta.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+    for f in fields {
+        put_lp16(&mut meta, f.name.as_bytes());
+    }
+    let payload: usize = fields.iter().map(|f| f.value.len() + 32).sum();
+    let mut out = Vec::with_capacity(16 + meta.len() + 32 + payload);
+    out.push(RECORD_VERSION);
+    out.extend_from_slice(&bind.key_version.to_be_bytes());
+    let sealed_meta = dek.seal(&bind.meta_aad(), &meta);
+    put_lp32(&mut out, &sealed_meta);
+    out.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+    let mut aad = bind.field_aad_prefix();
+    let base = aad.len();
+    for f in fields {
+        aad.truncate(base);
+        put_lp16(&mut aad, f.name.as_bytes());
+        let len_at = out.len();
+        out.extend_from_slice(&[0; 4]);
+        dek.seal_into(&aad, &f.value, &mut out);
+        let n = (out.len() - len_at - 4) as u32;
+        out[len_at..len_at + 4].copy_from_slice(&n.to_be_bytes());
+    }
+    out
+}
+
+/// A record value split into its parts, nothing opened yet.
+pub(crate) struct SealedRecord<'a> {
+    pub key_version: u32,
+    meta: &'a [u8],
+    fields: Vec<&'a [u8]>,
+}
+
+/// Parses a record value's structure (no decryption). [`Error::Integrity`] on any
+/// malformation, [`Error::UnsupportedVersion`] on an unknown version.
+pub(crate) fn parse_record(bytes: &[u8]) -> Result<SealedRecord<'_>> {
+    let mut r = Reader::new(bytes, "record value");
+    let v = r.u8()?;
+    if v != RECORD_VERSION {
+        return Err(Error::UnsupportedVersion {
+            what: "record value",
+            version: v,
+        });
+    }
+    let key_version = r.u32()?;
+    let meta = r.lp32(MAX_RECORD_BYTES)?;
+    let n = r.u16()? as usize;
+    if n > MAX_FIELDS || n * 4 > r.remaining() {
+        return Err(Error::integrity("record value: bad field count"));
+    }
+    let mut fields = Vec::with_capacity(n);
+    for _ in 0..n {
+        fields.push(r.lp32(MAX_RECORD_BYTES)?);
+    }
+    r.finish()?;
+    Ok(SealedRecord {
+        key_version,
+        meta,
+        fields,
+    })
+}
+
+/// The opened meta block of a record.
+pub(crate) struct Meta {
+    pub collection: String,
+    pub record_id: String,
+    pub names: Vec<String>,
+}
+
+impl SealedRecord<'_> {
+    /// Opens the meta block: collection, record id and field names.
+    pub fn open_meta(&self, dek: &AeadKey, bind: &Binding<'_>) -> Result<Meta> {
+        let pt = dek
+            .open(&bind.meta_aad(), self.meta)
+            .ok_or_else(|| Error::integrity("record meta: authentication failed"))?;
+        let mut r = Reader::new(&pt, "record meta");
+        let collection = r.str16()?.to_owned();
+        let record_id = r.str16()?.to_owned();
+        let n = r.u16()? as usize;
+        if n != self.fields.len() {
+            return Err(Error::integrity("record meta: field count mismatch"));
+        }
+        let mut names = Vec::with_capacity(n);
+        for _ in 0..n {
+            names.push(r.str16()?.to_owned());
+        }
+        r.finish()?;
+        Ok(Meta {
+            collection,
+            record_id,
+            names,
+        })
+    }
+
+    /// Opens the fields whose names pass `want` (all when `want` is `None`), in stored
+    /// order. [`Error::Integrity`] when any opened field fails.
+    pub fn open_fields(
+        &self,
+        dek: &AeadKey,
+        bind: &Binding<'_>,
+        meta: &Meta,
+        want: Option<&[&str]>,
+    ) -> Result<Vec<PlainField>> {
+        let mut aad = bind.field_aad_prefix();
+        let base = aad.len();
+        let mut out = Vec::with_capacity(want.map_or(meta.names.len(), |w| w.len()));
+        for (name, env) in meta.names.iter().zip(&self.fields) {
+            if let Some(w) = want
+                && !w.contains(&name.as_str())
+            {
+                continue;
+            }
+            aad.truncate(base);
+            put_lp16(&mut aad, name.as_bytes());
+            let value = dek
+                .open(&aad, env)
+                .ok_or_else(|| Error::integrity("field envelope: authentication failed"))?;
+            out.push(PlainField {
+                name: name.clone(),
+                value,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failure should abort the test
+mod tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+    use serde_json::json;
+
+    #[test]
+    fn split_join_roundtrip() {
+        let v = json!({"a": 1, "b": [1, 2, {"c": null}], "d": "x", "e": 1.5, "f": {"g": true}});
+        let f = split_fields(&v).unwrap();
+        assert_eq!(f.len(), 5);
+        let back: serde_json::Value = join_fields(&f).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn non_maps_are_refused() {
+        assert!(matches!(
+            split_fields(&json!([1, 2])),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(matches!(
+            split_fields(&json!("x")),
+            Err(Error::InvalidInput(_))
+        ));
+        assert!(matches!(split_fields(&5u32), Err(Error::InvalidInput(_))));
+        let mut m = std::collections::BTreeMap::new();
+        m.insert(1u32, 2u32);
+        assert!(matches!(split_fields(&m), Err(Error::InvalidInput(_))));
+    }
+
+    #[test]
+    fn seal_parse_open() {
+        let dek = AeadKey::new(&SecretKey::random());
+        let key = RecordKey::new("s", "c", "r");
+        let bind = Binding {
+            vault_id: &[1; 16],
+            storage_key: b"sk",
+            key: &key,
+            key_version: 3,
+        };
+        let v = json!({"name": "Ann", "age": 40});
+        let sealed = seal_record(&dek, &bind, &split_fields(&v).unwrap());
+        let p = parse_record(&sealed).unwrap();
+        assert_eq!(p.key_version, 3);
+        let meta = p.open_meta(&dek, &bind).unwrap();
+        assert_eq!(meta.names, vec!["age", "name"]);
+        let one = p.open_fields(&dek, &bind, &meta, Some(&["name"])).unwrap();
+        let got: serde_json::Value = join_fields(&one).unwrap();
+        assert_eq!(got, json!({"name": "Ann"}));
+        let other = RecordKey::new("s", "c", "r2");
+        let bind2 = Binding {
+            key: &other,
+            ..bind
+        };
+        assert!(p.open_fields(&dek, &bind2, &meta, None).is_err());
+    }
+}

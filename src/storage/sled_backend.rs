@@ -1,0 +1,140 @@
+//! The default backend: one sled 0.34 tree inside the vault directory, plus the header
+//! as a small file beside it (`VAULT/header`), so a wrong key is detected before sled is
+//! opened at all and no file changes.
+//!
+//! Every structure shares one tree: an atomic `Batch` within one tree is far cheaper than
+//! a transaction over two (DESIGN.md, storage facts).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{KeyValue, ScanIter, Storage, WriteBatch};
+use crate::error::StorageError;
+
+/// Name of the header file inside a vault directory.
+pub const HEADER_FILE: &str = "header";
+/// Name of the sled directory inside a vault directory.
+pub const DB_DIR: &str = "db";
+
+/// Tuning of the sled backend.
+#[derive(Clone, Debug)]
+pub struct SledOptions {
+    /// Page-cache budget in bytes (sled's `cache_capacity`). Bounds resident memory.
+    pub cache_bytes: u64,
+    /// Period of sled's background flush in milliseconds; `None` disables it.
+    pub flush_every_ms: Option<u64>,
+}
+
+impl Default for SledOptions {
+    fn default() -> Self {
+        SledOptions {
+            cache_bytes: 256 * 1024 * 1024,
+            flush_every_ms: Some(500),
+        }
+    }
+}
+
+/// A vault directory backed by sled.
+pub struct SledStorage {
+    dir: PathBuf,
+    db: sled::Db,
+}
+
+impl SledStorage {
+    /// Opens (creating if needed) the sled tree under `dir/db`.
+    pub fn open(dir: &Path, options: &SledOptions) -> Result<Self, StorageError> {
+        let db = sled::Config::new()
+            .path(dir.join(DB_DIR))
+            .cache_capacity(options.cache_bytes)
+            .flush_every_ms(options.flush_every_ms)
+            .open()?;
+        Ok(SledStorage {
+            dir: dir.to_path_buf(),
+            db,
+        })
+    }
+
+    /// Reads the header file of the vault at `dir` without opening sled; `None` when the
+    /// file does not exist. Bounded: a header larger than 64 KiB is refused.
+    pub fn read_header_at(dir: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+        let path = dir.join(HEADER_FILE);
+        match fs::metadata(&path) {
+            Ok(m) if m.len() > 64 * 1024 => {
+                return Err(StorageError::new("header file larger than 64 KiB"));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Some(fs::read(path)?))
+    }
+
+    /// Atomically replaces the header file of `dir`: write a temporary file, fsync it,
+    /// rename it over the old one, fsync the directory.
+    pub fn write_header_at(dir: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+        let tmp = dir.join("header.tmp");
+        {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, dir.join(HEADER_FILE))?;
+        fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+fn pair(r: sled::Result<(sled::IVec, sled::IVec)>) -> Result<KeyValue, StorageError> {
+    let (k, v) = r?;
+    Ok((k.to_vec(), v.to_vec()))
+}
+
+impl Storage for SledStorage {
+    fn read_header(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        Self::read_header_at(&self.dir)
+    }
+
+    fn write_header(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        Self::write_header_at(&self.dir, bytes)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(&self, start: &[u8], end: Option<&[u8]>) -> ScanIter<'_> {
+        match end {
+            Some(end) => Box::new(self.db.range(start.to_vec()..end.to_vec()).map(pair)),
+            None => Box::new(self.db.range(start.to_vec()..).map(pair)),
+        }
+    }
+
+    fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<KeyValue>, StorageError> {
+        match self.db.range(start.to_vec()..end.to_vec()).next_back() {
+            Some(r) => Ok(Some(pair(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn apply(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut b = sled::Batch::default();
+        for op in batch.ops {
+            match op {
+                super::Op::Put(k, v) => b.insert(k, v),
+                super::Op::Delete(k) => b.remove(k),
+            }
+        }
+        self.db.apply_batch(b)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StorageError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
