@@ -1,0 +1,223 @@
+//! Shared helpers of the integration tests: test vaults, access contexts, the lookup of
+//! the FHIR test data, file walking and hashing, and a parser of the record-value layout
+//! (docs/FORMAT.md §5) for tamper tests.
+
+// Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+// Tests: a failure should abort the test with the panic message.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use medvault::storage::MemoryStorage;
+use medvault::{
+    AccessContext, Durability, KdfParams, KeySource, LogEntry, LogQuery, Purpose, Vault,
+    VaultOptions,
+};
+use sha2::{Digest, Sha256};
+
+/// The raw root key of test vaults (no KDF: tests stay fast).
+pub const RAW_KEY: [u8; 32] = [0x42; 32];
+
+/// A key source for [`RAW_KEY`].
+pub fn raw_key() -> KeySource {
+    KeySource::raw(RAW_KEY)
+}
+
+/// Options for test vaults: cheap KDF, default durability.
+pub fn options() -> VaultOptions {
+    VaultOptions {
+        kdf: KdfParams::insecure_for_tests(),
+        ..VaultOptions::default()
+    }
+}
+
+/// Options with a chosen durability.
+pub fn options_with(durability: Durability) -> VaultOptions {
+    VaultOptions {
+        durability,
+        ..options()
+    }
+}
+
+/// A care context for `actor`.
+pub fn care(actor: &str) -> AccessContext {
+    AccessContext::new(actor, Purpose::Care)
+}
+
+/// The default test actor's context.
+pub fn ctx() -> AccessContext {
+    care("test-clinician")
+}
+
+/// A new vault in fresh memory storage; the storage handle shares its state.
+pub fn memory_vault() -> (MemoryStorage, Vault) {
+    let storage = MemoryStorage::new();
+    let vault = Vault::create_in(Box::new(storage.clone()), raw_key(), options()).unwrap();
+    (storage, vault)
+}
+
+/// Reopens the vault held in `storage` (the previous handle must be dropped).
+pub fn reopen(storage: &MemoryStorage) -> Vault {
+    Vault::open_in(Box::new(storage.clone()), raw_key(), options()).unwrap()
+}
+
+/// Every access-log entry (the query itself is logged after the results are gathered).
+pub fn all_entries(vault: &Vault) -> Vec<LogEntry> {
+    vault.audit_query(&ctx(), &LogQuery::default()).unwrap()
+}
+
+/// Where the FHIR R4 NDJSON test data lives: `$MEDVAULT_FHIR_DATA`, else
+/// `$CARGO_MANIFEST_DIR/../shared/data/fhir-r4-ndjson`. `None` (with a note on stderr)
+/// when absent, except under `CI=true`, where absence fails the test.
+pub fn fhir_data_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("MEDVAULT_FHIR_DATA") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/fhir-r4-ndjson"),
+    };
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "FHIR test data not found at {} (set MEDVAULT_FHIR_DATA); required under CI=true",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "note: FHIR test data not found at {}; skipping (set MEDVAULT_FHIR_DATA)",
+        dir.display()
+    );
+    None
+}
+
+/// Every regular file under `dir`, recursively, with its bytes, sorted by path.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                out.push((e.path(), std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// SHA-256 of every file under `dir`, by path relative to `dir`.
+pub fn hash_tree(dir: &Path) -> BTreeMap<PathBuf, [u8; 32]> {
+    files_under(dir)
+        .into_iter()
+        .map(|(p, bytes)| {
+            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+            (rel, Sha256::digest(&bytes).into())
+        })
+        .collect()
+}
+
+/// Copies directory `from` to `to` recursively (`to` must not exist).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// True when `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Raw pairs of `storage` whose key starts with `prefix` byte.
+pub fn raw_with_prefix(storage: &MemoryStorage, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
+    storage
+        .dump()
+        .into_iter()
+        .filter(|(k, _)| k.first() == Some(&prefix))
+        .collect()
+}
+
+/// A record value split into its parts (docs/FORMAT.md §5): `u8 version, u32
+/// key_version, u32 len + sealed meta, u16 n, n × (u32 len + field envelope)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordLayout {
+    pub version: u8,
+    pub key_version: u32,
+    pub meta: Vec<u8>,
+    pub fields: Vec<Vec<u8>>,
+}
+
+impl RecordLayout {
+    /// Parses a stored record value; `None` when malformed.
+    pub fn parse(b: &[u8]) -> Option<RecordLayout> {
+        let mut pos = 0usize;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let s = b.get(pos..pos.checked_add(n)?)?;
+            pos += n;
+            Some(s)
+        };
+        let version = take(1)?[0];
+        let key_version = u32::from_be_bytes(take(4)?.try_into().ok()?);
+        let mlen = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
+        let meta = take(mlen)?.to_vec();
+        let n = u16::from_be_bytes(take(2)?.try_into().ok()?);
+        let mut fields = Vec::new();
+        for _ in 0..n {
+            let flen = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
+            fields.push(take(flen)?.to_vec());
+        }
+        (pos == b.len()).then_some(RecordLayout {
+            version,
+            key_version,
+            meta,
+            fields,
+        })
+    }
+
+    /// Encodes the parts back into a record value.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.version];
+        out.extend_from_slice(&self.key_version.to_be_bytes());
+        out.extend_from_slice(&(self.meta.len() as u32).to_be_bytes());
+        out.extend_from_slice(&self.meta);
+        out.extend_from_slice(&(self.fields.len() as u16).to_be_bytes());
+        for f in &self.fields {
+            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            out.extend_from_slice(f);
+        }
+        out
+    }
+
+    /// Byte ranges of each field envelope's body (after its length prefix) in the
+    /// encoded value.
+    pub fn field_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        let mut pos = 1 + 4 + 4 + self.meta.len() + 2;
+        self.fields
+            .iter()
+            .map(|f| {
+                let start = pos + 4;
+                pos = start + f.len();
+                start..pos
+            })
+            .collect()
+    }
+}
+
+/// The raw value at `key` in `storage` (panics when absent).
+pub fn raw_get(storage: &MemoryStorage, key: &[u8]) -> Vec<u8> {
+    use medvault::storage::Storage;
+    storage.get(key).unwrap().unwrap()
+}
