@@ -10,7 +10,7 @@
 mod entry;
 
 pub use entry::{Action, LogEntry, Outcome, Target};
-pub(crate) use entry::{PendingEntry, hex, now_ms, open_target, seal_target};
+pub(crate) use entry::{PendingEntry, hex, open_target, seal_target};
 
 use std::sync::{Mutex, MutexGuard};
 
