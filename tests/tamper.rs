@@ -53,7 +53,10 @@ fn assert_reads_fail(vault: &Vault, k: &RecordKey, why: &str) {
     let whole: Result<Value> = vault.get(&ctx(), k);
     assert!(is_integrity(&whole), "{why}: get gave {whole:?}");
     let fields: Result<Value> = vault.get_fields(&ctx(), k, &ALL);
-    assert!(is_integrity(&fields), "{why}: get_fields(all) gave {fields:?}");
+    assert!(
+        is_integrity(&fields),
+        "{why}: get_fields(all) gave {fields:?}"
+    );
     let scan: Result<Vec<(RecordKey, Value)>> = vault.records_of(&ctx(), &k.subject, None);
     assert!(is_integrity(&scan), "{why}: records_of gave {scan:?}");
 }
@@ -142,9 +145,7 @@ fn unknown_record_format_version_is_unsupported() {
         for r in [
             vault.get::<Value>(&ctx(), &k).map(|_| ()),
             vault.get_fields::<Value>(&ctx(), &k, &["code"]).map(|_| ()),
-            vault
-                .records_of::<Value>(&ctx(), "alice", None)
-                .map(|_| ()),
+            vault.records_of::<Value>(&ctx(), "alice", None).map(|_| ()),
         ] {
             assert!(
                 matches!(r, Err(Error::UnsupportedVersion { version, .. }) if version == v),
