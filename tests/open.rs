@@ -111,7 +111,7 @@ fn rechecksum(h: &mut [u8]) {
     h[n..].copy_from_slice(&sum);
 }
 
-// Header layout (docs/FORMAT.md §2): version u8, magic [4], vault_id [16], then the root
+// Header layout (docs/FORMAT.md §3): version u8, magic [4], vault_id [16], then the root
 // spec: kind u8, memory_kib u32, iterations u32, lanes u32, salt [16], ...
 const MEMORY_AT: usize = 22;
 const ITERATIONS_AT: usize = 26;
@@ -392,4 +392,38 @@ fn emergency_without_reason_is_denied_and_logged() {
     let last = all.last().unwrap();
     assert_eq!(last.outcome, Outcome::Ok);
     assert_eq!(last.reason.as_deref(), Some("unconscious patient in ER"));
+}
+
+#[test]
+fn an_open_waits_for_a_closing_handle_to_release_the_lock() {
+    // sled releases its file lock from background threads a moment after the last
+    // handle is dropped (sled issue #1234); on a loaded machine, a vault closed and
+    // reopened at once in one process met the lock still held. Here another handle
+    // holds the lock for 200 ms while the open starts: the open waits for it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let first = Vault::create_with(&dir, raw_key(), common::options()).unwrap();
+    first
+        .put(&ctx(), &RecordKey::new("p", "c", "r"), &json!({"a": 1}))
+        .unwrap();
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        drop(first);
+    });
+    let second = Vault::open_with(&dir, raw_key(), common::options());
+    closer.join().unwrap();
+    let second = second.unwrap_or_else(|e| panic!("open while the lock was released: {e}"));
+    let got: Value = second.get(&ctx(), &RecordKey::new("p", "c", "r")).unwrap();
+    assert_eq!(got, json!({"a": 1}));
+}
+
+#[test]
+fn a_vault_held_open_is_in_use_not_a_hang() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let _held = Vault::create_with(&dir, raw_key(), common::options()).unwrap();
+    match Vault::open_with(&dir, raw_key(), common::options()) {
+        Err(Error::Storage(e)) => assert!(e.to_string().contains("in use"), "{e}"),
+        other => panic!("expected a storage error, got {:?}", other.map(|_| ())),
+    }
 }
