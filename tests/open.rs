@@ -427,3 +427,78 @@ fn a_vault_held_open_is_in_use_not_a_hang() {
         other => panic!("expected a storage error, got {:?}", other.map(|_| ())),
     }
 }
+
+#[test]
+fn an_interrupted_create_can_be_retried() {
+    // The header is written last; a create that fails before it leaves only the
+    // log's first entry and head behind. That is no vault: open says NotFound, and a
+    // new create must succeed over it.
+    let s = MemoryStorage::new();
+    s.set_faults(medvault::storage::FaultPlan {
+        fail_header_writes: true,
+        ..Default::default()
+    });
+    let r = Vault::create_in(Box::new(s.clone()), raw_key(), common::options()).map(|_| ());
+    assert!(matches!(r, Err(Error::Storage(_))), "{r:?}");
+    s.set_faults(medvault::storage::FaultPlan::default());
+    let r = Vault::open_in(Box::new(s.clone()), raw_key(), common::options()).map(|_| ());
+    assert!(matches!(r, Err(Error::NotFound)), "{r:?}");
+    let v = Vault::create_in(Box::new(s.clone()), raw_key(), common::options()).unwrap();
+    let k = RecordKey::new("p", "c", "r");
+    v.put(&ctx(), &k, &json!({"a": 1})).unwrap();
+    assert_eq!(v.verify(&ctx(), None).unwrap(), 2);
+    drop(v);
+    let v = common::reopen(&s);
+    assert_eq!(v.get::<Value>(&ctx(), &k).unwrap(), json!({"a": 1}));
+}
+
+#[test]
+fn create_never_overwrites_a_database_whose_header_is_lost() {
+    // Memory: the pairs of a vault with records, without its header.
+    let (s, v) = memory_vault();
+    v.put(&ctx(), &RecordKey::new("p", "c", "r"), &json!({"a": 1}))
+        .unwrap();
+    drop(v);
+    let headless = MemoryStorage::new();
+    for (k, val) in s.dump() {
+        headless.raw_put(&k, &val);
+    }
+    let before = headless.dump();
+    let r = Vault::create_in(Box::new(headless.clone()), raw_key(), common::options());
+    assert!(
+        matches!(r, Err(Error::AlreadyExists)),
+        "{:?}",
+        r.map(|_| ())
+    );
+    assert_eq!(
+        headless.dump(),
+        before,
+        "the refused create changed the store"
+    );
+
+    // Sled: a vault directory whose header file was deleted. (sled's own recovery may
+    // rewrite its files when opened; the logical content must stay.)
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    passphrase_vault(&dir);
+    let header = std::fs::read(dir.join("header")).unwrap();
+    std::fs::remove_file(dir.join("header")).unwrap();
+    let r = Vault::create(&dir, raw_key(), KdfParams::insecure_for_tests());
+    assert!(
+        matches!(r, Err(Error::AlreadyExists)),
+        "{:?}",
+        r.map(|_| ())
+    );
+    drop(r);
+    assert!(
+        !dir.join("header").exists(),
+        "the refused create wrote a header"
+    );
+    std::fs::write(dir.join("header"), header).unwrap();
+    let v = Vault::open(&dir, KeySource::passphrase(PASS)).unwrap();
+    let got: Value = v
+        .get(&ctx(), &RecordKey::new("p1", "Observation", "o1"))
+        .unwrap();
+    assert_eq!(got, json!({"value": 1, "unit": "mmHg"}));
+    v.verify(&ctx(), None).unwrap();
+}
