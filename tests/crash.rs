@@ -1,7 +1,8 @@
 //! Guards crash atomicity and durability (issue 3 acceptance 3, invariant 4): a writer
 //! killed with SIGKILL at random points leaves a vault that opens, verifies, and where
 //! records and write entries match one to one; a batch is all or nothing; with
-//! `Durability::Writes` every acknowledged write survives.
+//! `Durability::Writes` every acknowledged write survives; a create killed at any point
+//! leaves either no vault (and a new create works) or a whole one.
 
 // Tests: a failure should abort the test with the panic message.
 #![allow(clippy::unwrap_used)]
@@ -49,6 +50,14 @@ fn crash_child() {
     };
     let seed: u64 = seed.to_str().unwrap().parse().unwrap();
     let dir = PathBuf::from(dir);
+    if std::env::var(ENV_DURABILITY).as_deref() == Ok("create") {
+        // Create a vault, then idle until killed.
+        let v = Vault::create_with(&dir, raw_key(), options_with(Durability::Writes)).unwrap();
+        writeln!(std::io::stdout(), "CREATED").unwrap();
+        std::thread::sleep(Duration::from_secs(60));
+        drop(v);
+        return;
+    }
     let vault = open(&dir, durability_from_env());
     let ctx = care("crash-writer");
     let mut rng = StdRng::seed_from_u64(seed);
@@ -224,4 +233,46 @@ fn background_durability_stays_atomic_under_sigkill() {
     const ROUNDS: u64 = 10;
     let (kills_after_acks, _, _) = kill_rounds(Durability::Background, ROUNDS, 0xbac4);
     assert!(kills_after_acks >= ROUNDS / 2);
+}
+
+#[test]
+fn a_create_killed_at_any_point_leaves_no_vault_or_a_whole_one() {
+    const ROUNDS: u64 = 12;
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = StdRng::seed_from_u64(0xc4ea7e);
+    let mut whole = 0;
+    for round in 0..ROUNDS {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("v");
+        let mut child = Command::new(&exe)
+            .args(["--exact", CHILD, "--nocapture", "--ignored"])
+            .env(ENV_DIR, &dir)
+            .env(ENV_SEED, round.to_string())
+            .env(ENV_DURABILITY, "create")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..40)));
+        child.kill().unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.signal(), Some(9), "round {round}");
+        let created = String::from_utf8_lossy(&out.stdout).contains("CREATED");
+        let c = care("crash-auditor");
+        match Vault::open_with(&dir, raw_key(), options_with(Durability::Writes)) {
+            Ok(v) => {
+                whole += 1;
+                assert_eq!(v.verify(&c, None).unwrap(), 2, "round {round}");
+            }
+            Err(medvault::Error::NotFound) => {
+                assert!(!created, "round {round}: an acknowledged create is gone");
+                // No vault: a new create over the remains works.
+                let v = Vault::create_with(&dir, raw_key(), options_with(Durability::Writes))
+                    .unwrap_or_else(|e| panic!("round {round}: create after the kill: {e}"));
+                assert_eq!(v.verify(&c, None).unwrap(), 1);
+            }
+            Err(e) => panic!("round {round}: {e}"),
+        }
+    }
+    eprintln!("create: {ROUNDS} kills, {whole} left a whole vault");
 }
