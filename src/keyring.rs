@@ -186,7 +186,7 @@ pub(crate) struct Keyring {
     vault_id: [u8; 16],
     keks: Mutex<Keks>,
     cache: Mutex<Cache>,
-    /// Serializes creation of a subject's first keys.
+    /// Serializes cache misses (loads and first-write creations) with erasures.
     create: Mutex<()>,
 }
 
@@ -312,6 +312,26 @@ impl Keyring {
         if let Some(k) = self.cached(tag) {
             return Ok(Some(k));
         }
+        let _g = self.loading();
+        self.load_locked(tag, read)
+    }
+
+    /// Serializes cache misses with erasure: the read of a key entry and its insertion
+    /// into the cache happen under this lock, and an erasure holds it while it deletes
+    /// the entry and evicts it. So no load can read an entry before an erasure and cache
+    /// it after (which would let a writer seal a record under destroyed keys).
+    pub fn loading(&self) -> MutexGuard<'_, ()> {
+        self.create.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn load_locked(
+        &self,
+        tag: &SubjectTag,
+        read: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>>,
+    ) -> Result<Option<Arc<SubjectKeys>>> {
+        if let Some(k) = self.cached(tag) {
+            return Ok(Some(k));
+        }
         let Some(bytes) = read(&entry_key(tag))? else {
             return Ok(None);
         };
@@ -328,11 +348,11 @@ impl Keyring {
         subject: &str,
         read: impl Fn(&[u8]) -> Result<Option<Vec<u8>>>,
     ) -> Result<Arc<SubjectKeys>> {
-        if let Some(k) = self.load(tag, &read)? {
+        if let Some(k) = self.cached(tag) {
             return Ok(k);
         }
-        let _g = self.create.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = self.load(tag, &read)? {
+        let _g = self.loading();
+        if let Some(k) = self.load_locked(tag, &read)? {
             return Ok(k);
         }
         let dek = SecretKey::random();

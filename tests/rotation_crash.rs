@@ -4,6 +4,8 @@
 //! one key version, and a resumed rotation finishes.
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test
 
+mod common;
+
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,22 +26,7 @@ fn ctx() -> AccessContext {
 }
 
 fn data_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("MEDVAULT_FHIR_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/fhir-r4-ndjson")
-        });
-    let d = base.join("1144-patients");
-    if d.is_dir() {
-        return Some(d);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "test data missing under CI: {}",
-        d.display()
-    );
-    eprintln!("skipping: {} not found", d.display());
-    None
+    Some(common::fhir_data_dir()?.join("1144-patients"))
 }
 
 fn key(generation: u8) -> KeySource {

@@ -700,6 +700,8 @@ impl Vault {
             let mut e = PendingEntry::new(ctx, Action::Erase, Outcome::Ok);
             e.subject = Some((tag, Vec::new()));
             e.note = format!("records={n}");
+            // No load may read the entry now and cache it after the erasure.
+            let _loading = self.keyring.loading();
             let cached = self.keyring.cached(&tag);
             if let Some(k) = &cached {
                 k.lock().erased = true;
