@@ -498,6 +498,44 @@ impl Vault {
         let _ = self.commit(WriteBatch::new(), vec![e], &[], false);
     }
 
+    /// [`Vault::guarded`] for an operation on one record: a failure is logged naming the
+    /// record (sealed under the subject's audit key when the subject exists), so a
+    /// failed or denied attempt on a patient's file shows up in that patient's trail.
+    fn guarded_record<T>(
+        &self,
+        ctx: &AccessContext,
+        action: Action,
+        key: &RecordKey,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let r = ctx.validate().and_then(|_| f());
+        if r.is_err() {
+            let tag = self.subject_tag(&key.subject);
+            let keys = if key.validate().is_ok() {
+                self.keyring.load(&tag, self.read_fn()).ok().flatten()
+            } else {
+                None
+            };
+            let target = Target {
+                subject: key.subject.clone(),
+                collection: Some(key.collection.clone()),
+                record_id: Some(key.record_id.clone()),
+                fields: Vec::new(),
+            };
+            let e = self.entry_for(
+                ctx,
+                action,
+                Outcome::of(&r),
+                keys.as_deref(),
+                Some(tag),
+                Some(&target),
+            );
+            let subs: Vec<&Arc<SubjectKeys>> = keys.iter().collect();
+            let _ = self.commit(WriteBatch::new(), vec![e], &subs, false);
+        }
+        r
+    }
+
     /// Validates the context and runs `f`; a failure before commit is logged.
     fn guarded<T>(
         &self,
@@ -638,7 +676,7 @@ impl Vault {
     /// there is no such record.
     pub fn delete(&self, ctx: &AccessContext, key: &RecordKey) -> Result<()> {
         let tag = self.subject_tag(&key.subject);
-        let r = self.guarded(ctx, Action::Delete, Some(tag), || {
+        let r = self.guarded_record(ctx, Action::Delete, key, || {
             key.validate()?;
             let sk = self.record_storage_key(&tag, key);
             if self.storage.get(&sk)?.is_none() {
@@ -770,7 +808,7 @@ impl Vault {
         want: Option<&[&str]>,
     ) -> Result<T> {
         let tag = self.subject_tag(&key.subject);
-        let (value, keys, names) = self.guarded(ctx, Action::Read, Some(tag), || {
+        let (value, keys, names) = self.guarded_record(ctx, Action::Read, key, || {
             key.validate()?;
             let sk = self.record_storage_key(&tag, key);
             let mut attempts = 0;
