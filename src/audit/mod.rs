@@ -399,7 +399,7 @@ impl AuditLog {
             let pt = self
                 .seal_key(seq)
                 .open(&body_aad(&self.vault_id, seq), sealed)
-                .ok_or_else(|| Error::LogTampered {
+                .ok_or(Error::LogTampered {
                     seq,
                     what: "entry body fails authentication",
                 })?;

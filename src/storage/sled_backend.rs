@@ -202,7 +202,7 @@ impl Storage for SledStorage {
                 let (k, v) = item?;
                 batch.insert(k, v);
                 n += 1;
-                if n % 4096 == 0 {
+                if n.is_multiple_of(4096) {
                     fresh.apply_batch(std::mem::take(&mut batch))?;
                 }
             }

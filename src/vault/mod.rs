@@ -816,6 +816,21 @@ impl Vault {
         bytes: &[u8],
         want: Option<&[&str]>,
     ) -> Result<(Vec<PlainField>, RecordKey)> {
+        self.open_record_of(keys, storage_key, expect, bytes, want, None)?
+            .ok_or_else(|| Error::integrity("record meta: unexpected collection"))
+    }
+
+    /// [`Vault::open_record`] that returns `None`, without opening any field, when the
+    /// record's collection is not `only_collection`.
+    fn open_record_of(
+        &self,
+        keys: &SubjectKeys,
+        storage_key: &[u8],
+        expect: Option<&RecordKey>,
+        bytes: &[u8],
+        want: Option<&[&str]>,
+        only_collection: Option<&str>,
+    ) -> Result<Option<(Vec<PlainField>, RecordKey)>> {
         let sealed = parse_record(bytes)?;
         let dek = keys.dek(sealed.key_version)?;
         let vid = self.vault_id();
@@ -840,9 +855,12 @@ impl Vault {
                 "record meta: ids do not match the record key",
             ));
         }
+        if only_collection.is_some_and(|c| c != key.collection) {
+            return Ok(None);
+        }
         let bind = Binding { key: &key, ..bind };
         let fields = sealed.open_fields(&dek.aead, &bind, &meta, want)?;
-        Ok((fields, key))
+        Ok(Some((fields, key)))
     }
 
     /// Reads every record of `subject` (optionally only of `collection`), each into `T`,
@@ -865,11 +883,11 @@ impl Vault {
             let mut out = Vec::new();
             for item in self.storage.scan(&prefix, end.as_deref()) {
                 let (k, v) = item?;
-                let (fields, key) = self.open_record(&keys, &k, None, &v, None)?;
-                if collection.is_some_and(|c| c != key.collection) {
-                    continue;
+                if let Some((fields, key)) =
+                    self.open_record_of(&keys, &k, None, &v, None, collection)?
+                {
+                    out.push((key, join_fields::<T>(&fields)?));
                 }
-                out.push((key, join_fields::<T>(&fields)?));
             }
             Ok((out, Some(keys)))
         })?;

@@ -24,7 +24,19 @@ const ROTATION_KEY: &[u8] = b"c";
 /// Rotation-state format version.
 pub const ROTATION_STATE_VERSION: u8 = 1;
 /// Records re-encrypted per atomic batch.
-const REKEY_BATCH: usize = 256;
+const REKEY_BATCH: usize = 512;
+/// Subjects rotated together: one commit adds their new versions, one retires the old
+/// ones and advances the cursor past the group.
+const SUBJECT_GROUP: usize = 128;
+
+/// A re-encryption batch being built.
+#[derive(Default)]
+struct Rekey {
+    batch: WriteBatch,
+    expected: Vec<(Vec<u8>, Vec<u8>)>,
+    uses: Vec<(SubjectTag, u32)>,
+    entries: Vec<PendingEntry>,
+}
 /// Subject entries rewrapped per atomic batch during a root-key rotation.
 const REWRAP_BATCH: usize = 1024;
 
@@ -71,14 +83,18 @@ struct Meter {
 }
 
 impl Meter {
-    fn tick(&mut self, n: u64, progress: &mut dyn FnMut(Progress)) {
-        self.done += n;
+    fn progress(&self) -> Progress {
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
-        progress(Progress {
+        Progress {
             done: self.done,
             total: self.total,
             rate_per_sec: self.done as f64 / secs,
-        });
+        }
+    }
+
+    fn tick(&mut self, n: u64, progress: &mut dyn FnMut(Progress)) {
+        self.done += n;
+        progress(self.progress());
     }
 }
 
@@ -284,13 +300,18 @@ impl Vault {
             rate_per_sec: 0.0,
         });
         let mut report = RotationReport::default();
-        for tag in tags {
-            if let Some(keys) = self.keyring.load(&tag, self.read_fn())? {
-                report.records += self.rotate_subject(ctx, &keys, &mut meter, progress)?;
-                report.subjects += 1;
+        for group in tags.chunks(SUBJECT_GROUP) {
+            let mut held = Vec::with_capacity(group.len());
+            for tag in group {
+                if let Some(keys) = self.keyring.load(tag, self.read_fn())? {
+                    held.push(keys);
+                }
             }
-            state.cursor = Some(tag);
-            self.retire_old_versions(ctx, &tag, &state)?;
+            self.add_versions(ctx, &held)?;
+            report.records += self.reencrypt(ctx, &held, &mut meter, progress)?;
+            report.subjects += held.len() as u64;
+            state.cursor = group.last().copied();
+            self.retire_old_versions(ctx, &held, &state, &mut meter, progress)?;
         }
         let mut batch = WriteBatch::new();
         batch.delete(ROTATION_KEY.to_vec());
@@ -303,67 +324,15 @@ impl Vault {
         Ok(report)
     }
 
-    /// Gives `keys` a new version unless a resumed rotation already did, then
-    /// re-encrypts every record not yet under the current version.
-    fn rotate_subject(
-        &self,
-        ctx: &AccessContext,
-        keys: &Arc<SubjectKeys>,
-        meter: &mut Meter,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<u64> {
-        if keys.versions().len() == 1 {
-            let v = self.keyring.add_version(keys)?;
-            let target = Target {
-                subject: keys.subject.to_string(),
-                ..Target::default()
-            };
-            let mut e = self.entry_for(
-                ctx,
-                Action::KeyRotation,
-                Outcome::Ok,
-                Some(keys),
-                None,
-                Some(&target),
-            );
-            e.note = format!("data key v{v} created");
-            self.commit(WriteBatch::new(), vec![e], &[keys], true)?;
-        }
-        let prefix = Self::subject_records_prefix(&keys.tag);
-        let end = prefix_end(&prefix);
-        let mut start = prefix.clone();
-        let mut rekeyed = 0u64;
-        let vid = self.vault_id();
-        loop {
-            let current = keys.current_dek(0)?;
-            let chunk: Vec<(Vec<u8>, Vec<u8>)> = self
-                .storage
-                .scan(&start, end.as_deref())
-                .take(REKEY_BATCH)
-                .collect::<std::result::Result<_, _>>()?;
-            let Some((last, _)) = chunk.last() else { break };
-            let mut next = last.clone();
-            next.push(0);
-            start = next;
-            let mut batch = WriteBatch::new();
-            let mut expected = Vec::new();
-            for (k, v) in &chunk {
-                if parse_record(v)?.key_version == current.version {
-                    continue;
-                }
-                let (fields, key) = self.open_record(keys, k, None, v, None)?;
-                let dek = keys.current_dek(fields.len() as u64 + 1)?;
-                let bind = Binding {
-                    vault_id: &vid,
-                    storage_key: k,
-                    key: &key,
-                    key_version: dek.version,
-                };
-                batch.put(k.clone(), seal_record(&dek.aead, &bind, &fields));
-                expected.push((k.clone(), v.clone()));
-            }
-            let n = expected.len() as u64;
-            if n > 0 {
+    /// Gives each subject a new data-key version, unless a resumed rotation (or an
+    /// automatic rotation) already left it with more than one; one commit, one entry
+    /// per subject.
+    fn add_versions(&self, ctx: &AccessContext, held: &[Arc<SubjectKeys>]) -> Result<()> {
+        let mut entries = Vec::new();
+        let mut touched = Vec::new();
+        for keys in held {
+            if keys.versions().len() == 1 {
+                let v = self.keyring.add_version(keys)?;
                 let target = Target {
                     subject: keys.subject.to_string(),
                     ..Target::default()
@@ -376,88 +345,181 @@ impl Vault {
                     None,
                     Some(&target),
                 );
-                e.note = format!("re-encrypted {n} records under v{}", current.version);
-                let uses = [(keys.tag, current.version)];
-                self.commit_with(batch, vec![e], &[keys], &uses, true, |b| {
-                    // Keep only records nobody rewrote since we read them: a concurrent
-                    // write is already under the current version (or is caught later).
-                    let mut stale = Vec::new();
-                    for (k, old) in &expected {
-                        if self.storage.get(k)?.as_deref() != Some(old.as_slice()) {
-                            stale.push(k.clone());
-                        }
-                    }
-                    b.ops.retain(|op| match op {
-                        crate::storage::Op::Put(k, _) => !stale.contains(k),
-                        crate::storage::Op::Delete(_) => true,
-                    });
-                    Ok(())
-                })?;
-                rekeyed += n;
+                e.note = format!("data key v{v} created");
+                entries.push(e);
+                touched.push(keys);
             }
-            meter.tick(chunk.len() as u64, progress);
         }
+        if !entries.is_empty() {
+            self.commit(WriteBatch::new(), entries, &touched, false)?;
+        }
+        Ok(())
+    }
+
+    /// Re-encrypts every record of `held` not under its subject's current version, in
+    /// atomic batches of [`REKEY_BATCH`] records; a record rewritten concurrently since it
+    /// was read is left alone (compare-and-set under the commit lock). Returns the number
+    /// of records re-encrypted.
+    fn reencrypt(
+        &self,
+        ctx: &AccessContext,
+        held: &[Arc<SubjectKeys>],
+        meter: &mut Meter,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64> {
+        let vid = self.vault_id();
+        let mut rekeyed = 0u64;
+        let mut pending = Rekey::default();
+        for keys in held {
+            let prefix = Self::subject_records_prefix(&keys.tag);
+            let end = prefix_end(&prefix);
+            let current = keys.current_dek(0)?.version;
+            let mut count = 0u64;
+            for item in self.storage.scan(&prefix, end.as_deref()) {
+                let (k, v) = item?;
+                meter.tick(1, &mut |_| {});
+                if parse_record(&v)?.key_version == current {
+                    continue;
+                }
+                let (fields, key) = self.open_record(keys, &k, None, &v, None)?;
+                let dek = keys.current_dek(fields.len() as u64 + 1)?;
+                let bind = Binding {
+                    vault_id: &vid,
+                    storage_key: &k,
+                    key: &key,
+                    key_version: dek.version,
+                };
+                pending
+                    .batch
+                    .put(k.clone(), seal_record(&dek.aead, &bind, &fields));
+                pending.expected.push((k, v));
+                pending.uses.push((keys.tag, dek.version));
+                count += 1;
+                if pending.expected.len() >= REKEY_BATCH {
+                    rekeyed += self.commit_rekey(ctx, std::mem::take(&mut pending), held)?;
+                    progress(meter.progress());
+                }
+            }
+            if count > 0 {
+                let target = Target {
+                    subject: keys.subject.to_string(),
+                    ..Target::default()
+                };
+                let mut e = self.entry_for(
+                    ctx,
+                    Action::KeyRotation,
+                    Outcome::Ok,
+                    Some(keys),
+                    None,
+                    Some(&target),
+                );
+                e.note = format!("re-encrypted {count} records under v{current}");
+                pending.entries.push(e);
+            }
+        }
+        rekeyed += self.commit_rekey(ctx, pending, held)?;
+        progress(meter.progress());
         Ok(rekeyed)
     }
 
-    /// Retires every version of `tag` but the current one, in the batch that advances
-    /// the rotation cursor; if records still use an old version (written concurrently),
-    /// they are re-encrypted first.
+    fn commit_rekey(
+        &self,
+        ctx: &AccessContext,
+        p: Rekey,
+        held: &[Arc<SubjectKeys>],
+    ) -> Result<u64> {
+        if p.expected.is_empty() && p.entries.is_empty() {
+            return Ok(0);
+        }
+        let n = p.expected.len() as u64;
+        let mut entries = p.entries;
+        if entries.is_empty() {
+            let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
+            e.note = format!("re-encrypted {n} records");
+            entries.push(e);
+        }
+        let mut uses = p.uses;
+        uses.sort_unstable();
+        uses.dedup();
+        let refs: Vec<&Arc<SubjectKeys>> = held.iter().collect();
+        let expected = p.expected;
+        self.commit_with(p.batch, entries, &refs, &uses, false, |b| {
+            // Keep only records nobody rewrote since we read them: a concurrent write is
+            // already under the current version (or is caught before retirement).
+            let mut stale = Vec::new();
+            for (k, old) in &expected {
+                if self.storage.get(k)?.as_deref() != Some(old.as_slice()) {
+                    stale.push(k.clone());
+                }
+            }
+            if !stale.is_empty() {
+                b.ops.retain(|op| match op {
+                    crate::storage::Op::Put(k, _) => !stale.contains(k),
+                    crate::storage::Op::Delete(_) => true,
+                });
+            }
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// Retires every version but the current one of each subject of `held`, in the batch
+    /// that advances the rotation cursor, and only if no record uses them (checked under
+    /// the commit lock); records written concurrently under an old version are
+    /// re-encrypted first.
     fn retire_old_versions(
         &self,
         ctx: &AccessContext,
-        tag: &SubjectTag,
+        held: &[Arc<SubjectKeys>],
         state: &RotationState,
+        meter: &mut Meter,
+        progress: &mut dyn FnMut(Progress),
     ) -> Result<()> {
         for _ in 0..8 {
-            let keys = self.keyring.load(tag, self.read_fn())?;
-            let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
             let mut batch = WriteBatch::new();
             batch.put(ROTATION_KEY.to_vec(), self.encode_rotation_state(state));
-            let Some(keys) = keys else {
-                // Erased meanwhile: just advance the cursor.
-                e.note = "rotation cursor advanced past an erased subject".into();
-                self.commit(batch, vec![e], &[], true)?;
-                return Ok(());
-            };
-            let current = keys.current_dek(0)?.version;
-            let old: Vec<u32> = keys
-                .versions()
-                .into_iter()
-                .filter(|v| *v != current)
-                .collect();
+            let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
+            e.note = format!("retired old data-key versions of {} subjects", held.len());
+            let refs: Vec<&Arc<SubjectKeys>> = held.iter().collect();
             let mut in_use = false;
-            let r = self.commit_with(batch, vec![], &[&keys], &[], true, |b| {
-                if self.count_on_versions(tag, None, current)? > 0 {
-                    in_use = true;
-                    return Err(Error::KeyInUse {
-                        version: 0,
-                        records: 0,
-                    });
+            let r = self.commit_with(batch, vec![e], &refs, &[], true, |b| {
+                for keys in held {
+                    let current = keys.current_dek(0)?.version;
+                    if self.count_on_versions(&keys.tag, None, current)? > 0 {
+                        in_use = true;
+                        return Err(Error::KeyInUse {
+                            version: 0,
+                            records: 0,
+                        });
+                    }
                 }
-                for v in &old {
-                    self.keyring.remove_version(&keys, *v)?;
-                }
-                if !old.is_empty() {
-                    b.put(entry_key(tag), self.keyring.encode_entry(&keys));
+                for keys in held {
+                    let current = keys.current_dek(0)?.version;
+                    let old: Vec<u32> = keys
+                        .versions()
+                        .into_iter()
+                        .filter(|v| *v != current)
+                        .collect();
+                    for v in &old {
+                        self.keyring.remove_version(keys, *v)?;
+                    }
+                    if !old.is_empty() {
+                        b.put(entry_key(&keys.tag), self.keyring.encode_entry(keys));
+                    }
                 }
                 Ok(())
             });
             match r {
-                Ok(_) => {
-                    e.subject = Some((*tag, Vec::new()));
-                    e.note = format!("retired data-key versions {old:?}; current v{current}");
-                    // The retirement entry itself (pseudonym only: the ids stay sealed).
-                    self.commit(WriteBatch::new(), vec![e], &[], true)?;
-                    return Ok(());
-                }
+                Ok(_) => return Ok(()),
                 Err(Error::KeyInUse { .. }) if in_use => {
-                    let mut meter = Meter {
+                    // Rare (a write raced the rotation): not counted as progress again.
+                    let mut quiet = Meter {
                         start: Instant::now(),
-                        done: 0,
-                        total: 0,
+                        done: meter.done,
+                        total: meter.total,
                     };
-                    self.rotate_subject(ctx, &keys, &mut meter, &mut |_| {})?;
+                    self.reencrypt(ctx, held, &mut quiet, &mut |_| {})?;
+                    let _ = &progress;
                 }
                 Err(e) => return Err(e),
             }
@@ -486,6 +548,9 @@ impl Vault {
                 .ok_or(Error::NotFound)?;
             if !keys.has_version(version) {
                 return Err(Error::UnknownKeyVersion(version));
+            }
+            if keys.current_dek(0)?.version == version {
+                return Err(Error::invalid("cannot retire the current data-key version"));
             }
             let target = Target {
                 subject: subject.to_owned(),
