@@ -7,7 +7,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use common::{Medvault, by_type_and_id, fhir_data, needles_found_under};
+use common::{Medvault, by_type_and_id, copy_tree, fhir_data_dir, needles_found_under};
 use serde_json::{Value, json};
 
 fn s(p: &Path) -> &str {
@@ -68,7 +68,7 @@ fn records_by_subject(
 
 #[test]
 fn import_then_export_13_patients_round_trips_every_resource() {
-    let Some(data) = fhir_data() else { return };
+    let Some(data) = fhir_data_dir() else { return };
     let input = data.join("13-patients");
     let tmp = tempfile::tempdir().unwrap();
     let vault = tmp.path().join("v");
@@ -125,7 +125,7 @@ fn import_then_export_13_patients_round_trips_every_resource() {
 
 #[test]
 fn import_1144_patients_leaves_no_identifier_in_vault_files() {
-    let Some(data) = fhir_data() else { return };
+    let Some(data) = fhir_data_dir() else { return };
     let input = data.join("1144-patients");
     let tmp = tempfile::tempdir().unwrap();
     let vault = tmp.path().join("v");
@@ -174,7 +174,7 @@ fn import_1144_patients_leaves_no_identifier_in_vault_files() {
 
 #[test]
 fn a_transaction_bundle_imports_to_the_same_records_as_ndjson() {
-    let Some(data) = fhir_data() else { return };
+    let Some(data) = fhir_data_dir() else { return };
     let input = data.join("13-patients");
     let tmp = tempfile::tempdir().unwrap();
     let (resources, _) = input_resources(&input);
@@ -221,15 +221,6 @@ fn a_transaction_bundle_imports_to_the_same_records_as_ndjson() {
 
 fn code(out: &std::process::Output) -> Option<i32> {
     out.status.code()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for file in common::files_under(from) {
-        let rel = file.strip_prefix(from).unwrap();
-        let dest = to.join(rel);
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(&file, &dest).unwrap();
-    }
 }
 
 fn small_vault(mv: &Medvault, dir: &Path) -> PathBuf {
@@ -313,7 +304,7 @@ fn exit_codes_name_what_went_wrong() {
 
     // 4: a flipped byte in the header of a copy.
     let copy = tmp.path().join("copy-header");
-    copy_dir(&vault, &copy);
+    copy_tree(&vault, &copy);
     let header = copy.join("header");
     let mut bytes = std::fs::read(&header).unwrap();
     let mid = bytes.len() / 2;
@@ -324,7 +315,7 @@ fn exit_codes_name_what_went_wrong() {
     // 4: a flipped byte in a record value of a copy (written back through sled, as an
     // attacker fixing sled's own checksums would).
     let copy = tmp.path().join("copy-record");
-    copy_dir(&vault, &copy);
+    copy_tree(&vault, &copy);
     {
         use medvault::storage::{SledOptions, SledStorage, Storage, WriteBatch};
         let st = SledStorage::open(&copy, &SledOptions::default()).unwrap();
@@ -348,7 +339,7 @@ fn exit_codes_name_what_went_wrong() {
 
     // 4: an older copy of the whole directory, verified against a later checkpoint.
     let old = tmp.path().join("old");
-    copy_dir(&vault, &old);
+    copy_tree(&vault, &old);
     mv.run_with_stdin(
         &["put", v, "p1", "Observation", "o2"],
         br#"{"status":"final"}"#,

@@ -176,6 +176,9 @@ impl Vault {
     }
 
     /// Creates a vault in any [`Storage`] (e.g. [`crate::storage::MemoryStorage`]).
+    /// What a create interrupted before writing its header left behind is cleared; a
+    /// store without a header but with records or keys (a vault whose header was lost)
+    /// fails with [`Error::AlreadyExists`] and is left as it is.
     pub fn create_in(
         storage: Box<dyn Storage>,
         key: KeySource,
@@ -185,6 +188,7 @@ impl Vault {
             return Err(Error::AlreadyExists);
         }
         options.opener.validate()?;
+        clear_interrupted_create(storage.as_ref())?;
         let (header, unlocked) = Header::create(&key, options.kdf)?;
         let bytes = header.encode(&unlocked.root);
         let opener = options.opener.clone();
@@ -1051,6 +1055,26 @@ impl Vault {
         }
         Ok(s)
     }
+}
+
+/// Clears what a create interrupted before its header was written left in a store that
+/// has no header: at most the first log entry and the head, sealed under a vault secret
+/// that was never stored, so no vault. A headless store holding anything more is a vault
+/// whose header was lost: [`Error::AlreadyExists`], and nothing is changed.
+fn clear_interrupted_create(storage: &dyn Storage) -> Result<()> {
+    let first_entry = [crate::audit::ENTRY_PREFIX, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut leftovers = WriteBatch::new();
+    for item in storage.scan(&[], None) {
+        let (k, _) = item?;
+        if k != crate::audit::HEAD_KEY && k != first_entry {
+            return Err(Error::AlreadyExists);
+        }
+        leftovers.delete(k);
+    }
+    if !leftovers.is_empty() {
+        storage.apply(leftovers)?;
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
