@@ -1,7 +1,7 @@
 //! Export of stored FHIR resources as NDJSON (one resource per line, FHIR Bulk Data
 //! Access IG "ndjson" output): the one code path behind `medvault export` and the demo.
 //!
-//! Each subject is read with [`Vault::records_of`] (one access-log `read` entry per subject
+//! Each subject is read with [`Vault::export_records_of`] (one access-log `export` entry per subject
 //! naming the number of records, appended before anything is written), so memory holds one
 //! subject's records at a time. Each line is the stored record value, which for an import
 //! is the input resource as a JSON value.
@@ -72,7 +72,7 @@ pub fn export_ndjson(
     let mut report = ExportReport::default();
     let mut line = Vec::with_capacity(64 * 1024);
     for subject in subjects {
-        let mut records: Vec<(RecordKey, Value)> = vault.records_of(ctx, subject, None)?;
+        let mut records: Vec<(RecordKey, Value)> = vault.export_records_of(ctx, subject)?;
         records.sort_by(|(a, _), (b, _)| {
             (a.collection != "Patient", &a.collection, &a.record_id).cmp(&(
                 b.collection != "Patient",

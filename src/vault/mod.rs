@@ -916,8 +916,28 @@ impl Vault {
         subject: &str,
         collection: Option<&str>,
     ) -> Result<Vec<(RecordKey, T)>> {
+        self.scan_subject(ctx, subject, collection, Action::Read)
+    }
+
+    /// [`Vault::records_of`] for taking the records out of the vault (a FHIR export, a
+    /// GDPR art. 15/20 copy): logged as `export` instead of `read`.
+    pub fn export_records_of<T: DeserializeOwned>(
+        &self,
+        ctx: &AccessContext,
+        subject: &str,
+    ) -> Result<Vec<(RecordKey, T)>> {
+        self.scan_subject(ctx, subject, None, Action::Export)
+    }
+
+    fn scan_subject<T: DeserializeOwned>(
+        &self,
+        ctx: &AccessContext,
+        subject: &str,
+        collection: Option<&str>,
+        action: Action,
+    ) -> Result<Vec<(RecordKey, T)>> {
         let tag = self.subject_tag(subject);
-        let (out, keys) = self.guarded(ctx, Action::Read, Some(tag), || {
+        let (out, keys) = self.guarded(ctx, action, Some(tag), || {
             validate_id("subject", subject)?;
             let Some(keys) = self.keyring.load(&tag, self.read_fn())? else {
                 return Ok((Vec::new(), None));
@@ -943,7 +963,7 @@ impl Vault {
         };
         let mut e = self.entry_for(
             ctx,
-            Action::Read,
+            action,
             Outcome::Ok,
             keys.as_deref(),
             Some(tag),
