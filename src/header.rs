@@ -72,7 +72,8 @@ fn key_check(root: &RootKey, vault_id: &[u8; 16], generation: u32) -> [u8; 32] {
         .mac_parts(&[vault_id, &generation.to_be_bytes()])
 }
 
-fn header_mac_key(root: &RootKey) -> MacKey {
+/// The key of the header MAC: HKDF(root, "medvault/v1/header-mac").
+pub(crate) fn header_mac_key(root: &RootKey) -> MacKey {
     MacKey::new(&derive_key(root, &[b"medvault/v1/header-mac"]))
 }
 
