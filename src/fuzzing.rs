@@ -538,7 +538,7 @@ fn checkpoint_fixture() -> (MemoryStorage, AuditLog, Vec<Checkpoint>) {
 ///    key: `verify` accepts it iff it names a point the log really passed through.
 pub fn check_checkpoint(data: &[u8]) {
     let mut inp = Input::new(data);
-    if inp.byte() % 2 == 0 {
+    if inp.byte().is_multiple_of(2) {
         let bytes = inp.rest();
         match Checkpoint::from_bytes(bytes) {
             Ok(cp) => {

@@ -312,7 +312,15 @@ fn golden_files_decode() {
         "unit",
         "value",
     ];
-    let expect: Vec<(&str, Purpose, Option<&str>, Action, Outcome, Option<Target>)> = vec![
+    type Expected<'a> = (
+        &'a str,
+        Purpose,
+        Option<&'a str>,
+        Action,
+        Outcome,
+        Option<Target>,
+    );
+    let expect: Vec<Expected<'_>> = vec![
         (
             "medvault",
             Purpose::Maintenance,

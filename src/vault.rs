@@ -166,12 +166,22 @@ impl Vault {
     }
 
     /// Creates a vault in any [`Storage`] (e.g. [`crate::storage::MemoryStorage`]).
+    /// Fails with [`Error::AlreadyExists`] when the storage holds a header, or any data
+    /// (the leftovers of a create that failed before writing its header: clear them
+    /// first).
     pub fn create_in(
         storage: Box<dyn Storage>,
         key: KeySource,
         options: VaultOptions,
     ) -> Result<Vault> {
         if storage.read_header()?.is_some() {
+            return Err(Error::AlreadyExists);
+        }
+        // Data without a header: an earlier create failed before its last step (writing
+        // the header), or the header was lost. Refuse, rather than fail later on the old
+        // log's head as if it were tampered with, or mix two vaults' bytes.
+        if let Some(item) = storage.scan(&[], None).next() {
+            item?;
             return Err(Error::AlreadyExists);
         }
         options.opener.validate()?;
@@ -634,6 +644,11 @@ impl Vault {
                 if let Some(k) = &cached {
                     k.lock().erased = false;
                 }
+                // A failed batch may still have been applied in part (a backend without
+                // atomic batches, or a torn write): the subject entry may be gone from
+                // storage. Drop the cached keys so the next use reloads them from
+                // storage instead of writing records under keys no entry holds.
+                self.keyring.evict(&tag);
                 return Err(err);
             }
             self.applied.fetch_add(1, Ordering::SeqCst);

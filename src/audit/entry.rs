@@ -230,36 +230,6 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A fixed clock for the golden-file tests, compiled only into this crate's own unit
-/// tests: while set on the current thread, [`now_ms`] returns it.
-#[cfg(test)]
-pub(crate) mod test_clock {
-    use std::cell::Cell;
-
-    thread_local! {
-        static NOW: Cell<Option<u64>> = const { Cell::new(None) };
-    }
-
-    pub(crate) fn get() -> Option<u64> {
-        NOW.with(Cell::get)
-    }
-
-    /// Sets the clock for the current thread until the guard drops.
-    pub(crate) fn set(ms: u64) -> Guard {
-        NOW.with(|n| n.set(Some(ms)));
-        Guard(())
-    }
-
-    /// Clears the clock on drop.
-    pub(crate) struct Guard(());
-
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            NOW.with(|n| n.set(None));
-        }
-    }
-}
-
 fn clip(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
@@ -436,4 +406,34 @@ pub(crate) fn decode_body(seq: u64, pt: &[u8]) -> Result<Body> {
         },
         sealed_target,
     })
+}
+
+/// A fixed clock for the golden-file tests, compiled only into this crate's own unit
+/// tests: while set on the current thread, [`now_ms`] returns it.
+#[cfg(test)]
+pub(crate) mod test_clock {
+    use std::cell::Cell;
+
+    thread_local! {
+        static NOW: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+
+    pub(crate) fn get() -> Option<u64> {
+        NOW.with(Cell::get)
+    }
+
+    /// Sets the clock for the current thread until the guard drops.
+    pub(crate) fn set(ms: u64) -> Guard {
+        NOW.with(|n| n.set(Some(ms)));
+        Guard(())
+    }
+
+    /// Clears the clock on drop.
+    pub(crate) struct Guard(());
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            NOW.with(|n| n.set(None));
+        }
+    }
 }

@@ -94,8 +94,12 @@ impl Checkpoint {
             .trim()
             .strip_prefix("mvcp1:")
             .ok_or_else(|| Error::invalid("a checkpoint starts with mvcp1:"))?;
-        if h.len() != CHECKPOINT_LEN * 2 || !h.is_ascii() {
+        if h.len() != CHECKPOINT_LEN * 2 {
             return Err(Error::invalid("checkpoint has the wrong length"));
+        }
+        // Hex digits only: `from_str_radix` alone would also take a sign ("+1").
+        if !h.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::invalid("checkpoint is not hex"));
         }
         let mut b = Vec::with_capacity(CHECKPOINT_LEN);
         for i in (0..h.len()).step_by(2) {

@@ -198,6 +198,12 @@ pub fn random_bytes(buf: &mut [u8]) {
     rand::thread_rng().fill_bytes(buf);
 }
 
+/// Constant-time equality of two byte strings.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
 /// A deterministic RNG override for the golden-file tests, compiled only into this
 /// crate's own unit tests (`cfg(test)`): release and downstream builds have no such knob.
 ///
@@ -239,10 +245,4 @@ pub(crate) mod test_rng {
             RNG.with(|r| *r.borrow_mut() = None);
         }
     }
-}
-
-/// Constant-time equality of two byte strings.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq;
-    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
