@@ -65,6 +65,14 @@ pub enum Error {
         /// What is wrong with it.
         what: &'static str,
     },
+    /// A data-key version cannot be retired: `records` records still use it.
+    #[error("data-key version {version} is still used by {records} records")]
+    KeyInUse {
+        /// The version asked to retire.
+        version: u32,
+        /// Records still sealed under it.
+        records: u64,
+    },
     /// A vault already exists at the path given to `create`.
     #[error("a vault already exists at this location")]
     AlreadyExists,
@@ -94,6 +102,7 @@ impl Error {
             Error::InvalidInput(_) => "invalid_input",
             Error::Storage(_) => "storage",
             Error::LogTampered { .. } => "log_tampered",
+            Error::KeyInUse { .. } => "key_in_use",
             Error::AlreadyExists => "already_exists",
         }
     }

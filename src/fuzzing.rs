@@ -29,7 +29,7 @@ use crate::record::{
 };
 use crate::storage::{MemoryStorage, Storage, WriteBatch};
 use crate::{AccessContext, Action, Checkpoint, Error, Outcome, Purpose, Target, Vault};
-use crate::{LogQuery, VaultOptions};
+use crate::{LogQuery, RotationScope, VaultOptions};
 
 /// The targets, by name (one directory of seeds and one fuzz target each).
 pub const TARGETS: &[&str] = &[
@@ -650,14 +650,28 @@ fn project(v: &Value, names: &[&str]) -> Value {
 
 struct Model {
     records: BTreeMap<RecordKey, Value>,
-    /// Subjects holding keys (written since creation or their last erasure).
-    keyed: BTreeSet<String>,
+    /// Subjects holding keys (written since creation or their last erasure), with the
+    /// current data-key version of each (the only one held: a rotation retires the old).
+    keyed: BTreeMap<String, u32>,
+    /// The root key the vault opens with (changed by root-key rotation).
+    root: [u8; 32],
+    root_rotations: u8,
 }
 
-fn open_model_vault(mem: &MemoryStorage) -> Vault {
+impl Model {
+    fn wrote(&mut self, subject: &str) {
+        self.keyed.entry(subject.to_owned()).or_insert(1);
+    }
+
+    fn records_of(&self, subject: &str) -> u64 {
+        self.records.keys().filter(|k| k.subject == subject).count() as u64
+    }
+}
+
+fn open_model_vault(mem: &MemoryStorage, root: [u8; 32]) -> Vault {
     Vault::open_in(
         Box::new(mem.clone()),
-        KeySource::raw(MODEL_ROOT),
+        KeySource::raw(root),
         VaultOptions::default(),
     )
     .unwrap_or_else(|e| panic!("model: reopen failed: {e}"))
@@ -683,13 +697,17 @@ fn check_all(v: &Vault, m: &Model, ctx: &AccessContext) {
         .unwrap_or_else(|e| panic!("model: stats failed: {e}"));
     assert_eq!(stats.records, m.records.len() as u64, "model: record count");
     assert_eq!(stats.subjects, m.keyed.len() as u64, "model: subject count");
+    assert!(
+        !v.data_key_rotation_pending().unwrap_or(true),
+        "model: a rotation left pending"
+    );
 }
 
 /// Model-based target: replays a sequence of operations — put, put_many, get,
 /// get_fields, delete, erase, records_of, subjects, reopen, verify (with and without a
-/// checkpoint), checkpoint, and invalid calls — on a vault over memory storage and on a
-/// `BTreeMap` model; every answer must match the model. Key rotation joins the mix once
-/// it lands on main.
+/// checkpoint), checkpoint, data-key rotation (all or one subject), root-key rotation,
+/// key retirement, and invalid calls — on a vault over memory storage and on a
+/// `BTreeMap` model; every answer must match the model.
 pub fn check_model(data: &[u8]) {
     let mut inp = Input::new(data);
     let mem = MemoryStorage::new();
@@ -702,19 +720,22 @@ pub fn check_model(data: &[u8]) {
     let ctx = AccessContext::new("model", Purpose::Care);
     let mut m = Model {
         records: BTreeMap::new(),
-        keyed: BTreeSet::new(),
+        keyed: BTreeMap::new(),
+        root: MODEL_ROOT,
+        root_rotations: 0,
     };
+    let maint = AccessContext::new("ops", Purpose::Maintenance);
     let mut checkpoint: Option<Checkpoint> = None;
     let mut ops = 0;
     while !inp.is_empty() && ops < 64 {
         ops += 1;
-        match inp.below(12) {
+        match inp.below(15) {
             0 => {
                 let k = gen_key(&mut inp);
                 let val = gen_value(&mut inp);
                 v.put(&ctx, &k, &val)
                     .unwrap_or_else(|e| panic!("model: put failed: {e}"));
-                m.keyed.insert(k.subject.clone());
+                m.wrote(&k.subject);
                 m.records.insert(k, val);
             }
             1 => {
@@ -727,7 +748,7 @@ pub fn check_model(data: &[u8]) {
                     .unwrap_or_else(|e| panic!("model: put_many failed: {e}"));
                 assert_eq!(got, n);
                 for (k, x) in items {
-                    m.keyed.insert(k.subject.clone());
+                    m.wrote(&k.subject);
                     m.records.insert(k, x);
                 }
             }
@@ -772,7 +793,7 @@ pub fn check_model(data: &[u8]) {
                 let s = gen_key(&mut inp).subject;
                 let erase_ctx = AccessContext::new("dpo", Purpose::PatientRequest);
                 let r = v.erase_subject(&erase_ctx, &s);
-                if m.keyed.remove(&s) {
+                if m.keyed.remove(&s).is_some() {
                     let before = m.records.len();
                     m.records.retain(|k, _| k.subject != s);
                     let n = r.unwrap_or_else(|e| panic!("model: erase failed: {e}"));
@@ -804,12 +825,23 @@ pub fn check_model(data: &[u8]) {
                     .subjects(&ctx)
                     .unwrap_or_else(|e| panic!("model: subjects failed: {e}"));
                 got.sort();
-                let want: Vec<String> = m.keyed.iter().cloned().collect();
+                let want: Vec<String> = m.keyed.keys().cloned().collect();
                 assert_eq!(got, want, "model: subjects");
             }
             8 => {
                 drop(v);
-                v = open_model_vault(&mem);
+                if m.root != MODEL_ROOT {
+                    expect_err(
+                        Vault::open_in(
+                            Box::new(mem.clone()),
+                            KeySource::raw(MODEL_ROOT),
+                            VaultOptions::default(),
+                        ),
+                        "wrong_key",
+                        "open with the root key rotated away",
+                    );
+                }
+                v = open_model_vault(&mem, m.root);
                 check_all(&v, &m, &ctx);
             }
             9 => {
@@ -826,6 +858,74 @@ pub fn check_model(data: &[u8]) {
                     .unwrap_or_else(|e| panic!("model: checkpoint failed: {e}"));
                 assert_eq!(cp.next_seq, v.log_len());
                 checkpoint = Some(cp);
+            }
+            11 => {
+                // Data-key rotation of every subject or of one (maybe unknown) subject:
+                // every record is re-encrypted under a new version, old ones retired.
+                let s = gen_key(&mut inp).subject;
+                let scope = if inp.byte() & 1 == 0 {
+                    RotationScope::All
+                } else {
+                    RotationScope::Subjects(vec![s.clone()])
+                };
+                let report = v
+                    .rotate_data_keys(&maint, &scope, &mut |_| {})
+                    .unwrap_or_else(|e| panic!("model: rotate_data_keys failed: {e}"));
+                let in_scope: Vec<String> = m
+                    .keyed
+                    .keys()
+                    .filter(|k| matches!(scope, RotationScope::All) || **k == s)
+                    .cloned()
+                    .collect();
+                let records: u64 = in_scope.iter().map(|k| m.records_of(k)).sum();
+                assert_eq!(report.subjects, in_scope.len() as u64, "model: rotated");
+                assert_eq!(report.records, records, "model: re-encrypted");
+                for k in in_scope {
+                    if let Some(ver) = m.keyed.get_mut(&k) {
+                        *ver += 1;
+                    }
+                }
+                assert!(!v.data_key_rotation_pending().unwrap_or(true));
+            }
+            12 => {
+                // Root-key rotation: every subject entry rewrapped, the old key refused
+                // from the next open on.
+                m.root_rotations = m.root_rotations.wrapping_add(1);
+                let next = [0x80 | (m.root_rotations & 0x7f); 32];
+                let n = v
+                    .rotate_root_key(
+                        &maint,
+                        KeySource::raw(next),
+                        KdfParams::default(),
+                        &mut |_| {},
+                    )
+                    .unwrap_or_else(|e| panic!("model: rotate_root_key failed: {e}"));
+                assert_eq!(n, m.keyed.len() as u64, "model: entries rewrapped");
+                m.root = next;
+            }
+            13 => {
+                // Retiring a version: the current one is refused, others are unknown
+                // (rotation already retired them).
+                let s = gen_key(&mut inp).subject;
+                let pick = inp.byte() % 3;
+                let r = match m.keyed.get(&s) {
+                    None => {
+                        expect_err(
+                            v.retire_key_version(&maint, &s, 1),
+                            "not_found",
+                            "retire for an unknown subject",
+                        );
+                        continue;
+                    }
+                    Some(cur) => {
+                        let ver = (*cur + u32::from(pick)).saturating_sub(1);
+                        (ver == *cur, v.retire_key_version(&maint, &s, ver))
+                    }
+                };
+                match r {
+                    (true, r) => expect_err(r, "invalid_input", "retire the current version"),
+                    (false, r) => expect_err(r, "unknown_key_version", "retire a retired one"),
+                }
             }
             _ => {
                 let k = gen_key(&mut inp);
@@ -1331,7 +1431,7 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             })
             .collect()
     };
-    let every_op: Vec<u8> = (0u8..12).flat_map(|op| [op, 1, 0, 1, 2, 7, 1, 3]).collect();
+    let every_op: Vec<u8> = (0u8..15).flat_map(|op| [op, 1, 0, 1, 2, 7, 1, 3]).collect();
     out.push(("model", "every-op".into(), every_op));
     out.push((
         "model",

@@ -93,6 +93,26 @@ impl SubjectKeys {
             .ok_or(Error::UnknownKeyVersion(version))
     }
 
+    /// True when DEK `version` is still held.
+    pub fn has_version(&self, version: u32) -> bool {
+        self.lock()
+            .versions
+            .iter()
+            .any(|(d, _, _)| d.version == version)
+    }
+
+    /// Every held DEK version, ascending.
+    pub fn versions(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .lock()
+            .versions
+            .iter()
+            .map(|(d, _, _)| d.version)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Counts `messages` against the audit key.
     pub fn count_audit(&self, messages: u64) {
         let mut s = self.lock();
@@ -233,11 +253,6 @@ impl Keyring {
         }
     }
 
-    /// The root generation new entries are wrapped under.
-    pub fn write_generation(&self) -> u32 {
-        self.write_kek().0
-    }
-
     /// Looks a subject up in the cache.
     pub fn cached(&self, tag: &SubjectTag) -> Option<Arc<SubjectKeys>> {
         let mut c = self.cache();
@@ -274,11 +289,6 @@ impl Keyring {
     /// user drops them).
     pub fn evict(&self, tag: &SubjectTag) {
         self.cache().map.remove(tag);
-    }
-
-    /// Drops every cached key.
-    pub fn clear(&self) {
-        self.cache().map.clear();
     }
 
     /// Loads a subject's keys (cache, then storage). `Ok(None)` when the subject has none.

@@ -363,7 +363,8 @@ fn assert_no_wrong_data(
 #[test]
 fn torn_writes_never_yield_wrong_data() {
     type Op = fn(&Vault) -> medvault::Result<()>;
-    let ops: Vec<(&str, Op, Vec<(RecordKey, Value)>)> = vec![
+    type Case = (&'static str, Op, Vec<(RecordKey, Value)>);
+    let ops: Vec<Case> = vec![
         (
             "put overwrite",
             |v| v.put(&nurse(), &key("alice", "1"), &json!({"a": 50})),

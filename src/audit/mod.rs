@@ -12,7 +12,7 @@ mod entry;
 #[cfg(test)]
 pub(crate) use entry::test_clock;
 pub use entry::{Action, LogEntry, Outcome, Target};
-pub(crate) use entry::{PendingEntry, hex, now_ms, open_target, seal_target};
+pub(crate) use entry::{PendingEntry, hex, open_target, seal_target};
 pub(crate) use entry::{decode_body, parse_target};
 
 use std::sync::{Mutex, MutexGuard};
@@ -417,7 +417,7 @@ impl AuditLog {
             let pt = self
                 .seal_key(seq)
                 .open(&body_aad(&self.vault_id, seq), sealed)
-                .ok_or_else(|| Error::LogTampered {
+                .ok_or(Error::LogTampered {
                     seq,
                     what: "entry body fails authentication",
                 })?;
