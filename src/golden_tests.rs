@@ -7,6 +7,10 @@
 //! fails `golden_encoders_are_unchanged`; `golden_files_decode` checks that the
 //! committed files still decode to the known content with the current decoders.
 //!
+//! Covered: header (raw key, passphrase, pending root rotation), subject entry, record
+//! value (meta + field envelopes), access-log entries and head, checkpoint (binary and
+//! text), data-key rotation state, and the storage keys of the golden vault.
+//!
 //! Regenerating: `MEDVAULT_BLESS=1 cargo test --lib golden` rewrites the files. Needing
 //! to do so means an on-disk format changed: bump the version byte of that structure
 //! (and keep a decoder for the old one) and update docs/FORMAT.md in the same commit.
@@ -21,10 +25,10 @@ use crate::audit::test_clock;
 use crate::crypto::test_rng;
 use crate::header::Header;
 use crate::keyring::Keyring;
-use crate::storage::MemoryStorage;
+use crate::storage::{FaultPlan, MemoryStorage};
 use crate::{
     AccessContext, Action, Checkpoint, Error, KdfParams, KeySource, LogEntry, Outcome, Purpose,
-    RecordKey, Target, Vault, VaultOptions,
+    RecordKey, RotationScope, Target, Vault, VaultOptions,
 };
 
 const RNG_SEED: u64 = 0x6d65_6476_6175_6c74; // "medvault"
@@ -54,7 +58,9 @@ golden!(
     "log_entry_3.bin",
     "log_entry_4.bin",
     "log_entry_5.bin",
+    "log_entry_6.bin",
     "log_head.bin",
+    "rotation_state.bin",
     "checkpoint.bin",
     "checkpoint.txt",
     "storage_keys.txt",
@@ -89,6 +95,10 @@ fn nurse() -> AccessContext {
     AccessContext::new("nurse-42", Purpose::Care)
 }
 
+fn ops() -> AccessContext {
+    AccessContext::new("ops", Purpose::Maintenance)
+}
+
 fn doctor_btg() -> AccessContext {
     AccessContext::new("dr-7", Purpose::Emergency).with_reason("unconscious on arrival")
 }
@@ -120,6 +130,18 @@ fn build_all() -> Vec<(String, Vec<u8>)> {
         Err(Error::NotFound)
     ));
     let cp = v.checkpoint(&nurse()).unwrap();
+    // A data-key rotation of the subject, interrupted after its start was persisted
+    // (the next batch fails), pins the rotation state.
+    mem.set_faults(FaultPlan {
+        fail_writes_after: Some(1),
+        ..FaultPlan::default()
+    });
+    let scope = RotationScope::Subjects(vec![SUBJECT.to_owned()]);
+    assert!(matches!(
+        v.rotate_data_keys(&ops(), &scope, &mut |_| {}),
+        Err(Error::Storage(_))
+    ));
+    mem.set_faults(FaultPlan::default());
     drop(v);
 
     out.push(("header_raw.bin".to_owned(), mem.raw_header().unwrap()));
@@ -151,6 +173,7 @@ fn build_all() -> Vec<(String, Vec<u8>)> {
             Some(b'h') => "log_head.bin".to_owned(),
             Some(b'k') => "subject_entry.bin".to_owned(),
             Some(b'r') => "record.bin".to_owned(),
+            Some(b'c') => "rotation_state.bin".to_owned(),
             Some(b'l') => {
                 let seq = u64::from_be_bytes(k[1..9].try_into().unwrap());
                 format!("log_entry_{seq}.bin")
@@ -269,7 +292,10 @@ fn golden_files_decode() {
     let txt = std::str::from_utf8(golden("checkpoint.txt")).unwrap();
     assert_eq!(Checkpoint::from_text(txt).unwrap(), cp);
     assert_eq!(cp.vault_id, h.vault_id);
-    assert_eq!(cp.next_seq, 6);
+    assert_eq!(
+        cp.next_seq, 6,
+        "the checkpoint precedes the rotation's entry"
+    );
 
     // The whole vault, reassembled from the files, opens and reads back.
     let mem = golden_vault_storage();
@@ -287,10 +313,11 @@ fn golden_files_decode() {
         VaultOptions::default(),
     )
     .unwrap();
+    assert!(v.data_key_rotation_pending().unwrap());
     let got: serde_json::Value = v.get(&nurse(), &record_key()).unwrap();
     assert_eq!(got, record_value());
-    // The golden log: 6 entries, plus this open's and this read's.
-    assert_eq!(v.verify(&nurse(), Some(&cp)).unwrap(), 8);
+    // The golden log: 7 entries, plus this open's and this read's.
+    assert_eq!(v.verify(&nurse(), Some(&cp)).unwrap(), 9);
     let entries = v
         .audit_query(&nurse(), &crate::LogQuery::default())
         .unwrap();
@@ -369,6 +396,14 @@ fn golden_files_decode() {
             Outcome::Ok,
             None,
         ),
+        (
+            "ops",
+            Purpose::Maintenance,
+            None,
+            Action::KeyRotation,
+            Outcome::Ok,
+            None,
+        ),
     ];
     for (i, (actor, purpose, reason, action, outcome, target)) in expect.into_iter().enumerate() {
         let e: &LogEntry = &entries[i];
@@ -382,6 +417,15 @@ fn golden_files_decode() {
         assert_eq!(e.target, target, "entry {i}");
     }
     assert_eq!(entries[0].note, "format 1");
+    assert_eq!(entries[6].note, "data-key rotation started");
+    // The persisted rotation state resumes: the subject's one record is re-encrypted.
+    let report = v
+        .rotate_data_keys(&ops(), &RotationScope::All, &mut |_| {})
+        .unwrap();
+    assert_eq!((report.subjects, report.records), (1, 1));
+    assert!(!v.data_key_rotation_pending().unwrap());
+    let got: serde_json::Value = v.get(&nurse(), &record_key()).unwrap();
+    assert_eq!(got, record_value());
     assert_eq!(
         entries[4].subject_pseudonym,
         Some(tag),
