@@ -1051,6 +1051,15 @@ fn build_tamper_fixture() -> TamperFixture {
     let _: Value = v
         .get_fields(&btg, &puts[2].0, &["a"])
         .unwrap_or_else(|e| panic!("tamper fixture: {e}"));
+    // bob's record moves to data-key version 2 (version 1 retired): a subject entry and
+    // a record that have been through a rotation.
+    let maint = AccessContext::new("ops", Purpose::Maintenance);
+    v.rotate_data_keys(
+        &maint,
+        &RotationScope::Subjects(vec!["bob".to_owned()]),
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("tamper fixture: {e}"));
     v.erase_subject(&dpo, "dave")
         .unwrap_or_else(|e| panic!("tamper fixture: {e}"));
     records.remove(&puts[4].0);
@@ -1075,7 +1084,7 @@ fn build_tamper_fixture() -> TamperFixture {
         items,
         records,
         subjects: ["alice", "bob", "carol"].map(str::to_owned).into(),
-        actors: ["medvault", "nurse-1", "dr-7", "dpo", "tamper"]
+        actors: ["medvault", "nurse-1", "dr-7", "dpo", "ops", "tamper"]
             .map(str::to_owned)
             .into(),
     }
@@ -1102,13 +1111,15 @@ fn is_log_key(k: &[u8]) -> bool {
 }
 
 /// Tamper target: a real vault (memory storage, raw key; three live subjects, one
-/// erased, four records, reads including break-the-glass) has its stored bytes mutated
+/// erased, one data-key-rotated, four records, reads including break-the-glass) has its
+/// stored bytes mutated
 /// per the input — flip, set, truncate or extend a byte string, delete a value, copy or
 /// swap values between items, plant a copy under a new key, recompute the header's
 /// checksum — and is then opened and used. Every call must return the right data or an
 /// error: a record read equals what was written, listings hold only genuine records and
-/// subjects, access-log entries name only genuine actors; a changed log fails `verify`
-/// and an untouched log passes it. Never a panic, never a hang.
+/// subjects, access-log entries name only genuine actors, before and after a data-key
+/// rotation over the tampered data; a changed log fails `verify` and an untouched log
+/// passes it. Never a panic, never a hang.
 pub fn check_tamper(data: &[u8]) {
     let fx = tamper_fixture();
     let mem = fx.mem.deep_clone();
@@ -1193,18 +1204,47 @@ pub fn check_tamper(data: &[u8]) {
         Err(e) => return assert_decode_error(&e, "tamper: open"),
     };
     let ctx = AccessContext::new("tamper", Purpose::Care);
+    check_tampered_reads(&v, fx, &ctx);
+    // A data-key rotation over tampered data re-encrypts only what opens, or stops
+    // with an error; either way the reads that follow are still right or errors.
+    let maint = AccessContext::new("tamper", Purpose::Maintenance);
+    if let Err(e) = v.rotate_data_keys(&maint, &RotationScope::All, &mut |_| {})
+        && !matches!(e, Error::KeyInUse { .. })
+    {
+        assert_decode_error(&e, "tamper: rotate_data_keys");
+    }
+    check_tampered_reads(&v, fx, &ctx);
+    let fresh = RecordKey::new("alice", "Observation", "fresh");
+    let val = json!({"a": 99});
+    if v.put(&ctx, &fresh, &val).is_ok() {
+        match v.get::<Value>(&ctx, &fresh) {
+            Ok(got) => assert_eq!(got, val, "tamper: a fresh write reads back wrong"),
+            Err(e) => assert_decode_error(&e, "tamper: get after put"),
+        }
+    }
+    match v.verify(&ctx, None) {
+        Ok(_) => assert!(!log_changed, "tamper: a changed access log verifies"),
+        Err(e) => {
+            assert!(log_changed, "tamper: an untouched access log fails: {e}");
+            assert_decode_error(&e, "tamper: verify");
+        }
+    }
+}
+
+/// Every read of the tampered vault returns the right data or a typed error.
+fn check_tampered_reads(v: &Vault, fx: &TamperFixture, ctx: &AccessContext) {
     for (k, want) in &fx.records {
-        match v.get::<Value>(&ctx, k) {
+        match v.get::<Value>(ctx, k) {
             Ok(got) => assert_eq!(&got, want, "tamper: a read returned wrong data"),
             Err(e) => assert_decode_error(&e, "tamper: get"),
         }
-        match v.get_fields::<Value>(&ctx, k, &["b"]) {
+        match v.get_fields::<Value>(ctx, k, &["b"]) {
             Ok(got) => assert_eq!(got, project(want, &["b"]), "tamper: wrong field"),
             Err(e) => assert_decode_error(&e, "tamper: get_fields"),
         }
     }
     for s in &fx.subjects {
-        match v.records_of::<Value>(&ctx, s, None) {
+        match v.records_of::<Value>(ctx, s, None) {
             Ok(list) => {
                 let mut seen = BTreeSet::new();
                 for (k, got) in list {
@@ -1220,7 +1260,7 @@ pub fn check_tamper(data: &[u8]) {
             Err(e) => assert_decode_error(&e, "tamper: records_of"),
         }
     }
-    match v.subjects(&ctx) {
+    match v.subjects(ctx) {
         Ok(list) => {
             for s in list {
                 assert!(fx.subjects.contains(&s), "tamper: a forged subject listed");
@@ -1228,7 +1268,7 @@ pub fn check_tamper(data: &[u8]) {
         }
         Err(e) => assert_decode_error(&e, "tamper: subjects"),
     }
-    match v.audit_query(&ctx, &LogQuery::default()) {
+    match v.audit_query(ctx, &LogQuery::default()) {
         Ok(entries) => {
             for e in entries {
                 assert!(fx.actors.contains(&e.actor), "tamper: a forged log entry");
@@ -1241,21 +1281,6 @@ pub fn check_tamper(data: &[u8]) {
             }
         }
         Err(e) => assert_decode_error(&e, "tamper: audit_query"),
-    }
-    let fresh = RecordKey::new("alice", "Observation", "fresh");
-    let val = json!({"a": 99});
-    if v.put(&ctx, &fresh, &val).is_ok() {
-        match v.get::<Value>(&ctx, &fresh) {
-            Ok(got) => assert_eq!(got, val, "tamper: a fresh write reads back wrong"),
-            Err(e) => assert_decode_error(&e, "tamper: get after put"),
-        }
-    }
-    match v.verify(&ctx, None) {
-        Ok(_) => assert!(!log_changed, "tamper: a changed access log verifies"),
-        Err(e) => {
-            assert!(log_changed, "tamper: an untouched access log fails: {e}");
-            assert_decode_error(&e, "tamper: verify");
-        }
     }
 }
 
