@@ -39,6 +39,10 @@ pub mod context;
 pub mod crypto;
 mod error;
 pub mod fhir;
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(test)]
+mod golden_tests;
 mod header;
 mod keyring;
 pub mod record;

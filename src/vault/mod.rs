@@ -748,6 +748,11 @@ impl Vault {
                 if let Some(k) = &cached {
                     k.lock().erased = false;
                 }
+                // A failed batch may still have been applied in part (a backend without
+                // atomic batches, or a torn write): the subject entry may be gone from
+                // storage. Drop the cached keys so the next use reloads them from
+                // storage instead of writing records under keys no entry holds.
+                self.keyring.evict(&tag);
                 return Err(err);
             }
             self.applied.fetch_add(1, Ordering::SeqCst);
