@@ -40,6 +40,7 @@ pub mod crypto;
 mod error;
 pub mod fhir;
 mod header;
+pub mod index;
 mod keyring;
 pub mod record;
 pub mod storage;
@@ -49,6 +50,7 @@ pub use audit::{Action, Checkpoint, LogEntry, Outcome, Target};
 pub use context::{AccessContext, Purpose};
 pub use crypto::{KdfParams, KeySource, Passphrase, RootKey, SecretKey};
 pub use error::{Error, Result, StorageError};
+pub use index::{IndexCheck, IndexPath, IndexSpec, IndexStatus, Normalization};
 pub use record::RecordKey;
 pub use vault::{
     DEFAULT_DEK_MESSAGE_BOUND, Durability, LogQuery, Progress, RotationReport, RotationScope,

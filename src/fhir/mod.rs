@@ -28,6 +28,8 @@
 //! and errors end up in logs and terminals.
 
 mod bundle;
+mod indexes;
+pub use indexes::default_indexes;
 pub mod synth;
 
 use std::collections::{HashMap, VecDeque};
