@@ -355,12 +355,7 @@ impl Vault {
     /// concurrent data-key rotation re-encrypted it and retired the version. Returns the
     /// bytes opened, the collection and the fields; `None` when the record or its
     /// subject is gone.
-    fn open_stored(
-        &self,
-        k: &[u8],
-        v: &[u8],
-        want: &[&str],
-    ) -> Result<Option<StoredRecord>> {
+    fn open_stored(&self, k: &[u8], v: &[u8], want: &[&str]) -> Result<Option<StoredRecord>> {
         let tag: SubjectTag = k
             .get(1..17)
             .and_then(|s| s.try_into().ok())

@@ -996,7 +996,15 @@ impl Vault {
                         && !sealed.is_empty()
                         && let Some(keys) = self.keyring.load(&tag, self.read_fn())?
                     {
-                        e.target = Some(open_target(&keys.audit, &vid, &tag, &sealed)?);
+                        // The entry itself was authenticated under the log key, so a
+                        // target that does not open was sealed under the audit key of an
+                        // earlier, erased incarnation of this subject id (same pseudonym,
+                        // new keys): it stays unlinked, like any erased subject's.
+                        e.target = match open_target(&keys.audit, &vid, &tag, &sealed) {
+                            Ok(t) => Some(t),
+                            Err(Error::Integrity { .. }) => None,
+                            Err(other) => return Err(other),
+                        };
                     }
                     out.push(e);
                     Ok(true)
