@@ -25,6 +25,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Records are found without decrypting the vault through blind indexes (keyed hashes of
+//! normalized field values, written atomically with each record): see [`index`],
+//! [`Vault::find`] and `docs/INDEXES.md`.
+//!
 //! Architecture, invariants and formats: `docs/FORMAT.md`, `SECURITY.md`, and the
 //! module docs below.
 

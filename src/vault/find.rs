@@ -207,15 +207,14 @@ impl Vault {
                 .storage
                 .scan(&[RECORD_PREFIX], Some(&[RECORD_PREFIX + 1]))
             {
-                let (k, _) = item?;
+                let (k, v) = item?;
                 candidates += 1;
-                let suffix = k.get(1..).unwrap_or_default();
-                let Some(o) = self.open_by_suffix(suffix, Some(&want))? else {
+                let Some((_, coll, fields)) = self.open_stored(&k, &v, &want)? else {
                     continue;
                 };
-                if o.key.collection == collection
-                    && def.spec.tuples(&o.fields)?.contains(&q)
-                    && let Some(full) = self.open_by_suffix(suffix, None)?
+                if coll == collection
+                    && def.spec.tuples(&fields)?.contains(&q)
+                    && let Some(full) = self.open_by_suffix(&k[1..], None)?
                 {
                     found.push(full);
                 }
