@@ -60,3 +60,8 @@ pub use vault::{
     DEFAULT_DEK_MESSAGE_BOUND, Durability, LogQuery, Progress, RotationReport, RotationScope,
     SYSTEM_ACTOR, Stats, Vault, VaultOptions,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
