@@ -143,7 +143,12 @@ pub fn record(i: u64) -> Rec {
         family: FAMILY[(s % FAMILY.len() as u64) as usize].to_owned(),
         given: GIVEN[(s % GIVEN.len() as u64) as usize].to_owned(),
         birth_date: format!("19{:02}-{:02}-{:02}", s % 100, 1 + s % 12, 1 + s % 28),
-        sex: if s.is_multiple_of(2) { "female" } else { "male" }.to_owned(),
+        sex: if s.is_multiple_of(2) {
+            "female"
+        } else {
+            "male"
+        }
+        .to_owned(),
         address: format!(
             "{} rue des Lilas, {:05} Lyon, France",
             1 + s % 200,
