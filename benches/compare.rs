@@ -98,8 +98,13 @@ impl Figures {
     fn add(&mut self, name: &str, v: f64) {
         self.0.entry(name.to_owned()).or_default().push(v);
     }
-    fn rate(&mut self, name: &str, ops: u64, t: Duration) {
-        self.add(name, ops as f64 / t.as_secs_f64());
+    /// Records ops per wall-clock second under `name` and ops per CPU-second of the
+    /// whole process (every thread, sled's included) under `name.cpu`.
+    fn rate(&mut self, name: &str, ops: u64, t: Span) {
+        self.add(name, ops as f64 / t.wall.as_secs_f64());
+        if t.cpu > 0.0 {
+            self.add(&format!("{name}.cpu"), ops as f64 / t.cpu);
+        }
     }
     fn median(&self, name: &str) -> Option<f64> {
         let v = self.0.get(name)?;
@@ -348,10 +353,48 @@ mod sqlc {
     }
 }
 
-fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
+/// Wall-clock time and CPU time (user + system, all threads) of one measured span.
+#[derive(Clone, Copy)]
+struct Span {
+    wall: Duration,
+    cpu: f64,
+}
+
+impl Span {
+    fn secs(&self) -> f64 {
+        self.wall.as_secs_f64()
+    }
+}
+
+/// CPU seconds used so far by this process, all threads (`/proc/self/stat` utime +
+/// stime, 10 ms ticks); 0 where unavailable. On a shared machine, ops per CPU-second is
+/// steadier than ops per wall-clock second.
+fn cpu_secs() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let Some(rest) = s.rsplit(')').next() else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state); utime and stime are fields 14 and 15.
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Span) {
+    let c = cpu_secs();
     let t = Instant::now();
     let r = f();
-    (r, t.elapsed())
+    let wall = t.elapsed();
+    (
+        r,
+        Span {
+            wall,
+            cpu: cpu_secs() - c,
+        },
+    )
 }
 
 /// One round: every workload on every system, in an order that rotates with the round.
@@ -633,18 +676,18 @@ fn round(cfg: &Cfg, r: usize, fig: &mut Figures, notes: &mut BTreeMap<String, St
         )
         .expect("open vault")
     });
-    fig.add("open.medvault_s", t.as_secs_f64());
+    fig.add("open.medvault_s", t.secs());
     if let Some(s) = sled_db {
         s.flush().expect("flush");
         drop(s);
         let (s, t) = timed(|| sled_open(&base.join("sled"), cfg.cache_bytes));
-        fig.add("open.sled_s", t.as_secs_f64());
+        fig.add("open.sled_s", t.secs());
         drop(s);
     }
     if let Some(s) = sq.take() {
         s.close();
         let (s, t) = timed(|| sqlc::Db::open_and_touch(&sqlc_path, cfg.cache_bytes));
-        fig.add("open.sqlcipher_s", t.as_secs_f64());
+        fig.add("open.sqlcipher_s", t.secs());
         sq = Some(s);
     }
     let sled_db = raw.then(|| sled_open(&base.join("sled"), cfg.cache_bytes));
@@ -995,6 +1038,87 @@ fn main() {
     for c in &cells {
         println!("{}", line(c));
     }
+    // CPU-normalized ratios: ops per CPU-second of the whole process (all threads).
+    let cpu_pairs: [(&str, &str, &str, f64); 8] = [
+        (
+            "tax put (no log) / raw sled",
+            "tax.put.medvault_nolog",
+            "tax.put.sled",
+            0.8,
+        ),
+        (
+            "tax get one field / raw sled",
+            "tax.get_one.medvault_nolog",
+            "tax.get_one.sled",
+            0.85,
+        ),
+        (
+            "tax get all fields / raw sled",
+            "tax.get_all.medvault_nolog",
+            "tax.get_all.sled",
+            0.5,
+        ),
+        (
+            "import / SQLCipher bulk",
+            "import.medvault",
+            "import.sqlcipher",
+            1.0,
+        ),
+        (
+            "point read+log / SQLCipher get",
+            "point_read.medvault",
+            "point_read.sqlcipher",
+            2.0,
+        ),
+        (
+            "single put [Writes] / [FULL]",
+            "single_put.medvault.writes",
+            "single_put.sqlcipher.full",
+            3.0,
+        ),
+        (
+            "single put [Background] / [NORMAL]",
+            "single_put.medvault.background",
+            "single_put.sqlcipher.normal",
+            3.0,
+        ),
+        (
+            "full scan / SQLCipher scan",
+            "scan.medvault",
+            "scan.sqlcipher",
+            1.0,
+        ),
+    ];
+    let mut cpu_rows = Vec::new();
+    println!();
+    println!(
+        "per CPU-second of the whole process (steadier on a shared machine; fsync waits cost no CPU):"
+    );
+    println!("| ratio | medvault ops/CPU-s | other ops/CPU-s | ratio | goal | holds |");
+    println!("|---|---|---|---|---|---|");
+    for (label, a, b, min) in cpu_pairs {
+        let (x, y) = (med(&format!("{a}.cpu")), med(&format!("{b}.cpu")));
+        let r = ratio(x, y);
+        println!(
+            "| {label} | {} | {} | {} | >= {min} | {} |",
+            fmt_rate(x).replace("/s", ""),
+            y.map(|v| fmt_rate(Some(v)).replace("/s", ""))
+                .unwrap_or_else(|| sq_missing.into()),
+            r.map(|v| format!("{v:.2}")).unwrap_or_else(|| "n/a".into()),
+            r.map(|v| if v >= min { "yes" } else { "NO" })
+                .unwrap_or("-"),
+        );
+        cpu_rows.push(json!({"ratio": label, "medvault_per_cpu_s": x, "other_per_cpu_s": y, "value": r, "goal_min": min}));
+    }
+    if let Some(v) = med("verify.medvault.cpu") {
+        println!(
+            "| verify entries / CPU-s | {} | | {:.2}M | >= 1M | {} |",
+            fmt_rate(Some(v)).replace("/s", ""),
+            v / 1e6,
+            if v >= 1e6 { "yes" } else { "NO" }
+        );
+    }
+
     let p50 = med("point_read.medvault.p50_us");
     let p99 = med("point_read.medvault.p99_us");
     let hwm = vm_hwm_kib();
@@ -1046,6 +1170,7 @@ fn main() {
             "single_put.sqlcipher.normal": "WAL, synchronous=NORMAL"
         },
         "rows": json_rows,
+        "cpu_normalized_rows": cpu_rows,
         "medians": medians,
         "rounds": fig.0,
         "notes": notes,

@@ -11,6 +11,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use medvault::bench_internals::RecordSealer;
 use medvault::{
     AccessContext, Action, Durability, KeySource, Purpose, RecordKey, Vault, VaultOptions,
 };
@@ -130,6 +131,41 @@ fn records(c: &mut Criterion) {
     g.finish();
 }
 
+/// The record codec alone (no storage, no log): what the field-encryption tax is made of.
+fn codec(c: &mut Criterion) {
+    let sealer = RecordSealer::new();
+    let k = key(12_345);
+    let r = record(12_345);
+    let (sk, sealed) = sealer.seal(&k, &r).expect("seal");
+    let plain = workload::cbor(&r);
+    let mut g = c.benchmark_group("codec/1KiB_12fields");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("cbor_encode_plain", |b| {
+        b.iter(|| workload::cbor(black_box(&r)))
+    });
+    g.bench_function("cbor_decode_plain", |b| {
+        b.iter(|| workload::from_cbor::<Rec>(black_box(&plain)))
+    });
+    g.bench_function("seal_record", |b| {
+        b.iter(|| sealer.seal(black_box(&k), black_box(&r)))
+    });
+    g.bench_function("open_all_fields", |b| {
+        b.iter(|| {
+            sealer
+                .open::<Rec>(&k, &sk, black_box(&sealed), None)
+                .expect("open")
+        })
+    });
+    g.bench_function("open_one_field", |b| {
+        b.iter(|| {
+            sealer
+                .open::<OneField>(&k, &sk, black_box(&sealed), Some(&[ONE_FIELD]))
+                .expect("open")
+        })
+    });
+    g.finish();
+}
+
 fn verify(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let v = new_vault(dir.path(), Durability::Background);
@@ -208,5 +244,5 @@ fn fhir(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, records, verify, fhir);
+criterion_group!(benches, codec, records, verify, fhir);
 criterion_main!(benches);
