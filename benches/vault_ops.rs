@@ -1,7 +1,8 @@
 //! Criterion benches of the vault operations, each with its access-log entry: put, get of
 //! all fields, get of one field, the scan of one subject (`records_of`), a batched import
-//! (`put_many` of 1000), and `verify`; on the ~1 KiB 12-field records of `workload` and on
-//! synthetic FHIR patients (`fhir::synth::generate`).
+//! (`put_many` of 1000), `verify`, root-key and data-key rotation; on the ~1 KiB 12-field
+//! records of `workload` and on synthetic FHIR patients (`fhir::synth::generate`); plus
+//! the record codec alone (`codec/*`, through the hidden `bench_internals`).
 //!
 //! Vaults use a raw root key (no Argon2id) and live in a temporary directory.
 
@@ -181,6 +182,40 @@ fn verify(c: &mut Criterion) {
     g.finish();
 }
 
+fn rotation(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let v = new_vault(dir.path(), Durability::Writes);
+    preload(&v, PRELOAD);
+    let cx = ctx();
+    let mut g = c.benchmark_group("vault/rotation");
+    g.sample_size(10);
+    let subjects = PRELOAD / workload::RECORDS_PER_SUBJECT;
+    g.throughput(Throughput::Elements(subjects));
+    // Alternates between two raw root keys, so each iteration is a full rotation.
+    let mut flip = false;
+    g.bench_function(format!("root_key_rewrap_{subjects}_subjects"), |b| {
+        b.iter(|| {
+            flip = !flip;
+            let k = if flip { [0x43; 32] } else { [0x42; 32] };
+            v.rotate_root_key(
+                &cx,
+                KeySource::raw(k),
+                medvault::KdfParams::default(),
+                &mut |_| {},
+            )
+            .expect("rotate root key")
+        })
+    });
+    g.throughput(Throughput::Elements(PRELOAD));
+    g.bench_function(format!("data_keys_reencrypt_{PRELOAD}_records"), |b| {
+        b.iter(|| {
+            v.rotate_data_keys(&cx, &medvault::RotationScope::All, &mut |_| {})
+                .expect("rotate data keys")
+        })
+    });
+    g.finish();
+}
+
 fn fhir(c: &mut Criterion) {
     let patients: Vec<_> = medvault::fhir::synth::generate(200, 1).collect();
     let split = |p: &medvault::fhir::synth::SynthPatient| -> Vec<(RecordKey, Value)> {
@@ -244,5 +279,5 @@ fn fhir(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, records, verify, fhir);
+criterion_group!(benches, codec, records, verify, rotation, fhir);
 criterion_main!(benches);

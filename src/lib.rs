@@ -53,5 +53,11 @@ pub use crypto::{KdfParams, KeySource, Passphrase, RootKey, SecretKey};
 pub use error::{Error, Result, StorageError};
 pub use record::RecordKey;
 pub use vault::{
-    DEFAULT_DEK_MESSAGE_BOUND, Durability, LogQuery, SYSTEM_ACTOR, Stats, Vault, VaultOptions,
+    DEFAULT_DEK_MESSAGE_BOUND, Durability, LogQuery, Progress, RotationReport, RotationScope,
+    SYSTEM_ACTOR, Stats, Vault, VaultOptions,
 };
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -10,7 +10,7 @@
 mod entry;
 
 pub use entry::{Action, LogEntry, Outcome, Target};
-pub(crate) use entry::{PendingEntry, hex, now_ms, open_target, seal_target};
+pub(crate) use entry::{PendingEntry, hex, open_target, seal_target};
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -401,7 +401,7 @@ impl AuditLog {
             let pt = self
                 .seal_key(seq)
                 .open(&body_aad(&self.vault_id, seq), sealed)
-                .ok_or_else(|| Error::LogTampered {
+                .ok_or(Error::LogTampered {
                     seq,
                     what: "entry body fails authentication",
                 })?;

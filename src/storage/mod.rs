@@ -82,6 +82,12 @@ pub trait Storage: Send + Sync {
     fn flush(&self) -> Result<(), StorageError>;
     /// Bytes used on disk (0 for memory backends).
     fn size_on_disk(&self) -> Result<u64, StorageError>;
+    /// Rewrites the store so that no file holds deleted data any more (log-structured
+    /// backends keep it until compaction). Logical content is unchanged. Default: no-op,
+    /// right for backends that delete in place.
+    fn purge(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
 
 /// Smallest key strictly greater than every key starting with `prefix`, or `None`

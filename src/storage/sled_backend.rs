@@ -8,6 +8,8 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use super::{KeyValue, ScanIter, Storage, WriteBatch};
 use crate::error::StorageError;
@@ -38,21 +40,89 @@ impl Default for SledOptions {
 /// A vault directory backed by sled.
 pub struct SledStorage {
     dir: PathBuf,
-    db: sled::Db,
+    options: SledOptions,
+    /// Replaced only by [`Storage::purge`], under the write lock.
+    db: RwLock<sled::Db>,
 }
 
+/// How long an open waits for sled's file lock to be released (see `open_db`).
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Directory of a purge's copy while it is written; `COMPLETE` marks it finished.
+const PURGE_DIR: &str = "db.purge";
+/// Directory of the pre-purge database while the copy is swapped in.
+const OLD_DIR: &str = "db.old";
+const COMPLETE: &str = "COMPLETE";
+
 impl SledStorage {
-    /// Opens (creating if needed) the sled tree under `dir/db`.
+    /// Opens (creating if needed) the sled tree under `dir/db`, first finishing or
+    /// rolling back a purge that a crash interrupted.
     pub fn open(dir: &Path, options: &SledOptions) -> Result<Self, StorageError> {
-        let db = sled::Config::new()
-            .path(dir.join(DB_DIR))
-            .cache_capacity(options.cache_bytes)
-            .flush_every_ms(options.flush_every_ms)
-            .open()?;
+        Self::recover_purge(dir)?;
+        let db = Self::open_db(&dir.join(DB_DIR), options)?;
         Ok(SledStorage {
             dir: dir.to_path_buf(),
-            db,
+            options: options.clone(),
+            db: RwLock::new(db),
         })
+    }
+
+    /// Opens sled, waiting up to [`LOCK_WAIT`] for its file lock: sled releases the lock
+    /// from background threads a moment after the last handle is dropped (sled issue
+    /// #1234), so a vault closed and reopened at once in one process can find it still
+    /// held. Past the wait, the vault is in use by another handle or process.
+    fn open_db(path: &Path, options: &SledOptions) -> Result<sled::Db, StorageError> {
+        let config = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_bytes)
+            .flush_every_ms(options.flush_every_ms);
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match config.open() {
+                Ok(db) => return Ok(db),
+                // sled 0.34 reports a held lock only through this message.
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if start.elapsed() >= LOCK_WAIT {
+                        return Err(StorageError::new(
+                            "the vault is in use: its database is locked by another open \
+                             handle or process",
+                        ));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Purge swap protocol: (1) copy live pairs to `db.purge`, flush, write
+    /// `db.purge/COMPLETE`; (2) rename `db` to `db.old`; (3) rename `db.purge` to `db`;
+    /// (4) delete `db.old`. A crash before (2) leaves `db` intact (drop the copy); between
+    /// (2) and (3) the complete copy is renamed into place; after (3) `db.old` is deleted.
+    fn recover_purge(dir: &Path) -> Result<(), StorageError> {
+        let db = dir.join(DB_DIR);
+        let purge = dir.join(PURGE_DIR);
+        let old = dir.join(OLD_DIR);
+        if !db.exists() {
+            if purge.join(COMPLETE).exists() {
+                fs::rename(&purge, &db)?;
+            } else if old.exists() {
+                fs::rename(&old, &db)?;
+            }
+        }
+        if purge.exists() {
+            fs::remove_dir_all(&purge)?;
+        }
+        if old.exists() {
+            fs::remove_dir_all(&old)?;
+        }
+        Ok(())
+    }
+
+    fn db(&self) -> std::sync::RwLockReadGuard<'_, sled::Db> {
+        self.db.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Reads the header file of the vault at `dir` without opening sled; `None` when the
@@ -100,18 +170,19 @@ impl Storage for SledStorage {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+        Ok(self.db().get(key)?.map(|v| v.to_vec()))
     }
 
     fn scan(&self, start: &[u8], end: Option<&[u8]>) -> ScanIter<'_> {
+        let db = self.db();
         match end {
-            Some(end) => Box::new(self.db.range(start.to_vec()..end.to_vec()).map(pair)),
-            None => Box::new(self.db.range(start.to_vec()..).map(pair)),
+            Some(end) => Box::new(db.range(start.to_vec()..end.to_vec()).map(pair)),
+            None => Box::new(db.range(start.to_vec()..).map(pair)),
         }
     }
 
     fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<KeyValue>, StorageError> {
-        match self.db.range(start.to_vec()..end.to_vec()).next_back() {
+        match self.db().range(start.to_vec()..end.to_vec()).next_back() {
             Some(r) => Ok(Some(pair(r)?)),
             None => Ok(None),
         }
@@ -125,16 +196,55 @@ impl Storage for SledStorage {
                 super::Op::Delete(k) => b.remove(k),
             }
         }
-        self.db.apply_batch(b)?;
+        self.db().apply_batch(b)?;
         Ok(())
     }
 
     fn flush(&self) -> Result<(), StorageError> {
-        self.db.flush()?;
+        self.db().flush()?;
         Ok(())
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db().size_on_disk()?)
+    }
+
+    /// sled is log-structured: removed values stay in its segment files until they are
+    /// cleaned. A purge copies the live pairs into a fresh database and swaps it in
+    /// (protocol at `recover_purge`), so no file of the vault holds deleted data.
+    /// Blocks every other storage call meanwhile.
+    fn purge(&self) -> Result<(), StorageError> {
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        guard.flush()?;
+        let purge = self.dir.join(PURGE_DIR);
+        if purge.exists() {
+            fs::remove_dir_all(&purge)?;
+        }
+        {
+            let fresh = Self::open_db(&purge, &self.options)?;
+            let mut batch = sled::Batch::default();
+            let mut n = 0usize;
+            for item in guard.iter() {
+                let (k, v) = item?;
+                batch.insert(k, v);
+                n += 1;
+                if n.is_multiple_of(4096) {
+                    fresh.apply_batch(std::mem::take(&mut batch))?;
+                }
+            }
+            fresh.apply_batch(batch)?;
+            fresh.flush()?;
+        }
+        fs::File::create(purge.join(COMPLETE))?.sync_all()?;
+        fs::File::open(&purge)?.sync_all()?;
+        let db = self.dir.join(DB_DIR);
+        let old = self.dir.join(OLD_DIR);
+        fs::rename(&db, &old)?;
+        fs::rename(&purge, &db)?;
+        fs::remove_file(db.join(COMPLETE))?;
+        fs::File::open(&self.dir)?.sync_all()?;
+        *guard = Self::open_db(&db, &self.options)?;
+        fs::remove_dir_all(&old)?;
+        Ok(())
     }
 }

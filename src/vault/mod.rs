@@ -63,6 +63,10 @@ pub struct VaultOptions {
     pub dek_message_bound: u64,
     /// Who opens or creates the vault, recorded in the `open`/`create` log entry.
     pub opener: AccessContext,
+    /// Purge the storage after each erasure ([`Vault::purge`]), so that no vault file
+    /// keeps the erased subject's ciphertexts or wrapped keys. Costs a rewrite of the
+    /// whole database per erasure; turn off to erase many subjects, then purge once.
+    pub purge_after_erase: bool,
 }
 
 impl Default for VaultOptions {
@@ -74,6 +78,7 @@ impl Default for VaultOptions {
             sled: SledOptions::default(),
             dek_message_bound: DEFAULT_DEK_MESSAGE_BOUND,
             opener: AccessContext::new(SYSTEM_ACTOR, Purpose::Maintenance),
+            purge_after_erase: true,
         }
     }
 }
@@ -122,11 +127,16 @@ pub struct Vault {
     options: VaultOptions,
     /// Held while a batch is prepared and applied: orders key entries and log entries.
     commit_lock: Mutex<()>,
+    /// Held by key operations (rotations, retirement): one at a time.
+    key_op_lock: Mutex<()>,
     applied: AtomicU64,
     durable: AtomicU64,
     flush_lock: Mutex<()>,
     path: Option<PathBuf>,
 }
+
+mod rotation;
+pub use rotation::{Progress, RotationReport, RotationScope};
 
 const RECORD_PREFIX: u8 = b'r';
 const SUBJECT_PREFIX: u8 = b'k';
@@ -166,6 +176,9 @@ impl Vault {
     }
 
     /// Creates a vault in any [`Storage`] (e.g. [`crate::storage::MemoryStorage`]).
+    /// What a create interrupted before writing its header left behind is cleared; a
+    /// store without a header but with records or keys (a vault whose header was lost)
+    /// fails with [`Error::AlreadyExists`] and is left as it is.
     pub fn create_in(
         storage: Box<dyn Storage>,
         key: KeySource,
@@ -175,6 +188,7 @@ impl Vault {
             return Err(Error::AlreadyExists);
         }
         options.opener.validate()?;
+        clear_interrupted_create(storage.as_ref())?;
         let (header, unlocked) = Header::create(&key, options.kdf)?;
         let bytes = header.encode(&unlocked.root);
         let opener = options.opener.clone();
@@ -292,6 +306,7 @@ impl Vault {
             log,
             options,
             commit_lock: Mutex::new(()),
+            key_op_lock: Mutex::new(()),
             applied: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             flush_lock: Mutex::new(()),
@@ -350,14 +365,51 @@ impl Vault {
     /// atomically; then flushes per the durability option (`is_write` marks a change).
     fn commit(
         &self,
-        mut batch: WriteBatch,
+        batch: WriteBatch,
         entries: Vec<PendingEntry>,
         subjects: &[&Arc<SubjectKeys>],
         is_write: bool,
     ) -> Result<u64> {
+        self.commit_checked(batch, entries, subjects, &[], is_write)
+    }
+
+    /// [`Vault::commit`], also checking under the commit lock that every `(subject, key
+    /// version)` in `uses` still exists: a data-key rotation may have retired a version
+    /// between sealing and commit. Fails with [`Error::UnknownKeyVersion`] then.
+    fn commit_checked(
+        &self,
+        batch: WriteBatch,
+        entries: Vec<PendingEntry>,
+        subjects: &[&Arc<SubjectKeys>],
+        uses: &[(SubjectTag, u32)],
+        is_write: bool,
+    ) -> Result<u64> {
+        self.commit_with(batch, entries, subjects, uses, is_write, |_| Ok(()))
+    }
+
+    /// The one commit path. `prepare` runs under the commit lock, before the batch is
+    /// applied, for writes that must see storage unchanged by concurrent commits (e.g. a
+    /// re-encryption that must not overwrite a newer record).
+    fn commit_with(
+        &self,
+        mut batch: WriteBatch,
+        entries: Vec<PendingEntry>,
+        subjects: &[&Arc<SubjectKeys>],
+        uses: &[(SubjectTag, u32)],
+        is_write: bool,
+        prepare: impl FnOnce(&mut WriteBatch) -> Result<()>,
+    ) -> Result<u64> {
         let seq;
         {
             let _g = lock(&self.commit_lock);
+            prepare(&mut batch)?;
+            for (tag, v) in uses {
+                if let Some(k) = subjects.iter().find(|k| k.tag == *tag)
+                    && !k.has_version(*v)
+                {
+                    return Err(Error::UnknownKeyVersion(*v));
+                }
+            }
             let mut written = Vec::new();
             for k in subjects {
                 let st = k.lock();
@@ -446,6 +498,44 @@ impl Vault {
         let _ = self.commit(WriteBatch::new(), vec![e], &[], false);
     }
 
+    /// [`Vault::guarded`] for an operation on one record: a failure is logged naming the
+    /// record (sealed under the subject's audit key when the subject exists), so a
+    /// failed or denied attempt on a patient's file shows up in that patient's trail.
+    fn guarded_record<T>(
+        &self,
+        ctx: &AccessContext,
+        action: Action,
+        key: &RecordKey,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let r = ctx.validate().and_then(|_| f());
+        if r.is_err() {
+            let tag = self.subject_tag(&key.subject);
+            let keys = if key.validate().is_ok() {
+                self.keyring.load(&tag, self.read_fn()).ok().flatten()
+            } else {
+                None
+            };
+            let target = Target {
+                subject: key.subject.clone(),
+                collection: Some(key.collection.clone()),
+                record_id: Some(key.record_id.clone()),
+                fields: Vec::new(),
+            };
+            let e = self.entry_for(
+                ctx,
+                action,
+                Outcome::of(&r),
+                keys.as_deref(),
+                Some(tag),
+                Some(&target),
+            );
+            let subs: Vec<&Arc<SubjectKeys>> = keys.iter().collect();
+            let _ = self.commit(WriteBatch::new(), vec![e], &subs, false);
+        }
+        r
+    }
+
     /// Validates the context and runs `f`; a failure before commit is logged.
     fn guarded<T>(
         &self,
@@ -499,72 +589,94 @@ impl Vault {
         items: impl IntoIterator<Item = (&'a RecordKey, &'a T)>,
         action: Action,
     ) -> Result<usize> {
-        let mut batch = WriteBatch::new();
-        let mut entries = Vec::new();
-        let mut subjects: Vec<Arc<SubjectKeys>> = Vec::new();
-        let prepared = self.guarded(ctx, action, None, || {
-            for (key, value) in items {
-                key.validate()?;
-                let fields = split_fields(value)?;
-                let tag = self.subject_tag(&key.subject);
-                let keys = match subjects.iter().find(|k| k.tag == tag) {
-                    Some(k) => k.clone(),
-                    None => {
-                        let k = self
-                            .keyring
-                            .load_or_create(&tag, &key.subject, self.read_fn())?;
-                        if k.current_usage() > self.options.dek_message_bound {
-                            self.keyring.add_version(&k)?;
-                        }
-                        subjects.push(k.clone());
-                        k
+        let items: Vec<(&RecordKey, &T)> = items.into_iter().collect();
+        // A concurrent data-key rotation may retire the version a record was sealed
+        // under before the commit; the commit refuses it and the records are resealed.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.write_records_once(ctx, &items, action) {
+                Err(Error::UnknownKeyVersion(_)) if attempts < 4 => continue,
+                r => {
+                    if r.is_err() {
+                        self.log_failure(ctx, action, None, &r);
                     }
-                };
-                let dek = keys.current_dek(fields.len() as u64 + 1)?;
-                let sk = self.record_storage_key(&tag, key);
-                let vid = self.vault_id();
-                let bind = Binding {
-                    vault_id: &vid,
-                    storage_key: &sk,
-                    key,
-                    key_version: dek.version,
-                };
-                batch.put(sk.clone(), seal_record(&dek.aead, &bind, &fields));
-                let target = Target {
-                    subject: key.subject.clone(),
-                    collection: Some(key.collection.clone()),
-                    record_id: Some(key.record_id.clone()),
-                    fields: fields.iter().map(|f| f.name.clone()).collect(),
-                };
-                entries.push(self.entry_for(
-                    ctx,
-                    action,
-                    Outcome::Ok,
-                    Some(&keys),
-                    None,
-                    Some(&target),
-                ));
+                    return r;
+                }
             }
-            Ok(())
-        });
-        prepared?;
+        }
+    }
+
+    fn write_records_once<T: Serialize + ?Sized>(
+        &self,
+        ctx: &AccessContext,
+        items: &[(&RecordKey, &T)],
+        action: Action,
+    ) -> Result<usize> {
+        ctx.validate()?;
+        let mut batch = WriteBatch::new();
+        let mut entries = Vec::with_capacity(items.len());
+        let mut subjects: Vec<Arc<SubjectKeys>> = Vec::new();
+        let mut uses: Vec<(SubjectTag, u32)> = Vec::new();
+        let vid = self.vault_id();
+        for (key, value) in items {
+            key.validate()?;
+            let fields = split_fields(*value)?;
+            let tag = self.subject_tag(&key.subject);
+            let keys = match subjects.iter().find(|k| k.tag == tag) {
+                Some(k) => k.clone(),
+                None => {
+                    let k = self
+                        .keyring
+                        .load_or_create(&tag, &key.subject, self.read_fn())?;
+                    if k.current_usage() > self.options.dek_message_bound {
+                        self.keyring.add_version(&k)?;
+                    }
+                    subjects.push(k.clone());
+                    k
+                }
+            };
+            let dek = keys.current_dek(fields.len() as u64 + 1)?;
+            if !uses.contains(&(tag, dek.version)) {
+                uses.push((tag, dek.version));
+            }
+            let sk = self.record_storage_key(&tag, key);
+            let bind = Binding {
+                vault_id: &vid,
+                storage_key: &sk,
+                key,
+                key_version: dek.version,
+            };
+            batch.put(sk.clone(), seal_record(&dek.aead, &bind, &fields));
+            let target = Target {
+                subject: key.subject.clone(),
+                collection: Some(key.collection.clone()),
+                record_id: Some(key.record_id.clone()),
+                fields: fields.iter().map(|f| f.name.clone()).collect(),
+            };
+            entries.push(self.entry_for(
+                ctx,
+                action,
+                Outcome::Ok,
+                Some(&keys),
+                None,
+                Some(&target),
+            ));
+        }
         let n = entries.len();
         if n == 0 {
             return Ok(0);
         }
         let refs: Vec<&Arc<SubjectKeys>> = subjects.iter().collect();
-        let r = self.commit(batch, entries, &refs, true);
-        if r.is_err() {
-            self.log_failure(ctx, action, None, &r);
-        }
-        r.map(|_| n)
+        self.commit_checked(batch, entries, &refs, &uses, true)?;
+        Ok(n)
     }
 
     /// Deletes record `key`. Logged as `delete`. Fails with [`Error::NotFound`] when
     /// there is no such record.
     pub fn delete(&self, ctx: &AccessContext, key: &RecordKey) -> Result<()> {
         let tag = self.subject_tag(&key.subject);
-        let r = self.guarded(ctx, Action::Delete, Some(tag), || {
+        let r = self.guarded_record(ctx, Action::Delete, key, || {
             key.validate()?;
             let sk = self.record_storage_key(&tag, key);
             if self.storage.get(&sk)?.is_none() {
@@ -626,6 +738,8 @@ impl Vault {
             let mut e = PendingEntry::new(ctx, Action::Erase, Outcome::Ok);
             e.subject = Some((tag, Vec::new()));
             e.note = format!("records={n}");
+            // No load may read the entry now and cache it after the erasure.
+            let _loading = self.keyring.loading();
             let cached = self.keyring.cached(&tag);
             if let Some(k) = &cached {
                 k.lock().erased = true;
@@ -641,7 +755,28 @@ impl Vault {
             Ok(n)
         })?;
         self.group_flush()?;
+        if self.options.purge_after_erase {
+            self.purge_storage()?;
+        }
         Ok(r)
+    }
+
+    /// Rewrites the database so that no vault file holds deleted or erased data any more
+    /// (sled keeps removed values in its log segments until they are cleaned). Blocks
+    /// every other call while it runs; O(size of the vault). Logged as `erase` with a
+    /// note. See SECURITY.md for what remains outside the vault (backups, the disk).
+    pub fn purge(&self, ctx: &AccessContext) -> Result<()> {
+        self.guarded(ctx, Action::Erase, None, || self.purge_storage())?;
+        let mut e = PendingEntry::new(ctx, Action::Erase, Outcome::Ok);
+        e.note = "storage purged".into();
+        self.commit(WriteBatch::new(), vec![e], &[], true)?;
+        Ok(())
+    }
+
+    fn purge_storage(&self) -> Result<()> {
+        let _g = lock(&self.commit_lock);
+        self.storage.purge()?;
+        Ok(())
     }
 
     // ----- reads -------------------------------------------------------------------------
@@ -673,18 +808,29 @@ impl Vault {
         want: Option<&[&str]>,
     ) -> Result<T> {
         let tag = self.subject_tag(&key.subject);
-        let (value, keys, names) = self.guarded(ctx, Action::Read, Some(tag), || {
+        let (value, keys, names) = self.guarded_record(ctx, Action::Read, key, || {
             key.validate()?;
             let sk = self.record_storage_key(&tag, key);
-            let bytes = self.storage.get(&sk)?.ok_or(Error::NotFound)?;
-            let keys = self
-                .keyring
-                .load(&tag, self.read_fn())?
-                .ok_or_else(|| Error::integrity("record without subject keys"))?;
-            let (fields, _) = self.open_record(&keys, &sk, Some(key), &bytes, want)?;
-            let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
-            let value: T = join_fields(&fields)?;
-            Ok((value, keys, names))
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let bytes = self.storage.get(&sk)?.ok_or(Error::NotFound)?;
+                let keys = self
+                    .keyring
+                    .load(&tag, self.read_fn())?
+                    .ok_or_else(|| Error::integrity("record without subject keys"))?;
+                match self.open_record(&keys, &sk, Some(key), &bytes, want) {
+                    // A data-key rotation re-encrypted the record and retired the version
+                    // between our two reads: read the record again.
+                    Err(Error::UnknownKeyVersion(_)) if attempts < 4 => continue,
+                    Err(e) => return Err(e),
+                    Ok((fields, _)) => {
+                        let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
+                        let value: T = join_fields(&fields)?;
+                        return Ok((value, keys, names));
+                    }
+                }
+            }
         })?;
         let target = Target {
             subject: key.subject.clone(),
@@ -714,6 +860,21 @@ impl Vault {
         bytes: &[u8],
         want: Option<&[&str]>,
     ) -> Result<(Vec<PlainField>, RecordKey)> {
+        self.open_record_of(keys, storage_key, expect, bytes, want, None)?
+            .ok_or_else(|| Error::integrity("record meta: unexpected collection"))
+    }
+
+    /// [`Vault::open_record`] that returns `None`, without opening any field, when the
+    /// record's collection is not `only_collection`.
+    fn open_record_of(
+        &self,
+        keys: &SubjectKeys,
+        storage_key: &[u8],
+        expect: Option<&RecordKey>,
+        bytes: &[u8],
+        want: Option<&[&str]>,
+        only_collection: Option<&str>,
+    ) -> Result<Option<(Vec<PlainField>, RecordKey)>> {
         let sealed = parse_record(bytes)?;
         let dek = keys.dek(sealed.key_version)?;
         let vid = self.vault_id();
@@ -738,9 +899,12 @@ impl Vault {
                 "record meta: ids do not match the record key",
             ));
         }
+        if only_collection.is_some_and(|c| c != key.collection) {
+            return Ok(None);
+        }
         let bind = Binding { key: &key, ..bind };
         let fields = sealed.open_fields(&dek.aead, &bind, &meta, want)?;
-        Ok((fields, key))
+        Ok(Some((fields, key)))
     }
 
     /// Reads every record of `subject` (optionally only of `collection`), each into `T`,
@@ -763,11 +927,11 @@ impl Vault {
             let mut out = Vec::new();
             for item in self.storage.scan(&prefix, end.as_deref()) {
                 let (k, v) = item?;
-                let (fields, key) = self.open_record(&keys, &k, None, &v, None)?;
-                if collection.is_some_and(|c| c != key.collection) {
-                    continue;
+                if let Some((fields, key)) =
+                    self.open_record_of(&keys, &k, None, &v, None, collection)?
+                {
+                    out.push((key, join_fields::<T>(&fields)?));
                 }
-                out.push((key, join_fields::<T>(&fields)?));
             }
             Ok((out, Some(keys)))
         })?;
@@ -931,16 +1095,26 @@ impl Vault {
         }
         Ok(s)
     }
+}
 
-    #[allow(dead_code)]
-    fn root_key(&self) -> MutexGuard<'_, RootKey> {
-        lock(&self.root)
+/// Clears what a create interrupted before its header was written left in a store that
+/// has no header: at most the first log entry and the head, sealed under a vault secret
+/// that was never stored, so no vault. A headless store holding anything more is a vault
+/// whose header was lost: [`Error::AlreadyExists`], and nothing is changed.
+fn clear_interrupted_create(storage: &dyn Storage) -> Result<()> {
+    let first_entry = [crate::audit::ENTRY_PREFIX, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut leftovers = WriteBatch::new();
+    for item in storage.scan(&[], None) {
+        let (k, _) = item?;
+        if k != crate::audit::HEAD_KEY && k != first_entry {
+            return Err(Error::AlreadyExists);
+        }
+        leftovers.delete(k);
     }
-
-    #[allow(dead_code)]
-    fn secret(&self) -> &SecretKey {
-        &self.vault_secret
+    if !leftovers.is_empty() {
+        storage.apply(leftovers)?;
     }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

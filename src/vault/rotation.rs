@@ -1,0 +1,682 @@
+//! Key lifecycle: root-key rotation (rewrap, no record touched), data-key rotation
+//! (re-encrypt online in resumable batches), retirement of old data-key versions.
+//!
+//! Safe at every instant: during a root-key rotation the header holds both roots (bridged
+//! both ways), so either key opens; a data-key version is removed only in the same atomic
+//! batch that proves no record uses it, so every record always opens with exactly one
+//! held version; the data-key rotation cursor is persisted with each subject's completion.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{SUBJECT_PREFIX, Vault, lock};
+use crate::audit::{Action, Outcome, PendingEntry, Target};
+use crate::codec::Reader;
+use crate::context::AccessContext;
+use crate::crypto::{KdfParams, KeySource, MacKey, ct_eq, derive_key};
+use crate::error::{Error, Result};
+use crate::keyring::{SubjectKeys, SubjectTag, entry_key};
+use crate::record::{Binding, parse_record, seal_record};
+use crate::storage::{WriteBatch, prefix_end};
+
+/// Storage key of the persisted data-key rotation state.
+const ROTATION_KEY: &[u8] = b"c";
+/// Rotation-state format version.
+pub const ROTATION_STATE_VERSION: u8 = 1;
+/// Records re-encrypted per atomic batch.
+const REKEY_BATCH: usize = 512;
+/// Subjects rotated together: one commit adds their new versions, one retires the old
+/// ones and advances the cursor past the group.
+const SUBJECT_GROUP: usize = 128;
+
+/// A re-encryption batch being built.
+#[derive(Default)]
+struct Rekey {
+    batch: WriteBatch,
+    expected: Vec<(Vec<u8>, Vec<u8>)>,
+    uses: Vec<(SubjectTag, u32)>,
+    entries: Vec<PendingEntry>,
+}
+/// Subject entries rewrapped per atomic batch during a root-key rotation.
+const REWRAP_BATCH: usize = 1024;
+
+/// Which subjects a data-key rotation covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RotationScope {
+    /// Every subject of the vault.
+    All,
+    /// Only these subject ids.
+    Subjects(Vec<String>),
+}
+
+/// Progress of a long key operation, reported through a callback.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Progress {
+    /// Units done (records for a data-key rotation, subject entries for a root-key one).
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+    /// Units per second since the operation started.
+    pub rate_per_sec: f64,
+}
+
+/// What a data-key rotation did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RotationReport {
+    /// Subjects that received a new data-key version.
+    pub subjects: u64,
+    /// Records re-encrypted under a new version.
+    pub records: u64,
+}
+
+struct RotationState {
+    /// `None`: all subjects.
+    subjects: Option<Vec<SubjectTag>>,
+    /// Last subject completed (rotated and old versions retired).
+    cursor: Option<SubjectTag>,
+}
+
+struct Meter {
+    start: Instant,
+    done: u64,
+    total: u64,
+}
+
+impl Meter {
+    fn progress(&self) -> Progress {
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        Progress {
+            done: self.done,
+            total: self.total,
+            rate_per_sec: self.done as f64 / secs,
+        }
+    }
+
+    fn tick(&mut self, n: u64, progress: &mut dyn FnMut(Progress)) {
+        self.done += n;
+        progress(self.progress());
+    }
+}
+
+impl Vault {
+    fn rotation_mac_key(&self) -> MacKey {
+        MacKey::new(&derive_key(
+            &self.vault_secret,
+            &[b"medvault/v1/rotation-state"],
+        ))
+    }
+
+    fn encode_rotation_state(&self, st: &RotationState) -> Vec<u8> {
+        let mut b = vec![ROTATION_STATE_VERSION];
+        match &st.subjects {
+            None => b.push(0),
+            Some(tags) => {
+                b.push(1);
+                b.extend_from_slice(&(tags.len() as u32).to_be_bytes());
+                for t in tags {
+                    b.extend_from_slice(t);
+                }
+            }
+        }
+        match &st.cursor {
+            None => b.push(0),
+            Some(t) => {
+                b.push(1);
+                b.extend_from_slice(t);
+            }
+        }
+        let mac = self.rotation_mac_key().mac_raw(&[&self.vault_id(), &b]);
+        b.extend_from_slice(&mac);
+        b
+    }
+
+    fn load_rotation_state(&self) -> Result<Option<RotationState>> {
+        let Some(bytes) = self.storage.get(ROTATION_KEY)? else {
+            return Ok(None);
+        };
+        if bytes.len() < 33 {
+            return Err(Error::integrity("rotation state: truncated"));
+        }
+        let (body, mac) = bytes.split_at(bytes.len() - 32);
+        if !ct_eq(
+            &self.rotation_mac_key().mac_raw(&[&self.vault_id(), body]),
+            mac,
+        ) {
+            return Err(Error::integrity("rotation state: MAC mismatch"));
+        }
+        let mut r = Reader::new(body, "rotation state");
+        let v = r.u8()?;
+        if v != ROTATION_STATE_VERSION {
+            return Err(Error::UnsupportedVersion {
+                what: "rotation state",
+                version: v,
+            });
+        }
+        let subjects = match r.u8()? {
+            0 => None,
+            1 => {
+                let n = r.u32()? as usize;
+                if n.saturating_mul(16) > r.remaining() {
+                    return Err(Error::integrity("rotation state: bad subject count"));
+                }
+                let mut tags = Vec::with_capacity(n);
+                for _ in 0..n {
+                    tags.push(r.array()?);
+                }
+                Some(tags)
+            }
+            _ => return Err(Error::integrity("rotation state: bad scope")),
+        };
+        let cursor = match r.u8()? {
+            0 => None,
+            1 => Some(r.array()?),
+            _ => return Err(Error::integrity("rotation state: bad cursor flag")),
+        };
+        r.finish()?;
+        Ok(Some(RotationState { subjects, cursor }))
+    }
+
+    /// True when a data-key rotation was started and not finished (e.g. the process was
+    /// killed); [`Vault::rotate_data_keys`] resumes it.
+    pub fn data_key_rotation_pending(&self) -> Result<bool> {
+        Ok(self.storage.get(ROTATION_KEY)?.is_some())
+    }
+
+    fn all_subject_tags(&self) -> Result<Vec<SubjectTag>> {
+        let mut tags = Vec::new();
+        for item in self
+            .storage
+            .scan(&[SUBJECT_PREFIX], Some(&[SUBJECT_PREFIX + 1]))
+        {
+            let (k, _) = item?;
+            let t: SubjectTag = k
+                .get(1..17)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| Error::integrity("subject entry key malformed"))?;
+            tags.push(t);
+        }
+        Ok(tags)
+    }
+
+    fn count_records(&self, tag: &SubjectTag) -> Result<u64> {
+        let prefix = Self::subject_records_prefix(tag);
+        let end = prefix_end(&prefix);
+        let mut n = 0;
+        for item in self.storage.scan(&prefix, end.as_deref()) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Counts a subject's records sealed under a version other than `keep` (or equal to
+    /// `only`, when given).
+    fn count_on_versions(&self, tag: &SubjectTag, only: Option<u32>, keep: u32) -> Result<u64> {
+        let prefix = Self::subject_records_prefix(tag);
+        let end = prefix_end(&prefix);
+        let mut n = 0;
+        for item in self.storage.scan(&prefix, end.as_deref()) {
+            let (_, v) = item?;
+            let kv = parse_record(&v)?.key_version;
+            if only.map_or(kv != keep, |o| kv == o) {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Rotates the data keys of `scope` online: each subject gets a new DEK version, its
+    /// records are re-encrypted under it in atomic batches of 256 (reads and writes go on
+    /// meanwhile), then its old versions are retired in the batch that advances the
+    /// persisted cursor. A rotation interrupted (e.g. killed) is resumed by the next call,
+    /// whatever its `scope`, before anything else. `progress` gets records done / total.
+    /// Logged as `key_rotation` (one entry per batch and per subject).
+    pub fn rotate_data_keys(
+        &self,
+        ctx: &AccessContext,
+        scope: &RotationScope,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<RotationReport> {
+        let r = self.guarded(ctx, Action::KeyRotation, None, || {
+            let _k = lock(&self.key_op_lock);
+            let state = match self.load_rotation_state()? {
+                Some(s) => s,
+                None => {
+                    let subjects = match scope {
+                        RotationScope::All => None,
+                        RotationScope::Subjects(ids) => {
+                            let mut tags = Vec::with_capacity(ids.len());
+                            for id in ids {
+                                crate::record::validate_id("subject", id)?;
+                                tags.push(self.subject_tag(id));
+                            }
+                            tags.sort_unstable();
+                            tags.dedup();
+                            Some(tags)
+                        }
+                    };
+                    let st = RotationState {
+                        subjects,
+                        cursor: None,
+                    };
+                    let mut batch = WriteBatch::new();
+                    batch.put(ROTATION_KEY.to_vec(), self.encode_rotation_state(&st));
+                    let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
+                    e.note = "data-key rotation started".into();
+                    self.commit(batch, vec![e], &[], true)?;
+                    st
+                }
+            };
+            self.run_data_rotation(ctx, state, progress)
+        })?;
+        Ok(r)
+    }
+
+    fn run_data_rotation(
+        &self,
+        ctx: &AccessContext,
+        mut state: RotationState,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<RotationReport> {
+        let mut tags = match &state.subjects {
+            Some(t) => t.clone(),
+            None => self.all_subject_tags()?,
+        };
+        tags.sort_unstable();
+        if let Some(c) = state.cursor {
+            tags.retain(|t| *t > c);
+        }
+        let mut meter = Meter {
+            start: Instant::now(),
+            done: 0,
+            total: 0,
+        };
+        for t in &tags {
+            meter.total += self.count_records(t)?;
+        }
+        progress(Progress {
+            done: 0,
+            total: meter.total,
+            rate_per_sec: 0.0,
+        });
+        let mut report = RotationReport::default();
+        for group in tags.chunks(SUBJECT_GROUP) {
+            let mut held = Vec::with_capacity(group.len());
+            for tag in group {
+                if let Some(keys) = self.keyring.load(tag, self.read_fn())? {
+                    held.push(keys);
+                }
+            }
+            self.add_versions(ctx, &held)?;
+            report.records += self.reencrypt(ctx, &held, &mut meter, progress)?;
+            report.subjects += held.len() as u64;
+            state.cursor = group.last().copied();
+            self.retire_old_versions(ctx, &held, &state, &mut meter, progress)?;
+        }
+        let mut batch = WriteBatch::new();
+        batch.delete(ROTATION_KEY.to_vec());
+        let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
+        e.note = format!(
+            "data-key rotation finished: subjects={} records={}",
+            report.subjects, report.records
+        );
+        self.commit(batch, vec![e], &[], true)?;
+        Ok(report)
+    }
+
+    /// Gives each subject a new data-key version, unless a resumed rotation (or an
+    /// automatic rotation) already left it with more than one; one commit, one entry
+    /// per subject.
+    fn add_versions(&self, ctx: &AccessContext, held: &[Arc<SubjectKeys>]) -> Result<()> {
+        let mut entries = Vec::new();
+        let mut touched = Vec::new();
+        for keys in held {
+            if keys.versions().len() == 1 {
+                let v = self.keyring.add_version(keys)?;
+                let target = Target {
+                    subject: keys.subject.to_string(),
+                    ..Target::default()
+                };
+                let mut e = self.entry_for(
+                    ctx,
+                    Action::KeyRotation,
+                    Outcome::Ok,
+                    Some(keys),
+                    None,
+                    Some(&target),
+                );
+                e.note = format!("data key v{v} created");
+                entries.push(e);
+                touched.push(keys);
+            }
+        }
+        if !entries.is_empty() {
+            self.commit(WriteBatch::new(), entries, &touched, false)?;
+        }
+        Ok(())
+    }
+
+    /// Re-encrypts every record of `held` not under its subject's current version, in
+    /// atomic batches of [`REKEY_BATCH`] records; a record rewritten concurrently since it
+    /// was read is left alone (compare-and-set under the commit lock). Returns the number
+    /// of records re-encrypted.
+    fn reencrypt(
+        &self,
+        ctx: &AccessContext,
+        held: &[Arc<SubjectKeys>],
+        meter: &mut Meter,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64> {
+        let vid = self.vault_id();
+        let mut rekeyed = 0u64;
+        let mut pending = Rekey::default();
+        for keys in held {
+            let prefix = Self::subject_records_prefix(&keys.tag);
+            let end = prefix_end(&prefix);
+            let current = keys.current_dek(0)?.version;
+            let mut count = 0u64;
+            for item in self.storage.scan(&prefix, end.as_deref()) {
+                let (k, v) = item?;
+                meter.tick(1, &mut |_| {});
+                if parse_record(&v)?.key_version == current {
+                    continue;
+                }
+                let (fields, key) = self.open_record(keys, &k, None, &v, None)?;
+                let dek = keys.current_dek(fields.len() as u64 + 1)?;
+                let bind = Binding {
+                    vault_id: &vid,
+                    storage_key: &k,
+                    key: &key,
+                    key_version: dek.version,
+                };
+                pending
+                    .batch
+                    .put(k.clone(), seal_record(&dek.aead, &bind, &fields));
+                pending.expected.push((k, v));
+                pending.uses.push((keys.tag, dek.version));
+                count += 1;
+                if pending.expected.len() >= REKEY_BATCH {
+                    rekeyed += self.commit_rekey(ctx, std::mem::take(&mut pending), held)?;
+                    progress(meter.progress());
+                }
+            }
+            if count > 0 {
+                let target = Target {
+                    subject: keys.subject.to_string(),
+                    ..Target::default()
+                };
+                let mut e = self.entry_for(
+                    ctx,
+                    Action::KeyRotation,
+                    Outcome::Ok,
+                    Some(keys),
+                    None,
+                    Some(&target),
+                );
+                e.note = format!("re-encrypted {count} records under v{current}");
+                pending.entries.push(e);
+            }
+        }
+        rekeyed += self.commit_rekey(ctx, pending, held)?;
+        progress(meter.progress());
+        Ok(rekeyed)
+    }
+
+    fn commit_rekey(
+        &self,
+        ctx: &AccessContext,
+        p: Rekey,
+        held: &[Arc<SubjectKeys>],
+    ) -> Result<u64> {
+        if p.expected.is_empty() && p.entries.is_empty() {
+            return Ok(0);
+        }
+        let n = p.expected.len() as u64;
+        let mut entries = p.entries;
+        if entries.is_empty() {
+            let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
+            e.note = format!("re-encrypted {n} records");
+            entries.push(e);
+        }
+        let mut uses = p.uses;
+        uses.sort_unstable();
+        uses.dedup();
+        let refs: Vec<&Arc<SubjectKeys>> = held.iter().collect();
+        let expected = p.expected;
+        self.commit_with(p.batch, entries, &refs, &uses, false, |b| {
+            // Keep only records nobody rewrote since we read them: a concurrent write is
+            // already under the current version (or is caught before retirement).
+            let mut stale = Vec::new();
+            for (k, old) in &expected {
+                if self.storage.get(k)?.as_deref() != Some(old.as_slice()) {
+                    stale.push(k.clone());
+                }
+            }
+            if !stale.is_empty() {
+                b.ops.retain(|op| match op {
+                    crate::storage::Op::Put(k, _) => !stale.contains(k),
+                    crate::storage::Op::Delete(_) => true,
+                });
+            }
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
+    /// Retires every version but the current one of each subject of `held`, in the batch
+    /// that advances the rotation cursor, and only if no record uses them (checked under
+    /// the commit lock); records written concurrently under an old version are
+    /// re-encrypted first.
+    fn retire_old_versions(
+        &self,
+        ctx: &AccessContext,
+        held: &[Arc<SubjectKeys>],
+        state: &RotationState,
+        meter: &mut Meter,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<()> {
+        for _ in 0..8 {
+            let mut batch = WriteBatch::new();
+            batch.put(ROTATION_KEY.to_vec(), self.encode_rotation_state(state));
+            let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
+            e.note = format!("retired old data-key versions of {} subjects", held.len());
+            let refs: Vec<&Arc<SubjectKeys>> = held.iter().collect();
+            let mut in_use = false;
+            let r = self.commit_with(batch, vec![e], &refs, &[], true, |b| {
+                for keys in held {
+                    let current = keys.current_dek(0)?.version;
+                    if self.count_on_versions(&keys.tag, None, current)? > 0 {
+                        in_use = true;
+                        return Err(Error::KeyInUse {
+                            version: 0,
+                            records: 0,
+                        });
+                    }
+                }
+                for keys in held {
+                    let current = keys.current_dek(0)?.version;
+                    let old: Vec<u32> = keys
+                        .versions()
+                        .into_iter()
+                        .filter(|v| *v != current)
+                        .collect();
+                    for v in &old {
+                        self.keyring.remove_version(keys, *v)?;
+                    }
+                    if !old.is_empty() {
+                        b.put(entry_key(&keys.tag), self.keyring.encode_entry(keys));
+                    }
+                }
+                Ok(())
+            });
+            match r {
+                Ok(_) => return Ok(()),
+                Err(Error::KeyInUse { .. }) if in_use => {
+                    // Rare (a write raced the rotation): not counted as progress again.
+                    let mut quiet = Meter {
+                        start: Instant::now(),
+                        done: meter.done,
+                        total: meter.total,
+                    };
+                    self.reencrypt(ctx, held, &mut quiet, &mut |_| {})?;
+                    let _ = &progress;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::integrity(
+            "data-key rotation: records keep appearing under an old version",
+        ))
+    }
+
+    /// Destroys data-key `version` of `subject`. Refused with [`Error::KeyInUse`]
+    /// (naming how many records still use it) while any record is sealed under it, and
+    /// with [`Error::InvalidInput`] for the current version. Logged as `key_rotation`.
+    pub fn retire_key_version(
+        &self,
+        ctx: &AccessContext,
+        subject: &str,
+        version: u32,
+    ) -> Result<()> {
+        let tag = self.subject_tag(subject);
+        let keys = self.guarded(ctx, Action::KeyRotation, Some(tag), || {
+            crate::record::validate_id("subject", subject)?;
+            let _k = lock(&self.key_op_lock);
+            let keys = self
+                .keyring
+                .load(&tag, self.read_fn())?
+                .ok_or(Error::NotFound)?;
+            if !keys.has_version(version) {
+                return Err(Error::UnknownKeyVersion(version));
+            }
+            if keys.current_dek(0)?.version == version {
+                return Err(Error::invalid("cannot retire the current data-key version"));
+            }
+            let target = Target {
+                subject: subject.to_owned(),
+                ..Target::default()
+            };
+            let mut e = self.entry_for(
+                ctx,
+                Action::KeyRotation,
+                Outcome::Ok,
+                Some(&keys),
+                None,
+                Some(&target),
+            );
+            e.note = format!("retired data-key v{version}");
+            self.commit_with(WriteBatch::new(), vec![e], &[&keys], &[], true, |b| {
+                let records = self.count_on_versions(&tag, Some(version), 0)?;
+                if records > 0 {
+                    return Err(Error::KeyInUse { version, records });
+                }
+                self.keyring.remove_version(&keys, version)?;
+                b.put(entry_key(&tag), self.keyring.encode_entry(&keys));
+                Ok(())
+            })?;
+            Ok(keys)
+        })?;
+        drop(keys);
+        Ok(())
+    }
+
+    /// Rotates the root key (KEK) to `new_key` (also: a passphrase change, or a switch
+    /// between passphrase and raw key), rewrapping every subject entry and the vault
+    /// secret without touching any record. Returns the number of subject entries
+    /// rewrapped. `kdf` applies when `new_key` is a passphrase.
+    ///
+    /// Crash safety: the header first records the rotation as pending with both roots
+    /// bridged, so from then until the final header write **either** key opens the vault;
+    /// before the first header write only the old key, after the last only the new one.
+    /// Calling this again with the same new key (or the old vault reopened with either
+    /// key) completes an interrupted rotation. A pending rotation to a different key is
+    /// refused with [`Error::InvalidInput`].
+    pub fn rotate_root_key(
+        &self,
+        ctx: &AccessContext,
+        new_key: KeySource,
+        kdf: KdfParams,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64> {
+        self.guarded(ctx, Action::KeyRotation, None, || {
+            let _k = lock(&self.key_op_lock);
+            let header = lock(&self.header).clone();
+            let current = lock(&self.root).clone();
+            let (pending_header, next_root) = match &header.pending {
+                Some(p) => {
+                    // Resume: the new key must be the pending one.
+                    let bytes = header.encode(&current);
+                    let (_, u) = crate::header::Header::unlock(&bytes, &new_key).map_err(|_| {
+                        Error::invalid(
+                            "a root-key rotation to another key is pending; rerun it with that key",
+                        )
+                    })?;
+                    let next = u.next_root.ok_or_else(|| {
+                        Error::integrity("header: pending rotation without next root")
+                    })?;
+                    let _ = p;
+                    (header.clone(), next)
+                }
+                None => {
+                    let (h, next) = header.begin_rotation(&current, &new_key, kdf)?;
+                    self.storage.write_header(&h.encode(&current))?;
+                    (h, next)
+                }
+            };
+            let next_gen = pending_header
+                .pending
+                .as_ref()
+                .map(|p| p.next.generation)
+                .ok_or_else(|| Error::integrity("header: no pending rotation"))?;
+            self.keyring.set_next_root(Some((&next_root, next_gen)));
+            *lock(&self.header) = pending_header.clone();
+            let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
+            e.note = format!("root-key rotation to generation {next_gen} started");
+            self.commit(WriteBatch::new(), vec![e], &[], true)?;
+
+            let tags = self.all_subject_tags()?;
+            let mut meter = Meter {
+                start: Instant::now(),
+                done: 0,
+                total: tags.len() as u64,
+            };
+            let mut rewrapped = 0u64;
+            for chunk in tags.chunks(REWRAP_BATCH) {
+                let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
+                e.note = format!("rewrapped {} subject entries", chunk.len());
+                let mut n = 0u64;
+                self.commit_with(WriteBatch::new(), vec![e], &[], &[], false, |b| {
+                    for tag in chunk {
+                        let Some(bytes) = self.storage.get(&entry_key(tag))? else {
+                            continue; // erased meanwhile
+                        };
+                        if bytes.get(1..5) == Some(&next_gen.to_be_bytes()[..]) {
+                            continue; // already rewrapped (resumed rotation)
+                        }
+                        let keys = match self.keyring.cached(tag) {
+                            Some(k) => k,
+                            None => Arc::new(self.keyring.decode_entry(tag, &bytes)?),
+                        };
+                        b.put(entry_key(tag), self.keyring.encode_entry(&keys));
+                        n += 1;
+                    }
+                    Ok(())
+                })?;
+                rewrapped += n;
+                meter.tick(chunk.len() as u64, progress);
+            }
+            self.sync()?;
+            let done = pending_header.finish_rotation(&next_root, &self.vault_secret)?;
+            self.storage.write_header(&done.encode(&next_root))?;
+            self.keyring.set_next_root(None);
+            *lock(&self.header) = done;
+            *lock(&self.root) = next_root;
+            let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
+            e.note = format!(
+                "root-key rotation to generation {next_gen} finished: {rewrapped} entries rewrapped"
+            );
+            self.commit(WriteBatch::new(), vec![e], &[], true)?;
+            Ok(rewrapped)
+        })
+    }
+}
