@@ -38,6 +38,8 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;
+#[doc(hidden)]
+pub mod bench_internals;
 mod codec;
 pub mod context;
 pub mod crypto;
