@@ -376,3 +376,55 @@ fn readers_never_fail_during_a_data_key_rotation() {
         reads.load(Ordering::Relaxed)
     );
 }
+
+/// Guards the erase/purge crash window: an erasure whose purge never ran (killed, or
+/// deferred) leaves the subject's bytes in sled's files until the next open, which must
+/// finish the purge.
+#[test]
+fn an_interrupted_purge_is_finished_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let deferred = VaultOptions {
+        purge_after_erase: false,
+        ..VaultOptions::default()
+    };
+    let v = Vault::create_with(&path, raw(6), deferred).unwrap();
+    fill(&v, 2, 5);
+    v.sync().unwrap();
+    drop(v);
+    let before = raw_pairs(&path);
+    let v = Vault::open_with(
+        &path,
+        raw(6),
+        VaultOptions {
+            purge_after_erase: false,
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    v.erase_subject(&ctx(), "patient-0").unwrap();
+    v.sync().unwrap();
+    drop(v);
+    let after: std::collections::HashSet<Vec<u8>> =
+        raw_pairs(&path).into_iter().map(|(k, _)| k).collect();
+    assert!(after.contains(b"p".as_slice()), "purge marker missing");
+    let gone: Vec<_> = before
+        .into_iter()
+        .filter(|(k, _)| k[0] == b'r' && !after.contains(k))
+        .collect();
+    assert_eq!(gone.len(), 5);
+    // Still on disk (no purge yet): the window the marker closes.
+    let on_disk = |value: &[u8]| {
+        common::files_under(&path)
+            .iter()
+            .any(|(_, f)| f.windows(32).any(|w| w == &value[value.len() - 32..]))
+    };
+    assert!(gone.iter().any(|(_, v)| on_disk(v)));
+    // The next open (default options) finishes the purge.
+    let v = Vault::open(&path, raw(6)).unwrap();
+    drop(v);
+    assert!(!raw_pairs(&path).iter().any(|(k, _)| k == b"p"));
+    for (_, value) in &gone {
+        assert!(!on_disk(value), "erased bytes survived the resumed purge");
+    }
+}

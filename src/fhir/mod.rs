@@ -285,7 +285,35 @@ pub fn subject_of(resource: &Map<String, Value>) -> Option<String> {
             }
         }
     }
-    None
+    // Resources in the Patient compartment through other elements (Appointment
+    // `participant.actor`, Communication `recipient`, Provenance `target`, ...): a
+    // patient's data must not land in the shared subject, where erasing the patient
+    // would not reach it. The first Patient referenced anywhere owns the resource.
+    resource
+        .iter()
+        .filter(|(k, _)| k.as_str() != "contained")
+        .find_map(|(_, v)| any_patient_reference(v, 0))
+}
+
+/// The first `Patient/<id>` reference anywhere under `v` (depth-limited).
+fn any_patient_reference(v: &Value, depth: usize) -> Option<String> {
+    if depth > 32 {
+        return None;
+    }
+    match v {
+        Value::Object(m) => {
+            if m.get("reference").is_some_and(Value::is_string) {
+                for target in reference_targets(Some(v)) {
+                    if let RefTarget::Patient(id) = target {
+                        return Some(id.to_owned());
+                    }
+                }
+            }
+            m.values().find_map(|x| any_patient_reference(x, depth + 1))
+        }
+        Value::Array(a) => a.iter().find_map(|x| any_patient_reference(x, depth + 1)),
+        _ => None,
+    }
 }
 
 /// FHIR R4 §2.24.0.1: an id is `[A-Za-z0-9\-\.]{1,64}`.

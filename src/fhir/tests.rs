@@ -627,9 +627,11 @@ fn subject_of_reference_forms() {
             "{reference}"
         );
     }
+    // A Patient referenced from any other element still owns the resource (it is in the
+    // Patient compartment; filing it under the shared subject would dodge erasure).
     assert_eq!(
-        subject_of(&r("performer", json!({"reference": "Patient/p"}))),
-        None
+        subject_of(&r("performer", json!({"reference": "Patient/p"}))).as_deref(),
+        Some("p")
     );
     // The first field that names a patient wins.
     let both = obj(json!({"resourceType":"X","subject":{"reference":"Group/g"},
@@ -774,4 +776,30 @@ fn synth_speed() {
     let elapsed = start.elapsed();
     eprintln!("generated and serialised to {bytes} bytes of JSON in {elapsed:?}");
     assert!(elapsed < std::time::Duration::from_secs(1));
+}
+
+/// Guards patient data filed under the shared subject (it would survive the patient's
+/// erasure): resources that reference a Patient outside subject/patient/beneficiary
+/// belong to that patient.
+#[test]
+fn compartment_references_outside_the_usual_fields_name_the_patient() {
+    for r in [
+        json!({"resourceType": "Communication", "id": "c1",
+               "recipient": [{"reference": "Patient/aaaa"}]}),
+        json!({"resourceType": "Appointment", "id": "a1",
+               "participant": [{"actor": {"reference": "Practitioner/p9"}},
+                               {"actor": {"reference": "Patient/aaaa"}}]}),
+        json!({"resourceType": "Provenance", "id": "v1",
+               "target": [{"reference": "Patient/aaaa"}]}),
+    ] {
+        assert_eq!(
+            subject_of(r.as_object().unwrap()).as_deref(),
+            Some("aaaa"),
+            "{}",
+            r["resourceType"]
+        );
+    }
+    let org = json!({"resourceType": "Organization", "id": "o1",
+                     "partOf": {"reference": "Organization/o2"}});
+    assert_eq!(subject_of(org.as_object().unwrap()), None);
 }

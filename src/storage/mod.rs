@@ -11,7 +11,7 @@ mod memory;
 mod sled_backend;
 
 pub use memory::{FaultPlan, MemoryStorage};
-pub use sled_backend::{SledOptions, SledStorage};
+pub use sled_backend::{DirLock, SledOptions, SledStorage};
 
 use crate::error::StorageError;
 

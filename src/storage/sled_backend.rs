@@ -43,6 +43,49 @@ pub struct SledStorage {
     options: SledOptions,
     /// Replaced only by [`Storage::purge`], under the write lock.
     db: RwLock<sled::Db>,
+    /// Held for the handle's life: one process at a time reads the header and writes.
+    _lock: DirLock,
+}
+
+/// Name of the lock file inside a vault directory.
+pub const LOCK_FILE: &str = "lock";
+
+/// An exclusive advisory lock (`flock`) on `VAULT/lock`, taken **before** the header is
+/// read: a second process cannot read a header that a root-key rotation in the first is
+/// about to replace, and then write under a root generation that no longer exists.
+pub struct DirLock {
+    _file: fs::File,
+}
+
+impl DirLock {
+    /// Takes the lock of the vault at `dir`, waiting up to 5 s for another handle or
+    /// process to release it; then fails with "the vault is in use". Creates the (empty)
+    /// lock file when missing.
+    pub fn acquire(dir: &Path) -> Result<DirLock, StorageError> {
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK_FILE))?;
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(DirLock { _file: file }),
+                Err(fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(StorageError::new(
+                        "the vault is in use: it is locked by another open handle or process",
+                    ));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+            }
+        }
+    }
 }
 
 /// How long an open waits for sled's file lock to be released (see `open_db`).
@@ -58,12 +101,23 @@ impl SledStorage {
     /// Opens (creating if needed) the sled tree under `dir/db`, first finishing or
     /// rolling back a purge that a crash interrupted.
     pub fn open(dir: &Path, options: &SledOptions) -> Result<Self, StorageError> {
+        let lock = DirLock::acquire(dir)?;
+        Self::open_locked(dir, lock, options)
+    }
+
+    /// [`SledStorage::open`] with the directory lock already taken.
+    pub fn open_locked(
+        dir: &Path,
+        lock: DirLock,
+        options: &SledOptions,
+    ) -> Result<Self, StorageError> {
         Self::recover_purge(dir)?;
         let db = Self::open_db(&dir.join(DB_DIR), options)?;
         Ok(SledStorage {
             dir: dir.to_path_buf(),
             options: options.clone(),
             db: RwLock::new(db),
+            _lock: lock,
         })
     }
 
@@ -79,7 +133,13 @@ impl SledStorage {
         let start = Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
-            match config.open() {
+            // sled 0.34 panics on some truncated database files instead of returning an
+            // error; a damaged vault must be an integrity error, never a crash.
+            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+                .map_err(|_| {
+                StorageError::corrupt("the database files are damaged (sled refused them)")
+            })?;
+            match opened {
                 Ok(db) => return Ok(db),
                 // sled 0.34 reports a held lock only through this message.
                 Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
@@ -129,15 +189,24 @@ impl SledStorage {
     /// file does not exist. Bounded: a header larger than 64 KiB is refused.
     pub fn read_header_at(dir: &Path) -> Result<Option<Vec<u8>>, StorageError> {
         let path = dir.join(HEADER_FILE);
-        match fs::metadata(&path) {
-            Ok(m) if m.len() > 64 * 1024 => {
-                return Err(StorageError::new("header file larger than 64 KiB"));
+        match fs::symlink_metadata(&path) {
+            // A FIFO, device or symlink (to /dev/zero, say) could hang or never end.
+            Ok(m) if !m.file_type().is_file() => {
+                return Err(StorageError::corrupt("the header is not a regular file"));
             }
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        Ok(Some(fs::read(path)?))
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(fs::File::open(path)?, 64 * 1024 + 1),
+            &mut bytes,
+        )?;
+        if bytes.len() > 64 * 1024 {
+            return Err(StorageError::corrupt("header file larger than 64 KiB"));
+        }
+        Ok(Some(bytes))
     }
 
     /// Atomically replaces the header file of `dir`: write a temporary file, fsync it,

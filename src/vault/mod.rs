@@ -22,7 +22,7 @@ use crate::record::{
     Binding, PlainField, RecordKey, join_fields, parse_record, seal_record, split_fields,
     validate_id,
 };
-use crate::storage::{SledOptions, SledStorage, Storage, WriteBatch, prefix_end};
+use crate::storage::{DirLock, SledOptions, SledStorage, Storage, WriteBatch, prefix_end};
 
 /// The actor recorded for opening and creating a vault when the caller names none.
 pub const SYSTEM_ACTOR: &str = "medvault";
@@ -144,6 +144,8 @@ mod rotation;
 pub use rotation::{Progress, RotationReport, RotationScope};
 
 const RECORD_PREFIX: u8 = b'r';
+/// Present from an erasure until the purge that follows it has completed.
+const PURGE_PENDING: &[u8] = b"p";
 const SUBJECT_PREFIX: u8 = b'k';
 
 impl Vault {
@@ -231,9 +233,15 @@ impl Vault {
         options: VaultOptions,
     ) -> Result<Vault> {
         let path = path.as_ref();
+        if SledStorage::read_header_at(path)?.is_none() {
+            return Err(Error::NotFound);
+        }
+        // Lock first, then read the header: a root-key rotation in another handle holds
+        // the lock until its final header is written.
+        let lock = DirLock::acquire(path)?;
         let bytes = SledStorage::read_header_at(path)?.ok_or(Error::NotFound)?;
         let (header, unlocked) = Header::unlock(&bytes, &key)?;
-        let storage = SledStorage::open(path, &options.sled)?;
+        let storage = SledStorage::open_locked(path, lock, &options.sled)?;
         let mut v = Vault::finish_open(Box::new(storage), header, unlocked, options)?;
         v.path = Some(path.to_path_buf());
         Ok(v)
@@ -277,6 +285,11 @@ impl Vault {
             &[],
             false,
         )?;
+        // An erasure whose purge did not complete (crash, kill): finish it now, so the
+        // erased subject's bytes do not outlive the interruption.
+        if v.storage.get(PURGE_PENDING)?.is_some() && v.options.purge_after_erase {
+            v.purge(&opener)?;
+        }
         Ok(v)
     }
 
@@ -757,6 +770,9 @@ impl Vault {
             }
             crate::index::unindex_subject(self.storage.as_ref(), &tag, &mut batch)?;
             batch.delete(ek);
+            // Until a purge has rewritten the database, sled's files still hold the
+            // erased bytes: the marker makes the next open finish the job after a crash.
+            batch.put(PURGE_PENDING.to_vec(), Vec::new());
             let mut e = PendingEntry::new(ctx, Action::Erase, Outcome::Ok);
             e.subject = Some((tag, Vec::new()));
             e.note = format!("records={n}");
@@ -803,6 +819,10 @@ impl Vault {
     fn purge_storage(&self) -> Result<()> {
         let _g = lock(&self.commit_lock);
         self.storage.purge()?;
+        let mut done = WriteBatch::new();
+        done.delete(PURGE_PENDING.to_vec());
+        self.storage.apply(done)?;
+        self.storage.flush()?;
         Ok(())
     }
 

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use medvault::Purpose;
 
@@ -66,8 +67,13 @@ pub enum Command {
         vault: PathBuf,
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Records per atomic batch.
-        #[arg(long, value_name = "N", default_value_t = medvault::fhir::import::DEFAULT_BATCH_RECORDS)]
+        /// Records per atomic batch (1 to 100000).
+        #[arg(
+            long,
+            value_name = "N",
+            default_value_t = medvault::fhir::import::DEFAULT_BATCH_RECORDS,
+            value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize)
+        )]
         batch: usize,
         /// Skip (and count) invalid input lines instead of stopping at the first.
         #[arg(long)]

@@ -83,16 +83,18 @@ fn key_file(var: &str) -> CliResult<Option<KeySource>> {
         return Ok(None);
     };
     let bad = |why: &str| Failure::usage(format!("{var}: {why}"));
-    let len = std::fs::metadata(&path)
-        .map_err(|e| bad(&format!("cannot read the key file: {e}")))?
-        .len();
-    if len > MAX_KEY_FILE {
+    // Bounded read: metadata says 0 bytes for /dev/zero or a pipe, which never end.
+    let mut bytes = Zeroizing::new(Vec::new());
+    std::fs::File::open(&path)
+        .and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_KEY_FILE + 1), &mut bytes)
+        })
+        .map_err(|e| bad(&format!("cannot read the key file: {e}")))?;
+    if bytes.len() as u64 > MAX_KEY_FILE {
         return Err(bad(
             "not a key file (expected 32 raw bytes or 64 hex characters)",
         ));
     }
-    let bytes =
-        Zeroizing::new(std::fs::read(&path).map_err(|e| bad(&format!("cannot read: {e}")))?);
     let mut key = Zeroizing::new([0u8; 32]);
     if bytes.len() == 32 {
         key.copy_from_slice(&bytes);

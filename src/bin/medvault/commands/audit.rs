@@ -20,17 +20,25 @@ pub fn verify(path: &Path, checkpoint: Option<&Path>, args: &AccessArgs) -> CliR
     let cp =
         match checkpoint {
             Some(file) => {
-                let len = std::fs::metadata(file)
-                    .map_err(|e| Failure::other(format!("checkpoint {}: {e}", file.display())))?
-                    .len();
-                if len > MAX_CHECKPOINT_FILE {
-                    return Err(Failure::other(format!(
-                        "checkpoint {}: not a checkpoint file",
-                        file.display()
-                    )));
-                }
-                let text = std::fs::read_to_string(file)
+                // Bounded read: /dev/zero or a pipe report 0 bytes and never end.
+                let mut raw = Vec::new();
+                std::fs::File::open(file)
+                    .and_then(|f| {
+                        std::io::Read::read_to_end(
+                            &mut std::io::Read::take(f, MAX_CHECKPOINT_FILE + 1),
+                            &mut raw,
+                        )
+                    })
                     .map_err(|e| Failure::other(format!("checkpoint {}: {e}", file.display())))?;
+                let text = match String::from_utf8(raw) {
+                    Ok(t) if t.len() as u64 <= MAX_CHECKPOINT_FILE => t,
+                    _ => {
+                        return Err(Failure::other(format!(
+                            "checkpoint {}: not a checkpoint file",
+                            file.display()
+                        )));
+                    }
+                };
                 Some(Checkpoint::from_text(&text).map_err(|e| {
                     Failure::from(e).context(format!("checkpoint {}", file.display()))
                 })?)
@@ -148,25 +156,45 @@ pub fn log(
         } else if let Some(p) = &e.subject_pseudonym {
             what = format!("subject#{}", crate::commands::vault::hex(p));
         }
+        // Actor ids, ids and notes come from callers: escape control characters so a
+        // crafted value cannot forge a line of the trail or drive the terminal.
         write!(
             out,
             "{:>8} {} {:<16} {:<15} {:<12} {:<7} {}",
             e.seq,
             clock::format_ms(e.time_ms),
-            e.actor,
+            escape(&e.actor),
             e.purpose.name(),
             e.action.name(),
             outcome,
-            what
+            escape(&what)
         )?;
         if let Some(r) = &e.reason {
             write!(out, " reason={r:?}")?;
         }
         if !e.note.is_empty() {
-            write!(out, " ({})", e.note)?;
+            write!(out, " ({})", escape(&e.note))?;
         }
         writeln!(out)?;
     }
     out.flush()?;
     Ok(())
+}
+
+/// `s` with control characters (newlines, escapes) written as `\u{..}` escapes.
+pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }

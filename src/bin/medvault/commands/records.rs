@@ -199,7 +199,7 @@ pub fn subjects(path: &Path, args: &AccessArgs) -> CliResult {
     ids.sort();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for id in ids {
-        writeln!(out, "{id}")?;
+        writeln!(out, "{}", crate::commands::audit::escape(&id))?;
     }
     out.flush()?;
     Ok(())
