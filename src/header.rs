@@ -72,7 +72,8 @@ fn key_check(root: &RootKey, vault_id: &[u8; 16], generation: u32) -> [u8; 32] {
         .mac_parts(&[vault_id, &generation.to_be_bytes()])
 }
 
-fn header_mac_key(root: &RootKey) -> MacKey {
+/// The key of the header MAC: HKDF(root, "medvault/v1/header-mac").
+pub(crate) fn header_mac_key(root: &RootKey) -> MacKey {
     MacKey::new(&derive_key(root, &[b"medvault/v1/header-mac"]))
 }
 
@@ -176,7 +177,16 @@ impl RootSpec {
         let lanes = r.u32()?;
         let salt: [u8; SALT_LEN] = r.array()?;
         let kdf = match kind {
-            0 => None,
+            0 => {
+                // A raw-key spec has no parameters: anything but zeros would give one
+                // header two encodings (found by the `header` fuzz target).
+                if memory_kib != 0 || iterations != 0 || lanes != 0 || salt != [0; SALT_LEN] {
+                    return Err(Error::integrity(
+                        "header: raw-key spec carries key-derivation parameters",
+                    ));
+                }
+                None
+            }
             1 => Some((
                 KdfParams {
                     memory_kib,
@@ -449,6 +459,32 @@ mod tests {
         }
         for n in 0..bytes.len() {
             assert!(Header::unlock(&bytes[..n], &pw("right")).is_err());
+        }
+    }
+
+    /// Re-MACs and re-checksums a tampered header under `root`, as only a holder of the
+    /// root key could.
+    fn reseal(bytes: &mut [u8], root: &RootKey) {
+        let n = bytes.len();
+        let mac = header_mac_key(root).mac_raw(&[&bytes[..n - 64]]);
+        bytes[n - 64..n - 32].copy_from_slice(&mac);
+        let sum = sha256(&[&bytes[..n - 32]]);
+        bytes[n - 32..].copy_from_slice(&sum);
+    }
+
+    #[test]
+    fn raw_spec_with_parameters_is_refused() {
+        let (h, u) = Header::create(&KeySource::raw([9; 32]), KdfParams::default()).unwrap();
+        let bytes = h.encode(&u.root);
+        // version (1) + magic (4) + vault_id (16), then kind (1) and 12 + 16 zero bytes.
+        for at in 22..22 + 12 + SALT_LEN {
+            let mut t = bytes.clone();
+            t[at] = 1;
+            reseal(&mut t, &u.root);
+            match Header::unlock(&t, &KeySource::raw([9; 32])) {
+                Err(Error::Integrity { .. }) => {}
+                other => panic!("byte {at}: {:?}", other.map(|_| ())),
+            }
         }
     }
 

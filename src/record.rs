@@ -359,29 +359,35 @@ pub(crate) struct Meta {
     pub names: Vec<String>,
 }
 
+/// Parses an opened meta block that must name `fields` fields. [`Error::Integrity`] when
+/// malformed.
+pub(crate) fn parse_meta(pt: &[u8], fields: usize) -> Result<Meta> {
+    let mut r = Reader::new(pt, "record meta");
+    let collection = r.str16()?.to_owned();
+    let record_id = r.str16()?.to_owned();
+    let n = r.u16()? as usize;
+    if n != fields {
+        return Err(Error::integrity("record meta: field count mismatch"));
+    }
+    let mut names = Vec::with_capacity(n);
+    for _ in 0..n {
+        names.push(r.str16()?.to_owned());
+    }
+    r.finish()?;
+    Ok(Meta {
+        collection,
+        record_id,
+        names,
+    })
+}
+
 impl SealedRecord<'_> {
     /// Opens the meta block: collection, record id and field names.
     pub fn open_meta(&self, dek: &AeadKey, bind: &Binding<'_>) -> Result<Meta> {
         let pt = dek
             .open(&bind.meta_aad(), self.meta)
             .ok_or_else(|| Error::integrity("record meta: authentication failed"))?;
-        let mut r = Reader::new(&pt, "record meta");
-        let collection = r.str16()?.to_owned();
-        let record_id = r.str16()?.to_owned();
-        let n = r.u16()? as usize;
-        if n != self.fields.len() {
-            return Err(Error::integrity("record meta: field count mismatch"));
-        }
-        let mut names = Vec::with_capacity(n);
-        for _ in 0..n {
-            names.push(r.str16()?.to_owned());
-        }
-        r.finish()?;
-        Ok(Meta {
-            collection,
-            record_id,
-            names,
-        })
+        parse_meta(&pt, self.fields.len())
     }
 
     /// Opens the fields whose names pass `want` (all when `want` is `None`), in stored

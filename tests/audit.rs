@@ -732,3 +732,23 @@ fn erasure_unlinks_entries_but_keeps_them_verifiable() {
     assert!(matches!(r, Err(Error::NotFound)), "{r:?}");
     assert!(!v.subjects(&c).unwrap().iter().any(|s| s == GONE));
 }
+
+/// An export of a subject's records is logged as `export`, not `read`, naming the subject.
+#[test]
+fn export_is_logged_as_export() {
+    let (_m, v) = memory_vault();
+    let k = RecordKey::new("p-export", "Observation", "o1");
+    v.put(&ctx(), &k, &json!({"a": 1})).unwrap();
+    let out: Vec<(RecordKey, Value)> = v.export_records_of(&care("exporter"), "p-export").unwrap();
+    assert_eq!(out.len(), 1);
+    let entries = all_entries(&v);
+    let last_export = entries
+        .iter()
+        .filter(|e| e.actor == "exporter")
+        .map(|e| (e.action, e.target.as_ref().map(|t| t.subject.clone())))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        last_export,
+        vec![(Action::Export, Some("p-export".to_string()))]
+    );
+}

@@ -220,6 +220,10 @@ pub(crate) struct PendingEntry {
 }
 
 pub(crate) fn now_ms() -> u64 {
+    #[cfg(test)]
+    if let Some(t) = test_clock::get() {
+        return t;
+    }
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -327,7 +331,13 @@ pub(crate) fn open_target(
     let pt = audit
         .open(&target_aad(vault_id, tag), sealed)
         .ok_or_else(|| Error::integrity("access-log target: authentication failed"))?;
-    let mut r = Reader::new(&pt, "access-log target");
+    parse_target(&pt)
+}
+
+/// Parses an opened target (the plaintext of [`seal_target`]). [`Error::Integrity`] when
+/// malformed.
+pub(crate) fn parse_target(pt: &[u8]) -> Result<Target> {
+    let mut r = Reader::new(pt, "access-log target");
     let subject = r.str16()?.to_owned();
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     let collection = opt(r.str16()?);
@@ -396,4 +406,34 @@ pub(crate) fn decode_body(seq: u64, pt: &[u8]) -> Result<Body> {
         },
         sealed_target,
     })
+}
+
+/// A fixed clock for the golden-file tests, compiled only into this crate's own unit
+/// tests: while set on the current thread, [`now_ms`] returns it.
+#[cfg(test)]
+pub(crate) mod test_clock {
+    use std::cell::Cell;
+
+    thread_local! {
+        static NOW: Cell<Option<u64>> = const { Cell::new(None) };
+    }
+
+    pub(crate) fn get() -> Option<u64> {
+        NOW.with(Cell::get)
+    }
+
+    /// Sets the clock for the current thread until the guard drops.
+    pub(crate) fn set(ms: u64) -> Guard {
+        NOW.with(|n| n.set(Some(ms)));
+        Guard(())
+    }
+
+    /// Clears the clock on drop.
+    pub(crate) struct Guard(());
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            NOW.with(|n| n.set(None));
+        }
+    }
 }

@@ -34,7 +34,7 @@ impl SecretKey {
     /// A fresh random key from the thread-local CSPRNG (ChaCha, seeded by the OS).
     pub fn random() -> Self {
         let mut k = [0u8; KEY_LEN];
-        rand::thread_rng().fill_bytes(&mut k);
+        random_bytes(&mut k);
         SecretKey(k)
     }
 
@@ -191,6 +191,10 @@ pub fn sha256(parts: &[&[u8]]) -> [u8; 32] {
 /// Fills `buf` from the thread-local CSPRNG (rand's `ThreadRng`: ChaCha12 seeded from
 /// the OS and reseeded periodically), so a nonce costs no system call.
 pub fn random_bytes(buf: &mut [u8]) {
+    #[cfg(test)]
+    if test_rng::fill(buf) {
+        return;
+    }
     rand::thread_rng().fill_bytes(buf);
 }
 
@@ -198,4 +202,47 @@ pub fn random_bytes(buf: &mut [u8]) {
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// A deterministic RNG override for the golden-file tests, compiled only into this
+/// crate's own unit tests (`cfg(test)`): release and downstream builds have no such knob.
+///
+/// While a seed is set on the current thread, [`random_bytes`] (and so every nonce, salt,
+/// vault_id and fresh key) draws from ChaCha20 seeded with it, so an encoder's output is
+/// reproducible byte for byte.
+#[cfg(test)]
+pub(crate) mod test_rng {
+    use rand::{RngCore, SeedableRng};
+    use rand_chacha::ChaCha20Rng;
+    use std::cell::RefCell;
+
+    thread_local! {
+        static RNG: RefCell<Option<ChaCha20Rng>> = const { RefCell::new(None) };
+    }
+
+    /// Draws from the override when one is set on this thread; returns whether it did.
+    pub(crate) fn fill(buf: &mut [u8]) -> bool {
+        RNG.with(|r| match r.borrow_mut().as_mut() {
+            Some(rng) => {
+                rng.fill_bytes(buf);
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Seeds the override for the current thread until the guard drops.
+    pub(crate) fn seed(seed: u64) -> Guard {
+        RNG.with(|r| *r.borrow_mut() = Some(ChaCha20Rng::seed_from_u64(seed)));
+        Guard(())
+    }
+
+    /// Clears the override on drop (also when a test panics).
+    pub(crate) struct Guard(());
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            RNG.with(|r| *r.borrow_mut() = None);
+        }
+    }
 }

@@ -46,7 +46,7 @@ pub struct SledStorage {
 }
 
 /// How long an open waits for sled's file lock to be released (see `open_db`).
-const LOCK_WAIT: Duration = Duration::from_secs(3);
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// Directory of a purge's copy while it is written; `COMPLETE` marks it finished.
 const PURGE_DIR: &str = "db.purge";

@@ -1,0 +1,494 @@
+//! Golden files: pin every persisted format (docs/FORMAT.md) byte for byte.
+//!
+//! Each structure is built deterministically — fixed keys, a seeded ChaCha20 in place of
+//! the CSPRNG (`crypto::test_rng`, compiled only into this crate's unit tests) and a fixed
+//! clock (`audit::entry::test_clock`) — through the same internal functions the vault
+//! uses, and compared with the files committed under `tests/golden/`. A changed encoder
+//! fails `golden_encoders_are_unchanged`; `golden_files_decode` checks that the
+//! committed files still decode to the known content with the current decoders.
+//!
+//! Covered: header (raw key, passphrase, pending root rotation), subject entry, record
+//! value (meta + field envelopes), access-log entries and head, checkpoint (binary and
+//! text), data-key rotation state, and the storage keys of the golden vault.
+//!
+//! Regenerating: `MEDVAULT_BLESS=1 cargo test --lib golden` rewrites the files. Needing
+//! to do so means an on-disk format changed: bump the version byte of that structure
+//! (and keep a decoder for the old one) and update docs/FORMAT.md in the same commit.
+//! The vault scenario below also pins the storage keys (`storage_keys.txt`): keyed
+//! pseudonyms and key prefixes are a format too.
+
+#![allow(clippy::unwrap_used)] // tests: a failure should abort the test
+
+use serde_json::json;
+
+use crate::audit::test_clock;
+use crate::crypto::test_rng;
+use crate::header::Header;
+use crate::keyring::Keyring;
+use crate::storage::{FaultPlan, MemoryStorage};
+use crate::{
+    AccessContext, Action, Checkpoint, Error, KdfParams, KeySource, LogEntry, Outcome, Purpose,
+    RecordKey, RotationScope, Target, Vault, VaultOptions,
+};
+
+const RNG_SEED: u64 = 0x6d65_6476_6175_6c74; // "medvault"
+const CLOCK_MS: u64 = 1_700_000_000_000; // 2023-11-14T22:13:20Z
+const ROOT: [u8; 32] = [0x11; 32];
+const NEXT_ROOT: [u8; 32] = [0x22; 32];
+const PASSPHRASE: &str = "golden passphrase";
+const SUBJECT: &str = "patient-golden";
+
+macro_rules! golden {
+    ($($name:literal),* $(,)?) => {
+        const GOLDEN: &[(&str, &[u8])] = &[
+            $(($name, include_bytes!(concat!("../tests/golden/", $name)))),*
+        ];
+    };
+}
+
+golden!(
+    "header_raw.bin",
+    "header_passphrase.bin",
+    "header_rotating.bin",
+    "subject_entry.bin",
+    "record.bin",
+    "log_entry_0.bin",
+    "log_entry_1.bin",
+    "log_entry_2.bin",
+    "log_entry_3.bin",
+    "log_entry_4.bin",
+    "log_entry_5.bin",
+    "log_entry_6.bin",
+    "log_head.bin",
+    "rotation_state.bin",
+    "checkpoint.bin",
+    "checkpoint.txt",
+    "storage_keys.txt",
+);
+
+fn golden(name: &str) -> &'static [u8] {
+    GOLDEN
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| *b)
+        .unwrap_or_else(|| panic!("no golden file {name}"))
+}
+
+fn record_key() -> RecordKey {
+    RecordKey::new(SUBJECT, "Observation", "bp-1")
+}
+
+fn record_value() -> serde_json::Value {
+    json!({
+        "resourceType": "Observation",
+        "id": "bp-1",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+        "value": 120,
+        "unit": "mm[Hg]",
+        "final": true,
+        "ratio": 1.5,
+        "note": null,
+    })
+}
+
+fn nurse() -> AccessContext {
+    AccessContext::new("nurse-42", Purpose::Care)
+}
+
+fn ops() -> AccessContext {
+    AccessContext::new("ops", Purpose::Maintenance)
+}
+
+fn doctor_btg() -> AccessContext {
+    AccessContext::new("dr-7", Purpose::Emergency).with_reason("unconscious on arrival")
+}
+
+/// Builds every golden structure. Returns `(file name, bytes)` in [`GOLDEN`] order.
+fn build_all() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let _clock = test_clock::set(CLOCK_MS);
+
+    // A vault on memory storage, driven through the public API (so through exactly the
+    // encoders the vault uses): create, write, read, break-the-glass read of one field,
+    // a failed read, a checkpoint.
+    let _rng = test_rng::seed(RNG_SEED);
+    let mem = MemoryStorage::new();
+    let v = Vault::create_in(
+        Box::new(mem.clone()),
+        KeySource::raw(ROOT),
+        VaultOptions::default(),
+    )
+    .unwrap();
+    v.put(&nurse(), &record_key(), &record_value()).unwrap();
+    let _: serde_json::Value = v.get(&nurse(), &record_key()).unwrap();
+    let _: serde_json::Value = v
+        .get_fields(&doctor_btg(), &record_key(), &["value"])
+        .unwrap();
+    let missing = RecordKey::new(SUBJECT, "Observation", "nope");
+    assert!(matches!(
+        v.get::<serde_json::Value>(&nurse(), &missing),
+        Err(Error::NotFound)
+    ));
+    let cp = v.checkpoint(&nurse()).unwrap();
+    // A data-key rotation of the subject, interrupted after its start was persisted
+    // (the next batch fails), pins the rotation state.
+    mem.set_faults(FaultPlan {
+        fail_writes_after: Some(1),
+        ..FaultPlan::default()
+    });
+    let scope = RotationScope::Subjects(vec![SUBJECT.to_owned()]);
+    assert!(matches!(
+        v.rotate_data_keys(&ops(), &scope, &mut |_| {}),
+        Err(Error::Storage(_))
+    ));
+    mem.set_faults(FaultPlan::default());
+    drop(v);
+
+    out.push(("header_raw.bin".to_owned(), mem.raw_header().unwrap()));
+    drop(_rng);
+
+    // A passphrase header (low-cost Argon2id parameters, so the test stays fast).
+    let _rng = test_rng::seed(RNG_SEED + 1);
+    let (h, u) = Header::create(
+        &KeySource::passphrase(PASSPHRASE),
+        KdfParams::insecure_for_tests(),
+    )
+    .unwrap();
+    out.push(("header_passphrase.bin".to_owned(), h.encode(&u.root)));
+    drop(_rng);
+
+    // A header with a root-key rotation pending (raw ROOT -> raw NEXT_ROOT).
+    let _rng = test_rng::seed(RNG_SEED + 2);
+    let (h, u) = Header::create(&KeySource::raw(ROOT), KdfParams::default()).unwrap();
+    let (hp, _) = h
+        .begin_rotation(&u.root, &KeySource::raw(NEXT_ROOT), KdfParams::default())
+        .unwrap();
+    out.push(("header_rotating.bin".to_owned(), hp.encode(&u.root)));
+    drop(_rng);
+
+    let mut keys_txt = String::new();
+    let mut named = Vec::new();
+    for (k, val) in mem.dump() {
+        let name = match k.first() {
+            Some(b'h') => "log_head.bin".to_owned(),
+            Some(b'k') => "subject_entry.bin".to_owned(),
+            Some(b'r') => "record.bin".to_owned(),
+            Some(b'c') => "rotation_state.bin".to_owned(),
+            Some(b'l') => {
+                let seq = u64::from_be_bytes(k[1..9].try_into().unwrap());
+                format!("log_entry_{seq}.bin")
+            }
+            _ => panic!("unexpected storage key"),
+        };
+        keys_txt.push_str(&format!("{} {name}\n", crate::audit::hex(&k)));
+        named.push((name, val));
+    }
+    out.extend(named);
+    out.push(("checkpoint.bin".to_owned(), cp.to_bytes()));
+    out.push((
+        "checkpoint.txt".to_owned(),
+        format!("{}\n", cp.to_text()).into_bytes(),
+    ));
+    out.push(("storage_keys.txt".to_owned(), keys_txt.into_bytes()));
+    out
+}
+
+fn golden_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// The encoders still produce the committed bytes. On failure: if the format change is
+/// intended, bump its version and regenerate (see the module docs).
+#[test]
+fn golden_encoders_are_unchanged() {
+    let built = build_all();
+    if std::env::var_os("MEDVAULT_BLESS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(golden_dir()).unwrap();
+        for (name, bytes) in &built {
+            std::fs::write(golden_dir().join(name), bytes).unwrap();
+        }
+        eprintln!("golden files rewritten under {}", golden_dir().display());
+        return;
+    }
+    let mut names: Vec<&str> = built.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    let mut want: Vec<&str> = GOLDEN.iter().map(|(n, _)| *n).collect();
+    want.sort_unstable();
+    assert_eq!(names, want, "the set of persisted structures changed");
+    for (name, bytes) in &built {
+        let g = golden(name);
+        if g != bytes.as_slice() {
+            let at = g
+                .iter()
+                .zip(bytes.iter())
+                .position(|(a, b)| a != b)
+                .unwrap_or(g.len().min(bytes.len()));
+            panic!(
+                "{name}: the encoder output differs from tests/golden/{name} at byte {at} \
+                 (golden {} bytes, now {} bytes). A format change needs a version bump; \
+                 regenerate with MEDVAULT_BLESS=1 (see src/golden_tests.rs).",
+                g.len(),
+                bytes.len()
+            );
+        }
+    }
+}
+
+/// A memory store holding exactly the committed golden vault.
+fn golden_vault_storage() -> MemoryStorage {
+    let mem = MemoryStorage::new();
+    mem.raw_set_header(golden("header_raw.bin"));
+    let keys = std::str::from_utf8(golden("storage_keys.txt")).unwrap();
+    for line in keys.lines() {
+        let (hexkey, name) = line.split_once(' ').unwrap();
+        let key: Vec<u8> = (0..hexkey.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hexkey[i..i + 2], 16).unwrap())
+            .collect();
+        mem.raw_put(&key, golden(name));
+    }
+    mem
+}
+
+/// The committed files decode, with today's decoders, to the content they were made
+/// from: header keys, the record, every access-log entry, the chain and the checkpoint.
+#[test]
+fn golden_files_decode() {
+    // Header of the vault: the raw key opens it, another key is a wrong key.
+    let (h, unlocked) = Header::unlock(golden("header_raw.bin"), &KeySource::raw(ROOT)).unwrap();
+    assert_eq!(h.root.generation, 0);
+    assert!(h.root.kdf.is_none());
+    assert!(h.pending.is_none());
+    assert!(matches!(
+        Header::unlock(golden("header_raw.bin"), &KeySource::raw(NEXT_ROOT)),
+        Err(Error::WrongKey)
+    ));
+
+    // Subject entry: unwraps under the root key, names the subject, one DEK version.
+    let keyring = Keyring::new(h.vault_id, &unlocked.root, 0, None, 16);
+    let keys_txt = std::str::from_utf8(golden("storage_keys.txt")).unwrap();
+    let entry_key = keys_txt
+        .lines()
+        .find_map(|l| l.strip_suffix(" subject_entry.bin"))
+        .unwrap();
+    let tag: [u8; 16] = (1..17)
+        .map(|i| u8::from_str_radix(&entry_key[2 * i..2 * i + 2], 16).unwrap())
+        .collect::<Vec<u8>>()
+        .try_into()
+        .unwrap();
+    let sk = keyring
+        .decode_entry(&tag, golden("subject_entry.bin"))
+        .unwrap();
+    assert_eq!(sk.subject.as_str(), SUBJECT);
+    assert_eq!(sk.lock().current, 1);
+    assert!(sk.dek(1).is_ok());
+
+    // Record value: structure parses with key version 1 and eight field envelopes.
+    let rec = crate::record::parse_record(golden("record.bin")).unwrap();
+    assert_eq!(rec.key_version, 1);
+
+    // Checkpoint: binary and text forms agree.
+    let cp = Checkpoint::from_bytes(golden("checkpoint.bin")).unwrap();
+    let txt = std::str::from_utf8(golden("checkpoint.txt")).unwrap();
+    assert_eq!(Checkpoint::from_text(txt).unwrap(), cp);
+    assert_eq!(cp.vault_id, h.vault_id);
+    assert_eq!(
+        cp.next_seq, 6,
+        "the checkpoint precedes the rotation's entry"
+    );
+
+    // The whole vault, reassembled from the files, opens and reads back.
+    let mem = golden_vault_storage();
+    assert!(matches!(
+        Vault::open_in(
+            Box::new(mem.clone()),
+            KeySource::raw(NEXT_ROOT),
+            VaultOptions::default()
+        ),
+        Err(Error::WrongKey)
+    ));
+    let v = Vault::open_in(
+        Box::new(mem.clone()),
+        KeySource::raw(ROOT),
+        VaultOptions::default(),
+    )
+    .unwrap();
+    assert!(v.data_key_rotation_pending().unwrap());
+    let got: serde_json::Value = v.get(&nurse(), &record_key()).unwrap();
+    assert_eq!(got, record_value());
+    // The golden log: 7 entries, plus this open's and this read's.
+    assert_eq!(v.verify(&nurse(), Some(&cp)).unwrap(), 9);
+    let entries = v
+        .audit_query(&nurse(), &crate::LogQuery::default())
+        .unwrap();
+    let target = |fields: &[&str]| {
+        Some(Target {
+            subject: SUBJECT.to_owned(),
+            collection: Some("Observation".to_owned()),
+            record_id: Some("bp-1".to_owned()),
+            fields: fields.iter().map(|s| s.to_string()).collect(),
+        })
+    };
+    let all_fields = [
+        "code",
+        "final",
+        "id",
+        "note",
+        "ratio",
+        "resourceType",
+        "unit",
+        "value",
+    ];
+    type Expected<'a> = (
+        &'a str,
+        Purpose,
+        Option<&'a str>,
+        Action,
+        Outcome,
+        Option<Target>,
+    );
+    let expect: Vec<Expected<'_>> = vec![
+        (
+            "medvault",
+            Purpose::Maintenance,
+            None,
+            Action::Create,
+            Outcome::Ok,
+            None,
+        ),
+        (
+            "nurse-42",
+            Purpose::Care,
+            None,
+            Action::Write,
+            Outcome::Ok,
+            target(&all_fields),
+        ),
+        (
+            "nurse-42",
+            Purpose::Care,
+            None,
+            Action::Read,
+            Outcome::Ok,
+            target(&all_fields),
+        ),
+        (
+            "dr-7",
+            Purpose::Emergency,
+            Some("unconscious on arrival"),
+            Action::Read,
+            Outcome::Ok,
+            target(&["value"]),
+        ),
+        (
+            "nurse-42",
+            Purpose::Care,
+            None,
+            Action::Read,
+            Outcome::Failed("not_found".to_owned()),
+            // A failed read names the record it asked for (the subject exists).
+            Some(Target {
+                subject: "patient-golden".to_owned(),
+                collection: Some("Observation".to_owned()),
+                record_id: Some("nope".to_owned()),
+                fields: Vec::new(),
+            }),
+        ),
+        (
+            "nurse-42",
+            Purpose::Care,
+            None,
+            Action::Checkpoint,
+            Outcome::Ok,
+            None,
+        ),
+        (
+            "ops",
+            Purpose::Maintenance,
+            None,
+            Action::KeyRotation,
+            Outcome::Ok,
+            None,
+        ),
+    ];
+    for (i, (actor, purpose, reason, action, outcome, target)) in expect.into_iter().enumerate() {
+        let e: &LogEntry = &entries[i];
+        assert_eq!(e.seq, i as u64);
+        assert_eq!(e.time_ms, CLOCK_MS, "entry {i}");
+        assert_eq!(e.actor, actor, "entry {i}");
+        assert_eq!(e.purpose, purpose, "entry {i}");
+        assert_eq!(e.reason.as_deref(), reason, "entry {i}");
+        assert_eq!(e.action, action, "entry {i}");
+        assert_eq!(e.outcome, outcome, "entry {i}");
+        assert_eq!(e.target, target, "entry {i}");
+    }
+    assert_eq!(entries[0].note, "format 1");
+    assert_eq!(entries[6].note, "data-key rotation started");
+    // The persisted rotation state resumes: the subject's one record is re-encrypted.
+    let report = v
+        .rotate_data_keys(&ops(), &RotationScope::All, &mut |_| {})
+        .unwrap();
+    assert_eq!((report.subjects, report.records), (1, 1));
+    assert!(!v.data_key_rotation_pending().unwrap());
+    let got: serde_json::Value = v.get(&nurse(), &record_key()).unwrap();
+    assert_eq!(got, record_value());
+    assert_eq!(
+        entries[4].subject_pseudonym,
+        Some(tag),
+        "a failed read names the subject by pseudonym"
+    );
+
+    // The passphrase header: Argon2id parameters as written, the passphrase opens it.
+    let (h, _) = Header::unlock(
+        golden("header_passphrase.bin"),
+        &KeySource::passphrase(PASSPHRASE),
+    )
+    .unwrap();
+    let (params, _salt) = h.root.kdf.unwrap();
+    assert_eq!(params, KdfParams::insecure_for_tests());
+    assert!(matches!(
+        Header::unlock(
+            golden("header_passphrase.bin"),
+            &KeySource::passphrase("wrong")
+        ),
+        Err(Error::WrongKey)
+    ));
+
+    // The rotating header: either root key opens it, and both agree on the vault secret.
+    let (h, a) = Header::unlock(golden("header_rotating.bin"), &KeySource::raw(ROOT)).unwrap();
+    let (_, b) = Header::unlock(golden("header_rotating.bin"), &KeySource::raw(NEXT_ROOT)).unwrap();
+    assert_eq!(h.pending.as_ref().unwrap().next.generation, 1);
+    assert_eq!(
+        a.vault_secret.expose_secret(),
+        b.vault_secret.expose_secret()
+    );
+}
+
+/// A flipped bit in any golden structure is refused (the golden files double as
+/// known-good inputs for the flip test of each format).
+#[test]
+fn golden_files_refuse_flips() {
+    let bytes = golden("record.bin");
+    for i in 0..bytes.len() {
+        let mem = golden_vault_storage();
+        let keys_txt = std::str::from_utf8(golden("storage_keys.txt")).unwrap();
+        let rk = keys_txt
+            .lines()
+            .find_map(|l| l.strip_suffix(" record.bin"))
+            .unwrap();
+        let rk: Vec<u8> = (0..rk.len())
+            .step_by(2)
+            .map(|j| u8::from_str_radix(&rk[j..j + 2], 16).unwrap())
+            .collect();
+        let mut t = bytes.to_vec();
+        t[i] ^= 0x80;
+        mem.raw_put(&rk, &t);
+        let v =
+            Vault::open_in(Box::new(mem), KeySource::raw(ROOT), VaultOptions::default()).unwrap();
+        match v.get::<serde_json::Value>(&nurse(), &record_key()) {
+            Err(Error::Integrity { .. }) | Err(Error::UnsupportedVersion { .. }) => {}
+            Err(Error::UnknownKeyVersion(_)) => {}
+            other => panic!("flip at {i}: {:?}", other.map(|_| ())),
+        }
+    }
+}
