@@ -53,9 +53,11 @@ pub enum Error {
     /// level is not a map, a field name too long, an unknown purpose.
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// The storage backend failed (I/O error, injected fault, sled error).
+    /// The storage backend failed (I/O error, injected fault, sled error). Corruption the
+    /// backend detects with its own checksums is reported as [`Error::Integrity`] instead
+    /// (see [`StorageError::corrupt`]).
     #[error("storage: {0}")]
-    Storage(#[from] StorageError),
+    Storage(StorageError),
     /// `verify` found the access log tampered with: `seq` is the first bad sequence
     /// number, `what` says what is wrong (missing, link mismatch, truncated tail, ...).
     #[error("access log fails verification at entry {seq}: {what}")]
@@ -113,6 +115,7 @@ impl Error {
 #[derive(Debug)]
 pub struct StorageError {
     message: String,
+    corrupt: bool,
 }
 
 impl StorageError {
@@ -120,6 +123,33 @@ impl StorageError {
     pub fn new(message: impl Into<String>) -> Self {
         StorageError {
             message: message.into(),
+            corrupt: false,
+        }
+    }
+
+    /// Stored bytes failed the backend's own checks (e.g. a sled checksum): tampering or
+    /// corruption of the files. Converted to [`Error::Integrity`], not [`Error::Storage`].
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        StorageError {
+            message: message.into(),
+            corrupt: true,
+        }
+    }
+
+    /// True for an error made by [`StorageError::corrupt`].
+    pub fn is_corruption(&self) -> bool {
+        self.corrupt
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        if e.corrupt {
+            Error::Integrity {
+                what: format!("storage: {}", e.message),
+            }
+        } else {
+            Error::Storage(e)
         }
     }
 }
@@ -140,12 +170,18 @@ impl From<std::io::Error> for StorageError {
 
 impl From<sled::Error> for StorageError {
     fn from(e: sled::Error) -> Self {
-        StorageError::new(format!("sled: {e}"))
+        match e {
+            // sled's message carries a debug backtrace; the fact is what matters.
+            sled::Error::Corruption { .. } => {
+                StorageError::corrupt("sled: the database files fail their checksums")
+            }
+            e => StorageError::new(format!("sled: {e}")),
+        }
     }
 }
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Storage(e.into())
+        StorageError::from(e).into()
     }
 }

@@ -386,7 +386,12 @@ fn golden_files_decode() {
             None,
             Action::Read,
             Outcome::Failed("not_found".to_owned()),
-            None,
+            Some(Target {
+                subject: SUBJECT.to_owned(),
+                collection: Some("Observation".to_owned()),
+                record_id: Some("nope".to_owned()),
+                fields: Vec::new(),
+            }),
         ),
         (
             "nurse-42",

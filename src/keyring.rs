@@ -83,14 +83,22 @@ impl SubjectKeys {
         Ok(dek)
     }
 
-    /// The DEK of `version`, for opening.
+    /// The DEK of `version`, for opening. A version this subject never had (0, or above
+    /// the highest issued, which is always held: it is current) can only come from a
+    /// corrupted or tampered value: [`Error::Integrity`]. A version issued and since
+    /// retired is [`Error::UnknownKeyVersion`].
     pub fn dek(&self, version: u32) -> Result<Arc<Dek>> {
         let s = self.lock();
-        s.versions
-            .iter()
-            .find(|(d, _, _)| d.version == version)
-            .map(|(d, _, _)| d.clone())
-            .ok_or(Error::UnknownKeyVersion(version))
+        if let Some((d, _, _)) = s.versions.iter().find(|(d, _, _)| d.version == version) {
+            return Ok(d.clone());
+        }
+        let highest = s.versions.iter().map(|(d, _, _)| d.version).max();
+        if version == 0 || highest.is_none_or(|h| version > h) {
+            return Err(Error::integrity(
+                "data-key version never issued for this subject",
+            ));
+        }
+        Err(Error::UnknownKeyVersion(version))
     }
 
     /// True when DEK `version` is still held.
@@ -160,11 +168,15 @@ fn audit_aad(vault_id: &[u8; 16], tag: &SubjectTag, root_gen: u32) -> Vec<u8> {
     aad
 }
 
-fn id_aad(vault_id: &[u8; 16], tag: &SubjectTag) -> Vec<u8> {
+/// AAD of the sealed subject id: it also covers `entry`, every byte of the subject entry
+/// before the sealed id, so the id's tag authenticates the whole entry (the current
+/// version and the usage marks are not inside any other tag).
+fn id_aad(vault_id: &[u8; 16], tag: &SubjectTag, entry: &[u8]) -> Vec<u8> {
     let mut aad = b"medvault/v1/subject-id".to_vec();
     aad.push(SUBJECT_ENTRY_VERSION);
     aad.extend_from_slice(vault_id);
     aad.extend_from_slice(tag);
+    aad.extend_from_slice(entry);
     aad
 }
 
@@ -174,7 +186,7 @@ pub(crate) struct Keyring {
     vault_id: [u8; 16],
     keks: Mutex<Keks>,
     cache: Mutex<Cache>,
-    /// Serializes creation of a subject's first keys.
+    /// Serializes cache misses (loads and first-write creations) with erasures.
     create: Mutex<()>,
 }
 
@@ -300,6 +312,26 @@ impl Keyring {
         if let Some(k) = self.cached(tag) {
             return Ok(Some(k));
         }
+        let _g = self.loading();
+        self.load_locked(tag, read)
+    }
+
+    /// Serializes cache misses with erasure: the read of a key entry and its insertion
+    /// into the cache happen under this lock, and an erasure holds it while it deletes
+    /// the entry and evicts it. So no load can read an entry before an erasure and cache
+    /// it after (which would let a writer seal a record under destroyed keys).
+    pub fn loading(&self) -> MutexGuard<'_, ()> {
+        self.create.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn load_locked(
+        &self,
+        tag: &SubjectTag,
+        read: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>>,
+    ) -> Result<Option<Arc<SubjectKeys>>> {
+        if let Some(k) = self.cached(tag) {
+            return Ok(Some(k));
+        }
         let Some(bytes) = read(&entry_key(tag))? else {
             return Ok(None);
         };
@@ -316,11 +348,11 @@ impl Keyring {
         subject: &str,
         read: impl Fn(&[u8]) -> Result<Option<Vec<u8>>>,
     ) -> Result<Arc<SubjectKeys>> {
-        if let Some(k) = self.load(tag, &read)? {
+        if let Some(k) = self.cached(tag) {
             return Ok(k);
         }
-        let _g = self.create.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(k) = self.load(tag, &read)? {
+        let _g = self.loading();
+        if let Some(k) = self.load_locked(tag, &read)? {
             return Ok(k);
         }
         let dek = SecretKey::random();
@@ -431,7 +463,7 @@ impl Keyring {
         ));
         let sealed_id = keys
             .audit
-            .seal(&id_aad(&self.vault_id, tag), keys.subject.as_bytes());
+            .seal(&id_aad(&self.vault_id, tag, &out), keys.subject.as_bytes());
         put_lp32(&mut out, &sealed_id);
         s.dirty = false;
         out
@@ -481,10 +513,13 @@ impl Keyring {
         let audit_key = unwrap_key(&kek, &audit_aad(&self.vault_id, tag, gen_), wrapped)
             .ok_or_else(|| Error::integrity("subject entry: wrapped audit key"))?;
         let audit = AeadKey::new(&audit_key);
+        let covered = bytes
+            .get(..bytes.len() - r.remaining())
+            .ok_or_else(|| Error::integrity("subject entry: truncated"))?;
         let sealed_id = r.lp32(4096)?;
         r.finish()?;
         let id = audit
-            .open(&id_aad(&self.vault_id, tag), sealed_id)
+            .open(&id_aad(&self.vault_id, tag, covered), sealed_id)
             .ok_or_else(|| Error::integrity("subject entry: sealed subject id"))?;
         let subject = std::str::from_utf8(&id)
             .map_err(|_| Error::integrity("subject entry: subject id not UTF-8"))?;

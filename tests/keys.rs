@@ -4,6 +4,8 @@
 //! stays bounded across rotations and erasures.
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -193,26 +195,10 @@ fn root_rotation_interrupted_opens_with_either_key_and_resumes() {
     assert!(v.verify(&ctx(), None).unwrap() > 0);
 }
 
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 fn disk_bytes(dir: &Path) -> u64 {
-    files_under(dir)
+    common::files_under(dir)
         .iter()
-        .map(|p| std::fs::metadata(p).unwrap().len())
+        .map(|(_, b)| b.len() as u64)
         .sum()
 }
 
@@ -259,9 +245,9 @@ fn erasure_leaves_no_ciphertext_or_wrapped_key_in_any_file() {
         .collect();
     assert_eq!(gone.iter().filter(|(k, _)| k[0] == b'r').count(), 10);
     assert_eq!(gone.iter().filter(|(k, _)| k[0] == b'k').count(), 1);
-    let files: Vec<Vec<u8>> = files_under(&path)
-        .iter()
-        .map(|p| std::fs::read(p).unwrap())
+    let files: Vec<Vec<u8>> = common::files_under(&path)
+        .into_iter()
+        .map(|(_, b)| b)
         .collect();
     for (_, value) in &gone {
         // Any 32-byte window of a former ciphertext or wrapped key would betray it.

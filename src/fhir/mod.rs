@@ -19,6 +19,10 @@
 //!   (FHIR R4 §3.3 "Bundle": `transaction`, `batch`, `collection` or
 //!   `searchset`), as written by Synthea. These are read whole, up to a cap.
 //!
+//! [`import()`] stores what [`ImportSource`] yields in a vault and [`export_ndjson`] writes
+//! it back; `medvault import`/`export`, the demo and `examples/clinic.rs` all go through
+//! these two functions.
+//!
 //! The stored `resource` is always the input resource exactly as given
 //! (references are not rewritten), so that exporting a record reproduces the
 //! input.
@@ -28,7 +32,12 @@
 //! and errors end up in logs and terminals.
 
 mod bundle;
+pub mod export;
+pub mod import;
 pub mod synth;
+
+pub use export::{ExportError, ExportProgress, ExportReport, export_ndjson};
+pub use import::{ImportError, ImportOptions, ImportProgress, ImportReport, import};
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

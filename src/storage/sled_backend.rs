@@ -9,6 +9,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use super::{KeyValue, ScanIter, Storage, WriteBatch};
 use crate::error::StorageError;
@@ -44,6 +45,9 @@ pub struct SledStorage {
     db: RwLock<sled::Db>,
 }
 
+/// How long an open waits for sled's file lock to be released (see `open_db`).
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// Directory of a purge's copy while it is written; `COMPLETE` marks it finished.
 const PURGE_DIR: &str = "db.purge";
 /// Directory of the pre-purge database while the copy is swapped in.
@@ -63,12 +67,34 @@ impl SledStorage {
         })
     }
 
+    /// Opens sled, waiting up to [`LOCK_WAIT`] for its file lock: sled releases the lock
+    /// from background threads a moment after the last handle is dropped (sled issue
+    /// #1234), so a vault closed and reopened at once in one process can find it still
+    /// held. Past the wait, the vault is in use by another handle or process.
     fn open_db(path: &Path, options: &SledOptions) -> Result<sled::Db, StorageError> {
-        Ok(sled::Config::new()
+        let config = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_bytes)
-            .flush_every_ms(options.flush_every_ms)
-            .open()?)
+            .flush_every_ms(options.flush_every_ms);
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(2);
+        loop {
+            match config.open() {
+                Ok(db) => return Ok(db),
+                // sled 0.34 reports a held lock only through this message.
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if start.elapsed() >= LOCK_WAIT {
+                        return Err(StorageError::new(
+                            "the vault is in use: its database is locked by another open \
+                             handle or process",
+                        ));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Purge swap protocol: (1) copy live pairs to `db.purge`, flush, write

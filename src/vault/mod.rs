@@ -176,9 +176,9 @@ impl Vault {
     }
 
     /// Creates a vault in any [`Storage`] (e.g. [`crate::storage::MemoryStorage`]).
-    /// Fails with [`Error::AlreadyExists`] when the storage holds a header, or any data
-    /// (the leftovers of a create that failed before writing its header: clear them
-    /// first).
+    /// What a create interrupted before writing its header left behind is cleared; a
+    /// store without a header but with records or keys (a vault whose header was lost)
+    /// fails with [`Error::AlreadyExists`] and is left as it is.
     pub fn create_in(
         storage: Box<dyn Storage>,
         key: KeySource,
@@ -187,14 +187,8 @@ impl Vault {
         if storage.read_header()?.is_some() {
             return Err(Error::AlreadyExists);
         }
-        // Data without a header: an earlier create failed before its last step (writing
-        // the header), or the header was lost. Refuse, rather than fail later on the old
-        // log's head as if it were tampered with, or mix two vaults' bytes.
-        if let Some(item) = storage.scan(&[], None).next() {
-            item?;
-            return Err(Error::AlreadyExists);
-        }
         options.opener.validate()?;
+        clear_interrupted_create(storage.as_ref())?;
         let (header, unlocked) = Header::create(&key, options.kdf)?;
         let bytes = header.encode(&unlocked.root);
         let opener = options.opener.clone();
@@ -504,6 +498,44 @@ impl Vault {
         let _ = self.commit(WriteBatch::new(), vec![e], &[], false);
     }
 
+    /// [`Vault::guarded`] for an operation on one record: a failure is logged naming the
+    /// record (sealed under the subject's audit key when the subject exists), so a
+    /// failed or denied attempt on a patient's file shows up in that patient's trail.
+    fn guarded_record<T>(
+        &self,
+        ctx: &AccessContext,
+        action: Action,
+        key: &RecordKey,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let r = ctx.validate().and_then(|_| f());
+        if r.is_err() {
+            let tag = self.subject_tag(&key.subject);
+            let keys = if key.validate().is_ok() {
+                self.keyring.load(&tag, self.read_fn()).ok().flatten()
+            } else {
+                None
+            };
+            let target = Target {
+                subject: key.subject.clone(),
+                collection: Some(key.collection.clone()),
+                record_id: Some(key.record_id.clone()),
+                fields: Vec::new(),
+            };
+            let e = self.entry_for(
+                ctx,
+                action,
+                Outcome::of(&r),
+                keys.as_deref(),
+                Some(tag),
+                Some(&target),
+            );
+            let subs: Vec<&Arc<SubjectKeys>> = keys.iter().collect();
+            let _ = self.commit(WriteBatch::new(), vec![e], &subs, false);
+        }
+        r
+    }
+
     /// Validates the context and runs `f`; a failure before commit is logged.
     fn guarded<T>(
         &self,
@@ -644,7 +676,7 @@ impl Vault {
     /// there is no such record.
     pub fn delete(&self, ctx: &AccessContext, key: &RecordKey) -> Result<()> {
         let tag = self.subject_tag(&key.subject);
-        let r = self.guarded(ctx, Action::Delete, Some(tag), || {
+        let r = self.guarded_record(ctx, Action::Delete, key, || {
             key.validate()?;
             let sk = self.record_storage_key(&tag, key);
             if self.storage.get(&sk)?.is_none() {
@@ -706,6 +738,8 @@ impl Vault {
             let mut e = PendingEntry::new(ctx, Action::Erase, Outcome::Ok);
             e.subject = Some((tag, Vec::new()));
             e.note = format!("records={n}");
+            // No load may read the entry now and cache it after the erasure.
+            let _loading = self.keyring.loading();
             let cached = self.keyring.cached(&tag);
             if let Some(k) = &cached {
                 k.lock().erased = true;
@@ -779,7 +813,7 @@ impl Vault {
         want: Option<&[&str]>,
     ) -> Result<T> {
         let tag = self.subject_tag(&key.subject);
-        let (value, keys, names) = self.guarded(ctx, Action::Read, Some(tag), || {
+        let (value, keys, names) = self.guarded_record(ctx, Action::Read, key, || {
             key.validate()?;
             let sk = self.record_storage_key(&tag, key);
             let mut attempts = 0;
@@ -887,8 +921,28 @@ impl Vault {
         subject: &str,
         collection: Option<&str>,
     ) -> Result<Vec<(RecordKey, T)>> {
+        self.scan_subject(ctx, subject, collection, Action::Read)
+    }
+
+    /// [`Vault::records_of`] for taking the records out of the vault (a FHIR export, a
+    /// GDPR art. 15/20 copy): logged as `export` instead of `read`.
+    pub fn export_records_of<T: DeserializeOwned>(
+        &self,
+        ctx: &AccessContext,
+        subject: &str,
+    ) -> Result<Vec<(RecordKey, T)>> {
+        self.scan_subject(ctx, subject, None, Action::Export)
+    }
+
+    fn scan_subject<T: DeserializeOwned>(
+        &self,
+        ctx: &AccessContext,
+        subject: &str,
+        collection: Option<&str>,
+        action: Action,
+    ) -> Result<Vec<(RecordKey, T)>> {
         let tag = self.subject_tag(subject);
-        let (out, keys) = self.guarded(ctx, Action::Read, Some(tag), || {
+        let (out, keys) = self.guarded(ctx, action, Some(tag), || {
             validate_id("subject", subject)?;
             let Some(keys) = self.keyring.load(&tag, self.read_fn())? else {
                 return Ok((Vec::new(), None));
@@ -914,7 +968,7 @@ impl Vault {
         };
         let mut e = self.entry_for(
             ctx,
-            Action::Read,
+            action,
             Outcome::Ok,
             keys.as_deref(),
             Some(tag),
@@ -1066,6 +1120,26 @@ impl Vault {
         }
         Ok(s)
     }
+}
+
+/// Clears what a create interrupted before its header was written left in a store that
+/// has no header: at most the first log entry and the head, sealed under a vault secret
+/// that was never stored, so no vault. A headless store holding anything more is a vault
+/// whose header was lost: [`Error::AlreadyExists`], and nothing is changed.
+fn clear_interrupted_create(storage: &dyn Storage) -> Result<()> {
+    let first_entry = [crate::audit::ENTRY_PREFIX, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut leftovers = WriteBatch::new();
+    for item in storage.scan(&[], None) {
+        let (k, _) = item?;
+        if k != crate::audit::HEAD_KEY && k != first_entry {
+            return Err(Error::AlreadyExists);
+        }
+        leftovers.delete(k);
+    }
+    if !leftovers.is_empty() {
+        storage.apply(leftovers)?;
+    }
+    Ok(())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

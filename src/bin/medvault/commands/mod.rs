@@ -1,0 +1,121 @@
+//! One module per group of commands; each function runs one command and returns what the
+//! process should report.
+
+pub mod audit;
+pub mod records;
+pub mod rotate;
+pub mod transfer;
+pub mod vault;
+
+use crate::args::{AuditCommand, Command, RotateCommand};
+use crate::exit::CliResult;
+
+/// Runs a parsed command.
+pub fn run(command: Command) -> CliResult {
+    match command {
+        Command::Init { vault, kdf, access } => vault::init(&vault, kdf, &access),
+        Command::Import {
+            vault,
+            paths,
+            batch,
+            skip_invalid,
+            json,
+            access,
+        } => transfer::import(&vault, &paths, batch, skip_invalid, json, &access),
+        Command::Get {
+            vault,
+            subject,
+            collection,
+            record_id,
+            fields,
+            pretty,
+            access,
+        } => records::get(
+            &vault,
+            &subject,
+            collection.as_deref(),
+            record_id.as_deref(),
+            &fields,
+            pretty,
+            &access,
+        ),
+        Command::Put {
+            vault,
+            subject,
+            collection,
+            record_id,
+            access,
+        } => records::put(&vault, &subject, &collection, &record_id, &access),
+        Command::Delete {
+            vault,
+            subject,
+            collection,
+            record_id,
+            access,
+        } => records::delete(&vault, &subject, &collection, &record_id, &access),
+        Command::Export {
+            vault,
+            subjects,
+            access,
+        } => transfer::export(&vault, &subjects, &access),
+        Command::Subjects { vault, access } => records::subjects(&vault, &access),
+        Command::Erase {
+            vault,
+            subject,
+            yes,
+            access,
+        } => records::erase(&vault, &subject, yes, &access),
+        Command::Rotate(RotateCommand::Root { vault, kdf, access }) => {
+            rotate::root(&vault, kdf, &access)
+        }
+        Command::Rotate(RotateCommand::Data {
+            vault,
+            resume,
+            subjects,
+            access,
+        }) => rotate::data(&vault, resume, &subjects, &access),
+        Command::Audit(AuditCommand::Verify {
+            vault,
+            checkpoint,
+            access,
+        }) => audit::verify(&vault, checkpoint.as_deref(), &access),
+        Command::Audit(AuditCommand::Checkpoint { vault, access }) => {
+            audit::checkpoint(&vault, &access)
+        }
+        Command::Audit(AuditCommand::Log {
+            vault,
+            subject,
+            actor,
+            purpose,
+            action,
+            since,
+            until,
+            json,
+            auditor,
+            auditor_purpose,
+        }) => audit::log(
+            &vault,
+            audit::Filter {
+                subject,
+                actor,
+                purpose,
+                action,
+                since,
+                until,
+            },
+            json,
+            auditor,
+            auditor_purpose,
+        ),
+        Command::Stats {
+            vault,
+            json,
+            access,
+        } => vault::stats(&vault, json, &access),
+        Command::Demo {
+            patients,
+            dir,
+            seed,
+        } => crate::demo::run(patients, dir.as_deref(), seed),
+    }
+}

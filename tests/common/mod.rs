@@ -1,0 +1,358 @@
+//! Shared helpers of the integration tests: test vaults, access contexts, the lookup of
+//! the FHIR test data, file walking and hashing, a parser of the record-value layout
+//! (docs/FORMAT.md §6) for tamper tests, and a runner of the built `medvault` binary.
+
+// Each test file compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+// Tests: a failure should abort the test with the panic message.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use medvault::storage::MemoryStorage;
+use medvault::{
+    AccessContext, Durability, KdfParams, KeySource, LogEntry, LogQuery, Purpose, Vault,
+    VaultOptions,
+};
+use sha2::{Digest, Sha256};
+
+/// The raw root key of test vaults (no KDF: tests stay fast).
+pub const RAW_KEY: [u8; 32] = [0x42; 32];
+
+/// A key source for [`RAW_KEY`].
+pub fn raw_key() -> KeySource {
+    KeySource::raw(RAW_KEY)
+}
+
+/// Options for test vaults: cheap KDF, default durability.
+pub fn options() -> VaultOptions {
+    VaultOptions {
+        kdf: KdfParams::insecure_for_tests(),
+        ..VaultOptions::default()
+    }
+}
+
+/// Options with a chosen durability.
+pub fn options_with(durability: Durability) -> VaultOptions {
+    VaultOptions {
+        durability,
+        ..options()
+    }
+}
+
+/// A care context for `actor`.
+pub fn care(actor: &str) -> AccessContext {
+    AccessContext::new(actor, Purpose::Care)
+}
+
+/// The default test actor's context.
+pub fn ctx() -> AccessContext {
+    care("test-clinician")
+}
+
+/// A new vault in fresh memory storage; the storage handle shares its state.
+pub fn memory_vault() -> (MemoryStorage, Vault) {
+    let storage = MemoryStorage::new();
+    let vault = Vault::create_in(Box::new(storage.clone()), raw_key(), options()).unwrap();
+    (storage, vault)
+}
+
+/// Reopens the vault held in `storage` (the previous handle must be dropped).
+pub fn reopen(storage: &MemoryStorage) -> Vault {
+    Vault::open_in(Box::new(storage.clone()), raw_key(), options()).unwrap()
+}
+
+/// Every access-log entry (the query itself is logged after the results are gathered).
+pub fn all_entries(vault: &Vault) -> Vec<LogEntry> {
+    vault.audit_query(&ctx(), &LogQuery::default()).unwrap()
+}
+
+/// Where the FHIR R4 NDJSON test data lives: `$MEDVAULT_FHIR_DATA`, else
+/// `$CARGO_MANIFEST_DIR/../shared/data/fhir-r4-ndjson`. `None` (with a note on stderr)
+/// when absent, except under `CI=true`, where absence fails the test.
+pub fn fhir_data_dir() -> Option<PathBuf> {
+    let dir = match std::env::var_os("MEDVAULT_FHIR_DATA") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/fhir-r4-ndjson"),
+    };
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "FHIR test data not found at {} (set MEDVAULT_FHIR_DATA); required under CI=true",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "note: FHIR test data not found at {}; skipping (set MEDVAULT_FHIR_DATA)",
+        dir.display()
+    );
+    None
+}
+
+/// Every regular file under `dir`, recursively, with its bytes, sorted by path.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                out.push((e.path(), std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// SHA-256 of every file under `dir`, by path relative to `dir`.
+pub fn hash_tree(dir: &Path) -> BTreeMap<PathBuf, [u8; 32]> {
+    files_under(dir)
+        .into_iter()
+        .map(|(p, bytes)| {
+            let rel = p.strip_prefix(dir).unwrap().to_path_buf();
+            (rel, Sha256::digest(&bytes).into())
+        })
+        .collect()
+}
+
+/// Copies directory `from` to `to` recursively (`to` must not exist).
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// True when `needle` occurs in `hay`.
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Raw pairs of `storage` whose key starts with `prefix` byte.
+pub fn raw_with_prefix(storage: &MemoryStorage, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
+    storage
+        .dump()
+        .into_iter()
+        .filter(|(k, _)| k.first() == Some(&prefix))
+        .collect()
+}
+
+/// A record value split into its parts (docs/FORMAT.md §6): `u8 version, u32
+/// key_version, u32 len + sealed meta, u16 n, n × (u32 len + field envelope)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordLayout {
+    pub version: u8,
+    pub key_version: u32,
+    pub meta: Vec<u8>,
+    pub fields: Vec<Vec<u8>>,
+}
+
+impl RecordLayout {
+    /// Parses a stored record value; `None` when malformed.
+    pub fn parse(b: &[u8]) -> Option<RecordLayout> {
+        let mut pos = 0usize;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let s = b.get(pos..pos.checked_add(n)?)?;
+            pos += n;
+            Some(s)
+        };
+        let version = take(1)?[0];
+        let key_version = u32::from_be_bytes(take(4)?.try_into().ok()?);
+        let mlen = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
+        let meta = take(mlen)?.to_vec();
+        let n = u16::from_be_bytes(take(2)?.try_into().ok()?);
+        let mut fields = Vec::new();
+        for _ in 0..n {
+            let flen = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
+            fields.push(take(flen)?.to_vec());
+        }
+        (pos == b.len()).then_some(RecordLayout {
+            version,
+            key_version,
+            meta,
+            fields,
+        })
+    }
+
+    /// Encodes the parts back into a record value.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.version];
+        out.extend_from_slice(&self.key_version.to_be_bytes());
+        out.extend_from_slice(&(self.meta.len() as u32).to_be_bytes());
+        out.extend_from_slice(&self.meta);
+        out.extend_from_slice(&(self.fields.len() as u16).to_be_bytes());
+        for f in &self.fields {
+            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            out.extend_from_slice(f);
+        }
+        out
+    }
+
+    /// Byte ranges of each field envelope's body (after its length prefix) in the
+    /// encoded value.
+    pub fn field_ranges(&self) -> Vec<std::ops::Range<usize>> {
+        let mut pos = 1 + 4 + 4 + self.meta.len() + 2;
+        self.fields
+            .iter()
+            .map(|f| {
+                let start = pos + 4;
+                pos = start + f.len();
+                start..pos
+            })
+            .collect()
+    }
+}
+
+/// The raw value at `key` in `storage` (panics when absent).
+pub fn raw_get(storage: &MemoryStorage, key: &[u8]) -> Vec<u8> {
+    use medvault::storage::Storage;
+    storage.get(key).unwrap().unwrap()
+}
+
+/// Runs the built `medvault` binary with only the MEDVAULT_* variables given here (the
+/// caller's environment could otherwise leak a passphrase or an actor into a test).
+pub struct Medvault {
+    env: Vec<(String, String)>,
+}
+
+impl Default for Medvault {
+    fn default() -> Self {
+        Medvault::new()
+    }
+}
+
+impl Medvault {
+    /// A maintenance operator with passphrase `pw`.
+    pub fn new() -> Self {
+        Medvault {
+            env: vec![
+                ("MEDVAULT_PASSPHRASE".into(), "pw".into()),
+                ("MEDVAULT_ACTOR".into(), "test-operator".into()),
+                ("MEDVAULT_PURPOSE".into(), "maintenance".into()),
+            ],
+        }
+    }
+
+    /// Sets (or with `None` removes) a variable.
+    pub fn env(mut self, key: &str, value: Option<&str>) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.into(), v.into()));
+        }
+        self
+    }
+
+    /// Runs `medvault ARGS` with `stdin` fed in.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_medvault"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("MEDVAULT_") {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.env_remove("CI");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn medvault");
+        {
+            let mut i = child.stdin.take().expect("stdin");
+            // A command that does not read stdin may have exited already.
+            let _ = i.write_all(stdin);
+        }
+        child.wait_with_output().expect("wait for medvault")
+    }
+
+    /// Runs `medvault ARGS` with empty stdin.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, b"")
+    }
+
+    /// Runs and asserts exit status 0; returns stdout as text.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "medvault {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("stdout is UTF-8")
+    }
+
+    /// Creates a vault at `path` with the cheapest Argon2id parameters.
+    pub fn init_fast(&self, path: &Path) {
+        let p = path.to_str().expect("UTF-8 path");
+        self.ok(&[
+            "init",
+            p,
+            "--kdf-memory",
+            "1",
+            "--kdf-iterations",
+            "1",
+            "--kdf-lanes",
+            "1",
+        ]);
+    }
+}
+
+/// Parses NDJSON into `(resourceType, id) -> resource`; panics on a duplicate.
+pub fn by_type_and_id(ndjson: &str) -> HashMap<(String, String), serde_json::Value> {
+    let mut map = HashMap::new();
+    for line in ndjson.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+        let t = v["resourceType"].as_str().expect("resourceType").to_owned();
+        let id = v["id"].as_str().expect("id").to_owned();
+        assert!(map.insert((t, id), v).is_none(), "duplicate resource");
+    }
+    map
+}
+
+/// Returns the needles found in any file under `dir` (as bytes, anywhere). Needles are
+/// grouped by their first 4 bytes so that one pass per file suffices.
+pub fn needles_found_under(dir: &Path, needles: &[String]) -> Vec<String> {
+    let mut by_prefix: HashMap<[u8; 4], Vec<&[u8]>> = HashMap::new();
+    for n in needles {
+        let b = n.as_bytes();
+        assert!(b.len() >= 4, "needle too short to be meaningful");
+        by_prefix
+            .entry([b[0], b[1], b[2], b[3]])
+            .or_default()
+            .push(b);
+    }
+    let mut found = Vec::new();
+    for (_, bytes) in files_under(dir) {
+        for i in 0..bytes.len().saturating_sub(3) {
+            let key = [bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]];
+            if let Some(cands) = by_prefix.get(&key) {
+                for c in cands {
+                    if bytes[i..].starts_with(c) {
+                        found.push(String::from_utf8_lossy(c).into_owned());
+                    }
+                }
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
