@@ -25,6 +25,10 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Records are found without decrypting the vault through blind indexes (keyed hashes of
+//! normalized field values, written atomically with each record): see [`index`],
+//! [`Vault::find`] and `docs/INDEXES.md`.
+//!
 //! Architecture, invariants and formats: `docs/FORMAT.md`, `SECURITY.md`, and the
 //! module docs below.
 
@@ -34,6 +38,8 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;
+#[doc(hidden)]
+pub mod bench_internals;
 mod codec;
 pub mod context;
 pub mod crypto;
@@ -44,6 +50,7 @@ pub mod fuzzing;
 #[cfg(test)]
 mod golden_tests;
 mod header;
+pub mod index;
 mod keyring;
 pub mod record;
 pub mod storage;
@@ -53,6 +60,7 @@ pub use audit::{Action, Checkpoint, LogEntry, Outcome, Target};
 pub use context::{AccessContext, Purpose};
 pub use crypto::{KdfParams, KeySource, Passphrase, RootKey, SecretKey};
 pub use error::{Error, Result, StorageError};
+pub use index::{IndexCheck, IndexPath, IndexSpec, IndexStatus, Normalization};
 pub use record::RecordKey;
 pub use vault::{
     DEFAULT_DEK_MESSAGE_BOUND, Durability, LogQuery, Progress, RotationReport, RotationScope,

@@ -121,6 +121,31 @@ fn import_then_export_13_patients_round_trips_every_resource() {
         only,
         json!({"gender": patient["gender"], "birthDate": patient["birthDate"]})
     );
+
+    // Import defined the FHIR default blind indexes: `find` by family name (any case)
+    // and by family name + birth date returns the patient.
+    let family = patient["name"][0]["family"].as_str().unwrap();
+    let birth = patient["birthDate"].as_str().unwrap();
+    let found = by_type_and_id(&mv.ok(&[
+        "find",
+        s(&vault),
+        "Patient",
+        "family",
+        &family.to_uppercase(),
+    ]));
+    assert_eq!(found.get(pk), Some(patient));
+    let found = by_type_and_id(&mv.ok(&[
+        "find",
+        s(&vault),
+        "Patient",
+        "family-birthdate",
+        family,
+        birth,
+    ]));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found.get(pk), Some(patient));
+    let out = mv.run(&["find", s(&vault), "Patient", "family", "NoSuchName-000"]);
+    assert_eq!(out.status.code(), Some(5), "no match exits 5");
 }
 
 #[test]
@@ -469,4 +494,35 @@ fn demo_runs_and_reports_zero_leaks_and_detected_tampering() {
     );
     assert!(stdout.contains("plaintext scan: 0 hits"), "{stdout}");
     assert!(stdout.contains("tampering detected"), "{stdout}");
+}
+
+/// `put` refuses a FHIR resource whose own id or resourceType names another record (an
+/// export would not import back to the same place), and `export` of a subject that holds
+/// nothing exits 5.
+#[test]
+fn put_checks_the_resource_names_its_record_and_export_of_unknown_subject_is_not_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mv = Medvault::new();
+    let vault = small_vault(&mv, tmp.path());
+    for body in [
+        &br#"{"resourceType":"Observation","id":"DIFFERENT"}"#[..],
+        &br#"{"resourceType":"Condition","id":"o2"}"#[..],
+    ] {
+        let out = mv.run_with_stdin(&["put", s(&vault), "p1", "Observation", "o2"], body);
+        assert_eq!(
+            code(&out),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = mv.run(&["get", s(&vault), "p1", "Observation", "o2"]);
+    assert_eq!(code(&out), Some(5));
+    let out = mv.run(&["export", s(&vault), "nobody"]);
+    assert_eq!(
+        code(&out),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

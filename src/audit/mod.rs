@@ -15,7 +15,7 @@ pub use entry::{Action, LogEntry, Outcome, Target};
 pub(crate) use entry::{PendingEntry, hex, open_target, seal_target};
 pub(crate) use entry::{decode_body, parse_target};
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::codec::{Reader, put_lp32};
 use crate::crypto::{AeadKey, MacKey, SecretKey, ct_eq, derive_key};
@@ -124,7 +124,9 @@ pub(crate) struct AuditLog {
     chain_key: MacKey,
     head_key: MacKey,
     checkpoint_key: MacKey,
-    seal_keys: Mutex<Vec<(u64, AeadKey)>>,
+    /// Log keys by segment, shared rather than cloned per entry: an `AeadKey` clone
+    /// copies (and on drop zeroizes) the whole AES key schedule.
+    seal_keys: Mutex<Vec<(u64, Arc<AeadKey>)>>,
     chain: Mutex<Chain>,
 }
 
@@ -181,16 +183,16 @@ impl AuditLog {
     }
 
     /// The log key sealing entry `seq`: HKDF(vault secret, "log-seal" || seq / 2^30).
-    fn seal_key(&self, seq: u64) -> AeadKey {
+    fn seal_key(&self, seq: u64) -> Arc<AeadKey> {
         let segment = seq / ENTRIES_PER_LOG_KEY;
         let mut keys = self.seal_keys.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, k)) = keys.iter().find(|(s, _)| *s == segment) {
             return k.clone();
         }
-        let k = AeadKey::new(&derive_key(
+        let k = Arc::new(AeadKey::new(&derive_key(
             &self.secret_for_seal,
             &[&segment.to_be_bytes()],
-        ));
+        )));
         keys.push((segment, k.clone()));
         k
     }

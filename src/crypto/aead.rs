@@ -4,7 +4,7 @@
 //! thread-local CSPRNG; callers count messages per key and rotate long before the
 //! 2^32 random-nonce bound of SP 800-38D section 8.3. Failures are opaque.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use zeroize::Zeroizing;
 
@@ -35,23 +35,25 @@ impl AeadKey {
     /// Seals `plaintext` under a fresh random nonce, binding `aad`, and appends the
     /// envelope (`nonce || ciphertext || tag`, plaintext length + 28 bytes) to `out`.
     pub fn seal_into(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) {
-        let mut nonce = [0u8; NONCE_LEN];
-        super::random_bytes(&mut nonce);
+        // Encrypted in place at the end of `out`: no temporary ciphertext buffer, no copy
+        // (this runs once per field of every record written).
+        out.reserve(OVERHEAD + plaintext.len());
+        let start = out.len();
+        out.resize(start + NONCE_LEN, 0);
+        super::random_bytes(&mut out[start..]);
+        let nonce = *Nonce::from_slice(&out[start..start + NONCE_LEN]);
+        out.extend_from_slice(plaintext);
         // aes-gcm only fails for plaintexts over 2^36 - 32 bytes; callers bound sizes far
         // below that (records are capped), so this branch is unreachable in practice.
-        let ct = match self.cipher.encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        ) {
-            Ok(ct) => ct,
-            Err(_) => panic!("AES-GCM refused a plaintext within the record size cap"),
-        };
-        out.reserve(NONCE_LEN + ct.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
+        let tag =
+            match self
+                .cipher
+                .encrypt_in_place_detached(&nonce, aad, &mut out[start + NONCE_LEN..])
+            {
+                Ok(tag) => tag,
+                Err(_) => panic!("AES-GCM refused a plaintext within the record size cap"),
+            };
+        out.extend_from_slice(&tag);
     }
 
     /// Seals into a new buffer. See [`AeadKey::seal_into`].

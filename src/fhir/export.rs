@@ -48,10 +48,11 @@ pub enum ExportError {
 
 /// Writes every record of `subjects` (all subjects, sorted, when empty) to `out` as
 /// NDJSON, subject by subject; within a subject the Patient comes first, then the other
-/// records by (collection, record id). An unknown subject contributes no line.
+/// records by (collection, record id).
 /// `progress` is called after each subject.
 ///
-/// Fails with [`ExportError::Vault`] (e.g. [`Error::Integrity`] for a tampered record,
+/// Fails with [`ExportError::Vault`] (e.g. [`Error::NotFound`] for a named subject without
+/// records, [`Error::Integrity`] for a tampered record,
 /// [`Error::AccessDenied`]) or [`ExportError::Output`].
 pub fn export_ndjson(
     vault: &Vault,
@@ -61,6 +62,7 @@ pub fn export_ndjson(
     progress: &mut dyn FnMut(ExportProgress),
 ) -> Result<ExportReport, ExportError> {
     let all;
+    let named = !subjects.is_empty();
     let subjects = if subjects.is_empty() {
         let mut s = vault.subjects(ctx)?;
         s.sort();
@@ -73,6 +75,10 @@ pub fn export_ndjson(
     let mut line = Vec::with_capacity(64 * 1024);
     for subject in subjects {
         let mut records: Vec<(RecordKey, Value)> = vault.export_records_of(ctx, subject)?;
+        if named && records.is_empty() {
+            // A subject asked for by name that holds nothing (never written, or erased).
+            return Err(Error::NotFound.into());
+        }
         records.sort_by(|(a, _), (b, _)| {
             (a.collection != "Patient", &a.collection, &a.record_id).cmp(&(
                 b.collection != "Patient",

@@ -36,6 +36,11 @@ pub struct ImportOptions {
     /// committed stay). `true`: bad positions are counted in
     /// [`ImportReport::invalid_count`] and skipped.
     pub skip_invalid: bool,
+    /// `true` (default): before importing, define the blind indexes of
+    /// [`super::default_indexes`] that the vault does not have yet (an index of the same
+    /// name with another spec is left alone), so patients can be found by identifier,
+    /// name, birth date and condition code.
+    pub default_indexes: bool,
 }
 
 impl Default for ImportOptions {
@@ -44,6 +49,7 @@ impl Default for ImportOptions {
             batch_records: DEFAULT_BATCH_RECORDS,
             batch_bytes: DEFAULT_BATCH_BYTES,
             skip_invalid: false,
+            default_indexes: true,
         }
     }
 }
@@ -117,6 +123,26 @@ pub fn import(
     options: ImportOptions,
     progress: &mut dyn FnMut(ImportProgress),
 ) -> Result<ImportReport, ImportError> {
+    if options.default_indexes {
+        let have = vault.indexes();
+        for spec in super::default_indexes() {
+            let same = have
+                .iter()
+                .find(|s| s.spec.collection == spec.collection && s.spec.name == spec.name);
+            match same {
+                Some(s) if s.spec != spec || s.built => continue,
+                // Absent, or the same index left half built: (resume and) build it.
+                _ => {
+                    vault.add_index(ctx, spec, &mut |_| {}).map_err(|error| {
+                        ImportError::Vault {
+                            error,
+                            committed: 0,
+                        }
+                    })?;
+                }
+            }
+        }
+    }
     let batch_records = options.batch_records.max(1);
     let total_bytes = source.total_bytes();
     let mut report = ImportReport::default();

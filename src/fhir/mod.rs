@@ -34,10 +34,12 @@
 mod bundle;
 pub mod export;
 pub mod import;
+mod indexes;
 pub mod synth;
 
 pub use export::{ExportError, ExportProgress, ExportReport, export_ndjson};
 pub use import::{ImportError, ImportOptions, ImportProgress, ImportReport, import};
+pub use indexes::default_indexes;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

@@ -129,12 +129,17 @@ pub struct Vault {
     commit_lock: Mutex<()>,
     /// Held by key operations (rotations, retirement): one at a time.
     key_op_lock: Mutex<()>,
+    /// Held while an index is added (built) or dropped: one at a time.
+    index_op_lock: Mutex<()>,
+    /// Blind-index definitions (docs/INDEXES.md).
+    indexes: crate::index::Registry,
     applied: AtomicU64,
     durable: AtomicU64,
     flush_lock: Mutex<()>,
     path: Option<PathBuf>,
 }
 
+mod find;
 mod rotation;
 pub use rotation::{Progress, RotationReport, RotationScope};
 
@@ -296,6 +301,8 @@ impl Vault {
         );
         let log = AuditLog::open(header.vault_id, &vault_secret, storage.as_ref())?;
         let pseudonyms = MacKey::new(&derive_key(&vault_secret, &[b"medvault/v1/pseudonym"]));
+        let indexes =
+            crate::index::Registry::load(storage.as_ref(), &vault_secret, header.vault_id)?;
         Ok(Vault {
             storage,
             header: Mutex::new(header),
@@ -307,6 +314,8 @@ impl Vault {
             options,
             commit_lock: Mutex::new(()),
             key_op_lock: Mutex::new(()),
+            index_op_lock: Mutex::new(()),
+            indexes,
             applied: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             flush_lock: Mutex::new(()),
@@ -619,6 +628,8 @@ impl Vault {
         let mut subjects: Vec<Arc<SubjectKeys>> = Vec::new();
         let mut uses: Vec<(SubjectTag, u32)> = Vec::new();
         let vid = self.vault_id();
+        let snap = self.indexes.snapshot();
+        let mut staged = Vec::with_capacity(items.len());
         for (key, value) in items {
             key.validate()?;
             let fields = split_fields(*value)?;
@@ -654,6 +665,7 @@ impl Vault {
                 record_id: Some(key.record_id.clone()),
                 fields: fields.iter().map(|f| f.name.clone()).collect(),
             };
+            staged.push(self.stage_index(&snap, sk, &key.collection, fields)?);
             entries.push(self.entry_for(
                 ctx,
                 action,
@@ -668,7 +680,11 @@ impl Vault {
             return Ok(0);
         }
         let refs: Vec<&Arc<SubjectKeys>> = subjects.iter().collect();
-        self.commit_checked(batch, entries, &refs, &uses, true)?;
+        // Index entries are computed under the commit lock's view of the definitions (an
+        // index added since the snapshot is applied too) and replace the old ones.
+        self.commit_with(batch, entries, &refs, &uses, true, |b| {
+            self.apply_index(&snap, &mut staged, b)
+        })?;
         Ok(n)
     }
 
@@ -687,7 +703,7 @@ impl Vault {
                 .load(&tag, self.read_fn())?
                 .ok_or_else(|| Error::integrity("record without subject keys"))?;
             let mut batch = WriteBatch::new();
-            batch.delete(sk);
+            batch.delete(sk.clone());
             let target = Target {
                 subject: key.subject.clone(),
                 collection: Some(key.collection.clone()),
@@ -702,10 +718,15 @@ impl Vault {
                 None,
                 Some(&target),
             );
-            Ok((batch, e, keys))
+            Ok((batch, e, keys, sk))
         })?;
-        let (batch, e, keys) = r;
-        let res = self.commit(batch, vec![e], &[&keys], true).map(|_| ());
+        let (batch, e, keys, sk) = r;
+        let res = self
+            .commit_with(batch, vec![e], &[&keys], &[], true, |b| {
+                // Under the commit lock: the entries of the version being deleted.
+                crate::index::unindex(self.storage.as_ref(), &sk[1..], b)
+            })
+            .map(|_| ());
         if res.is_err() {
             self.log_failure(ctx, Action::Delete, Some(tag), &res);
         }
@@ -734,6 +755,7 @@ impl Vault {
                 batch.delete(k);
                 n += 1;
             }
+            crate::index::unindex_subject(self.storage.as_ref(), &tag, &mut batch)?;
             batch.delete(ek);
             let mut e = PendingEntry::new(ctx, Action::Erase, Outcome::Ok);
             e.subject = Some((tag, Vec::new()));
@@ -1061,7 +1083,15 @@ impl Vault {
                         && !sealed.is_empty()
                         && let Some(keys) = self.keyring.load(&tag, self.read_fn())?
                     {
-                        e.target = Some(open_target(&keys.audit, &vid, &tag, &sealed)?);
+                        // The entry itself was authenticated under the log key, so a
+                        // target that does not open was sealed under the audit key of an
+                        // earlier, erased incarnation of this subject id (same pseudonym,
+                        // new keys): it stays unlinked, like any erased subject's.
+                        e.target = match open_target(&keys.audit, &vid, &tag, &sealed) {
+                            Ok(t) => Some(t),
+                            Err(Error::Integrity { .. }) => None,
+                            Err(other) => return Err(other),
+                        };
                     }
                     out.push(e);
                     Ok(true)

@@ -118,6 +118,26 @@ pub enum Command {
         #[command(flatten)]
         access: AccessArgs,
     },
+    /// Find records through a blind index (NDJSON on stdout; logged as a search, never
+    /// with the value). A compound index takes one VALUE per part, e.g.
+    /// `find V Patient family-birthdate Smith 1970-01-01`. `find V --list` shows indexes.
+    Find {
+        vault: PathBuf,
+        /// The collection (FHIR resourceType), e.g. Patient.
+        #[arg(required_unless_present = "list")]
+        collection: Option<String>,
+        /// The index name, e.g. identifier, family, given, birthdate, family-birthdate, code.
+        #[arg(required_unless_present = "list")]
+        index: Option<String>,
+        /// The value(s) looked up.
+        #[arg(required_unless_present = "list")]
+        values: Vec<String>,
+        /// List the indexes defined in the vault instead.
+        #[arg(long)]
+        list: bool,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
     /// List the subject ids held (one per line; logged as a search).
     Subjects {
         vault: PathBuf,

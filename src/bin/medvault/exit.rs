@@ -32,6 +32,8 @@ pub enum Code {
 pub struct Failure {
     pub code: Code,
     pub message: String,
+    /// Writing to stdout failed because its reader closed the pipe.
+    pub broken_pipe: bool,
 }
 
 impl Failure {
@@ -39,6 +41,7 @@ impl Failure {
         Failure {
             code,
             message: message.into(),
+            broken_pipe: false,
         }
     }
 
@@ -116,7 +119,9 @@ impl From<ExportError> for Failure {
 
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
-        Failure::other(format!("I/O: {e}"))
+        let mut f = Failure::other(format!("I/O: {e}"));
+        f.broken_pipe = e.kind() == std::io::ErrorKind::BrokenPipe;
+        f
     }
 }
 

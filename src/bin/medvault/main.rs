@@ -26,6 +26,8 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     match commands::run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`| head`): not an error of ours.
+        Err(failure) if failure.broken_pipe => ExitCode::SUCCESS,
         Err(failure) => failure.report(),
     }
 }

@@ -28,7 +28,11 @@ pub fn root_key(vault: &Path) -> CliResult<KeySource> {
     if let Some(p) = env_secret(PASSPHRASE) {
         return Ok(KeySource::passphrase(p.as_str()));
     }
-    let p = prompt(&format!("Passphrase for {}: ", vault.display()), false)?;
+    let p = prompt(
+        &format!("Passphrase for {}: ", vault.display()),
+        false,
+        "MEDVAULT_PASSPHRASE or MEDVAULT_KEY_FILE",
+    )?;
     Ok(KeySource::passphrase(p.as_str()))
 }
 
@@ -42,7 +46,11 @@ pub fn initial_key() -> CliResult<KeySource> {
     if let Some(p) = env_secret(NEW_PASSPHRASE).or_else(|| env_secret(PASSPHRASE)) {
         return Ok(KeySource::passphrase(p.as_str()));
     }
-    let p = prompt("New passphrase: ", true)?;
+    let p = prompt(
+        "New passphrase: ",
+        true,
+        "MEDVAULT_PASSPHRASE or MEDVAULT_KEY_FILE",
+    )?;
     Ok(KeySource::passphrase(p.as_str()))
 }
 
@@ -54,7 +62,11 @@ pub fn next_root_key() -> CliResult<KeySource> {
     if let Some(p) = env_secret(NEW_PASSPHRASE) {
         return Ok(KeySource::passphrase(p.as_str()));
     }
-    let p = prompt("New passphrase: ", true)?;
+    let p = prompt(
+        "New passphrase: ",
+        true,
+        "MEDVAULT_NEW_PASSPHRASE or MEDVAULT_NEW_KEY_FILE",
+    )?;
     Ok(KeySource::passphrase(p.as_str()))
 }
 
@@ -102,12 +114,11 @@ fn hex_digit(c: u8) -> Option<u8> {
 }
 
 /// Asks on the terminal without echo; twice when `confirm`.
-fn prompt(question: &str, confirm: bool) -> CliResult<Zeroizing<String>> {
+fn prompt(question: &str, confirm: bool, variables: &str) -> CliResult<Zeroizing<String>> {
     if !std::io::stdin().is_terminal() && !std::io::stderr().is_terminal() {
-        return Err(Failure::usage(
-            "no passphrase: set MEDVAULT_PASSPHRASE or MEDVAULT_KEY_FILE \
-             (there is no terminal to ask on)",
-        ));
+        return Err(Failure::usage(format!(
+            "no passphrase: set {variables} (there is no terminal to ask on)"
+        )));
     }
     let read = |q: &str| {
         rpassword::prompt_password(q)

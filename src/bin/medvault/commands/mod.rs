@@ -59,6 +59,21 @@ pub fn run(command: Command) -> CliResult {
             access,
         } => transfer::export(&vault, &subjects, &access),
         Command::Subjects { vault, access } => records::subjects(&vault, &access),
+        Command::Find {
+            vault,
+            collection,
+            index,
+            values,
+            list,
+            access,
+        } => records::find(
+            &vault,
+            collection.as_deref(),
+            index.as_deref(),
+            &values,
+            list,
+            &access,
+        ),
         Command::Erase {
             vault,
             subject,

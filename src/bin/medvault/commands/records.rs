@@ -102,12 +102,76 @@ pub fn put(
     if !value.is_object() {
         return Err(Failure::other("the record on stdin must be a JSON object"));
     }
+    // A FHIR resource carries its own type and id: they must name the same record as the
+    // command line, or an export would not import back to the same place.
+    if let Some(t) = value.get("resourceType")
+        && t.as_str() != Some(collection)
+    {
+        return Err(Failure::other(
+            "the resource's resourceType differs from COLLECTION",
+        ));
+    }
+    if let Some(id) = value.get("id")
+        && id.as_str() != Some(record_id)
+    {
+        return Err(Failure::other("the resource's id differs from RECORD_ID"));
+    }
     let vault = access::open_vault(path, &ctx)?;
     vault.put(
         &ctx,
         &RecordKey::new(subject, collection, record_id),
         &value,
     )?;
+    Ok(())
+}
+
+/// `medvault find VAULT COLLECTION INDEX VALUE...`: the matching records as NDJSON; or
+/// `--list`: the indexes (collection, name, parts, normalization, bits, state).
+pub fn find(
+    path: &Path,
+    collection: Option<&str>,
+    index: Option<&str>,
+    values: &[String],
+    list: bool,
+    args: &AccessArgs,
+) -> CliResult {
+    let ctx = access::context(args)?;
+    let vault = access::open_vault(path, &ctx)?;
+    let mut out = std::io::stdout().lock();
+    if list {
+        for s in vault.indexes() {
+            let parts: Vec<String> = s.spec.parts.iter().map(|p| p.to_string()).collect();
+            writeln!(
+                out,
+                "{}\t{}\t{}\t{:?}\t{}\t{}",
+                s.spec.collection,
+                s.spec.name,
+                parts.join(" + "),
+                s.spec.normalization,
+                s.spec
+                    .truncate_bits
+                    .map_or("128".to_owned(), |b| b.to_string()),
+                if s.built { "built" } else { "building" }
+            )?;
+        }
+        out.flush()?;
+        return Ok(());
+    }
+    let (Some(collection), Some(index)) = (collection, index) else {
+        return Err(Failure::usage("find needs COLLECTION INDEX VALUE..."));
+    };
+    if values.is_empty() {
+        return Err(Failure::usage("find needs at least one VALUE"));
+    }
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    let found: Vec<(RecordKey, Value)> = vault.find(&ctx, collection, index, &values)?;
+    if found.is_empty() {
+        return Err(Failure::new(Code::NotFound, "no record matches"));
+    }
+    for (_, value) in &found {
+        write_json(&mut out, value, false)?;
+    }
+    out.flush()?;
     Ok(())
 }
 

@@ -1,0 +1,138 @@
+//! **Not API.** Hooks for `benches/` only: hidden from the docs, outside every semver
+//! promise, and free to change or vanish in any release. Do not use it in applications:
+//! it skips the access log and the keyring, which is exactly what a vault must never do.
+//!
+//! It exists so that the `compare` bench can measure the *field-encryption tax* on its
+//! own (DESIGN.md, "Performance goals", first row): the record codec and AEAD work of a
+//! put or get, with no access-log entry, against raw sled storing the same records. It
+//! runs the same code as [`crate::Vault`] (pseudonymous storage key, CBOR field split,
+//! one AES-256-GCM envelope per field plus the sealed meta block, AAD binding) with one
+//! data key held in memory instead of a subject's keys from the keyring.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::crypto::{AeadKey, MacKey, SecretKey};
+use crate::error::{Error, Result};
+use crate::record::{Binding, RecordKey, join_fields, parse_record, seal_record, split_fields};
+
+/// Seals and opens record values the way a vault does, under one in-memory data key,
+/// without keyring or access log. Not API (see the module docs).
+pub struct RecordSealer {
+    vault_id: [u8; 16],
+    pseudonyms: MacKey,
+    dek: AeadKey,
+    key_version: u32,
+}
+
+impl Default for RecordSealer {
+    fn default() -> Self {
+        RecordSealer::new()
+    }
+}
+
+impl RecordSealer {
+    /// A sealer with a random vault id, pseudonym key and data key (version 1).
+    pub fn new() -> Self {
+        let mut vault_id = [0u8; 16];
+        crate::crypto::random_bytes(&mut vault_id);
+        RecordSealer {
+            vault_id,
+            pseudonyms: MacKey::new(&SecretKey::random()),
+            dek: AeadKey::new(&SecretKey::random()),
+            key_version: 1,
+        }
+    }
+
+    /// The storage key a vault gives `key`: `'r' || subject tag (16) || record tag (16)`,
+    /// two HMAC-SHA256 pseudonyms (33 bytes).
+    pub fn storage_key(&self, key: &RecordKey) -> Vec<u8> {
+        let st = self
+            .pseudonyms
+            .mac_parts(&[b"subject", key.subject.as_bytes()]);
+        let rt = self.pseudonyms.mac_parts(&[
+            b"record",
+            key.subject.as_bytes(),
+            key.collection.as_bytes(),
+            key.record_id.as_bytes(),
+        ]);
+        let mut k = Vec::with_capacity(33);
+        k.push(b'r');
+        k.extend_from_slice(&st[..16]);
+        k.extend_from_slice(&rt[..16]);
+        k
+    }
+
+    /// Seals `value` as record `key`: returns `(storage key, record value)` as a vault
+    /// would store them (docs/FORMAT.md §5). Fails like [`crate::Vault::put`] on input.
+    pub fn seal<T: Serialize + ?Sized>(
+        &self,
+        key: &RecordKey,
+        value: &T,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        key.validate()?;
+        let fields = split_fields(value)?;
+        let sk = self.storage_key(key);
+        let bind = Binding {
+            vault_id: &self.vault_id,
+            storage_key: &sk,
+            key,
+            key_version: self.key_version,
+        };
+        let v = seal_record(&self.dek, &bind, &fields);
+        Ok((sk, v))
+    }
+
+    /// Opens a record value sealed by [`RecordSealer::seal`] for `key` stored under
+    /// `storage_key`: the meta block, then the fields named in `want` (all when `None`),
+    /// into `T`. Fails with [`Error::Integrity`] on any tampering.
+    pub fn open<T: DeserializeOwned>(
+        &self,
+        key: &RecordKey,
+        storage_key: &[u8],
+        bytes: &[u8],
+        want: Option<&[&str]>,
+    ) -> Result<T> {
+        let sealed = parse_record(bytes)?;
+        if sealed.key_version != self.key_version {
+            return Err(Error::UnknownKeyVersion(sealed.key_version));
+        }
+        let bind = Binding {
+            vault_id: &self.vault_id,
+            storage_key,
+            key,
+            key_version: sealed.key_version,
+        };
+        let meta = sealed.open_meta(&self.dek, &bind)?;
+        if meta.collection != key.collection || meta.record_id != key.record_id {
+            return Err(Error::integrity(
+                "record meta: ids do not match the record key",
+            ));
+        }
+        let fields = sealed.open_fields(&self.dek, &bind, &meta, want)?;
+        join_fields(&fields)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failure should abort the test
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn seal_open_roundtrip_and_binding() {
+        let s = RecordSealer::new();
+        let key = RecordKey::new("p1", "Observation", "o1");
+        let v = json!({"code": "85354-9", "value": 120, "note": "x"});
+        let (sk, bytes) = s.seal(&key, &v).unwrap();
+        assert_eq!(sk.len(), 33);
+        let all: serde_json::Value = s.open(&key, &sk, &bytes, None).unwrap();
+        assert_eq!(all, v);
+        let one: serde_json::Value = s.open(&key, &sk, &bytes, Some(&["value"])).unwrap();
+        assert_eq!(one, json!({"value": 120}));
+        let other = RecordKey::new("p1", "Observation", "o2");
+        let r: Result<serde_json::Value> = s.open(&other, &sk, &bytes, None);
+        assert!(matches!(r, Err(Error::Integrity { .. })));
+    }
+}
