@@ -34,6 +34,7 @@ use crate::{LogQuery, RotationScope, VaultOptions};
 /// The targets, by name (one directory of seeds and one fuzz target each).
 pub const TARGETS: &[&str] = &[
     "header",
+    "index",
     "subject_entry",
     "record",
     "log",
@@ -46,6 +47,7 @@ pub const TARGETS: &[&str] = &[
 pub fn check(target: &str, data: &[u8]) -> bool {
     match target {
         "header" => check_header(data),
+        "index" => check_index(data),
         "subject_entry" => check_subject_entry(data),
         "record" => check_record(data),
         "log" => check_log(data),
@@ -581,6 +583,72 @@ pub fn check_checkpoint(data: &[u8]) {
             Err(e) => {
                 assert!(!is_genuine, "checkpoint: a genuine point fails: {e}");
                 assert_decode_error(&e, "checkpoint verify");
+            }
+        }
+    }
+}
+
+// ----- blind indexes -----------------------------------------------------------------
+
+fn index_registry(mem: &MemoryStorage) -> crate::Result<crate::index::Registry> {
+    crate::index::Registry::load(mem, &SecretKey::from_bytes(VAULT_SECRET), VAULT_ID)
+}
+
+/// Index target. `data[0] % 3` picks a mode:
+/// 0. the rest is a reverse entry (a record's list of index entries): decoded, and
+///    re-encoded to the same bytes.
+/// 1. the rest is `index id (8) || sealed definition`, loaded as the vault does at open
+///    under the fixture vault secret; a loaded definition re-seals and reloads to the
+///    same spec and build state.
+/// 2. the rest is an index path (UTF-8): parsed, and its text form parses back to it.
+pub fn check_index(data: &[u8]) {
+    let mut inp = Input::new(data);
+    match inp.byte() % 3 {
+        0 => {
+            let bytes = inp.rest();
+            match crate::index::decode_reverse(bytes) {
+                Ok(entries) => assert_eq!(
+                    crate::index::encode_reverse(&entries),
+                    bytes,
+                    "index: reverse entry does not re-encode"
+                ),
+                Err(e) => assert_decode_error(&e, "index reverse entry"),
+            }
+        }
+        1 => {
+            let id = inp.bytes(crate::index::INDEX_ID_LEN).to_vec();
+            let sealed = inp.rest();
+            let mem = MemoryStorage::new();
+            let mut key = vec![b'i'];
+            key.extend_from_slice(&id);
+            mem.raw_put(&key, sealed);
+            let reg = match index_registry(&mem) {
+                Ok(r) => r,
+                Err(e) => return assert_decode_error(&e, "index definition"),
+            };
+            let defs = reg.snapshot().defs;
+            assert_eq!(defs.len(), 1, "index: one stored definition, one loaded");
+            for d in defs.iter() {
+                let again = MemoryStorage::new();
+                again.raw_put(&crate::index::def_key(&d.id), &reg.seal(d));
+                let back = index_registry(&again)
+                    .unwrap_or_else(|e| panic!("index: re-sealed definition fails: {e}"));
+                let b = back.snapshot().defs;
+                assert_eq!(b.len(), 1);
+                assert_eq!(b[0].spec, d.spec, "index: spec changed on re-seal");
+                assert_eq!(b[0].state, d.state, "index: state changed on re-seal");
+            }
+        }
+        _ => {
+            if let Ok(text) = std::str::from_utf8(inp.rest()) {
+                match crate::IndexPath::parse(text) {
+                    Ok(p) => assert_eq!(
+                        crate::IndexPath::parse(&p.to_string()).ok(),
+                        Some(p),
+                        "index: a path does not survive its text form"
+                    ),
+                    Err(e) => assert_decode_error(&e, "index path"),
+                }
             }
         }
     }
@@ -1441,6 +1509,58 @@ pub fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         b.extend_from_slice(&g.next_seq.to_be_bytes());
         b.extend_from_slice(&g.link);
         out.push(("checkpoint", format!("point-{i}"), b));
+    }
+
+    // index
+    let mem = MemoryStorage::new();
+    if let Ok(reg) = index_registry(&mem) {
+        let specs = [
+            crate::IndexSpec::new(
+                "Patient",
+                "by-name",
+                &["name[].family", "birthDate"],
+                crate::Normalization::Name,
+            ),
+            crate::IndexSpec::new(
+                "Observation",
+                "by-code",
+                &["code.coding[].code"],
+                crate::Normalization::Identifier,
+            )
+            .map(|s| s.truncated(20)),
+        ];
+        for (i, spec) in specs.into_iter().flatten().enumerate() {
+            for (j, state) in [
+                crate::index::BuildState::Ready,
+                crate::index::BuildState::Building {
+                    cursor: Some(vec![b'r'; 33]),
+                },
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let def = reg.make(spec.clone(), state);
+                let mut b = vec![1];
+                b.extend_from_slice(&def.id);
+                b.extend_from_slice(&reg.seal(&def));
+                out.push(("index", format!("def-{i}-{j}"), b));
+            }
+            for (k, p) in spec.parts.iter().enumerate() {
+                let text = p.to_string();
+                out.push((
+                    "index",
+                    format!("path-{i}-{k}"),
+                    with_mode(2, text.as_bytes()),
+                ));
+            }
+        }
+        // Entries are index id (8) || value hash (1 to 16 bytes).
+        let fwd = vec![vec![7u8; 8 + 16], vec![9u8; 8 + 3]];
+        out.push((
+            "index",
+            "reverse".into(),
+            with_mode(0, &crate::index::encode_reverse(&fwd)),
+        ));
     }
 
     // model and tamper: byte strings from a fixed generator (xorshift), plus short

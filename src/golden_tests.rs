@@ -9,7 +9,8 @@
 //!
 //! Covered: header (raw key, passphrase, pending root rotation), subject entry, record
 //! value (meta + field envelopes), access-log entries and head, checkpoint (binary and
-//! text), data-key rotation state, and the storage keys of the golden vault.
+//! text), data-key rotation state, blind-index definitions, forward entries (keys only)
+//! and reverse entry, and the storage keys of the golden vault.
 //!
 //! Regenerating: `MEDVAULT_BLESS=1 cargo test --lib golden` rewrites the files. Needing
 //! to do so means an on-disk format changed: bump the version byte of that structure
@@ -27,8 +28,8 @@ use crate::header::Header;
 use crate::keyring::Keyring;
 use crate::storage::{FaultPlan, MemoryStorage};
 use crate::{
-    AccessContext, Action, Checkpoint, Error, KdfParams, KeySource, LogEntry, Outcome, Purpose,
-    RecordKey, RotationScope, Target, Vault, VaultOptions,
+    AccessContext, Action, Checkpoint, Error, IndexSpec, KdfParams, KeySource, LogEntry,
+    Normalization, Outcome, Purpose, RecordKey, RotationScope, Target, Vault, VaultOptions,
 };
 
 const RNG_SEED: u64 = 0x6d65_6476_6175_6c74; // "medvault"
@@ -59,7 +60,18 @@ golden!(
     "log_entry_4.bin",
     "log_entry_5.bin",
     "log_entry_6.bin",
+    "log_entry_7.bin",
+    "log_entry_8.bin",
+    "log_entry_9.bin",
+    "log_entry_10.bin",
+    "log_entry_11.bin",
+    "log_entry_12.bin",
     "log_head.bin",
+    "index_def_0.bin",
+    "index_def_1.bin",
+    "index_entry_0.bin",
+    "index_entry_1.bin",
+    "index_reverse.bin",
     "rotation_state.bin",
     "checkpoint.bin",
     "checkpoint.txt",
@@ -97,6 +109,15 @@ fn nurse() -> AccessContext {
 
 fn ops() -> AccessContext {
     AccessContext::new("ops", Purpose::Maintenance)
+}
+
+fn index_specs() -> Vec<IndexSpec> {
+    vec![
+        IndexSpec::new("Observation", "by-unit", &["unit"], Normalization::Exact).unwrap(),
+        IndexSpec::new("Observation", "by-id", &["id"], Normalization::Identifier)
+            .unwrap()
+            .truncated(24),
+    ]
 }
 
 fn doctor_btg() -> AccessContext {
@@ -142,6 +163,11 @@ fn build_all() -> Vec<(String, Vec<u8>)> {
         Err(Error::Storage(_))
     ));
     mem.set_faults(FaultPlan::default());
+    // Two blind indexes over the record (one full-length, one truncated) pin the index
+    // definition, forward-entry keys and reverse-entry formats.
+    for spec in index_specs() {
+        assert_eq!(v.add_index(&ops(), spec, &mut |_| {}).unwrap(), 1);
+    }
     drop(v);
 
     out.push(("header_raw.bin".to_owned(), mem.raw_header().unwrap()));
@@ -168,8 +194,18 @@ fn build_all() -> Vec<(String, Vec<u8>)> {
 
     let mut keys_txt = String::new();
     let mut named = Vec::new();
+    let (mut defs, mut fwd) = (0, 0);
     for (k, val) in mem.dump() {
         let name = match k.first() {
+            Some(b'i') => {
+                defs += 1;
+                format!("index_def_{}.bin", defs - 1)
+            }
+            Some(b'x') => {
+                fwd += 1;
+                format!("index_entry_{}.bin", fwd - 1)
+            }
+            Some(b'y') => "index_reverse.bin".to_owned(),
             Some(b'h') => "log_head.bin".to_owned(),
             Some(b'k') => "subject_entry.bin".to_owned(),
             Some(b'r') => "record.bin".to_owned(),
@@ -316,8 +352,17 @@ fn golden_files_decode() {
     assert!(v.data_key_rotation_pending().unwrap());
     let got: serde_json::Value = v.get(&nurse(), &record_key()).unwrap();
     assert_eq!(got, record_value());
-    // The golden log: 7 entries, plus this open's and this read's.
-    assert_eq!(v.verify(&nurse(), Some(&cp)).unwrap(), 9);
+    // The golden log: 13 entries, plus this open's and this read's.
+    assert_eq!(v.verify(&nurse(), Some(&cp)).unwrap(), 15);
+    // The blind indexes: both built, both find the record, consistent with it.
+    let built: Vec<bool> = v.indexes().iter().map(|s| s.built).collect();
+    assert_eq!(built, vec![true, true]);
+    for (index, value) in [("by-unit", "mm[Hg]"), ("by-id", "BP-1")] {
+        let found: Vec<(RecordKey, serde_json::Value)> =
+            v.find(&nurse(), "Observation", index, &[value]).unwrap();
+        assert_eq!(found, vec![(record_key(), record_value())], "{index}");
+    }
+    assert!(v.verify_indexes(&ops()).unwrap().is_consistent());
     let entries = v
         .audit_query(&nurse(), &crate::LogQuery::default())
         .unwrap();
@@ -386,9 +431,8 @@ fn golden_files_decode() {
             None,
             Action::Read,
             Outcome::Failed("not_found".to_owned()),
-            // A failed read names the record it asked for (the subject exists).
             Some(Target {
-                subject: "patient-golden".to_owned(),
+                subject: SUBJECT.to_owned(),
                 collection: Some("Observation".to_owned()),
                 record_id: Some("nope".to_owned()),
                 fields: Vec::new(),
@@ -424,6 +468,10 @@ fn golden_files_decode() {
     }
     assert_eq!(entries[0].note, "format 1");
     assert_eq!(entries[6].note, "data-key rotation started");
+    for e in &entries[7..13] {
+        assert_eq!((e.actor.as_str(), e.action), ("ops", Action::Write));
+        assert!(e.note.contains("by-unit") || e.note.contains("by-id"));
+    }
     // The persisted rotation state resumes: the subject's one record is re-encrypted.
     let report = v
         .rotate_data_keys(&ops(), &RotationScope::All, &mut |_| {})

@@ -255,10 +255,9 @@ fn failed_open_changes_nothing() {
 }
 
 #[test]
-fn failed_create_can_be_told_apart_and_retried_elsewhere() {
-    // The header is written last; if that fails there is no vault (open: NotFound) and
-    // a second create on the leftovers is refused with a typed error, not taken for a
-    // tampered log.
+fn failed_create_leaves_no_vault_and_can_be_retried() {
+    // The header is written last; if that fails there is no vault (open: NotFound), and
+    // a second create clears what the first left and succeeds.
     let mem = MemoryStorage::new();
     mem.set_faults(FaultPlan {
         fail_header_writes: true,
@@ -281,16 +280,18 @@ fn failed_create_can_be_told_apart_and_retried_elsewhere() {
         ),
         Err(Error::NotFound)
     ));
-    // A create retried over a failed create's leftovers (the first log entry, no
-    // header) clears them and succeeds; the new vault verifies from entry 0.
     let v = Vault::create_in(
         Box::new(mem.clone()),
         KeySource::raw(ROOT),
         VaultOptions::default(),
     )
-    .unwrap();
-    assert_eq!(v.verify(&nurse(), None).unwrap(), 1);
-    // Writes failing during create: nothing usable is left, and the error is typed.
+    .expect("create over a failed create's leftovers");
+    v.put(&nurse(), &key("alice", "1"), &json!({"a": 1}))
+        .expect("put");
+    let acked = BTreeMap::from([(key("alice", "1"), json!({"a": 1}))]);
+    assert_consistent_both(&mem, v, &acked);
+    // Writes failing during create: nothing is written, the error is typed, and a
+    // retry works.
     let mem = MemoryStorage::new();
     mem.set_faults(fail_writes());
     storage_err(
@@ -303,6 +304,7 @@ fn failed_create_can_be_told_apart_and_retried_elsewhere() {
     );
     mem.set_faults(FaultPlan::default());
     assert!(mem.raw_header().is_none());
+    assert!(mem.dump().is_empty(), "a failed create wrote something");
     Vault::create_in(
         Box::new(mem.clone()),
         KeySource::raw(ROOT),

@@ -71,6 +71,7 @@ macro_rules! seed_tests {
 
 seed_tests!(
     seeds_header => "header",
+    seeds_index => "index",
     seeds_subject_entry => "subject_entry",
     seeds_record => "record",
     seeds_log => "log",
