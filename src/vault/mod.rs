@@ -117,6 +117,8 @@ pub struct LogQuery {
 
 /// An open vault. `Send + Sync`: share it between threads behind an `Arc`.
 pub struct Vault {
+    /// Copied out of the header: it never changes, and every seal needs it (no lock).
+    vault_id: [u8; 16],
     storage: Box<dyn Storage>,
     header: Mutex<Header>,
     root: Mutex<RootKey>,
@@ -317,6 +319,7 @@ impl Vault {
         let indexes =
             crate::index::Registry::load(storage.as_ref(), &vault_secret, header.vault_id)?;
         Ok(Vault {
+            vault_id: header.vault_id,
             storage,
             header: Mutex::new(header),
             root: Mutex::new(root),
@@ -338,7 +341,7 @@ impl Vault {
 
     /// The vault's random 128-bit id.
     pub fn vault_id(&self) -> [u8; 16] {
-        lock(&self.header).vault_id
+        self.vault_id
     }
 
     /// The directory of a sled-backed vault.

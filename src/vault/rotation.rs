@@ -99,6 +99,29 @@ impl Meter {
 }
 
 impl Vault {
+    /// A `key_rotation` entry naming `keys`' subject (sealed under its audit key).
+    fn subject_key_entry(
+        &self,
+        ctx: &AccessContext,
+        keys: &SubjectKeys,
+        note: String,
+    ) -> PendingEntry {
+        let target = Target {
+            subject: keys.subject.to_string(),
+            ..Target::default()
+        };
+        let mut e = self.entry_for(
+            ctx,
+            Action::KeyRotation,
+            Outcome::Ok,
+            Some(keys),
+            None,
+            Some(&target),
+        );
+        e.note = note;
+        e
+    }
+
     fn rotation_mac_key(&self) -> MacKey {
         MacKey::new(&derive_key(
             &self.vault_secret,
@@ -333,19 +356,7 @@ impl Vault {
         for keys in held {
             if keys.versions().len() == 1 {
                 let v = self.keyring.add_version(keys)?;
-                let target = Target {
-                    subject: keys.subject.to_string(),
-                    ..Target::default()
-                };
-                let mut e = self.entry_for(
-                    ctx,
-                    Action::KeyRotation,
-                    Outcome::Ok,
-                    Some(keys),
-                    None,
-                    Some(&target),
-                );
-                e.note = format!("data key v{v} created");
+                let e = self.subject_key_entry(ctx, keys, format!("data key v{v} created"));
                 entries.push(e);
                 touched.push(keys);
             }
@@ -401,19 +412,11 @@ impl Vault {
                 }
             }
             if count > 0 {
-                let target = Target {
-                    subject: keys.subject.to_string(),
-                    ..Target::default()
-                };
-                let mut e = self.entry_for(
+                let e = self.subject_key_entry(
                     ctx,
-                    Action::KeyRotation,
-                    Outcome::Ok,
-                    Some(keys),
-                    None,
-                    Some(&target),
+                    keys,
+                    format!("re-encrypted {count} records under v{current}"),
                 );
-                e.note = format!("re-encrypted {count} records under v{current}");
                 pending.entries.push(e);
             }
         }
@@ -552,19 +555,7 @@ impl Vault {
             if keys.current_dek(0)?.version == version {
                 return Err(Error::invalid("cannot retire the current data-key version"));
             }
-            let target = Target {
-                subject: subject.to_owned(),
-                ..Target::default()
-            };
-            let mut e = self.entry_for(
-                ctx,
-                Action::KeyRotation,
-                Outcome::Ok,
-                Some(&keys),
-                None,
-                Some(&target),
-            );
-            e.note = format!("retired data-key v{version}");
+            let e = self.subject_key_entry(ctx, &keys, format!("retired data-key v{version}"));
             self.commit_with(WriteBatch::new(), vec![e], &[&keys], &[], true, |b| {
                 let records = self.count_on_versions(&tag, Some(version), 0)?;
                 if records > 0 {
