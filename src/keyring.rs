@@ -15,6 +15,7 @@ use crate::codec::{Reader, put_lp32};
 use crate::crypto::{AeadKey, SecretKey};
 use crate::error::{Error, Result};
 use crate::header::{WRAPPED_LEN, unwrap_key, wrap_key, wrapping_key};
+use crate::keyspace;
 
 /// Subject-entry format version.
 pub const SUBJECT_ENTRY_VERSION: u8 = 1;
@@ -139,14 +140,6 @@ impl SubjectKeys {
             .map(|v| v.1)
             .unwrap_or(0)
     }
-}
-
-/// Storage key of a subject entry: `'k' || tag`.
-pub(crate) fn entry_key(tag: &SubjectTag) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
-    k.push(b'k');
-    k.extend_from_slice(tag);
-    k
 }
 
 fn dek_aad(vault_id: &[u8; 16], tag: &SubjectTag, version: u32, root_gen: u32) -> Vec<u8> {
@@ -332,7 +325,7 @@ impl Keyring {
         if let Some(k) = self.cached(tag) {
             return Ok(Some(k));
         }
-        let Some(bytes) = read(&entry_key(tag))? else {
+        let Some(bytes) = read(&keyspace::subject_entry(tag))? else {
             return Ok(None);
         };
         let keys = Arc::new(self.decode_entry(tag, &bytes)?);

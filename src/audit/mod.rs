@@ -20,13 +20,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::codec::{Reader, put_lp32};
 use crate::crypto::{AeadKey, MacKey, SecretKey, ct_eq, derive_key};
 use crate::error::{Error, Result};
+use crate::keyspace;
 use crate::storage::{Storage, WriteBatch};
 pub(crate) use entry::{ENTRY_VERSION, MAX_BODY};
 
-/// Storage key of the log head.
-pub(crate) const HEAD_KEY: &[u8] = b"h";
-/// Key prefix of log entries: `'l' || seq (u64 big-endian)`.
-pub(crate) const ENTRY_PREFIX: u8 = b'l';
+// The fuzz models name the log's keys by these names.
+pub(crate) use crate::keyspace::{LOG_ENTRY_PREFIX as ENTRY_PREFIX, LOG_HEAD as HEAD_KEY};
 /// Head format version.
 pub const HEAD_VERSION: u8 = 1;
 /// Checkpoint format version.
@@ -130,13 +129,6 @@ pub(crate) struct AuditLog {
     chain: Mutex<Chain>,
 }
 
-fn entry_key(seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9);
-    k.push(ENTRY_PREFIX);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
-
 fn body_aad(vault_id: &[u8; 16], seq: u64) -> Vec<u8> {
     let mut aad = b"medvault/v1/log-entry".to_vec();
     aad.push(ENTRY_VERSION);
@@ -165,7 +157,7 @@ impl AuditLog {
                 link: [0; 32],
             }),
         };
-        let (next_seq, link) = match storage.get(HEAD_KEY)? {
+        let (next_seq, link) = match storage.get(keyspace::LOG_HEAD)? {
             Some(bytes) => log.decode_head(&bytes)?,
             None => (0, log.genesis()),
         };
@@ -263,10 +255,10 @@ impl AuditLog {
             value.push(ENTRY_VERSION);
             put_lp32(&mut value, &sealed);
             value.extend_from_slice(&link);
-            batch.put(entry_key(seq), value);
+            batch.put(keyspace::log_entry(seq), value);
             seq += 1;
         }
-        batch.put(HEAD_KEY.to_vec(), self.encode_head(seq, &link));
+        batch.put(keyspace::LOG_HEAD.to_vec(), self.encode_head(seq, &link));
         storage.apply(batch)?;
         chain.next_seq = seq;
         chain.link = link;
@@ -324,7 +316,7 @@ impl AuditLog {
             }
         }
         let head = storage
-            .get(HEAD_KEY)?
+            .get(keyspace::LOG_HEAD)?
             .ok_or_else(|| bad(0, "access-log head missing (log deleted)"))?;
         let (head_seq, head_link) = self
             .decode_head(&head)
@@ -332,8 +324,8 @@ impl AuditLog {
         let mut expected = 0u64;
         let mut link = self.genesis();
         let mut cp_link_ok = checkpoint.is_none_or(|cp| cp.next_seq == 0 && cp.link == link);
-        let start = [ENTRY_PREFIX];
-        let end = [ENTRY_PREFIX + 1];
+        let start = [keyspace::LOG_ENTRY_PREFIX];
+        let end = [keyspace::LOG_ENTRY_PREFIX + 1];
         for item in storage.scan(&start, Some(&end)) {
             let (k, v) = item?;
             let seq = match <[u8; 8]>::try_from(&k[1..]) {
@@ -400,8 +392,8 @@ impl AuditLog {
         from: u64,
         mut f: impl FnMut(LogEntry, Option<Vec<u8>>) -> Result<bool>,
     ) -> Result<()> {
-        let start = entry_key(from);
-        let end = [ENTRY_PREFIX + 1];
+        let start = keyspace::log_entry(from);
+        let end = [keyspace::LOG_ENTRY_PREFIX + 1];
         for item in storage.scan(&start, Some(&end)) {
             let (k, v) = item?;
             let seq = <[u8; 8]>::try_from(&k[1..])

@@ -22,6 +22,9 @@ use crate::codec::{Reader, put_lp16};
 use crate::crypto::{AeadKey, MacKey, SecretKey, derive_key};
 use crate::error::{Error, Result};
 use crate::keyring::SubjectTag;
+use crate::keyspace;
+// The fuzz models name the definition key by this name.
+pub(crate) use crate::keyspace::index_def as def_key;
 use crate::record::PlainField;
 use crate::storage::{Storage, WriteBatch, prefix_end};
 
@@ -30,12 +33,6 @@ pub use spec::{
     IndexPath, IndexSpec, MAX_PARTS, MAX_PATH_LEN, MAX_SEGMENTS, MAX_VALUES_PER_RECORD,
 };
 
-/// Storage prefix of forward index entries.
-pub(crate) const ENTRY_PREFIX: u8 = b'x';
-/// Storage prefix of reverse entries (a record's list of index entries).
-pub(crate) const REVERSE_PREFIX: u8 = b'y';
-/// Storage prefix of sealed index definitions.
-pub(crate) const DEF_PREFIX: u8 = b'i';
 /// Format version of a sealed index definition.
 pub const INDEX_DEF_VERSION: u8 = 1;
 /// Format version of a reverse entry.
@@ -147,11 +144,7 @@ impl IndexDef {
     /// `index_id || value_hash`: the part of a forward key before the record suffix,
     /// also the prefix a lookup scans.
     pub fn entry_prefix(&self, hash: &[u8]) -> Vec<u8> {
-        let mut p = Vec::with_capacity(1 + INDEX_ID_LEN + hash.len());
-        p.push(ENTRY_PREFIX);
-        p.extend_from_slice(&self.id);
-        p.extend_from_slice(hash);
-        p
+        keyspace::index_entry_prefix(&self.id, hash)
     }
 
     /// The index entries (`index_id || value_hash`, without prefix and suffix) of a
@@ -182,40 +175,6 @@ pub(crate) fn index_id(secret: &SecretKey, collection: &str, name: &str) -> Inde
     let mut id = [0u8; INDEX_ID_LEN];
     id.copy_from_slice(&m[..INDEX_ID_LEN]);
     id
-}
-
-/// Storage key of a definition: `i || index_id`.
-pub(crate) fn def_key(id: &IndexId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + INDEX_ID_LEN);
-    k.push(DEF_PREFIX);
-    k.extend_from_slice(id);
-    k
-}
-
-/// Forward key: `x || entry (index_id || value_hash) || subject_tag || record_tag`, where
-/// `suffix` is a record storage key without its `r` prefix.
-pub(crate) fn forward_key(entry: &[u8], suffix: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + entry.len() + suffix.len());
-    k.push(ENTRY_PREFIX);
-    k.extend_from_slice(entry);
-    k.extend_from_slice(suffix);
-    k
-}
-
-/// Reverse key of a record: `y || subject_tag || record_tag`.
-pub(crate) fn reverse_key(suffix: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + suffix.len());
-    k.push(REVERSE_PREFIX);
-    k.extend_from_slice(suffix);
-    k
-}
-
-/// Prefix of every reverse key of a subject: `y || subject_tag`.
-pub(crate) fn reverse_prefix(tag: &SubjectTag) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
-    k.push(REVERSE_PREFIX);
-    k.extend_from_slice(tag);
-    k
 }
 
 /// The record suffix (`subject_tag || record_tag`) of a forward key.
@@ -269,10 +228,10 @@ pub(crate) fn decode_reverse(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
 /// Queues the removal of a record's index entries (forward keys and reverse entry), read
 /// from its reverse entry. Call under the commit lock.
 pub(crate) fn unindex(storage: &dyn Storage, suffix: &[u8], batch: &mut WriteBatch) -> Result<()> {
-    let rk = reverse_key(suffix);
+    let rk = keyspace::reverse(suffix);
     if let Some(v) = storage.get(&rk)? {
         for e in decode_reverse(&v)? {
-            batch.delete(forward_key(&e, suffix));
+            batch.delete(keyspace::index_entry(&e, suffix));
         }
         batch.delete(rk);
     }
@@ -285,7 +244,7 @@ pub(crate) fn unindex_subject(
     tag: &SubjectTag,
     batch: &mut WriteBatch,
 ) -> Result<u64> {
-    let prefix = reverse_prefix(tag);
+    let prefix = keyspace::subject_reverse(tag);
     let end = prefix_end(&prefix);
     let mut n = 0;
     for item in storage.scan(&prefix, end.as_deref()) {
@@ -295,7 +254,7 @@ pub(crate) fn unindex_subject(
             .filter(|s| s.len() == SUFFIX_LEN)
             .ok_or_else(|| Error::integrity("index reverse key malformed"))?;
         for e in decode_reverse(&v)? {
-            batch.delete(forward_key(&e, suffix));
+            batch.delete(keyspace::index_entry(&e, suffix));
             n += 1;
         }
         batch.delete(k);
@@ -458,7 +417,10 @@ impl Registry {
     pub fn load(storage: &dyn Storage, secret: &SecretKey, vault_id: [u8; 16]) -> Result<Self> {
         let codec = DefCodec::new(secret, vault_id);
         let mut defs = Vec::new();
-        for item in storage.scan(&[DEF_PREFIX], Some(&[DEF_PREFIX + 1])) {
+        for item in storage.scan(
+            &[keyspace::INDEX_DEF_PREFIX],
+            Some(&[keyspace::INDEX_DEF_PREFIX + 1]),
+        ) {
             let (k, v) = item?;
             let id: IndexId = k
                 .get(1..)
@@ -466,7 +428,10 @@ impl Registry {
                 .ok_or_else(|| Error::integrity("index definition key malformed"))?;
             defs.push(Arc::new(codec.open(secret, &id, &v)?));
         }
-        let mut reverse = storage.scan(&[REVERSE_PREFIX], Some(&[REVERSE_PREFIX + 1]));
+        let mut reverse = storage.scan(
+            &[keyspace::REVERSE_PREFIX],
+            Some(&[keyspace::REVERSE_PREFIX + 1]),
+        );
         let used = !defs.is_empty() || reverse.next().transpose()?.is_some();
         drop(reverse);
         Ok(Registry {
@@ -560,7 +525,7 @@ impl ReverseCache {
         entries: Vec<Vec<u8>>,
         batch: &mut WriteBatch,
     ) -> Result<()> {
-        let rk = reverse_key(suffix);
+        let rk = keyspace::reverse(suffix);
         let old = match self.lists.get(&rk) {
             Some(l) => l.clone(),
             None => match storage.get(&rk)? {
@@ -570,12 +535,12 @@ impl ReverseCache {
         };
         for e in &old {
             if !entries.contains(e) {
-                batch.delete(forward_key(e, suffix));
+                batch.delete(keyspace::index_entry(e, suffix));
             }
         }
         for e in &entries {
             if !old.contains(e) {
-                batch.put(forward_key(e, suffix), Vec::new());
+                batch.put(keyspace::index_entry(e, suffix), Vec::new());
             }
         }
         if entries.is_empty() {
@@ -597,7 +562,7 @@ impl ReverseCache {
         entries: Vec<Vec<u8>>,
         batch: &mut WriteBatch,
     ) -> Result<()> {
-        let rk = reverse_key(suffix);
+        let rk = keyspace::reverse(suffix);
         let mut list = match self.lists.get(&rk) {
             Some(l) => l.clone(),
             None => match storage.get(&rk)? {
