@@ -6,8 +6,8 @@
 //! The root key comes from the clinic's key-management service; here a random one stands
 //! in for it. Every call names who acts and why, and leaves an access-log entry.
 
-use medvault::fhir::{self, ImportOptions, ImportSource, synth};
 use medvault::{AccessContext, KeySource, LogQuery, Purpose, RecordKey, Vault};
+use medvault_fhir::{self as fhir, ImportOptions, ImportSource, synth};
 use serde::{Deserialize, Serialize};
 
 /// The clinic's own record type for a visit (not FHIR: any serde type is a record).

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use medvault::fhir::{default_indexes, synth};
 use medvault::{AccessContext, Action, KeySource, Purpose, RecordKey, Vault, VaultOptions};
+use medvault_fhir::{default_indexes, synth};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 

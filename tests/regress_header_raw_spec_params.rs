@@ -2,7 +2,7 @@
 //! must be refused (found by the `header` fuzz target: such bytes were accepted and
 //! re-encoded differently, so one header had two encodings).
 
-use medvault::fuzzing;
+use medvault::testing::fuzz as fuzzing;
 
 /// The minimized fuzz input (`fuzz/seeds/header/crash-raw-spec-with-kdf-params`): mode
 /// byte 2 (the harness recomputes MAC and checksum under the fixture root key), then a

@@ -2,13 +2,16 @@
 //! plaintext identifier in vault files, Bundle import, every exit code, and the demo.
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test with its message
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use common::{Medvault, by_type_and_id, copy_tree, fhir_data_dir, needles_found_under};
+use common::{by_type_and_id, copy_tree, fhir_data_dir, needles_found_under};
 use serde_json::{Value, json};
+use support::Medvault;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

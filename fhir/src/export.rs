@@ -10,10 +10,10 @@ use std::io::Write;
 
 use serde_json::Value;
 
-use crate::context::AccessContext;
-use crate::error::Error;
-use crate::record::RecordKey;
-use crate::vault::Vault;
+use medvault::AccessContext;
+use medvault::Error;
+use medvault::RecordKey;
+use medvault::Vault;
 
 /// Where an export stands, passed to the progress callback after each subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
