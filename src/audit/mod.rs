@@ -26,8 +26,6 @@ use crate::keyspace;
 use crate::storage::{Storage, WriteBatch};
 pub(crate) use entry::{ENTRY_VERSION, MAX_BODY};
 
-// The fuzz models name the log's keys by these names.
-pub(crate) use crate::keyspace::{LOG_ENTRY_PREFIX as ENTRY_PREFIX, LOG_HEAD as HEAD_KEY};
 /// Head format version.
 pub const HEAD_VERSION: u8 = 1;
 /// Checkpoint format version.

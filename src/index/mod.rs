@@ -23,8 +23,6 @@ use crate::crypto::{AeadKey, MacKey, SecretKey, derive_key};
 use crate::error::{Error, Result};
 use crate::keyring::SubjectTag;
 use crate::keyspace;
-// The fuzz models name the definition key by this name.
-pub(crate) use crate::keyspace::index_def as def_key;
 use crate::record::PlainField;
 use crate::storage::{Storage, WriteBatch, prefix_end};
 

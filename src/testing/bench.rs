@@ -45,22 +45,11 @@ impl RecordSealer {
     }
 
     /// The storage key a vault gives `key`: `'r' || subject tag (16) || record tag (16)`,
-    /// two HMAC-SHA256 pseudonyms (33 bytes).
+    /// two HMAC-SHA256 pseudonyms (33 bytes), made by the vault's own key-space code
+    /// (`crate::keyspace::record`).
     pub fn storage_key(&self, key: &RecordKey) -> Vec<u8> {
-        let st = self
-            .pseudonyms
-            .mac_parts(&[b"subject", key.subject.as_bytes()]);
-        let rt = self.pseudonyms.mac_parts(&[
-            b"record",
-            key.subject.as_bytes(),
-            key.collection.as_bytes(),
-            key.record_id.as_bytes(),
-        ]);
-        let mut k = Vec::with_capacity(33);
-        k.push(b'r');
-        k.extend_from_slice(&st[..16]);
-        k.extend_from_slice(&rt[..16]);
-        k
+        let tag = crate::keyspace::subject_tag(&self.pseudonyms, &key.subject);
+        crate::keyspace::record(&self.pseudonyms, &tag, key)
     }
 
     /// Seals `value` as record `key`: returns `(storage key, record value)` as a vault
