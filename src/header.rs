@@ -2,7 +2,7 @@
 //! parameters and salt, or raw), a key-check value, the vault secret wrapped under the
 //! root key, and an optional pending root-key rotation. Authenticated twice: an unkeyed
 //! SHA-256 checksum tells corruption from a wrong key, and an HMAC under a root-derived
-//! key authenticates the content once the key is known. Layout in docs/FORMAT.md §2.
+//! key authenticates the content once the key is known. Layout in docs/FORMAT.md "Header".
 
 use crate::codec::Reader;
 use crate::crypto::kdf::SALT_LEN;

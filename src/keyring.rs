@@ -1,6 +1,6 @@
 //! The keyring: one set of keys per subject, stored only wrapped under the root key.
 //!
-//! A subject entry (docs/FORMAT.md §4) holds every live data-key (DEK) version, the
+//! A subject entry (docs/FORMAT.md "Subject key entry") holds every live data-key (DEK) version, the
 //! subject's audit key (seals the identifying part of its access-log entries, so that
 //! erasure unlinks them) and the subject's logical id sealed under the audit key. Each
 //! key has a usage counter whose high-water mark is persisted ahead of use, so a crash can

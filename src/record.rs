@@ -2,7 +2,7 @@
 //!
 //! Field values are encoded as CBOR (RFC 8949): compact, self-describing, an IETF
 //! standard with a maintained serde implementation (`ciborium`). A record value
-//! (docs/FORMAT.md §5) holds a sealed *meta* block (collection, record id, field names:
+//! (docs/FORMAT.md "Record value") holds a sealed *meta* block (collection, record id, field names:
 //! names can reveal facts such as `deceasedDateTime`) and one envelope per field, so one
 //! field can be opened without the others.
 
@@ -285,7 +285,7 @@ impl Binding<'_> {
     }
 }
 
-/// Seals a record's fields into a record value (docs/FORMAT.md §5).
+/// Seals a record's fields into a record value (docs/FORMAT.md "Record value").
 pub(crate) fn seal_record(dek: &AeadKey, bind: &Binding<'_>, fields: &[PlainField]) -> Vec<u8> {
     let k = bind.key;
     let mut meta = Zeroizing::new(Vec::with_capacity(64));

@@ -1,4 +1,4 @@
-//! Access-log entries: what is recorded, and its byte layout (docs/FORMAT.md §6).
+//! Access-log entries: what is recorded, and its byte layout (docs/FORMAT.md "Access-log entry").
 //!
 //! The body (who, why, what, when, outcome) is sealed under the log key. The part that
 //! names a subject's records (subject id, collection, record id, field names) is sealed a
@@ -67,7 +67,7 @@ impl Action {
         Action::Checkpoint,
     ];
 
-    /// Stable one-byte code (docs/FORMAT.md §6).
+    /// Stable one-byte code (docs/FORMAT.md "Access-log entry").
     pub fn code(self) -> u8 {
         match self {
             Action::Create => 1,

@@ -1,5 +1,6 @@
 //! The access log: append-only, sealed, hash-chained, committed atomically with the data
-//! change it records (docs/FORMAT.md §6-§8).
+//! change it records (docs/FORMAT.md "Access-log entry",
+//! docs/FORMAT.md "Log head", docs/FORMAT.md "Checkpoint").
 //!
 //! Invariants kept here: sequence numbers are gapless and strictly increasing (one commit
 //! lock assigns them and applies the batch); each entry's link is
@@ -50,7 +51,7 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Binary form (docs/FORMAT.md §8): 89 bytes.
+    /// Binary form (docs/FORMAT.md "Checkpoint"): 89 bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(CHECKPOINT_LEN);
         b.push(CHECKPOINT_VERSION);

@@ -53,7 +53,7 @@ impl RecordSealer {
     }
 
     /// Seals `value` as record `key`: returns `(storage key, record value)` as a vault
-    /// would store them (docs/FORMAT.md §5). Fails like [`crate::Vault::put`] on input.
+    /// would store them (docs/FORMAT.md "Record value"). Fails like [`crate::Vault::put`] on input.
     pub fn seal<T: Serialize + ?Sized>(
         &self,
         key: &RecordKey,

@@ -30,7 +30,7 @@ impl Vault {
     }
 
     /// Creates a vault on sled in directory `path`: a random 128-bit vault_id, the header
-    /// (docs/FORMAT.md "Header (`VAULT/header`), version 1") and a first access-log entry. Fails with
+    /// (docs/FORMAT.md "Header") and a first access-log entry. Fails with
     /// [`Error::AlreadyExists`] when `path` holds a vault, [`Error::ExcessiveWork`] or
     /// [`Error::InvalidInput`] for bad KDF parameters.
     pub fn create_with(

@@ -58,7 +58,7 @@ pub fn check_decoder(target: &str, data: &[u8]) -> bool {
     true
 }
 
-/// The storage key of the access-log head (docs/FORMAT.md, key-space table).
+/// The storage key of the access-log head (docs/FORMAT.md "Storage key space").
 pub const LOG_HEAD_KEY: &[u8] = HEAD_KEY;
 
 /// The first byte of every access-log entry's storage key.
@@ -276,7 +276,7 @@ pub fn check_subject_entry(data: &[u8]) {
 
 // ----- record ------------------------------------------------------------------------
 
-/// Opens a stored record value the way the vault does (docs/FORMAT.md §5): meta first
+/// Opens a stored record value the way the vault does (docs/FORMAT.md "Record value"): meta first
 /// (bound to the storage key), ids checked by the caller, then the wanted fields.
 fn open_record(bytes: &[u8], want: Option<&[&str]>) -> crate::Result<(RecordKey, Vec<PlainField>)> {
     let sealed = parse_record(bytes)?;
