@@ -24,8 +24,7 @@ pub fn get(
     pretty: bool,
     args: &AccessArgs,
 ) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (ctx, vault) = access::open(path, args)?;
     let mut out = std::io::stdout().lock();
     if let (Some(collection), Some(record_id)) = (collection, record_id) {
         let key = RecordKey::new(subject, collection, record_id);
@@ -42,13 +41,7 @@ pub fn get(
         if records.is_empty() {
             return Err(Failure::new(Code::NotFound, "no records for this subject"));
         }
-        records.sort_by(|(a, _), (b, _)| {
-            (a.collection != "Patient", &a.collection, &a.record_id).cmp(&(
-                b.collection != "Patient",
-                &b.collection,
-                &b.record_id,
-            ))
-        });
+        medvault_fhir::export::sort_patient_first(&mut records);
         for (_, value) in &records {
             write_json(&mut out, value, pretty)?;
         }
@@ -135,8 +128,7 @@ pub fn find(
     list: bool,
     args: &AccessArgs,
 ) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (ctx, vault) = access::open(path, args)?;
     let mut out = std::io::stdout().lock();
     if list {
         for s in vault.indexes() {
@@ -183,8 +175,7 @@ pub fn delete(
     record_id: &str,
     args: &AccessArgs,
 ) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (ctx, vault) = access::open(path, args)?;
     vault
         .delete(&ctx, &RecordKey::new(subject, collection, record_id))
         .map_err(|e| not_found_as(e, "no such record"))?;
@@ -193,8 +184,7 @@ pub fn delete(
 
 /// `medvault subjects VAULT`: every subject id, sorted, one per line.
 pub fn subjects(path: &Path, args: &AccessArgs) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (ctx, vault) = access::open(path, args)?;
     let mut ids = vault.subjects(&ctx)?;
     ids.sort();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
