@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::codec::{Reader, put_lp32};
 use crate::crypto::{AeadKey, MacKey, SecretKey, ct_eq, derive_key};
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, LogFault, Result, Structure};
 use crate::keyspace;
 use crate::storage::{Storage, WriteBatch};
 pub(crate) use entry::{ENTRY_VERSION, MAX_BODY};
@@ -65,7 +65,7 @@ impl Checkpoint {
     /// Parses the binary form. [`Error::Integrity`] when malformed (the MAC is checked
     /// by `verify`, which holds the key).
     pub fn from_bytes(b: &[u8]) -> Result<Checkpoint> {
-        let mut r = Reader::new(b, "checkpoint");
+        let mut r = Reader::new(b, Structure::Checkpoint);
         let v = r.u8()?;
         if v != CHECKPOINT_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -90,22 +90,27 @@ impl Checkpoint {
 
     /// Parses the text form (surrounding whitespace ignored).
     pub fn from_text(s: &str) -> Result<Checkpoint> {
-        let h = s
-            .trim()
-            .strip_prefix("mvcp1:")
-            .ok_or_else(|| Error::invalid("a checkpoint starts with mvcp1:"))?;
+        let h = s.trim().strip_prefix("mvcp1:").ok_or_else(|| {
+            Error::invalid(InputKind::Checkpoint, "a checkpoint starts with mvcp1:")
+        })?;
         if h.len() != CHECKPOINT_LEN * 2 {
-            return Err(Error::invalid("checkpoint has the wrong length"));
+            return Err(Error::invalid(
+                InputKind::Checkpoint,
+                "checkpoint has the wrong length",
+            ));
         }
         // Hex digits only: `from_str_radix` alone would also take a sign ("+1").
         if !h.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Error::invalid("checkpoint is not hex"));
+            return Err(Error::invalid(
+                InputKind::Checkpoint,
+                "checkpoint is not hex",
+            ));
         }
         let mut b = Vec::with_capacity(CHECKPOINT_LEN);
         for i in (0..h.len()).step_by(2) {
             b.push(
                 u8::from_str_radix(&h[i..i + 2], 16)
-                    .map_err(|_| Error::invalid("checkpoint is not hex"))?,
+                    .map_err(|_| Error::invalid(InputKind::Checkpoint, "checkpoint is not hex"))?,
             );
         }
         Checkpoint::from_bytes(&b)
@@ -215,7 +220,7 @@ impl AuditLog {
     }
 
     fn decode_head(&self, bytes: &[u8]) -> Result<(u64, [u8; 32])> {
-        let mut r = Reader::new(bytes, "access-log head");
+        let mut r = Reader::new(bytes, Structure::LogHead);
         let v = r.u8()?;
         if v != HEAD_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -228,7 +233,7 @@ impl AuditLog {
         let mac: [u8; 32] = r.array()?;
         r.finish()?;
         if !ct_eq(&self.head_mac(next_seq, &link), &mac) {
-            return Err(Error::integrity("access-log head: MAC mismatch"));
+            return Err(Error::integrity(Structure::LogHead, "MAC mismatch"));
         }
         Ok((next_seq, link))
     }
@@ -308,21 +313,24 @@ impl AuditLog {
     /// Walks the whole chain from storage. Returns the number of entries verified, or
     /// [`Error::LogTampered`] naming the first bad sequence number and what is wrong.
     pub fn verify(&self, storage: &dyn Storage, checkpoint: Option<&Checkpoint>) -> Result<u64> {
-        let bad = |seq: u64, what: &'static str| Error::LogTampered { seq, what };
+        let bad = |seq: u64, fault: LogFault| Error::LogTampered { seq, fault };
         if let Some(cp) = checkpoint {
             if cp.vault_id != self.vault_id {
-                return Err(Error::invalid("the checkpoint belongs to another vault"));
+                return Err(Error::invalid(
+                    InputKind::Checkpoint,
+                    "the checkpoint belongs to another vault",
+                ));
             }
             if !ct_eq(&self.checkpoint_mac(cp.next_seq, &cp.link), &cp.mac) {
-                return Err(Error::integrity("checkpoint: MAC mismatch"));
+                return Err(Error::integrity(Structure::Checkpoint, "MAC mismatch"));
             }
         }
         let head = storage
             .get(keyspace::LOG_HEAD)?
-            .ok_or_else(|| bad(0, "access-log head missing (log deleted)"))?;
+            .ok_or_else(|| bad(0, LogFault::HeadMissing))?;
         let (head_seq, head_link) = self
             .decode_head(&head)
-            .map_err(|_| bad(0, "access-log head fails its MAC"))?;
+            .map_err(|_| bad(0, LogFault::HeadMac))?;
         let mut expected = 0u64;
         let mut link = self.genesis();
         let mut cp_link_ok = checkpoint.is_none_or(|cp| cp.next_seq == 0 && cp.link == link);
@@ -332,12 +340,12 @@ impl AuditLog {
             let (k, v) = item?;
             let seq = match <[u8; 8]>::try_from(&k[1..]) {
                 Ok(b) => u64::from_be_bytes(b),
-                Err(_) => return Err(bad(expected, "malformed entry key")),
+                Err(_) => return Err(bad(expected, LogFault::MalformedKey)),
             };
             if seq != expected {
-                return Err(bad(expected, "entry missing"));
+                return Err(bad(expected, LogFault::EntryMissing));
             }
-            let mut r = Reader::new(&v, "access-log entry");
+            let mut r = Reader::new(&v, Structure::LogEntry);
             let parsed = (|| -> Result<(u8, &[u8], [u8; 32])> {
                 let ver = r.u8()?;
                 let sealed = r.lp32(MAX_BODY)?;
@@ -345,43 +353,38 @@ impl AuditLog {
                 r.finish()?;
                 Ok((ver, sealed, l))
             })();
-            let (ver, sealed, stored_link) = parsed.map_err(|_| bad(seq, "entry malformed"))?;
+            let (ver, sealed, stored_link) =
+                parsed.map_err(|_| bad(seq, LogFault::EntryMalformed))?;
             if ver != ENTRY_VERSION {
-                return Err(bad(seq, "entry has an unknown format version"));
+                return Err(bad(seq, LogFault::UnknownVersion));
             }
             link = self.link(&link, seq, sealed);
             if !ct_eq(&link, &stored_link) {
-                return Err(bad(seq, "link mismatch: entry modified, moved or forged"));
+                return Err(bad(seq, LogFault::LinkMismatch));
             }
             expected += 1;
             if let Some(cp) = checkpoint
                 && cp.next_seq == expected
             {
                 if !ct_eq(&cp.link, &link) {
-                    return Err(bad(seq, "log diverges from the checkpoint"));
+                    return Err(bad(seq, LogFault::DivergesFromCheckpoint));
                 }
                 cp_link_ok = true;
             }
         }
         if expected < head_seq {
-            return Err(bad(expected, "entries missing at the tail (truncated)"));
+            return Err(bad(expected, LogFault::TruncatedTail));
         }
         if expected > head_seq {
-            return Err(bad(head_seq, "entry beyond the head"));
+            return Err(bad(head_seq, LogFault::BeyondHead));
         }
         if !ct_eq(&link, &head_link) {
-            return Err(bad(
-                expected.saturating_sub(1),
-                "head does not match the last entry",
-            ));
+            return Err(bad(expected.saturating_sub(1), LogFault::HeadMismatch));
         }
         if let Some(cp) = checkpoint
             && (!cp_link_ok || cp.next_seq > expected)
         {
-            return Err(bad(
-                expected,
-                "log is shorter than the checkpoint (rolled back or deleted)",
-            ));
+            return Err(bad(expected, LogFault::ShorterThanCheckpoint));
         }
         Ok(expected)
     }
@@ -400,8 +403,8 @@ impl AuditLog {
             let (k, v) = item?;
             let seq = <[u8; 8]>::try_from(&k[1..])
                 .map(u64::from_be_bytes)
-                .map_err(|_| Error::integrity("access-log entry key malformed"))?;
-            let mut r = Reader::new(&v, "access-log entry");
+                .map_err(|_| Error::integrity(Structure::LogEntry, "storage key malformed"))?;
+            let mut r = Reader::new(&v, Structure::LogEntry);
             let ver = r.u8()?;
             if ver != ENTRY_VERSION {
                 return Err(Error::UnsupportedVersion {
@@ -415,7 +418,7 @@ impl AuditLog {
                 .open(&body_aad(&self.vault_id, seq), sealed)
                 .ok_or(Error::LogTampered {
                     seq,
-                    what: "entry body fails authentication",
+                    fault: LogFault::BodyAuthentication,
                 })?;
             let body = decode_body(seq, &pt)?;
             if !f(body.entry, body.sealed_target)? {

@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 
 use crate::codec::{Reader, put_lp16};
 use crate::crypto::{AeadKey, MacKey, SecretKey, derive_key};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Structure};
 use crate::keyring::SubjectTag;
 use crate::keyspace;
 use crate::record::PlainField;
@@ -181,7 +181,7 @@ pub(crate) fn suffix_of_forward(key: &[u8]) -> Result<&[u8]> {
         .checked_sub(SUFFIX_LEN)
         .filter(|s| *s > INDEX_ID_LEN)
         .and_then(|s| key.get(s..))
-        .ok_or_else(|| Error::integrity("index entry key malformed"))
+        .ok_or_else(|| Error::integrity(Structure::IndexEntry, "storage key malformed"))
 }
 
 /// Reverse-entry value: `version (1) || count u16 || count × (len u8 || entry)`, where
@@ -199,7 +199,7 @@ pub(crate) fn encode_reverse(entries: &[Vec<u8>]) -> Vec<u8> {
 
 /// Decodes a reverse entry (bounded; never panics on input from disk).
 pub(crate) fn decode_reverse(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
-    let mut r = Reader::new(bytes, "index reverse entry");
+    let mut r = Reader::new(bytes, Structure::IndexReverseEntry);
     let v = r.u8()?;
     if v != REVERSE_ENTRY_VERSION {
         return Err(Error::UnsupportedVersion {
@@ -209,13 +209,16 @@ pub(crate) fn decode_reverse(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     }
     let n = usize::from(r.u16()?);
     if n.saturating_mul(1 + INDEX_ID_LEN + 1) > r.remaining() {
-        return Err(Error::integrity("index reverse entry: bad count"));
+        return Err(Error::integrity(Structure::IndexReverseEntry, "bad count"));
     }
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let len = usize::from(r.u8()?);
         if !(INDEX_ID_LEN + 1..=INDEX_ID_LEN + 16).contains(&len) {
-            return Err(Error::integrity("index reverse entry: bad entry length"));
+            return Err(Error::integrity(
+                Structure::IndexReverseEntry,
+                "bad entry length",
+            ));
         }
         out.push(r.bytes(len)?.to_vec());
     }
@@ -250,7 +253,9 @@ pub(crate) fn unindex_subject(
         let suffix = k
             .get(1..)
             .filter(|s| s.len() == SUFFIX_LEN)
-            .ok_or_else(|| Error::integrity("index reverse key malformed"))?;
+            .ok_or_else(|| {
+                Error::integrity(Structure::IndexReverseEntry, "storage key malformed")
+            })?;
         for e in decode_reverse(&v)? {
             batch.delete(keyspace::index_entry(&e, suffix));
             n += 1;
@@ -322,7 +327,7 @@ impl DefCodec {
     fn open(&self, secret: &SecretKey, id: &IndexId, bytes: &[u8]) -> Result<IndexDef> {
         let (&v, env) = bytes
             .split_first()
-            .ok_or_else(|| Error::integrity("index definition: empty"))?;
+            .ok_or_else(|| Error::integrity(Structure::IndexDefinition, "empty"))?;
         if v != INDEX_DEF_VERSION {
             return Err(Error::UnsupportedVersion {
                 what: "index definition",
@@ -332,22 +337,25 @@ impl DefCodec {
         let pt = self
             .aead
             .open(&self.aad(id), env)
-            .ok_or_else(|| Error::integrity("index definition: authentication failed"))?;
-        let mut r = Reader::new(&pt, "index definition");
+            .ok_or_else(|| Error::integrity(Structure::IndexDefinition, "authentication failed"))?;
+        let mut r = Reader::new(&pt, Structure::IndexDefinition);
         let collection = r.str16()?.to_owned();
         let name = r.str16()?.to_owned();
         let normalization = Normalization::from_code(r.u8()?)
-            .ok_or_else(|| Error::integrity("index definition: unknown normalization"))?;
+            .ok_or_else(|| Error::integrity(Structure::IndexDefinition, "unknown normalization"))?;
         let bits = r.u8()?;
         let n = usize::from(r.u8()?);
         if n > MAX_PARTS {
-            return Err(Error::integrity("index definition: too many parts"));
+            return Err(Error::integrity(
+                Structure::IndexDefinition,
+                "too many parts",
+            ));
         }
         let mut parts = Vec::with_capacity(n);
         for _ in 0..n {
             parts.push(
                 IndexPath::parse(r.str16()?)
-                    .map_err(|_| Error::integrity("index definition: bad path"))?,
+                    .map_err(|_| Error::integrity(Structure::IndexDefinition, "bad path"))?,
             );
         }
         let state = match r.u8()? {
@@ -356,10 +364,15 @@ impl DefCodec {
                 cursor: match r.u8()? {
                     0 => None,
                     1 => Some(r.lp16()?.to_vec()),
-                    _ => return Err(Error::integrity("index definition: bad cursor flag")),
+                    _ => {
+                        return Err(Error::integrity(
+                            Structure::IndexDefinition,
+                            "bad cursor flag",
+                        ));
+                    }
                 },
             },
-            _ => return Err(Error::integrity("index definition: bad state")),
+            _ => return Err(Error::integrity(Structure::IndexDefinition, "bad state")),
         };
         r.finish()?;
         let spec = IndexSpec {
@@ -370,11 +383,12 @@ impl DefCodec {
             truncate_bits: (bits != 0).then_some(bits),
         };
         spec.validate()
-            .map_err(|_| Error::integrity("index definition: out of bounds"))?;
+            .map_err(|_| Error::integrity(Structure::IndexDefinition, "out of bounds"))?;
         let def = IndexDef::new(secret, spec, state);
         if def.id != *id {
             return Err(Error::integrity(
-                "index definition: stored under another id",
+                Structure::IndexDefinition,
+                "stored under another id",
             ));
         }
         Ok(def)
@@ -420,10 +434,9 @@ impl Registry {
             Some(&[keyspace::INDEX_DEF_PREFIX + 1]),
         ) {
             let (k, v) = item?;
-            let id: IndexId = k
-                .get(1..)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| Error::integrity("index definition key malformed"))?;
+            let id: IndexId = k.get(1..).and_then(|s| s.try_into().ok()).ok_or_else(|| {
+                Error::integrity(Structure::IndexDefinition, "storage key malformed")
+            })?;
             defs.push(Arc::new(codec.open(secret, &id, &v)?));
         }
         let mut reverse = storage.scan(

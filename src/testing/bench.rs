@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::crypto::{AeadKey, MacKey, SecretKey};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Structure};
 use crate::record::{Binding, RecordKey, join_fields, parse_record, seal_record, split_fields};
 
 /// Seals and opens record values the way a vault does, under one in-memory data key,
@@ -95,7 +95,8 @@ impl RecordSealer {
         let meta = sealed.open_meta(&self.dek, &bind)?;
         if meta.collection != key.collection || meta.record_id != key.record_id {
             return Err(Error::integrity(
-                "record meta: ids do not match the record key",
+                Structure::RecordMeta,
+                "ids do not match the record key",
             ));
         }
         let fields = sealed.open_fields(&self.dek, &bind, &meta, want)?;

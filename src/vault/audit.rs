@@ -5,7 +5,7 @@ use super::commit::Flush;
 use super::{LogQuery, Vault};
 use crate::audit::{Action, Checkpoint, LogEntry, open_target};
 use crate::context::AccessContext;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 
 impl Vault {
     /// Walks the whole access log (docs/FORMAT.md "Access-log entry", docs/FORMAT.md
@@ -98,7 +98,7 @@ impl Vault {
         )?;
         for entry in &entries {
             serde_json::to_writer(&mut *out, entry)
-                .map_err(|e| Error::invalid(format!("JSON: {e}")))?;
+                .map_err(|e| Error::invalid(InputKind::Output, format!("JSON: {e}")))?;
             out.write_all(b"\n")?;
         }
         Ok(entries.len() as u64)

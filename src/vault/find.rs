@@ -13,7 +13,7 @@ use super::commit::{Flush, noted};
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, Target};
 use crate::context::AccessContext;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result, Structure};
 use crate::index::{
     BuildState, IndexCheck, IndexDef, IndexSpec, IndexStatus, ReverseCache, Snapshot,
     decode_reverse, suffix_of_forward,
@@ -110,7 +110,7 @@ impl Vault {
         let tag: SubjectTag = suffix
             .get(..16)
             .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| Error::integrity("index entry key malformed"))?;
+            .ok_or_else(|| Error::integrity(Structure::IndexEntry, "storage key malformed"))?;
         let mut sk = Vec::with_capacity(1 + suffix.len());
         sk.push(keyspace::RECORD_PREFIX);
         sk.extend_from_slice(suffix);
@@ -156,6 +156,7 @@ impl Vault {
             let def = self.indexes.get(collection, index).ok_or(Error::NotFound)?;
             if !def.built() {
                 return Err(Error::invalid(
+                    InputKind::Index,
                     "index still being built: resume it with add_index, or use find_by_scan",
                 ));
             }
@@ -171,7 +172,10 @@ impl Vault {
                 candidates += 1;
                 let suffix = suffix_of_forward(&k)?;
                 if suffix.len() + prefix.len() != k.len() {
-                    return Err(Error::integrity("index entry key malformed"));
+                    return Err(Error::integrity(
+                        Structure::IndexEntry,
+                        "storage key malformed",
+                    ));
                 }
                 let Some(o) = self.open_by_suffix(suffix, None)? else {
                     continue;
@@ -355,7 +359,7 @@ impl Vault {
                     drop(_g);
                     self.indexes
                         .get(&spec.collection, &spec.name)
-                        .ok_or_else(|| Error::integrity("index definition vanished"))?
+                        .ok_or_else(|| Error::integrity(Structure::IndexDefinition, "vanished"))?
                 }
             };
             self.build_index(ctx, &def, progress)
@@ -370,7 +374,7 @@ impl Vault {
         let tag: SubjectTag = k
             .get(1..17)
             .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| Error::integrity("record key malformed"))?;
+            .ok_or_else(|| Error::integrity(Structure::RecordValue, "storage key malformed"))?;
         let mut bytes = v.to_vec();
         let mut attempts = 0;
         loop {
@@ -531,9 +535,9 @@ impl Vault {
                 let (k, _) = item?;
                 check.records += 1;
                 let suffix = &k[1..];
-                let o = self
-                    .open_by_suffix(suffix, Some(&want))?
-                    .ok_or_else(|| Error::integrity("record without subject keys"))?;
+                let o = self.open_by_suffix(suffix, Some(&want))?.ok_or_else(|| {
+                    Error::integrity(Structure::SubjectEntry, "missing for a stored record")
+                })?;
                 let entries = entries_for(&snap, &o.key.collection, &o.fields)?;
                 expected.insert(suffix.to_vec(), entries.into_iter().collect());
             }

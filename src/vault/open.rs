@@ -9,7 +9,7 @@ use super::commit::Flush;
 use super::{Vault, VaultOptions};
 use crate::audit::{Action, AuditLog};
 use crate::crypto::{KdfParams, KeySource, MacKey, RootKey, SecretKey, derive_key};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Structure};
 use crate::header::Header;
 use crate::keyring::Keyring;
 use crate::keyspace;
@@ -137,7 +137,8 @@ impl Vault {
         options.opener.validate()?;
         if storage.get(keyspace::LOG_HEAD)?.is_none() {
             return Err(Error::integrity(
-                "access-log head missing: the log was deleted",
+                Structure::LogHead,
+                "missing: the log was deleted",
             ));
         }
         let opener = options.opener.clone();

@@ -11,7 +11,7 @@ use super::commit::{Erasure, Flush, record_target};
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target};
 use crate::context::AccessContext;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result, Structure};
 use crate::keyring::{SubjectKeys, SubjectTag};
 use crate::keyspace;
 use crate::record::{
@@ -48,7 +48,10 @@ impl Vault {
         action: Action,
     ) -> Result<usize> {
         if !matches!(action, Action::Write | Action::Import) {
-            return Err(Error::invalid("put_many logs a write or an import"));
+            return Err(Error::invalid(
+                InputKind::Action,
+                "put_many logs a write or an import",
+            ));
         }
         self.write_records(ctx, items, action)
     }
@@ -154,10 +157,9 @@ impl Vault {
             if self.storage.get(&sk)?.is_none() {
                 return Err(Error::NotFound);
             }
-            let keys = self
-                .keyring
-                .load(&tag, self.read_fn())?
-                .ok_or_else(|| Error::integrity("record without subject keys"))?;
+            let keys = self.keyring.load(&tag, self.read_fn())?.ok_or_else(|| {
+                Error::integrity(Structure::SubjectEntry, "missing for a stored record")
+            })?;
             let mut batch = WriteBatch::new();
             batch.delete(sk.clone());
             let target = record_target(key, Vec::new());
@@ -293,10 +295,9 @@ impl Vault {
             loop {
                 attempts += 1;
                 let bytes = self.storage.get(&sk)?.ok_or(Error::NotFound)?;
-                let keys = self
-                    .keyring
-                    .load(&tag, self.read_fn())?
-                    .ok_or_else(|| Error::integrity("record without subject keys"))?;
+                let keys = self.keyring.load(&tag, self.read_fn())?.ok_or_else(|| {
+                    Error::integrity(Structure::SubjectEntry, "missing for a stored record")
+                })?;
                 match self.open_record(&keys, &sk, Some(key), &bytes, want) {
                     // A data-key rotation re-encrypted the record and retired the version
                     // between our two reads: read the record again.
@@ -334,7 +335,7 @@ impl Vault {
         want: Option<&[&str]>,
     ) -> Result<(Vec<PlainField>, RecordKey)> {
         self.open_record_of(keys, storage_key, expect, bytes, want, None)?
-            .ok_or_else(|| Error::integrity("record meta: unexpected collection"))
+            .ok_or_else(|| Error::integrity(Structure::RecordMeta, "unexpected collection"))
     }
 
     /// [`Vault::open_record`] that returns `None`, without opening any field, when the
@@ -369,7 +370,8 @@ impl Vault {
             && *e != key
         {
             return Err(Error::integrity(
-                "record meta: ids do not match the record key",
+                Structure::RecordMeta,
+                "ids do not match the record key",
             ));
         }
         if only_collection.is_some_and(|c| c != key.collection) {
@@ -456,10 +458,12 @@ impl Vault {
             let (start, end) = keyspace::prefix_range(keyspace::SUBJECT_PREFIX);
             for item in self.storage.scan(&start, Some(&end)) {
                 let (k, v) = item?;
-                let tag: SubjectTag = k
-                    .get(1..17)
-                    .and_then(|s| s.try_into().ok())
-                    .ok_or_else(|| Error::integrity("subject entry key malformed"))?;
+                let tag: SubjectTag =
+                    k.get(1..17)
+                        .and_then(|s| s.try_into().ok())
+                        .ok_or_else(|| {
+                            Error::integrity(Structure::SubjectEntry, "storage key malformed")
+                        })?;
                 let keys = match self.keyring.cached(&tag) {
                     Some(k) => k,
                     None => Arc::new(self.keyring.decode_entry(&tag, &v)?),

@@ -15,7 +15,7 @@ use crate::audit::{Action, Outcome, PendingEntry, Target};
 use crate::codec::Reader;
 use crate::context::AccessContext;
 use crate::crypto::{KdfParams, KeySource, MacKey, ct_eq, derive_key};
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result, Structure};
 use crate::keyring::{SubjectKeys, SubjectTag};
 use crate::keyspace;
 use crate::record::{Binding, parse_record, seal_record};
@@ -159,16 +159,16 @@ impl Vault {
             return Ok(None);
         };
         if bytes.len() < 33 {
-            return Err(Error::integrity("rotation state: truncated"));
+            return Err(Error::integrity(Structure::RotationState, "truncated"));
         }
         let (body, mac) = bytes.split_at(bytes.len() - 32);
         if !ct_eq(
             &self.rotation_mac_key().mac_raw(&[&self.vault_id(), body]),
             mac,
         ) {
-            return Err(Error::integrity("rotation state: MAC mismatch"));
+            return Err(Error::integrity(Structure::RotationState, "MAC mismatch"));
         }
-        let mut r = Reader::new(body, "rotation state");
+        let mut r = Reader::new(body, Structure::RotationState);
         let v = r.u8()?;
         if v != ROTATION_STATE_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -181,7 +181,10 @@ impl Vault {
             1 => {
                 let n = r.u32()? as usize;
                 if n.saturating_mul(16) > r.remaining() {
-                    return Err(Error::integrity("rotation state: bad subject count"));
+                    return Err(Error::integrity(
+                        Structure::RotationState,
+                        "bad subject count",
+                    ));
                 }
                 let mut tags = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -189,12 +192,17 @@ impl Vault {
                 }
                 Some(tags)
             }
-            _ => return Err(Error::integrity("rotation state: bad scope")),
+            _ => return Err(Error::integrity(Structure::RotationState, "bad scope")),
         };
         let cursor = match r.u8()? {
             0 => None,
             1 => Some(r.array()?),
-            _ => return Err(Error::integrity("rotation state: bad cursor flag")),
+            _ => {
+                return Err(Error::integrity(
+                    Structure::RotationState,
+                    "bad cursor flag",
+                ));
+            }
         };
         r.finish()?;
         Ok(Some(RotationState { subjects, cursor }))
@@ -216,7 +224,9 @@ impl Vault {
             let t: SubjectTag = k
                 .get(1..17)
                 .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| Error::integrity("subject entry key malformed"))?;
+                .ok_or_else(|| {
+                    Error::integrity(Structure::SubjectEntry, "storage key malformed")
+                })?;
             tags.push(t);
         }
         Ok(tags)
@@ -553,7 +563,8 @@ impl Vault {
             }
         }
         Err(Error::integrity(
-            "data-key rotation: records keep appearing under an old version",
+            Structure::RotationState,
+            "records keep appearing under an old version",
         ))
     }
 
@@ -578,7 +589,10 @@ impl Vault {
                 return Err(Error::UnknownKeyVersion(version));
             }
             if keys.current_dek(0)?.version == version {
-                return Err(Error::invalid("cannot retire the current data-key version"));
+                return Err(Error::invalid(
+                    InputKind::KeyOperation,
+                    "cannot retire the current data-key version",
+                ));
             }
             let e = self.subject_key_entry(ctx, &keys, format!("retired data-key v{version}"));
             self.commit_with(
@@ -634,12 +648,12 @@ impl Vault {
                     // Resume: the new key must be the pending one.
                     let bytes = header.encode(&current);
                     let (_, u) = crate::header::Header::unlock(&bytes, &new_key).map_err(|_| {
-                        Error::invalid(
+                        Error::invalid(InputKind::KeyOperation,
                             "a root-key rotation to another key is pending; rerun it with that key",
                         )
                     })?;
                     let next = u.next_root.ok_or_else(|| {
-                        Error::integrity("header: pending rotation without next root")
+                        Error::integrity(Structure::Header, "pending rotation without next root")
                     })?;
                     let _ = p;
                     (header.clone(), next)
@@ -654,7 +668,7 @@ impl Vault {
                 .pending
                 .as_ref()
                 .map(|p| p.next.generation)
-                .ok_or_else(|| Error::integrity("header: no pending rotation"))?;
+                .ok_or_else(|| Error::integrity(Structure::Header, "no pending rotation"))?;
             self.keyring.set_next_root(Some((&next_root, next_gen)));
             *lock(&self.header) = pending_header.clone();
             self.log_only(
