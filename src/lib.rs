@@ -41,6 +41,7 @@ pub mod audit;
 mod codec;
 pub mod context;
 pub mod crypto;
+pub mod danger;
 mod error;
 #[cfg(test)]
 mod golden_tests;

@@ -15,6 +15,7 @@
 //! Every target that needs keys uses fixed fixture keys, so seeds built by
 //! [`decoder_seeds`] get past authentication and the fuzzer can mutate from there.
 
+use crate::danger::RawAccess;
 use serde_json::{Value, json};
 
 use crate::audit::{AuditLog, PendingEntry, decode_body, parse_target};
