@@ -14,6 +14,8 @@ use crate::record::RecordKey;
 /// `'c'`: the data-key rotation state, present only while a rotation is pending
 /// (docs/FORMAT.md "Data-key rotation state (`'c'`), version 1").
 pub(crate) const ROTATION_STATE: &[u8] = b"c";
+/// `'g'`: the sealed access policy (docs/FORMAT.md "Access policy (`'g'`), version 1").
+pub(crate) const POLICY: &[u8] = b"g";
 /// `'h'`: the access-log head (docs/FORMAT.md "Log head (`'h'`), version 1").
 pub(crate) const LOG_HEAD: &[u8] = b"h";
 /// `'i' || index_id (8)`: a blind-index definition (docs/INDEXES.md).
@@ -33,8 +35,9 @@ pub(crate) const REVERSE_PREFIX: u8 = b'y';
 
 /// Every prefix byte in use, sorted (what docs/FORMAT.md's key-space table must list).
 #[cfg(test)]
-pub(crate) const ALL_PREFIXES: [u8; 9] = [
+pub(crate) const ALL_PREFIXES: [u8; 10] = [
     ROTATION_STATE[0],
+    POLICY[0],
     LOG_HEAD[0],
     INDEX_DEF_PREFIX,
     SUBJECT_PREFIX,

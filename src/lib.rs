@@ -49,6 +49,7 @@ mod header;
 pub mod index;
 mod keyring;
 mod keyspace;
+pub mod policy;
 pub mod record;
 pub mod storage;
 #[cfg(feature = "testing")]
@@ -61,6 +62,7 @@ pub use context::{AccessContext, Purpose};
 pub use crypto::{KdfParams, KeySource, Passphrase, RootKey, SecretKey};
 pub use error::{Denial, Error, InputKind, Invalid, LogFault, Result, StorageError, Structure};
 pub use index::{IndexCheck, IndexPath, IndexSpec, IndexStatus, Normalization};
+pub use policy::{FieldFilter, Policy};
 pub use record::RecordKey;
 pub use vault::{
     DEFAULT_DEK_MESSAGE_BOUND, Durability, LogQuery, Progress, RotationReport, RotationScope,

@@ -15,7 +15,9 @@ impl Vault {
     /// the first bad sequence number and what is wrong with it.
     pub fn verify(&self, ctx: &AccessContext, checkpoint: Option<&Checkpoint>) -> Result<u64> {
         let n = self.guarded(ctx, Action::Verify, None, || {
-            self.log.verify(self.storage.as_ref(), checkpoint)
+            let n = self.log.verify(self.storage.as_ref(), checkpoint)?;
+            self.check_policy_version()?;
+            Ok(n)
         })?;
         self.log_only(ctx, Action::Verify, format!("entries={n}"), Flush::Read)?;
         Ok(n)

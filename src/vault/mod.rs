@@ -62,6 +62,10 @@ pub struct VaultOptions {
     /// keeps the erased subject's ciphertexts or wrapped keys. Costs a rewrite of the
     /// whole database per erasure; turn off to erase many subjects, then purge once.
     pub purge_after_erase: bool,
+    /// An access policy to install at `create` (version 1, logged as a policy change by
+    /// `opener`). `None` (the default): no policy; every access is allowed and logged,
+    /// until [`Vault::set_policy`] installs one. Ignored at open.
+    pub policy: Option<crate::policy::Policy>,
 }
 
 impl Default for VaultOptions {
@@ -74,6 +78,7 @@ impl Default for VaultOptions {
             dek_message_bound: DEFAULT_DEK_MESSAGE_BOUND,
             opener: AccessContext::new(SYSTEM_ACTOR, Purpose::Maintenance),
             purge_after_erase: true,
+            policy: None,
         }
     }
 }
@@ -130,6 +135,8 @@ pub struct Vault {
     index_op_lock: Mutex<()>,
     /// Blind-index definitions (docs/INDEXES.md).
     indexes: crate::index::Registry,
+    /// The access policy in force (docs/POLICY.md).
+    policy: crate::policy::PolicyCell,
     applied: AtomicU64,
     durable: AtomicU64,
     flush_lock: Mutex<()>,
@@ -139,6 +146,7 @@ pub struct Vault {
 mod audit;
 mod commit;
 mod find;
+mod governance;
 mod open;
 mod records;
 mod rotation;

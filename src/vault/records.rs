@@ -11,9 +11,10 @@ use super::commit::{Erasure, Flush, record_target};
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target};
 use crate::context::AccessContext;
-use crate::error::{Error, InputKind, Result, Structure};
+use crate::error::{Denial, Error, InputKind, Result, Structure};
 use crate::keyring::{SubjectKeys, SubjectTag};
 use crate::keyspace;
+use crate::policy::FieldFilter;
 use crate::record::{
     Binding, PlainField, RecordKey, join_fields, parse_record, seal_record, split_fields,
     validate_id,
@@ -87,6 +88,7 @@ impl Vault {
         action: Action,
     ) -> Result<usize> {
         ctx.validate()?;
+        let inv = self.authorize(ctx)?;
         let mut batch = WriteBatch::new();
         let mut entries = Vec::with_capacity(items.len());
         let mut subjects: Vec<Arc<SubjectKeys>> = Vec::new();
@@ -97,6 +99,10 @@ impl Vault {
         for (key, value) in items {
             key.validate()?;
             let fields = split_fields(*value)?;
+            if let Some(inv) = &inv {
+                let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
+                inv.check_write(&key.collection, Some(&names))?;
+            }
             let tag = self.subject_tag(&key.subject);
             let keys = match subjects.iter().find(|k| k.tag == tag) {
                 Some(k) => k.clone(),
@@ -153,6 +159,9 @@ impl Vault {
         let tag = self.subject_tag(&key.subject);
         let r = self.guarded_record(ctx, Action::Delete, key, || {
             key.validate()?;
+            if let Some(inv) = self.authorize(ctx)? {
+                inv.check_write(&key.collection, None)?;
+            }
             let sk = self.record_storage_key(&tag, key);
             if self.storage.get(&sk)?.is_none() {
                 return Err(Error::NotFound);
@@ -194,6 +203,9 @@ impl Vault {
         let tag = self.subject_tag(subject);
         let r = self.guarded(ctx, Action::Erase, Some(tag), || {
             validate_id("subject", subject)?;
+            if let Some(inv) = self.authorize(ctx)? {
+                inv.check_erase()?;
+            }
             let mut e = PendingEntry::new(ctx, Action::Erase, Outcome::Ok);
             e.subject = Some((tag, Vec::new()));
             let mut n = 0u64;
@@ -290,6 +302,27 @@ impl Vault {
         let tag = self.subject_tag(&key.subject);
         let (value, keys, names) = self.guarded_record(ctx, Action::Read, key, || {
             key.validate()?;
+            // The policy's field filter (docs/POLICY.md): a partial grant narrows what is
+            // opened; the other fields are never decrypted.
+            let granted = match self.authorize(ctx)? {
+                Some(inv) => inv.read_filter(&key.collection)?,
+                None => FieldFilter::All,
+            };
+            let narrowed: Option<Vec<&str>> = match (&granted, want) {
+                (FieldFilter::All, w) => w.map(<[&str]>::to_vec),
+                (FieldFilter::Only(g), Some(w)) => {
+                    let v: Vec<&str> = w.iter().copied().filter(|f| g.contains(*f)).collect();
+                    if v.is_empty() && !w.is_empty() {
+                        return Err(Error::AccessDenied(Denial::Policy {
+                            rule: "field-not-granted".to_owned(),
+                            version: self.policy.version(),
+                        }));
+                    }
+                    Some(v)
+                }
+                (FieldFilter::Only(g), None) => Some(g.iter().map(String::as_str).collect()),
+            };
+            let want = narrowed.as_deref();
             let sk = self.record_storage_key(&tag, key);
             let mut attempts = 0;
             loop {
@@ -414,6 +447,15 @@ impl Vault {
         let tag = self.subject_tag(subject);
         let (out, keys) = self.guarded(ctx, action, Some(tag), || {
             validate_id("subject", subject)?;
+            let inv = self.authorize(ctx)?;
+            if let Some(inv) = &inv {
+                match collection {
+                    Some(c) => {
+                        inv.read_filter(c)?;
+                    }
+                    None => inv.check_reads_something()?,
+                }
+            }
             let Some(keys) = self.keyring.load(&tag, self.read_fn())? else {
                 return Ok((Vec::new(), None));
             };
@@ -422,9 +464,18 @@ impl Vault {
             let mut out = Vec::new();
             for item in self.storage.scan(&prefix, end.as_deref()) {
                 let (k, v) = item?;
-                if let Some((fields, key)) =
+                if let Some((mut fields, key)) =
                     self.open_record_of(&keys, &k, None, &v, None, collection)?
                 {
+                    if let Some(inv) = &inv {
+                        // Collections the purpose may not read are skipped; partly
+                        // granted ones keep only the granted fields.
+                        match inv.read_filter(&key.collection) {
+                            Ok(f) => fields.retain(|x| f.allows(&x.name)),
+                            Err(Error::AccessDenied(_)) => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
                     out.push((key, join_fields::<T>(&fields)?));
                 }
             }
