@@ -40,8 +40,21 @@ impl Vault {
     /// subjects still held (erased ones show only the pseudonym). The query is itself
     /// logged (`search`), after the results are gathered.
     pub fn audit_query(&self, ctx: &AccessContext, q: &LogQuery) -> Result<Vec<LogEntry>> {
+        let out = self.guarded(ctx, Action::Search, None, || self.collect_entries(q))?;
+        self.log_only(
+            ctx,
+            Action::Search,
+            format!("access-log query: {} entries", out.len()),
+            Flush::Read,
+        )?;
+        Ok(out)
+    }
+
+    /// The entries matching `q`, decoded, targets opened where the subject's audit key
+    /// is held. Not logged: the public callers log their own entry.
+    pub(super) fn collect_entries(&self, q: &LogQuery) -> Result<Vec<LogEntry>> {
         let want_tag = q.subject.as_deref().map(|s| self.subject_tag(s));
-        let out = self.guarded(ctx, Action::Search, None, || {
+        {
             let vid = self.vault_id();
             let mut out = Vec::new();
             self.log
@@ -73,14 +86,7 @@ impl Vault {
                     Ok(true)
                 })?;
             Ok(out)
-        })?;
-        self.log_only(
-            ctx,
-            Action::Search,
-            format!("access-log query: {} entries", out.len()),
-            Flush::Read,
-        )?;
-        Ok(out)
+        }
     }
 
     /// Writes the entries matching `q` as JSON Lines (one [`LogEntry`] per line).

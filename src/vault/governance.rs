@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
-use super::Vault;
 use super::commit::{Flush, noted};
+use super::{LogQuery, Vault};
 use crate::audit::Action;
+use crate::audit::alerts::Alert;
+use crate::audit::fhir_audit_event::audit_event;
+use crate::audit::report::{AccessReport, EmergencyAccess, REVIEW_NOTE, Verdict, pending};
 use crate::context::AccessContext;
-use crate::error::{Error, Result, Structure};
+use crate::error::{Error, InputKind, Result, Structure};
 use crate::keyspace;
 use crate::policy::{Invocation, Policy, seal_policy};
 use crate::storage::WriteBatch;
@@ -128,4 +131,199 @@ impl Vault {
             )),
         }
     }
+}
+
+impl Vault {
+    fn thresholds(&self) -> (crate::policy::AlertThresholds, u64) {
+        match self.policy.get() {
+            Some((_, p)) => (p.alerts.clone(), p.review_delay_hours),
+            None => {
+                let d = Policy::default_clinic();
+                (d.alerts, d.review_delay_hours)
+            }
+        }
+    }
+
+    /// The break-the-glass (ETREAT) accesses not yet reviewed, oldest first, each
+    /// flagged `overdue` when older than the policy's `review_delay_hours` at `now_ms`
+    /// (ms since the Unix epoch; `None`: now). Needs the `audit` capability under a
+    /// policy. Logged as `search`.
+    pub fn review_queue(
+        &self,
+        ctx: &AccessContext,
+        now_ms: Option<u64>,
+    ) -> Result<Vec<EmergencyAccess>> {
+        let (_, delay_h) = self.thresholds();
+        let out = self.guarded(ctx, Action::Search, None, || {
+            self.require_capability(ctx, "audit")?;
+            let all = self.collect_entries(&LogQuery::default())?;
+            Ok(pending(
+                &all,
+                now_ms.unwrap_or_else(now),
+                delay_h.saturating_mul(3_600_000),
+            ))
+        })?;
+        self.log_only(
+            ctx,
+            Action::Search,
+            format!("review queue: {} pending", out.len()),
+            Flush::Read,
+        )?;
+        Ok(out)
+    }
+
+    /// Closes the review of the break-the-glass access at log entry `seq` with
+    /// `verdict`; `comment` (at most 1024 bytes) is recorded as the review entry's
+    /// reason. The review is an [`Action::Review`] entry naming the patient (so it shows
+    /// in their access report). Needs the `audit` capability under a policy. Fails with
+    /// [`Error::NotFound`] when `seq` is not a pending emergency access.
+    pub fn close_review(
+        &self,
+        ctx: &AccessContext,
+        seq: u64,
+        verdict: Verdict,
+        comment: &str,
+    ) -> Result<()> {
+        self.guarded(ctx, Action::Review, None, || {
+            self.require_capability(ctx, "audit")?;
+            let all = self.collect_entries(&LogQuery::default())?;
+            let p = pending(&all, 0, u64::MAX);
+            let item = p.iter().find(|a| a.seq == seq).ok_or(Error::NotFound)?;
+            let reviewed = all
+                .iter()
+                .find(|e| e.seq == seq)
+                .ok_or(Error::NotFound)?;
+            let target = reviewed.target.clone();
+            let tag = reviewed.subject_pseudonym;
+            let keys = match &item.subject {
+                Some(s) => self.keyring.load(&self.subject_tag(s), self.read_fn())?,
+                None => None,
+            };
+            let mut e = self.entry_for(
+                ctx,
+                Action::Review,
+                crate::audit::Outcome::Ok,
+                keys.as_deref(),
+                tag,
+                target.as_ref(),
+            );
+            e.note = format!("{REVIEW_NOTE}{seq}: {}", verdict.name());
+            let c = comment.trim();
+            if !c.is_empty() {
+                e.reason = Some(c.chars().take(1024).collect());
+            }
+            let subs: Vec<&Arc<crate::keyring::SubjectKeys>> = keys.iter().collect();
+            self.commit(WriteBatch::new(), vec![e], &subs, Flush::Write)?;
+            Ok(())
+        })
+    }
+
+    /// The access report of patient `subject` (GDPR art. 15, L.1111-19): every access
+    /// to their records in the log. Itself a logged access (an `export` entry naming the
+    /// patient, a disclosure to them). Needs the `audit` capability under a policy
+    /// (the default clinic policy: `administration`, `dpo`). Fails with
+    /// [`Error::NotFound`] for an unknown or erased subject: an erased subject's entries
+    /// no longer link to an identity, by design.
+    pub fn access_report(&self, ctx: &AccessContext, subject: &str) -> Result<AccessReport> {
+        let tag = self.subject_tag(subject);
+        let (report, keys) = self.guarded(ctx, Action::Export, Some(tag), || {
+            crate::record::validate_id("subject", subject)?;
+            self.require_capability(ctx, "audit")?;
+            let keys = self
+                .keyring
+                .load(&tag, self.read_fn())?
+                .ok_or(Error::NotFound)?;
+            let all = self.collect_entries(&LogQuery {
+                subject: Some(subject.to_owned()),
+                ..LogQuery::default()
+            })?;
+            Ok((
+                AccessReport::build(subject, self.vault_id, now(), all),
+                keys,
+            ))
+        })?;
+        let target = crate::audit::Target {
+            subject: subject.to_owned(),
+            ..Default::default()
+        };
+        let mut e = self.entry_for(
+            ctx,
+            Action::Export,
+            crate::audit::Outcome::Ok,
+            Some(&keys),
+            Some(tag),
+            Some(&target),
+        );
+        e.note = format!("access report: {} accesses", report.accesses.len());
+        self.commit(WriteBatch::new(), vec![e], &[&keys], Flush::Read)?;
+        Ok(report)
+    }
+
+    /// Runs the automated controls ([`crate::audit::alerts`]) over the whole log with the
+    /// policy's thresholds (the default clinic policy's when none is installed). Needs the
+    /// `audit` capability under a policy. Logged as `search`.
+    pub fn alerts(&self, ctx: &AccessContext) -> Result<Vec<Alert>> {
+        let (th, _) = self.thresholds();
+        let out = self.guarded(ctx, Action::Search, None, || {
+            self.require_capability(ctx, "audit")?;
+            let all = self.collect_entries(&LogQuery::default())?;
+            Ok(crate::audit::alerts::evaluate(&all, &th))
+        })?;
+        self.log_only(
+            ctx,
+            Action::Search,
+            format!("alerts: {}", out.len()),
+            Flush::Read,
+        )?;
+        Ok(out)
+    }
+
+    /// Writes the entries matching `q` that name a subject as NDJSON of FHIR R4
+    /// AuditEvent resources following the IHE BALP profiles
+    /// ([`crate::audit::fhir_audit_event`]). Logged as `export` (a disclosure of the
+    /// log). Needs the `audit` capability under a policy. Returns the number of lines.
+    pub fn audit_export_fhir(
+        &self,
+        ctx: &AccessContext,
+        q: &LogQuery,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64> {
+        let events = self.guarded(ctx, Action::Export, None, || {
+            self.require_capability(ctx, "audit")?;
+            // The whole log, so that creation versus update is known for a range too.
+            let all = self.collect_entries(&LogQuery::default())?;
+            let created = crate::audit::report::creations(&all);
+            let want_tag = q.subject.as_deref().map(|s| self.subject_tag(s));
+            let mut events = Vec::new();
+            for (e, c) in all.iter().zip(created) {
+                let keep = crate::audit::report::is_access(e)
+                    && want_tag.is_none_or(|t| e.subject_pseudonym == Some(t))
+                    && q.actor.as_deref().is_none_or(|a| a == e.actor)
+                    && q.purpose.is_none_or(|p| p == e.purpose)
+                    && q.action.is_none_or(|a| a == e.action)
+                    && q.since_ms.is_none_or(|t| e.time_ms >= t)
+                    && q.until_ms.is_none_or(|t| e.time_ms < t);
+                if keep {
+                    events.push(audit_event(e, &self.vault_id, c));
+                }
+            }
+            Ok(events)
+        })?;
+        self.log_only(
+            ctx,
+            Action::Export,
+            format!("access-log export (FHIR AuditEvent): {} entries", events.len()),
+            Flush::Read,
+        )?;
+        for ev in &events {
+            serde_json::to_writer(&mut *out, ev)
+                .map_err(|e| Error::invalid(InputKind::Output, format!("JSON: {e}")))?;
+            out.write_all(b"\n")?;
+        }
+        Ok(events.len() as u64)
+    }
+}
+
+fn now() -> u64 {
+    crate::audit::now_ms()
 }
