@@ -224,9 +224,11 @@ pub fn open_note<'a>(note: &'a str, key: &VerifierKey) -> Result<&'a str, Error>
             continue; // Another key's signature: ignored (signed-note, "Verifying").
         }
         found_key = true;
-        let sig = Signature::from_slice(&blob[4..])
-            .map_err(|_| Error::Signature("Ed25519 signature is not 64 bytes"))?;
-        if key.key.verify_strict(text.as_bytes(), &sig).is_ok() {
+        // A line of this key that is not a valid signature fails like a wrong one; another
+        // line of the same key may still verify.
+        if let Ok(sig) = Signature::from_slice(&blob[4..])
+            && key.key.verify_strict(text.as_bytes(), &sig).is_ok()
+        {
             return Ok(text);
         }
     }
