@@ -506,7 +506,10 @@ mod tests {
         let bytes = hp.encode(&u.root);
         let (_, a) = Header::unlock(&bytes, &pw("old")).unwrap();
         let (_, b) = Header::unlock(&bytes, &KeySource::raw([7; 32])).unwrap();
-        assert_eq!(a.root.secret().expose_secret(), b.root.secret().expose_secret());
+        assert_eq!(
+            a.root.secret().expose_secret(),
+            b.root.secret().expose_secret()
+        );
         assert_eq!(
             a.next_root.unwrap().secret().expose_secret(),
             b.next_root.unwrap().secret().expose_secret()
