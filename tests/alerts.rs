@@ -68,10 +68,24 @@ impl Gen {
     }
 
     fn read(&mut self, t: u64, actor: &str, patient: &str) -> u64 {
-        self.push(t, actor, Purpose::Care, Action::Read, Outcome::Ok, Some(patient))
+        self.push(
+            t,
+            actor,
+            Purpose::Care,
+            Action::Read,
+            Outcome::Ok,
+            Some(patient),
+        )
     }
     fn write(&mut self, t: u64, actor: &str, patient: &str) -> u64 {
-        self.push(t, actor, Purpose::Care, Action::Write, Outcome::Ok, Some(patient))
+        self.push(
+            t,
+            actor,
+            Purpose::Care,
+            Action::Write,
+            Outcome::Ok,
+            Some(patient),
+        )
     }
 }
 
@@ -126,7 +140,14 @@ fn access_outside_declared_hours() {
     let late = g.read(DAY + 20 * H, "dr-a", "p1");
     let night = g.read(DAY + 3 * H, "dr-a", "p1");
     // Imports at night are the system's batch work: no alert.
-    g.push(DAY + 2 * H, "etl", Purpose::Maintenance, Action::Import, Outcome::Ok, Some("p2"));
+    g.push(
+        DAY + 2 * H,
+        "etl",
+        Purpose::Maintenance,
+        Action::Import,
+        Outcome::Ok,
+        Some("p2"),
+    );
     let fired = fired(&g, AlertKind::OutsideHours);
     assert_eq!(fired, vec![late, night]);
     assert!(!fired.contains(&inside));
@@ -141,7 +162,14 @@ fn access_without_a_prior_care_relationship() {
     let stranger = g.read(t + 2 * MIN, "dr-b", "p1"); // dr-b never did
     g.read(t + 3 * MIN, "dr-b", "p1"); // once per pair
     // Billing reads are not care reads: not this rule's concern.
-    g.push(t + 4 * MIN, "clerk", Purpose::Billing, Action::Read, Outcome::Ok, Some("p1"));
+    g.push(
+        t + 4 * MIN,
+        "clerk",
+        Purpose::Billing,
+        Action::Read,
+        Outcome::Ok,
+        Some("p1"),
+    );
     assert_eq!(fired(&g, AlertKind::NoCareRelationship), vec![stranger]);
 }
 
@@ -150,7 +178,14 @@ fn repeated_denials() {
     let mut g = Gen::default();
     let t = DAY + 10 * H;
     let deny = |g: &mut Gen, t: u64, who: &str| {
-        g.push(t, who, Purpose::Research, Action::Read, Outcome::Denied, Some("p1"))
+        g.push(
+            t,
+            who,
+            Purpose::Research,
+            Action::Read,
+            Outcome::Denied,
+            Some("p1"),
+        )
     };
     deny(&mut g, t, "r-1");
     deny(&mut g, t + MIN, "r-1");
@@ -168,10 +203,31 @@ fn every_emergency_access() {
     let mut g = Gen::default();
     let t = DAY + 10 * H;
     g.write(t, "dr-a", "p1");
-    let e1 = g.push(t + MIN, "dr-er", Purpose::Emergency, Action::Read, Outcome::Ok, Some("p1"));
-    let e2 = g.push(t + 2 * MIN, "dr-er", Purpose::Emergency, Action::Read, Outcome::Ok, Some("p2"));
+    let e1 = g.push(
+        t + MIN,
+        "dr-er",
+        Purpose::Emergency,
+        Action::Read,
+        Outcome::Ok,
+        Some("p1"),
+    );
+    let e2 = g.push(
+        t + 2 * MIN,
+        "dr-er",
+        Purpose::Emergency,
+        Action::Read,
+        Outcome::Ok,
+        Some("p2"),
+    );
     // A refused break-the-glass attempt is a denial, not an access.
-    g.push(t + 3 * MIN, "dr-er", Purpose::Emergency, Action::Read, Outcome::Denied, Some("p3"));
+    g.push(
+        t + 3 * MIN,
+        "dr-er",
+        Purpose::Emergency,
+        Action::Read,
+        Outcome::Denied,
+        Some("p3"),
+    );
     assert_eq!(fired(&g, AlertKind::EmergencyAccess), vec![e1, e2]);
 }
 

@@ -51,8 +51,12 @@ fn governed() -> Vault {
 fn break_the_glass_enters_the_review_queue_until_a_verdict_closes_it() {
     let v = governed();
     let k = RecordKey::new("p1", "Observation", "o1");
-    v.put(&etl(), &k, &json!({"valueQuantity": {"value": 1}, "status": "final"}))
-        .unwrap();
+    v.put(
+        &etl(),
+        &k,
+        &json!({"valueQuantity": {"value": 1}, "status": "final"}),
+    )
+    .unwrap();
     let er = AccessContext::new("dr-er", Purpose::Emergency)
         .with_role("care")
         .with_reason("unconscious, no chart");
@@ -77,11 +81,17 @@ fn break_the_glass_enters_the_review_queue_until_a_verdict_closes_it() {
     assert!(v.review_queue(&admin(), Some(late)).unwrap()[0].overdue);
     // Care may not review.
     let care = AccessContext::new("dr-a", Purpose::Care).with_role("care");
-    assert!(v
-        .close_review(&care, item.seq, Verdict::Justified, "")
-        .is_err());
-    v.close_review(&admin(), item.seq, Verdict::Justified, "checked with ER lead")
-        .unwrap();
+    assert!(
+        v.close_review(&care, item.seq, Verdict::Justified, "")
+            .is_err()
+    );
+    v.close_review(
+        &admin(),
+        item.seq,
+        Verdict::Justified,
+        "checked with ER lead",
+    )
+    .unwrap();
     assert!(v.review_queue(&admin(), None).unwrap().is_empty());
     // A second verdict on the same access: not pending any more.
     assert!(matches!(
@@ -152,7 +162,13 @@ fn the_access_report_lists_exactly_the_accesses_of_five_actors() {
         ("nurse-joy", "care", "TREAT", Action::Read, Outcome::Ok),
         ("clerk-bill", "billing", "HPAYMT", Action::Read, Outcome::Ok),
         ("dr-er", "care", "ETREAT", Action::Read, Outcome::Ok),
-        ("dr-study", "research", "HRESCH", Action::Read, Outcome::Denied),
+        (
+            "dr-study",
+            "research",
+            "HRESCH",
+            Action::Read,
+            Outcome::Denied,
+        ),
     ];
     let not_import: Vec<_> = report
         .accesses
@@ -176,16 +192,27 @@ fn the_access_report_lists_exactly_the_accesses_of_five_actors() {
         .filter(|a| a.action == Action::Import)
         .collect();
     assert!(!imports.is_empty());
-    assert!(imports.iter().all(|a| a.actor == "etl" && a.purpose == "HSYSADMIN"));
+    assert!(
+        imports
+            .iter()
+            .all(|a| a.actor == "etl" && a.purpose == "HSYSADMIN")
+    );
     // What kind of data each read saw.
     let reads: Vec<_> = report
         .accesses
         .iter()
         .filter(|a| a.action == Action::Read && a.outcome == Outcome::Ok)
         .collect();
-    assert_eq!(reads[1].fields, vec!["birthDate".to_owned(), "name".to_owned()]);
     assert_eq!(
-        reads[2].fields.iter().map(String::as_str).collect::<BTreeSet<_>>(),
+        reads[1].fields,
+        vec!["birthDate".to_owned(), "name".to_owned()]
+    );
+    assert_eq!(
+        reads[2]
+            .fields
+            .iter()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
         BTreeSet::from(["id", "identifier", "resourceType"])
     );
     assert_eq!(reads[3].collection.as_deref(), Some("Encounter"));
@@ -197,7 +224,10 @@ fn the_access_report_lists_exactly_the_accesses_of_five_actors() {
         assert!(text.contains(who), "{who} missing from the text report");
     }
     let j = report.to_json();
-    assert_eq!(j["accesses"].as_array().unwrap().len(), report.accesses.len());
+    assert_eq!(
+        j["accesses"].as_array().unwrap().len(),
+        report.accesses.len()
+    );
     let b = report.to_fhir_bundle();
     assert_eq!(b["resourceType"], "Bundle");
     let events = b["entry"].as_array().unwrap();
@@ -206,21 +236,39 @@ fn the_access_report_lists_exactly_the_accesses_of_five_actors() {
         .iter()
         .filter_map(|e| e["resource"]["meta"]["profile"][0].as_str())
         .collect();
-    assert!(profiles.iter().any(|p| p.ends_with("IHE.BasicAudit.PatientRead")));
-    assert!(profiles.iter().any(|p| p.ends_with("IHE.BasicAudit.PatientQuery")));
-    assert!(profiles.iter().any(|p| p.ends_with("IHE.BasicAudit.PatientCreate")));
+    assert!(
+        profiles
+            .iter()
+            .any(|p| p.ends_with("IHE.BasicAudit.PatientRead"))
+    );
+    assert!(
+        profiles
+            .iter()
+            .any(|p| p.ends_with("IHE.BasicAudit.PatientQuery"))
+    );
+    assert!(
+        profiles
+            .iter()
+            .any(|p| p.ends_with("IHE.BasicAudit.PatientCreate"))
+    );
 
     // The report is itself a logged access: the next report shows it as a disclosure.
     let again = v.access_report(&dpo(), &pid).unwrap();
     let last = again.accesses.last().unwrap();
-    assert_eq!((last.actor.as_str(), last.action), ("dpo-1", Action::Export));
+    assert_eq!(
+        (last.actor.as_str(), last.action),
+        ("dpo-1", Action::Export)
+    );
     assert!(last.disclosure);
 
     // Billing may not ask for a report; an erased patient cannot be reported on.
     let clerk_report = v.access_report(&clerk, &pid);
     assert!(matches!(clerk_report, Err(Error::AccessDenied(_))));
     v.erase_subject(&dpo(), &pid).unwrap();
-    assert!(matches!(v.access_report(&dpo(), &pid), Err(Error::NotFound)));
+    assert!(matches!(
+        v.access_report(&dpo(), &pid),
+        Err(Error::NotFound)
+    ));
 }
 
 /// Where the BALP export for CI's validator goes: `$MEDVAULT_AUDIT_EVENTS`, else

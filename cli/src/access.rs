@@ -23,6 +23,12 @@ pub fn context(args: &AccessArgs) -> CliResult<AccessContext> {
         .purpose
         .ok_or_else(|| Failure::usage("no purpose: pass --purpose or set MEDVAULT_PURPOSE"))?;
     let mut ctx = AccessContext::new(actor, purpose);
+    for r in args.roles.iter().filter(|r| !r.trim().is_empty()) {
+        ctx = ctx.with_role(r.trim());
+    }
+    if let Some(c) = args.purpose_code.clone().filter(|c| !c.trim().is_empty()) {
+        ctx = ctx.with_purpose_code(c.trim());
+    }
     if let Some(r) = args.reason.clone().filter(|r| !r.trim().is_empty()) {
         ctx = ctx.with_reason(r);
     }

@@ -123,7 +123,11 @@ pub fn audit_event(e: &LogEntry, vault_id: &[u8; 16], created: bool) -> Value {
     let vault = hex(vault_id);
     let (type_, subtype, action) = match it {
         Interaction::Disclosure => (
-            coding("http://dicom.nema.org/resources/ontology/DCM", "110106", "Export"),
+            coding(
+                "http://dicom.nema.org/resources/ontology/DCM",
+                "110106",
+                "Export",
+            ),
             vec![
                 coding(
                     "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle",
@@ -148,7 +152,11 @@ pub fn audit_event(e: &LogEntry, vault_id: &[u8; 16], created: bool) -> Value {
                     "rest",
                     "Restful Operation",
                 ),
-                vec![coding("http://hl7.org/fhir/restful-interaction", code, code)],
+                vec![coding(
+                    "http://hl7.org/fhir/restful-interaction",
+                    code,
+                    code,
+                )],
                 action,
             )
         }
@@ -222,7 +230,11 @@ pub fn audit_event(e: &LogEntry, vault_id: &[u8; 16], created: bool) -> Value {
             data["detail"] = json!([{"type": "fields", "valueString": t.fields.join(",")}]);
         }
         if it == Interaction::Query {
-            data["role"] = coding("http://terminology.hl7.org/CodeSystem/object-role", "24", "Query");
+            data["role"] = coding(
+                "http://terminology.hl7.org/CodeSystem/object-role",
+                "24",
+                "Query",
+            );
             data["query"] = Value::String(base64_std(
                 format!(
                     "{}?patient={}",

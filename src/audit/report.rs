@@ -298,7 +298,9 @@ pub(crate) fn reviewed_seq(e: &LogEntry) -> Option<u64> {
         return None;
     }
     let rest = e.note.strip_prefix(REVIEW_NOTE)?;
-    let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 

@@ -189,10 +189,7 @@ impl Vault {
             let all = self.collect_entries(&LogQuery::default())?;
             let p = pending(&all, 0, u64::MAX);
             let item = p.iter().find(|a| a.seq == seq).ok_or(Error::NotFound)?;
-            let reviewed = all
-                .iter()
-                .find(|e| e.seq == seq)
-                .ok_or(Error::NotFound)?;
+            let reviewed = all.iter().find(|e| e.seq == seq).ok_or(Error::NotFound)?;
             let target = reviewed.target.clone();
             let tag = reviewed.subject_pseudonym;
             let keys = match &item.subject {
@@ -312,7 +309,10 @@ impl Vault {
         self.log_only(
             ctx,
             Action::Export,
-            format!("access-log export (FHIR AuditEvent): {} entries", events.len()),
+            format!(
+                "access-log export (FHIR AuditEvent): {} entries",
+                events.len()
+            ),
             Flush::Read,
         )?;
         for ev in &events {
