@@ -42,14 +42,20 @@ fn every_test_named_in_compliance_md_exists() {
     let doc = std::fs::read_to_string(root.join("docs/COMPLIANCE.md")).unwrap();
     let mut named = 0;
     let mut missing = Vec::new();
-    for row in doc.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| duty")) {
+    for row in doc
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| duty"))
+    {
         let cells: Vec<&str> = row.split('|').map(str::trim).collect();
         if cells.len() < 5 || cells[1].starts_with("---") {
             continue;
         }
         let refs = references(row);
         match cells[2] {
-            "medvault" => assert!(!refs.is_empty(), "row carried by medvault names no test: {row}"),
+            "medvault" => assert!(
+                !refs.is_empty(),
+                "row carried by medvault names no test: {row}"
+            ),
             "application" => assert!(refs.is_empty(), "an application row names a test: {row}"),
             other => panic!("carried by must be medvault or application, got {other:?}"),
         }
@@ -63,7 +69,10 @@ fn every_test_named_in_compliance_md_exists() {
         }
     }
     assert!(named > 20, "only {named} tests named");
-    assert!(missing.is_empty(), "named in COMPLIANCE.md but not found: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "named in COMPLIANCE.md but not found: {missing:?}"
+    );
 }
 
 #[test]

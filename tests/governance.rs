@@ -136,7 +136,7 @@ fn the_access_report_lists_exactly_the_accesses_of_five_actors() {
     let Some(data) = fhir_data_dir() else { return };
     let dir = data.join("13-patients");
     let v = governed();
-    let src = medvault_fhir::ImportSource::new(&[dir.clone()]).unwrap();
+    let src = medvault_fhir::ImportSource::new(std::slice::from_ref(&dir)).unwrap();
     medvault_fhir::import(&v, &etl(), src, Default::default(), &mut |_| {}).unwrap();
     let pid = first_patient(&dir);
     let pkey = RecordKey::new(pid.as_str(), "Patient", pid.as_str());

@@ -149,16 +149,18 @@ pub fn evaluate(entries: &[LogEntry], th: &AlertThresholds) -> Vec<Alert> {
             Action::Write => {
                 cared.insert((actor, pseudo.clone()));
             }
-            Action::Read if !emergency && e.purpose_of_use() == "TREAT" => {
-                if !cared.contains(&(actor, pseudo.clone())) {
-                    out.push(alert(
-                        AlertKind::NoCareRelationship,
-                        e,
-                        "care read by an actor who never wrote this patient's records".into(),
-                    ));
-                    // One alert per (actor, patient) pair.
-                    cared.insert((actor, pseudo.clone()));
-                }
+            Action::Read
+                if !emergency
+                    && e.purpose_of_use() == "TREAT"
+                    && !cared.contains(&(actor, pseudo.clone())) =>
+            {
+                out.push(alert(
+                    AlertKind::NoCareRelationship,
+                    e,
+                    "care read by an actor who never wrote this patient's records".into(),
+                ));
+                // One alert per (actor, patient) pair.
+                cared.insert((actor, pseudo.clone()));
             }
             _ => {}
         }

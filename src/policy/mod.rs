@@ -514,6 +514,7 @@ impl Invocation {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failure should abort the test
 mod tests {
     use super::*;
 
