@@ -395,3 +395,45 @@ fn the_untampered_policy_reopens_and_verifies() {
     assert_eq!(v.policy().unwrap(), (1, Policy::default_clinic()));
     assert!(v.verify(&admin(), None).unwrap() > 4);
 }
+
+#[test]
+fn lookups_log_queries_and_key_operations_follow_the_policy() {
+    let (_s, v) = governed();
+    seed(&v);
+    for spec in medvault_fhir::default_indexes()
+        .into_iter()
+        .filter(|s| s.collection == "Patient")
+    {
+        v.add_index(&importer(), spec, &mut |_| {}).unwrap();
+    }
+    let billing = AccessContext::new("clerk", Purpose::Billing).with_role("billing");
+    // Billing may look a patient up by identifier and gets only its granted fields.
+    let found: Vec<(RecordKey, Value)> = v
+        .find(&billing, "Patient", "identifier", &["MRN-1"])
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].1,
+        only(&patient(), &["resourceType", "id", "identifier"])
+    );
+    // A lookup by a field billing may not read would reveal it: refused.
+    let e = v
+        .find::<Value>(&billing, "Patient", "family", &["Doe"])
+        .unwrap_err();
+    assert_eq!(rule_of(&e), "field-not-granted");
+    let e = v
+        .find_by_scan::<Value>(&billing, "Patient", "family", &["Doe"])
+        .unwrap_err();
+    assert_eq!(rule_of(&e), "field-not-granted");
+    // Care finds the whole record.
+    let found: Vec<(RecordKey, Value)> = v.find(&care(), "Patient", "family", &["Doe"]).unwrap();
+    assert_eq!(found[0].1, patient());
+    // The log names patients: reading it is an audit task.
+    let e = v.audit_query(&care(), &LogQuery::default()).unwrap_err();
+    assert_eq!(rule_of(&e), "capability");
+    // Key operations need the `keys` capability.
+    let e = v
+        .rotate_data_keys(&care(), &medvault::RotationScope::All, &mut |_| {})
+        .unwrap_err();
+    assert_eq!(rule_of(&e), "capability");
+}

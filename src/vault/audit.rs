@@ -40,7 +40,11 @@ impl Vault {
     /// subjects still held (erased ones show only the pseudonym). The query is itself
     /// logged (`search`), after the results are gathered.
     pub fn audit_query(&self, ctx: &AccessContext, q: &LogQuery) -> Result<Vec<LogEntry>> {
-        let out = self.guarded(ctx, Action::Search, None, || self.collect_entries(q))?;
+        let out = self.guarded(ctx, Action::Search, None, || {
+            // Under a policy, reading the log (which names patients) is an audit task.
+            self.require_capability(ctx, "audit")?;
+            self.collect_entries(q)
+        })?;
         self.log_only(
             ctx,
             Action::Search,

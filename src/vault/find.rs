@@ -45,6 +45,39 @@ pub(super) struct Staged {
 type StoredRecord = (Vec<u8>, String, Vec<PlainField>);
 
 /// A record opened for a lookup.
+/// Keeps only the fields the policy grants (docs/POLICY.md).
+fn narrow(found: &mut [Opened], filter: Option<&crate::policy::FieldFilter>) {
+    if let Some(f) = filter {
+        for o in found.iter_mut() {
+            o.fields.retain(|x| f.allows(&x.name));
+        }
+    }
+}
+
+impl Vault {
+    /// Under a policy: the read filter of `collection` for `ctx`, refused unless every
+    /// field the index looks at may be read (a lookup on a field one may not read would
+    /// reveal its value).
+    fn find_filter(
+        &self,
+        ctx: &AccessContext,
+        collection: &str,
+        index_fields: &[&str],
+    ) -> Result<Option<crate::policy::FieldFilter>> {
+        let Some(inv) = self.authorize(ctx)? else {
+            return Ok(None);
+        };
+        let f = inv.read_filter(collection)?;
+        if index_fields.iter().any(|x| !f.allows(x)) {
+            return Err(Error::AccessDenied(crate::error::Denial::Policy {
+                rule: "field-not-granted".to_owned(),
+                version: self.policy.version(),
+            }));
+        }
+        Ok(Some(f))
+    }
+}
+
 struct Opened {
     key: RecordKey,
     fields: Vec<PlainField>,
@@ -154,6 +187,7 @@ impl Vault {
     ) -> Result<Vec<(RecordKey, T)>> {
         let (found, candidates) = self.guarded(ctx, Action::Search, None, || {
             let def = self.indexes.get(collection, index).ok_or(Error::NotFound)?;
+            let filter = self.find_filter(ctx, collection, &def.spec.fields())?;
             if !def.built() {
                 return Err(Error::invalid(
                     InputKind::Index,
@@ -184,6 +218,7 @@ impl Vault {
                     found.push(o);
                 }
             }
+            narrow(&mut found, filter.as_ref());
             Ok((found, candidates))
         })?;
         self.log_found(ctx, collection, index, "find", candidates, found)
@@ -207,6 +242,7 @@ impl Vault {
                 return Ok((Vec::new(), 0));
             };
             let want = def.spec.fields();
+            let filter = self.find_filter(ctx, collection, &want)?;
             let mut found = Vec::new();
             let mut candidates = 0u64;
             for item in self.storage.scan(
@@ -225,6 +261,7 @@ impl Vault {
                     found.push(full);
                 }
             }
+            narrow(&mut found, filter.as_ref());
             Ok((found, candidates))
         })?;
         self.log_found(ctx, collection, index, "find by scan", candidates, found)

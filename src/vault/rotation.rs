@@ -272,6 +272,8 @@ impl Vault {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<RotationReport> {
         let r = self.guarded(ctx, Action::KeyRotation, None, || {
+            // Under a policy, key operations need the `keys` capability.
+            self.require_capability(ctx, "keys")?;
             let _k = lock(&self.key_op_lock);
             let state = match self.load_rotation_state()? {
                 Some(s) => s,
@@ -579,6 +581,8 @@ impl Vault {
     ) -> Result<()> {
         let tag = self.subject_tag(subject);
         let keys = self.guarded(ctx, Action::KeyRotation, Some(tag), || {
+            // Under a policy, key operations need the `keys` capability.
+            self.require_capability(ctx, "keys")?;
             crate::record::validate_id("subject", subject)?;
             let _k = lock(&self.key_op_lock);
             let keys = self
@@ -640,6 +644,8 @@ impl Vault {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<u64> {
         self.guarded(ctx, Action::KeyRotation, None, || {
+            // Under a policy, key operations need the `keys` capability.
+            self.require_capability(ctx, "keys")?;
             let _k = lock(&self.key_op_lock);
             let header = lock(&self.header).clone();
             let current = lock(&self.root).clone();
