@@ -98,25 +98,34 @@ impl Vault {
     /// force when it was committed, so the stored version must equal it. Fails with
     /// [`Error::Integrity`] ([`Structure::Policy`]) when the policy was rolled back to an
     /// older sealed version, deleted, or is newer than the log (a log cut at the tail).
+    ///
+    /// A last entry that does not open (tampered: `verify` names it) is skipped: the
+    /// newest of the previous 64 entries that opens gives a lower bound instead (versions
+    /// never decrease), so a rollback is still caught.
     pub(crate) fn check_policy_version(&self) -> Result<()> {
         let n = self.log.len();
-        if n == 0 {
-            return Ok(());
+        for seq in (n.saturating_sub(64)..n).rev() {
+            let mut logged = None;
+            let r = self.log.for_each(self.storage.as_ref(), seq, |e, _| {
+                logged = Some(e.policy_version);
+                Ok(false)
+            });
+            match (r, logged) {
+                (Ok(()), Some(v)) => return self.compare_policy_version(v, seq + 1 == n),
+                // Missing or tampered: the log's own checks report it.
+                _ => continue,
+            }
         }
-        let mut logged = 0;
-        self.log.for_each(self.storage.as_ref(), n - 1, |e, _| {
-            logged = e.policy_version;
-            Ok(false)
-        })?;
-        self.compare_policy_version(logged)
+        Ok(())
     }
 
-    /// [`Vault::check_policy_version`] against a version `logged` by the log's last
-    /// entry.
-    pub(crate) fn compare_policy_version(&self, logged: u32) -> Result<()> {
+    /// [`Vault::check_policy_version`] against a version `logged` by an entry; `last`:
+    /// that entry is the log's last (the versions must then be equal).
+    fn compare_policy_version(&self, logged: u32, last: bool) -> Result<()> {
         let stored = self.policy.version();
         match stored.cmp(&logged) {
             std::cmp::Ordering::Equal => Ok(()),
+            std::cmp::Ordering::Greater if !last => Ok(()),
             std::cmp::Ordering::Less if stored == 0 => Err(Error::integrity(
                 Structure::Policy,
                 "missing, but the log records an installed policy (deleted)",
