@@ -87,7 +87,9 @@ fn policy_roles_review_report_alerts_and_fhir_export() {
         serde_json::from_str(&admin.ok(&["audit", "report", vs, "p1", "--format", "fhir"]))
             .unwrap();
     assert_eq!(bundle["resourceType"], "Bundle");
-    assert_eq!(bundle["entry"].as_array().unwrap().len(), 4);
+    // The write, billing's read, research's denial, the emergency read, and the text
+    // report just made (a logged disclosure).
+    assert_eq!(bundle["entry"].as_array().unwrap().len(), 5);
     // Alerts include the emergency access.
     let alerts = admin.ok(&["audit", "alerts", vs, "--json"]);
     assert!(alerts.contains("emergency_access"), "{alerts}");
