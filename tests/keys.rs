@@ -13,8 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use medvault::danger::{FaultPlan, FaultyStorage, RawAccess};
 use medvault::storage::MemoryStorage;
 use medvault::{
-    AccessContext, Error, KdfParams, KeySource, Purpose, RecordKey, RotationScope, Vault,
-    VaultOptions,
+    AccessContext, Error, KeySource, Purpose, RecordKey, RotationScope, Vault, VaultOptions,
 };
 use serde_json::{Value, json};
 
@@ -155,7 +154,7 @@ fn root_rotation_interrupted_opens_with_either_key_and_resumes() {
     let r = v.rotate_root_key(
         &ctx(),
         KeySource::passphrase("new"),
-        KdfParams::insecure_for_tests(),
+        medvault::danger::insecure_kdf_params(),
         &mut |_| {},
     );
     assert!(matches!(r, Err(Error::Storage(_))), "{r:?}");
@@ -167,13 +166,18 @@ fn root_rotation_interrupted_opens_with_either_key_and_resumes() {
     }
     // A pending rotation to some other key is refused; the same key completes it.
     let v = Vault::open_in(Box::new(m.clone()), raw(1), VaultOptions::default()).unwrap();
-    let other = v.rotate_root_key(&ctx(), raw(9), KdfParams::insecure_for_tests(), &mut |_| {});
+    let other = v.rotate_root_key(
+        &ctx(),
+        raw(9),
+        medvault::danger::insecure_kdf_params(),
+        &mut |_| {},
+    );
     assert!(matches!(other, Err(Error::InvalidInput(_))), "{other:?}");
     let n = v
         .rotate_root_key(
             &ctx(),
             KeySource::passphrase("new"),
-            KdfParams::insecure_for_tests(),
+            medvault::danger::insecure_kdf_params(),
             &mut |_| {},
         )
         .unwrap();

@@ -14,8 +14,7 @@ use std::path::Path;
 use common::{care, ctx, hash_tree, memory_vault, raw_key};
 use medvault::storage::MemoryStorage;
 use medvault::{
-    AccessContext, Action, Error, KdfParams, KeySource, LogQuery, Outcome, Purpose, RecordKey,
-    Result, Vault,
+    AccessContext, Action, Error, KeySource, LogQuery, Outcome, Purpose, RecordKey, Result, Vault,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -27,7 +26,7 @@ fn passphrase_vault(dir: &Path) {
     let v = Vault::create(
         dir,
         KeySource::passphrase(PASS),
-        KdfParams::insecure_for_tests(),
+        medvault::danger::insecure_kdf_params(),
     )
     .unwrap();
     for i in 0..20 {
@@ -198,7 +197,7 @@ fn create_on_an_existing_vault_is_already_exists() {
     passphrase_vault(&dir);
     let before = hash_tree(&dir);
     for key in [KeySource::passphrase(PASS), raw_key()] {
-        let r = Vault::create(&dir, key, KdfParams::insecure_for_tests());
+        let r = Vault::create(&dir, key, medvault::danger::insecure_kdf_params());
         assert!(
             matches!(r, Err(Error::AlreadyExists)),
             "{:?}",
@@ -484,7 +483,7 @@ fn create_never_overwrites_a_database_whose_header_is_lost() {
     passphrase_vault(&dir);
     let header = std::fs::read(dir.join("header")).unwrap();
     std::fs::remove_file(dir.join("header")).unwrap();
-    let r = Vault::create(&dir, raw_key(), KdfParams::insecure_for_tests());
+    let r = Vault::create(&dir, raw_key(), medvault::danger::insecure_kdf_params());
     assert!(
         matches!(r, Err(Error::AlreadyExists)),
         "{:?}",

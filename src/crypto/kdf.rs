@@ -43,16 +43,6 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
-    /// Low-cost parameters for tests and examples only (m = 64 KiB, t = 1, p = 1): they
-    /// offer no real resistance to guessing. Never use them for a real vault.
-    pub fn insecure_for_tests() -> Self {
-        KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            lanes: 1,
-        }
-    }
-
     /// Checks the parameters against the caps. Fails with [`Error::ExcessiveWork`] when
     /// one exceeds its cap and [`Error::InvalidInput`] when one is below Argon2's minimum.
     pub fn check(&self) -> Result<()> {
@@ -135,7 +125,7 @@ mod tests {
 
     #[test]
     fn derivation_is_deterministic_and_salted() {
-        let p = KdfParams::insecure_for_tests();
+        let p = crate::danger::insecure_kdf_params();
         let pw = Passphrase::new("correct horse");
         let a = p.derive(&pw, &[1; SALT_LEN]).unwrap();
         let b = p.derive(&pw, &[1; SALT_LEN]).unwrap();

@@ -113,7 +113,7 @@ pub struct LogQuery {
 /// An open vault. `Send + Sync`: share it between threads behind an `Arc`.
 pub struct Vault {
     /// Copied out of the header: it never changes, and every seal needs it (no lock).
-    vault_id: [u8; 16],
+    vault_id: crate::VaultId,
     storage: Box<dyn Storage>,
     header: Mutex<Header>,
     root: Mutex<RootKey>,
@@ -146,7 +146,7 @@ pub use rotation::{Progress, RotationReport, RotationScope};
 
 impl Vault {
     /// The vault's random 128-bit id.
-    pub fn vault_id(&self) -> [u8; 16] {
+    pub fn vault_id(&self) -> crate::VaultId {
         self.vault_id
     }
 

@@ -138,7 +138,7 @@ impl Vault {
                 b.push(1);
                 b.extend_from_slice(&(tags.len() as u32).to_be_bytes());
                 for t in tags {
-                    b.extend_from_slice(t);
+                    b.extend_from_slice(t.as_bytes());
                 }
             }
         }
@@ -146,10 +146,12 @@ impl Vault {
             None => b.push(0),
             Some(t) => {
                 b.push(1);
-                b.extend_from_slice(t);
+                b.extend_from_slice(t.as_bytes());
             }
         }
-        let mac = self.rotation_mac_key().mac_raw(&[&self.vault_id(), &b]);
+        let mac = self
+            .rotation_mac_key()
+            .mac_raw(&[self.vault_id().as_bytes(), &b]);
         b.extend_from_slice(&mac);
         b
     }
@@ -163,7 +165,9 @@ impl Vault {
         }
         let (body, mac) = bytes.split_at(bytes.len() - 32);
         if !ct_eq(
-            &self.rotation_mac_key().mac_raw(&[&self.vault_id(), body]),
+            &self
+                .rotation_mac_key()
+                .mac_raw(&[self.vault_id().as_bytes(), body]),
             mac,
         ) {
             return Err(Error::integrity(Structure::RotationState, "MAC mismatch"));
@@ -188,7 +192,7 @@ impl Vault {
                 }
                 let mut tags = Vec::with_capacity(n);
                 for _ in 0..n {
-                    tags.push(r.array()?);
+                    tags.push(SubjectTag::from(r.array::<16>()?));
                 }
                 Some(tags)
             }
@@ -196,7 +200,7 @@ impl Vault {
         };
         let cursor = match r.u8()? {
             0 => None,
-            1 => Some(r.array()?),
+            1 => Some(SubjectTag::from(r.array::<16>()?)),
             _ => {
                 return Err(Error::integrity(
                     Structure::RotationState,
