@@ -62,12 +62,14 @@ impl DirLock {
     /// process to release it; then fails with "the vault is in use". Creates the (empty)
     /// lock file when missing.
     pub fn acquire(dir: &Path) -> Result<DirLock, StorageError> {
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(LOCK_FILE))?;
+        let file = super::private_fs::open_private(
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            &dir.join(LOCK_FILE),
+        )?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
@@ -113,6 +115,8 @@ impl SledStorage {
     ) -> Result<Self, StorageError> {
         Self::recover_purge(dir)?;
         let db = Self::open_db(&dir.join(DB_DIR), options)?;
+        // sled creates its files with the umask's modes: bring them to owner-only.
+        super::private_fs::restrict_tree(&dir.join(DB_DIR))?;
         Ok(SledStorage {
             dir: dir.to_path_buf(),
             options: options.clone(),
@@ -214,7 +218,7 @@ impl SledStorage {
     pub fn write_header_at(dir: &Path, bytes: &[u8]) -> Result<(), StorageError> {
         let tmp = dir.join("header.tmp");
         {
-            let mut f = fs::File::create(&tmp)?;
+            let mut f = super::private_fs::create_private_file(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
         }
@@ -313,6 +317,7 @@ impl Storage for SledStorage {
         fs::remove_file(db.join(COMPLETE))?;
         fs::File::open(&self.dir)?.sync_all()?;
         *guard = Self::open_db(&db, &self.options)?;
+        super::private_fs::restrict_tree(&db)?;
         fs::remove_dir_all(&old)?;
         Ok(())
     }

@@ -134,6 +134,8 @@ pub struct Vault {
     durable: AtomicU64,
     flush_lock: Mutex<()>,
     path: Option<PathBuf>,
+    /// What open found amiss but did not refuse (see [`Vault::warnings`]).
+    warnings: Vec<String>,
 }
 
 mod audit;
@@ -148,6 +150,27 @@ impl Vault {
     /// The vault's random 128-bit id.
     pub fn vault_id(&self) -> crate::VaultId {
         self.vault_id
+    }
+
+    /// What [`Vault::open`] found amiss without refusing to open, one sentence each, for
+    /// the caller to show (the CLI prints them on stderr). Today: every entry of the
+    /// vault directory that group or others may access (the directory, `header`,
+    /// `lock`, `db/`), with its mode and the fix. Modes are left as found: the operator
+    /// decides. Empty for a vault in memory or one whose files are owner-only.
+    ///
+    /// ```
+    /// # fn main() -> medvault::Result<()> {
+    /// use medvault::{KeySource, Vault};
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("v");
+    /// let key = || KeySource::raw([7; 32]);
+    /// drop(Vault::create(&path, key(), medvault::danger::insecure_kdf_params())?);
+    /// // A fresh vault is owner-only whatever the umask.
+    /// assert!(Vault::open(&path, key())?.warnings().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The directory of a sled-backed vault.
