@@ -433,3 +433,20 @@ fn an_interrupted_purge_is_finished_at_the_next_open() {
         assert!(!on_disk(value), "erased bytes survived the resumed purge");
     }
 }
+
+#[test]
+fn rotating_an_unknown_subject_is_not_found_and_changes_nothing() {
+    let (m, v) = mem_vault(VaultOptions::default());
+    let all = fill(&v, 2, 3);
+    let before = record_versions(&m);
+    let scope = RotationScope::Subjects(vec!["patient-0".into(), "nobody".into()]);
+    let r = v.rotate_data_keys(&ctx(), &scope, &mut |_| {});
+    assert!(matches!(r, Err(Error::NotFound)), "{:?}", r.map(|_| ()));
+    assert!(!v.data_key_rotation_pending().unwrap());
+    assert_eq!(record_versions(&m), before);
+    // The known subject alone rotates.
+    let scope = RotationScope::Subjects(vec!["patient-0".into()]);
+    let report = v.rotate_data_keys(&ctx(), &scope, &mut |_| {}).unwrap();
+    assert_eq!((report.subjects, report.records), (1, 3));
+    check_all(&v, &all);
+}

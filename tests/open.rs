@@ -428,6 +428,66 @@ fn a_vault_held_open_is_in_use_not_a_hang() {
     }
 }
 
+/// "In use" names the holder: another handle of this process, or another process by the
+/// pid it wrote into the lock file (here a shell that writes `$$` and then `exec`s
+/// util-linux `flock`, so the pid in the file is the holder's).
+#[test]
+fn in_use_names_the_holder_and_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let held = Vault::create_with(&dir, raw_key(), common::options()).unwrap();
+    match Vault::open_with(&dir, raw_key(), common::options()) {
+        Err(Error::Storage(e)) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("another handle in this process") && e.contains("retry"),
+                "{e}"
+            )
+        }
+        other => panic!("expected a storage error, got {:?}", other.map(|_| ())),
+    }
+    drop(held);
+    if std::process::Command::new("flock")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "flock(1) (util-linux) is needed under CI"
+        );
+        eprintln!("flock(1) not installed: the cross-process half is not run");
+        return;
+    }
+    let lock = dir.join("lock");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("echo $$ > \"$0\" && exec flock \"$0\" sleep 30")
+        .arg(&lock)
+        .spawn()
+        .unwrap();
+    // Wait until the holder has written its pid (and so is about to hold the lock).
+    let pid = child.id();
+    let start = std::time::Instant::now();
+    let got = loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if std::fs::read_to_string(&lock).unwrap_or_default().trim() == pid.to_string() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            break Vault::open_with(&dir, raw_key(), common::options());
+        }
+        assert!(start.elapsed().as_secs() < 10, "the holder did not start");
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    match got {
+        Err(Error::Storage(e)) => {
+            let e = e.to_string();
+            assert!(e.contains(&format!("process {pid}")), "{e}")
+        }
+        other => panic!("expected a storage error, got {:?}", other.map(|_| ())),
+    }
+}
+
 #[test]
 fn an_interrupted_create_can_be_retried() {
     // The header is written last; a create that fails before it leaves only the

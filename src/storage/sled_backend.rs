@@ -74,20 +74,52 @@ impl DirLock {
         let mut pause = Duration::from_millis(2);
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(DirLock { _file: file }),
+                Ok(()) => {
+                    record_holder(&file)?;
+                    return Ok(DirLock { _file: file });
+                }
                 Err(fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
                 }
                 Err(fs::TryLockError::WouldBlock) => {
-                    return Err(StorageError::new(
-                        "the vault is in use: it is locked by another open handle or process",
-                    ));
+                    let holder = match read_holder(&file) {
+                        Some(pid) if pid == std::process::id() => {
+                            "another handle in this process".to_string()
+                        }
+                        Some(pid) => format!("process {pid}"),
+                        None => "another process".to_string(),
+                    };
+                    return Err(StorageError::new(format!(
+                        "the vault is in use: it is locked by {holder}; close that handle or \
+                         let that process finish, then retry (the lock is released when \
+                         it exits, also on a crash)"
+                    )));
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(e.into()),
             }
         }
     }
+}
+
+/// Writes this process's id (decimal ASCII, then a newline) into the lock file just
+/// locked, for the "in use" message of the next process. Informational only: the lock is
+/// the `flock`, not the contents.
+fn record_holder(mut file: &fs::File) -> Result<(), StorageError> {
+    use std::io::Seek;
+    file.set_len(0)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(())
+}
+
+/// The pid a lock holder wrote with [`record_holder`]; `None` when absent or malformed.
+fn read_holder(mut file: &fs::File) -> Option<u32> {
+    use std::io::{Read, Seek};
+    file.seek(std::io::SeekFrom::Start(0)).ok()?;
+    let mut s = String::new();
+    file.take(32).read_to_string(&mut s).ok()?;
+    s.trim().parse().ok()
 }
 
 /// How long an open waits for sled's file lock to be released (see `open_db`).

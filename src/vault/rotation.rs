@@ -268,7 +268,9 @@ impl Vault {
     /// meanwhile), then its old versions are retired in the batch that advances the
     /// persisted cursor. A rotation interrupted (e.g. killed) is resumed by the next call,
     /// whatever its `scope`, before anything else. `progress` gets records done / total.
-    /// Logged as `key_rotation` (one entry per batch and per subject).
+    /// Logged as `key_rotation` (one entry per batch and per subject). Fails with
+    /// [`Error::NotFound`], before anything is written, when `scope` names a subject
+    /// that has no keys (never written, or erased).
     pub fn rotate_data_keys(
         &self,
         ctx: &AccessContext,
@@ -286,7 +288,13 @@ impl Vault {
                             let mut tags = Vec::with_capacity(ids.len());
                             for id in ids {
                                 crate::record::validate_id("subject", id)?;
-                                tags.push(self.subject_tag(id));
+                                let tag = self.subject_tag(id);
+                                // An unknown (or erased) subject is the caller's mistake:
+                                // refused before any state is written.
+                                if self.storage.get(&keyspace::subject_entry(&tag))?.is_none() {
+                                    return Err(Error::NotFound);
+                                }
+                                tags.push(tag);
                             }
                             tags.sort_unstable();
                             tags.dedup();
