@@ -111,9 +111,10 @@ fn bridge_aad(vault_id: &crate::VaultId, from: u32, to: u32) -> Vec<u8> {
 
 /// Derives the root key for `spec` from `source`. A passphrase for a raw-key vault (or
 /// the reverse) is a wrong key.
-fn derive_root(spec: &RootSpec, source: &KeySource) -> Result<RootKey> {
+fn derive_root(spec: &RootSpec, source: &KeySource, max_work: u64) -> Result<RootKey> {
     match (&spec.kdf, source) {
         (Some((params, salt)), KeySource::Passphrase(p)) => {
+            params.check_within(max_work)?;
             params.derive(p, salt).map(RootKey::from_secret)
         }
         (None, KeySource::Raw(k)) => Ok(k.clone()),
@@ -371,10 +372,22 @@ impl Header {
     /// KDF caps ([`Error::ExcessiveWork`]), key check ([`Error::WrongKey`]), then the
     /// header MAC and the wrapped vault secret ([`Error::Integrity`]). During a pending
     /// root-key rotation either the old or the new key opens.
+    #[cfg(any(test, feature = "testing"))]
     pub fn unlock(bytes: &[u8], source: &KeySource) -> Result<(Header, Unlocked)> {
+        Header::unlock_within(bytes, source, crate::crypto::DEFAULT_MAX_KDF_WORK)
+    }
+
+    /// [`Header::unlock`] with a budget on the Argon2id work (KiB-passes, see
+    /// [`KdfParams::work`]): a header asking for more fails with
+    /// [`Error::ExcessiveWork`] before any derivation.
+    pub fn unlock_within(
+        bytes: &[u8],
+        source: &KeySource,
+        max_work: u64,
+    ) -> Result<(Header, Unlocked)> {
         let (h, mac_at) = Header::decode(bytes)?;
         let vid = h.vault_id;
-        let derived = derive_root(&h.root, source);
+        let derived = derive_root(&h.root, source, max_work);
         let (root, next_root) = match derived {
             Ok(k) if h.root.matches(&k, &vid) => {
                 let next = match &h.pending {
@@ -397,7 +410,7 @@ impl Header {
                     Some(p) => p,
                     None => return Err(first.err().unwrap_or(Error::WrongKey)),
                 };
-                let k = derive_root(&p.next, source)?;
+                let k = derive_root(&p.next, source, max_work)?;
                 if !p.next.matches(&k, &vid) {
                     return Err(Error::WrongKey);
                 }

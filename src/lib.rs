@@ -59,7 +59,7 @@ mod vault;
 
 pub use audit::{Action, Checkpoint, LogEntry, Outcome, Target};
 pub use context::{AccessContext, Purpose};
-pub use crypto::{KdfParams, KeySource, Passphrase, RootKey};
+pub use crypto::{DEFAULT_MAX_KDF_WORK, KdfParams, KeySource, Passphrase, RootKey};
 pub use error::{Denial, Error, InputKind, Invalid, LogFault, Result, StorageError, Structure};
 pub use ids::{SubjectTag, VaultId};
 pub use index::{IndexCheck, IndexPath, IndexSpec, IndexStatus, Normalization};

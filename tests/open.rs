@@ -15,6 +15,7 @@ use common::{care, ctx, hash_tree, memory_vault, raw_key};
 use medvault::storage::MemoryStorage;
 use medvault::{
     AccessContext, Action, Error, KeySource, LogQuery, Outcome, Purpose, RecordKey, Result, Vault,
+    VaultOptions,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -561,4 +562,47 @@ fn create_never_overwrites_a_database_whose_header_is_lost() {
         .unwrap();
     assert_eq!(got, json!({"value": 1, "unit": "mmHg"}));
     v.verify(&ctx(), None).unwrap();
+}
+
+/// One budget bounds the Argon2id work a header may ask for (memory x passes), below
+/// the hard caps: the header raised to 4 GiB x 64 passes is refused at once, and
+/// the budget is the caller's to raise (`VaultOptions::max_kdf_work`).
+#[test]
+fn kdf_work_over_the_budget_is_excessive_work_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    passphrase_vault(&dir);
+    let header_path = dir.join("header");
+    let header = std::fs::read(&header_path).unwrap();
+    let read = |at: usize| u32::from_be_bytes(header[at..at + 4].try_into().unwrap()) as u64;
+    // The header as written holds the insecure test parameters: 64 KiB x 1 pass.
+    let work = read(MEMORY_AT) * read(ITERATIONS_AT);
+    assert_eq!(work, 64);
+    // At the caps (4 GiB, 64 passes): refused with the default budget, and fast.
+    let mut t = header.clone();
+    t[MEMORY_AT..MEMORY_AT + 4].copy_from_slice(&(4u32 * 1024 * 1024).to_be_bytes());
+    t[ITERATIONS_AT..ITERATIONS_AT + 4].copy_from_slice(&64u32.to_be_bytes());
+    rechecksum(&mut t);
+    std::fs::write(&header_path, &t).unwrap();
+    let e = open_err(&dir, KeySource::passphrase(PASS));
+    assert!(matches!(e, Error::ExcessiveWork(_)), "{e:?}");
+    std::fs::write(&header_path, &header).unwrap();
+    // The budget is exactly memory x passes: one below refuses, equal opens.
+    let with_budget = |b: u64| {
+        Vault::open_with(
+            &dir,
+            KeySource::passphrase(PASS),
+            VaultOptions {
+                max_kdf_work: b,
+                ..common::options()
+            },
+        )
+    };
+    assert!(matches!(
+        with_budget(work - 1).map(|_| ()),
+        Err(Error::ExcessiveWork(_))
+    ));
+    with_budget(work).unwrap();
+    // The default budget is a few times the default cost (RFC 9106: 64 MiB x 3 passes).
+    const { assert!(medvault::DEFAULT_MAX_KDF_WORK >= 3 * 64 * 1024 * 3) };
 }

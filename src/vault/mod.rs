@@ -62,6 +62,13 @@ pub struct VaultOptions {
     /// keeps the erased subject's ciphertexts or wrapped keys. Costs a rewrite of the
     /// whole database per erasure; turn off to erase many subjects, then purge once.
     pub purge_after_erase: bool,
+    /// Budget on the Argon2id work a header read at open may ask for, in KiB-passes
+    /// (memory in KiB x passes, [`KdfParams::work`]). Default
+    /// [`crate::DEFAULT_MAX_KDF_WORK`] (four times the default cost); a header over it
+    /// fails with [`crate::Error::ExcessiveWork`] before any work. Raise it to open a
+    /// vault created with a higher cost on purpose. The hard caps of
+    /// [`KdfParams::check`] apply whatever the budget.
+    pub max_kdf_work: u64,
 }
 
 impl Default for VaultOptions {
@@ -74,6 +81,7 @@ impl Default for VaultOptions {
             dek_message_bound: DEFAULT_DEK_MESSAGE_BOUND,
             opener: AccessContext::new(SYSTEM_ACTOR, Purpose::Maintenance),
             purge_after_erase: true,
+            max_kdf_work: crate::crypto::DEFAULT_MAX_KDF_WORK,
         }
     }
 }

@@ -110,7 +110,7 @@ impl Vault {
         // the lock until its final header is written.
         let lock = DirLock::acquire(path)?;
         let bytes = SledStorage::read_header_at(path)?.ok_or(Error::NotFound)?;
-        let (header, unlocked) = Header::unlock(&bytes, &key)?;
+        let (header, unlocked) = Header::unlock_within(&bytes, &key, options.max_kdf_work)?;
         let warnings = exposure_warnings(path)?;
         let storage = SledStorage::open_locked(path, lock, &options.sled)?;
         let mut v = Vault::finish_open(Box::new(storage), header, unlocked, options)?;
@@ -126,7 +126,7 @@ impl Vault {
         options: VaultOptions,
     ) -> Result<Vault> {
         let bytes = storage.read_header()?.ok_or(Error::NotFound)?;
-        let (header, unlocked) = Header::unlock(&bytes, &key)?;
+        let (header, unlocked) = Header::unlock_within(&bytes, &key, options.max_kdf_work)?;
         Vault::finish_open(storage, header, unlocked, options)
     }
 

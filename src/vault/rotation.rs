@@ -659,7 +659,7 @@ impl Vault {
                 Some(p) => {
                     // Resume: the new key must be the pending one.
                     let bytes = header.encode(&current);
-                    let (_, u) = crate::header::Header::unlock(&bytes, &new_key).map_err(|_| {
+                    let (_, u) = crate::header::Header::unlock_within(&bytes, &new_key, self.options.max_kdf_work).map_err(|_| {
                         Error::invalid(InputKind::KeyOperation,
                             "a root-key rotation to another key is pending; rerun it with that key",
                         )
