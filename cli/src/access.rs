@@ -10,23 +10,62 @@ use crate::args::AccessArgs;
 use crate::exit::{CliResult, Code, Failure};
 use crate::secrets;
 
-/// Builds the context; fails with a usage error when the actor or purpose is missing.
+/// Builds the context of a command that opens an existing vault; see [`context_for`].
+pub fn context(args: &AccessArgs) -> CliResult<AccessContext> {
+    context_for(args, secrets::KeyNeed::Open)
+}
+
+/// Builds the context; fails with one usage error naming *every* missing requirement
+/// (actor, purpose, and the key sources `need` asks for when none is set and there is no
+/// terminal to prompt on), so that one run tells the operator all that is needed.
 /// The context is not validated here: the vault validates it and logs a refusal (e.g.
 /// break-the-glass without a reason), which an early check here would hide.
-pub fn context(args: &AccessArgs) -> CliResult<AccessContext> {
-    let actor = args
-        .actor
-        .clone()
-        .filter(|a| !a.trim().is_empty())
-        .ok_or_else(|| Failure::usage("no actor: pass --actor or set MEDVAULT_ACTOR"))?;
-    let purpose = args
-        .purpose
-        .ok_or_else(|| Failure::usage("no purpose: pass --purpose or set MEDVAULT_PURPOSE"))?;
+pub fn context_for(args: &AccessArgs, need: secrets::KeyNeed) -> CliResult<AccessContext> {
+    let actor = args.actor.clone().filter(|a| !a.trim().is_empty());
+    let mut missing = Vec::new();
+    if actor.is_none() {
+        missing.push("an actor (--actor or MEDVAULT_ACTOR)".to_owned());
+    }
+    if args.purpose.is_none() {
+        missing.push(format!(
+            "a purpose (--purpose or MEDVAULT_PURPOSE: one of {})",
+            crate::args::purpose_names().join(", ")
+        ));
+    }
+    missing.extend(secrets::missing_keys(need));
+    let (Some(actor), Some(purpose), true) = (actor, args.purpose, missing.is_empty()) else {
+        return Err(Failure::usage(format!("missing {}", missing.join("; "))));
+    };
     let mut ctx = AccessContext::new(actor, purpose);
     if let Some(r) = args.reason.clone().filter(|r| !r.trim().is_empty()) {
         ctx = ctx.with_reason(r);
     }
     Ok(ctx)
+}
+
+/// What to tell an operator whose vault at `dir` is in use: the holder's pid when the
+/// lock file names one, and how to find it otherwise.
+// TODO(core, issue 21 "in use names the holder"): the core takes the lock (DirLock in
+// storage/sled_backend.rs) but does not write the holder's pid into the lock file yet;
+// once it writes `pid N` (or just the number) this names it without a change here.
+pub fn lock_holder_hint(dir: &Path) -> String {
+    // The lock file of the directory lock (`medvault::storage::DirLock`).
+    let lock = dir.join("lock");
+    let pid = std::fs::read(&lock).ok().and_then(|b| {
+        let text = String::from_utf8(b.into_iter().take(64).collect()).ok()?;
+        let digits = text.trim().trim_start_matches("pid").trim();
+        digits.parse::<u32>().ok()
+    });
+    match pid {
+        Some(pid) => {
+            format!(" (held by process {pid}); wait for it to finish, or stop it if it is stuck")
+        }
+        None => format!(
+            "; another medvault command or application has it open: wait for it to finish, \
+             or find the holder's pid with `fuser -v {}` (or `lsof`) and stop it if it is stuck",
+            lock.display()
+        ),
+    }
 }
 
 /// The context recorded in the vault's `open` entry: the caller's when it is valid;
@@ -68,6 +107,11 @@ pub fn open_vault(path: &Path, ctx: &AccessContext) -> CliResult<Vault> {
         durability: Durability::Every,
         ..VaultOptions::default()
     };
-    Vault::open_with(path, key, options)
-        .map_err(|e| Failure::from(e).context(format!("open {}", path.display())))
+    Vault::open_with(path, key, options).map_err(|e| {
+        let mut f = Failure::from(e);
+        if f.code == Code::InUse {
+            f.message.push_str(&lock_holder_hint(path));
+        }
+        f.context(format!("open {}", path.display()))
+    })
 }

@@ -72,7 +72,7 @@ pub struct Filter {
     pub subject: Option<String>,
     pub actor: Option<String>,
     pub purpose: Option<Purpose>,
-    pub action: Option<String>,
+    pub action: Option<Action>,
     pub since: Option<String>,
     pub until: Option<String>,
 }
@@ -90,10 +90,12 @@ pub fn log(
         purpose: match auditor_purpose {
             Some(p) => Some(p),
             None => match std::env::var("MEDVAULT_PURPOSE") {
-                Ok(s) => Some(
-                    s.parse::<Purpose>()
-                        .map_err(|e| Failure::usage(format!("MEDVAULT_PURPOSE: {e}")))?,
-                ),
+                Ok(s) => Some(s.parse::<Purpose>().map_err(|_| {
+                    Failure::usage(format!(
+                        "MEDVAULT_PURPOSE: unknown purpose; expected one of {}",
+                        crate::args::purpose_names().join(", ")
+                    ))
+                })?),
                 Err(_) => None,
             },
         },
@@ -120,12 +122,7 @@ pub fn log(
         subject: filter.subject,
         actor: filter.actor,
         purpose: filter.purpose,
-        action: filter
-            .action
-            .as_deref()
-            .map(|a| a.parse::<Action>())
-            .transpose()
-            .map_err(|_| Failure::usage("--action: unknown action"))?,
+        action: filter.action,
         since_ms: time(&filter.since, "--since")?,
         until_ms: time(&filter.until, "--until")?,
     };
@@ -136,7 +133,15 @@ pub fn log(
         out.flush()?;
         return Ok(());
     }
-    for e in vault.audit_query(&ctx, &q)? {
+    let entries = vault.audit_query(&ctx, &q)?;
+    if !entries.is_empty() {
+        writeln!(
+            out,
+            "{:>8} {:<24} {:<16} {:<15} {:<12} {:<7} TARGET",
+            "SEQ", "TIME (UTC)", "ACTOR", "PURPOSE", "ACTION", "OUTCOME"
+        )?;
+    }
+    for e in entries {
         let outcome = match &e.outcome {
             Outcome::Ok => "ok".to_owned(),
             Outcome::Denied => "DENIED".to_owned(),

@@ -58,9 +58,10 @@ pub fn import(
     }
     writeln!(
         out,
-        "imported {} records from {files} files ({:.1} MiB) in {secs:.2} s: {:.0} records/s, {} atomic batches",
+        "imported {} records from {} ({}) in {secs:.2} s: {:.0} records/s, {} atomic batches",
         report.records,
-        report.bytes as f64 / (1024.0 * 1024.0),
+        crate::human::count(files as u64, "file"),
+        crate::human::bytes(report.bytes),
         report.records as f64 / secs.max(1e-9),
         report.batches
     )?;
