@@ -290,10 +290,10 @@ pub enum AuditCommand {
         /// JSON Lines output.
         #[arg(long)]
         json: bool,
-        /// Who is reading the log (default MEDVAULT_ACTOR).
+        /// [required, or MEDVAULT_ACTOR] Who is reading the log.
         #[arg(long, value_name = "ACTOR")]
         auditor: Option<String>,
-        /// Why (default MEDVAULT_PURPOSE).
+        /// [required, or MEDVAULT_PURPOSE] Why the log is read.
         #[arg(long, value_name = "PURPOSE", value_parser = PurposeParser)]
         auditor_purpose: Option<Purpose>,
     },

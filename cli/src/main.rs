@@ -72,3 +72,17 @@ fn quiet_panics() {
         }
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn a_caught_panic_is_recorded_with_its_place() {
+        super::quiet_panics();
+        let caught = std::panic::catch_unwind(|| panic!("a third party's text"));
+        assert!(caught.is_err());
+        let at = super::LAST_PANIC.lock().unwrap().clone().unwrap();
+        assert!(at.starts_with("cli/src/main.rs:"), "{at}");
+    }
+}
