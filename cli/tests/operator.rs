@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test with its message
 
 #[path = "../../tests/common/mod.rs"]
-#[allow(dead_code)] // the shared helpers this file does not use
 mod common;
 #[allow(dead_code)] // the runner's helpers this file does not use
 mod support;
