@@ -33,6 +33,11 @@ pub fn count(n: u64, noun: &str) -> String {
     }
 }
 
+/// `n` with `singular` when it is 1, else with `plural` (`"3 entries"`).
+pub fn count_as(n: u64, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
 /// Writes `rows` under `headers`, each column as wide as its widest cell, two spaces
 /// apart; the last column is not padded. Cells are written as given: escape
 /// caller-supplied text first.
@@ -90,6 +95,8 @@ mod tests {
         assert_eq!(count(1, "file"), "1 file");
         assert_eq!(count(0, "file"), "0 files");
         assert_eq!(count(2, "record"), "2 records");
+        assert_eq!(count_as(1, "entry", "entries"), "1 entry");
+        assert_eq!(count_as(3, "entry", "entries"), "3 entries");
     }
 
     #[test]

@@ -51,7 +51,8 @@ pub fn verify(path: &Path, checkpoint: Option<&Path>, args: &AccessArgs) -> CliR
     let secs = started.elapsed().as_secs_f64();
     match &cp {
         Some(c) => println!(
-            "access log intact: {n} entries verified in {secs:.3} s; it extends the checkpoint at entry {}",
+            "access log intact: {n} entries verified in {secs:.3} s; it extends the checkpoint, \
+             which pinned its first {} entries",
             c.next_seq
         ),
         None => println!("access log intact: {n} entries verified in {secs:.3} s"),

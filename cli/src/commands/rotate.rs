@@ -36,7 +36,8 @@ pub fn root(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
     bar.finish_and_clear();
     let n = result?;
     println!(
-        "root key rotated: {n} subject key entries rewrapped in {:.2} s; the old key no longer opens the vault",
+        "root key rotated: {} rewrapped in {:.2} s; the old key no longer opens the vault",
+        crate::human::count_as(n, "subject key entry", "subject key entries"),
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -79,9 +80,9 @@ pub fn data(path: &Path, resume: bool, subjects: &[String], args: &AccessArgs) -
         let r = result?;
         let secs = started.elapsed().as_secs_f64();
         println!(
-            "{what}: {} subjects, {} records re-encrypted in {secs:.2} s ({:.0} records/s); old data-key versions retired",
-            r.subjects,
-            r.records,
+            "{what}: {}, {} re-encrypted in {secs:.2} s ({:.0} records/s); old data-key versions retired",
+            crate::human::count(r.subjects, "subject"),
+            crate::human::count(r.records, "record"),
             r.records as f64 / secs.max(1e-9)
         );
         Ok(())

@@ -101,8 +101,9 @@ pub fn export(path: &Path, subjects: &[String], args: &AccessArgs) -> CliResult 
     bar.finish_and_clear();
     let report = result.map_err(Failure::from)?;
     eprintln!(
-        "exported {} records of {} subjects",
-        report.records, report.subjects
+        "exported {} of {}",
+        crate::human::count(report.records, "record"),
+        crate::human::count(report.subjects, "subject")
     );
     Ok(())
 }
