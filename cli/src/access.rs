@@ -43,28 +43,65 @@ pub fn context_for(args: &AccessArgs, need: secrets::KeyNeed) -> CliResult<Acces
     Ok(ctx)
 }
 
-/// What to tell an operator whose vault at `dir` is in use: the holder's pid when the
-/// lock file names one, and how to find it otherwise.
+/// What to tell an operator whose vault at `dir` is in use: the holder's pid and what to
+/// do. The pid comes from the kernel's table of file locks (Linux `/proc/locks`, see
+/// proc(5)), else from the lock file if the core wrote it there; without either, the
+/// message says how to find the holder.
 // TODO(core, issue 21 "in use names the holder"): the core takes the lock (DirLock in
-// storage/sled_backend.rs) but does not write the holder's pid into the lock file yet;
-// once it writes `pid N` (or just the number) this names it without a change here.
+// storage/sled_backend.rs) but does not write the holder's pid into the lock file; where
+// /proc/locks is missing (not Linux), a `pid N` (or bare number) written there by the core
+// would be named here without a change.
 pub fn lock_holder_hint(dir: &Path) -> String {
     // The lock file of the directory lock (`medvault::storage::DirLock`).
     let lock = dir.join("lock");
-    let pid = std::fs::read(&lock).ok().and_then(|b| {
-        let text = String::from_utf8(b.into_iter().take(64).collect()).ok()?;
-        let digits = text.trim().trim_start_matches("pid").trim();
-        digits.parse::<u32>().ok()
+    let pid = flock_holder(&lock).or_else(|| {
+        let bytes = std::fs::read(&lock).ok()?;
+        let text = String::from_utf8(bytes.into_iter().take(64).collect()).ok()?;
+        text.trim()
+            .trim_start_matches("pid")
+            .trim()
+            .parse::<u32>()
+            .ok()
     });
     match pid {
-        Some(pid) => {
-            format!(" (held by process {pid}); wait for it to finish, or stop it if it is stuck")
-        }
+        Some(pid) => format!(
+            " (held by process {pid}); wait for it to finish, or stop that process if it is stuck \
+             (e.g. `kill {pid}`), then retry"
+        ),
         None => format!(
             "; another medvault command or application has it open: wait for it to finish, \
              or find the holder's pid with `fuser -v {}` (or `lsof`) and stop it if it is stuck",
             lock.display()
         ),
+    }
+}
+
+/// The pid holding a `flock` on `file`, from `/proc/locks` (lines like
+/// `1: FLOCK  ADVISORY  WRITE 22981 fe:00:5612241 0 EOF`: pid, then device major:minor
+/// in hex and inode). `None` off Linux or when no holder is listed.
+fn flock_holder(file: &Path) -> Option<u32> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(file).ok()?;
+        let dev = meta.dev();
+        // The Linux dev_t encoding (glibc's gnu_dev_major / gnu_dev_minor).
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        let want = format!("{major:02x}:{minor:02x}:{}", meta.ino());
+        let table = std::fs::read_to_string("/proc/locks").ok()?;
+        table.lines().find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // Blocked waiters are listed as `N: -> FLOCK ...`: not holders.
+            (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
+                .then(|| f.get(4)?.parse().ok())
+                .flatten()
+        })
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        None
     }
 }
 

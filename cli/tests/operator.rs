@@ -326,6 +326,11 @@ fn every_documented_exit_code_is_produced_by_its_failure() {
         let line = expect(mv.run(&["stats", v]), 8, "vault locked");
         assert!(line.contains("in use"), "{line}");
         assert!(line.contains("wait for it to finish"), "{line}");
+        // The holder is this test process (Linux: named from /proc/locks).
+        if cfg!(target_os = "linux") {
+            let me = format!("held by process {}", std::process::id());
+            assert!(line.contains(&me), "{line}");
+        }
         lock.unlock().unwrap();
     }
 
