@@ -13,7 +13,9 @@ use medvault::{Action, Purpose};
     name = "medvault",
     version,
     about,
-    after_help = "The root key comes from MEDVAULT_PASSPHRASE, MEDVAULT_KEY_FILE (32 raw bytes or \
+    after_help = "In a command's usage, <ARG> is required and [ARG] optional; options marked \
+[required] may come from their environment variable instead.\n\
+The root key comes from MEDVAULT_PASSPHRASE, MEDVAULT_KEY_FILE (32 raw bytes or \
 64 hex characters) or a no-echo prompt; never from the command line.\n\
 Exit codes: 0 ok, 1 other error, 2 usage, 3 wrong key, 4 integrity failure, 5 not found, \
 6 access denied, 7 import rejected some input, 8 vault in use, 9 vault already exists, \

@@ -412,6 +412,17 @@ fn help_describes_every_argument_and_lists_accepted_values() {
             assert!(help.contains("patient-request"), "{cmd:?}\n{help}");
         }
     }
+    // The top-level help lists the same exit codes as docs/CLI.md.
+    let top = mv.ok(&["--help"]);
+    let listed = top
+        .split("Exit codes:")
+        .nth(1)
+        .expect("--help lists the exit codes");
+    let listed: BTreeSet<i32> = listed
+        .split(',')
+        .filter_map(|item| item.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(listed, documented_codes(), "{top}");
     let log_help = mv.ok(&["audit", "log", "--help"]);
     assert!(log_help.contains("key_rotation"), "{log_help}");
     for arg in ["<VAULT>", "<SUBJECT>", "[COLLECTION]", "[RECORD_ID]"] {
