@@ -122,8 +122,8 @@ impl Demo {
             &mut r,
             format!(
                 "medvault demo: {patients} synthetic patients (seed {seed}), {records} FHIR resources, \
-                 {:.1} MiB NDJSON in {} files",
-                mib(ds.bytes),
+                 {} NDJSON in {} files",
+                crate::human::bytes(ds.bytes),
                 ds.files
             ),
         );
@@ -455,12 +455,12 @@ impl Demo {
         w(
             &mut r,
             format!(
-                "  plaintext scan: {} hits for {} names and identifiers in {} vault files ({:.1} MiB, {:.2} s); \
+                "  plaintext scan: {} hits for {} names and identifiers in {} vault files ({}, {:.2} s); \
                  control: {} of them found in the NDJSON input",
                 in_vault.hits,
                 ds.needles.len(),
                 in_vault.files,
-                mib(in_vault.bytes),
+                crate::human::bytes(in_vault.bytes),
                 secs,
                 control.hits
             ),
