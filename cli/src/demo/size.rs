@@ -11,7 +11,7 @@ use crate::exit::CliResult;
 use crate::human::bytes;
 
 /// One report line (wrapped) explaining why the vault at `dir` (closed) is larger than
-/// its `input_bytes` of NDJSON input. Key prefixes: docs/FORMAT.md "Key space".
+/// its `input_bytes` of NDJSON input. Key prefixes: docs/FORMAT.md "Storage key space".
 pub fn explain(dir: &Path, input_bytes: u64) -> CliResult<String> {
     let store = SledStorage::open(dir, &SledOptions::default()).map_err(Error::from)?;
     let (mut records, mut log, mut log_entries, mut indexes, mut keys, mut other) =
