@@ -52,7 +52,7 @@ impl Gen {
             reason: (purpose == Purpose::Emergency).then(|| "emergency".to_owned()),
             action,
             outcome,
-            subject_pseudonym: patient.map(|_| tag),
+            subject_pseudonym: patient.map(|_| medvault::SubjectTag::from(tag)),
             target: patient.map(|p| Target {
                 subject: p.to_owned(),
                 collection: Some("Patient".into()),

@@ -80,7 +80,7 @@ pub fn evaluate(entries: &[LogEntry], th: &AlertThresholds) -> Vec<Alert> {
     let mut denial_quiet_until: BTreeMap<&str, u64> = BTreeMap::new();
     let mut cared: HashSet<(&str, String)> = HashSet::new();
     for e in entries {
-        let pseudo = e.subject_pseudonym.map(|p| hex(&p));
+        let pseudo = e.subject_pseudonym.map(|p| hex(p.as_bytes()));
         let actor = e.actor.as_str();
         let t = e.time_ms;
         let emergency = e.purpose_code.is_none() && e.purpose == Purpose::Emergency;

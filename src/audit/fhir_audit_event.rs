@@ -207,7 +207,7 @@ pub fn audit_event(e: &LogEntry, vault_id: &[u8; 16], created: bool) -> Value {
     });
     let patient_id = match (&e.target, &e.subject_pseudonym) {
         (Some(t), _) => json!({"system": SUBJECT_SYSTEM, "value": t.subject}),
-        (None, Some(p)) => json!({"system": PSEUDONYM_SYSTEM, "value": hex(p)}),
+        (None, Some(p)) => json!({"system": PSEUDONYM_SYSTEM, "value": hex(p.as_bytes())}),
         (None, None) => json!({"system": PSEUDONYM_SYSTEM, "value": "unknown"}),
     };
     let mut entities = vec![json!({

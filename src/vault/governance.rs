@@ -73,7 +73,12 @@ impl Vault {
                     // is stamped with the new version.
                     previous = self.policy.get();
                     version = previous.as_ref().map_or(0, |(v, _)| *v) + 1;
-                    let sealed = seal_policy(&self.vault_secret, &self.vault_id, version, &policy);
+                    let sealed = seal_policy(
+                        &self.vault_secret,
+                        self.vault_id.as_bytes(),
+                        version,
+                        &policy,
+                    );
                     batch.put(keyspace::POLICY.to_vec(), sealed);
                     for e in entries.iter_mut() {
                         e.policy_version = version;
@@ -244,7 +249,7 @@ impl Vault {
                 ..LogQuery::default()
             })?;
             Ok((
-                AccessReport::build(subject, self.vault_id, now(), all),
+                AccessReport::build(subject, *self.vault_id.as_bytes(), now(), all),
                 keys,
             ))
         })?;
@@ -310,7 +315,7 @@ impl Vault {
                     && q.since_ms.is_none_or(|t| e.time_ms >= t)
                     && q.until_ms.is_none_or(|t| e.time_ms < t);
                 if keep {
-                    events.push(audit_event(e, &self.vault_id, c));
+                    events.push(audit_event(e, self.vault_id.as_bytes(), c));
                 }
             }
             Ok(events)
