@@ -3,6 +3,7 @@
 //! `audit alerts`, `audit export --format fhir`.
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test with its message
 
+#[allow(dead_code)] // the shared runner has helpers this file does not use
 mod support;
 
 use serde_json::Value;
