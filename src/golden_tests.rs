@@ -26,7 +26,7 @@ use crate::audit::test_clock;
 use crate::crypto::test_rng;
 use crate::danger::{FaultPlan, FaultyStorage, RawAccess};
 use crate::header::Header;
-use crate::keyring::Keyring;
+use crate::keyring::{Keyring, SubjectTag};
 use crate::storage::MemoryStorage;
 use crate::{
     AccessContext, Action, Checkpoint, Error, IndexSpec, KdfParams, KeySource, LogEntry,
@@ -178,7 +178,7 @@ fn build_all() -> Vec<(String, Vec<u8>)> {
     let _rng = test_rng::seed(RNG_SEED + 1);
     let (h, u) = Header::create(
         &KeySource::passphrase(PASSPHRASE),
-        KdfParams::insecure_for_tests(),
+        crate::danger::insecure_kdf_params(),
     )
     .unwrap();
     out.push(("header_passphrase.bin".to_owned(), h.encode(&u.root)));
@@ -313,6 +313,7 @@ fn golden_files_decode() {
         .collect::<Vec<u8>>()
         .try_into()
         .unwrap();
+    let tag = SubjectTag::from(tag);
     let sk = keyring
         .decode_entry(&tag, golden("subject_entry.bin"))
         .unwrap();
@@ -494,7 +495,7 @@ fn golden_files_decode() {
     )
     .unwrap();
     let (params, _salt) = h.root.kdf.unwrap();
-    assert_eq!(params, KdfParams::insecure_for_tests());
+    assert_eq!(params, crate::danger::insecure_kdf_params());
     assert!(matches!(
         Header::unlock(
             golden("header_passphrase.bin"),

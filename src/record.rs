@@ -278,7 +278,7 @@ fn skip(b: &[u8], pos: usize, depth: usize) -> Result<usize> {
 
 /// Everything a record's AADs bind besides the field name.
 pub(crate) struct Binding<'a> {
-    pub vault_id: &'a [u8; 16],
+    pub vault_id: &'a crate::VaultId,
     pub storage_key: &'a [u8],
     pub key: &'a RecordKey,
     pub key_version: u32,
@@ -289,7 +289,7 @@ impl Binding<'_> {
         let mut aad = Vec::with_capacity(64);
         aad.extend_from_slice(b"medvault/v1/record-meta");
         aad.push(RECORD_VERSION);
-        aad.extend_from_slice(self.vault_id);
+        aad.extend_from_slice(self.vault_id.as_bytes());
         aad.extend_from_slice(&self.key_version.to_be_bytes());
         put_lp16(&mut aad, self.storage_key);
         aad
@@ -302,7 +302,7 @@ impl Binding<'_> {
             Vec::with_capacity(64 + k.subject.len() + k.collection.len() + k.record_id.len());
         aad.extend_from_slice(b"medvault/v1/field");
         aad.push(RECORD_VERSION);
-        aad.extend_from_slice(self.vault_id);
+        aad.extend_from_slice(self.vault_id.as_bytes());
         put_lp16(&mut aad, k.subject.as_bytes());
         put_lp16(&mut aad, k.collection.as_bytes());
         put_lp16(&mut aad, k.record_id.as_bytes());
@@ -488,7 +488,7 @@ mod tests {
         let dek = AeadKey::new(&SecretKey::random());
         let key = RecordKey::new("s", "c", "r");
         let bind = Binding {
-            vault_id: &[1; 16],
+            vault_id: &crate::VaultId::from([1; 16]),
             storage_key: b"sk",
             key: &key,
             key_version: 3,

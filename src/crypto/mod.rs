@@ -13,7 +13,7 @@ use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 pub use aead::AeadKey;
-pub use kdf::KdfParams;
+pub use kdf::{DEFAULT_MAX_KDF_WORK, KdfParams};
 
 /// Length in bytes of every symmetric key in medvault (AES-256, HMAC-SHA256 keys).
 pub const KEY_LEN: usize = 32;

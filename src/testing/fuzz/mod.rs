@@ -66,12 +66,12 @@ pub fn log_entry_key(seq: u64) -> Vec<u8> {
 const ROOT: [u8; 32] = [0x5a; 32];
 const NEXT_ROOT: [u8; 32] = [0xa5; 32];
 const PASSPHRASE: &str = "fuzz";
-const VAULT_ID: [u8; 16] = [0x42; 16];
+const VAULT_ID: crate::VaultId = crate::VaultId::from_bytes([0x42; 16]);
 const VAULT_SECRET: [u8; 32] = [0x33; 32];
 const DEK_V1: [u8; 32] = [0x44; 32];
 const DEK_V2: [u8; 32] = [0x45; 32];
 const AUDIT_KEY: [u8; 32] = [0x46; 32];
-const TAG: SubjectTag = [0x77; 16];
+const TAG: SubjectTag = SubjectTag::from_bytes([0x77; 16]);
 const SUBJECT: &str = "fuzz-subject";
 const STORAGE_KEY: &[u8] = b"r-fuzz-storage-key";
 

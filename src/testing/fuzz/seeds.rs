@@ -27,7 +27,7 @@ pub fn decoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     }
     let (h, u) = expect(Header::create(
         &KeySource::passphrase(PASSPHRASE),
-        KdfParams::insecure_for_tests(),
+        crate::danger::insecure_kdf_params(),
     ));
     out.push((
         "header",
