@@ -51,6 +51,7 @@ pub mod fuzzing;
 mod golden_tests;
 mod header;
 pub mod index;
+pub mod json;
 mod keyring;
 pub mod record;
 pub mod storage;
