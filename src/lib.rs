@@ -38,15 +38,10 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;
-#[doc(hidden)]
-pub mod bench_internals;
 mod codec;
 pub mod context;
 pub mod crypto;
 mod error;
-pub mod fhir;
-#[doc(hidden)]
-pub mod fuzzing;
 #[cfg(test)]
 mod golden_tests;
 mod header;
@@ -55,6 +50,9 @@ pub mod json;
 mod keyring;
 pub mod record;
 pub mod storage;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 mod vault;
 
 pub use audit::{Action, Checkpoint, LogEntry, Outcome, Target};

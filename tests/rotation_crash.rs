@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::crash::{CrashChild, child_command, child_env};
 use medvault::{
     AccessContext, Action, Error, KdfParams, KeySource, Purpose, RecordKey, RotationScope, Vault,
 };
@@ -66,10 +65,9 @@ fn check(v: &Vault, all: &[(RecordKey, Value)]) {
 #[test]
 #[ignore = "child process of the crash tests"]
 fn rotation_child() {
-    let Ok(kind) = std::env::var(CHILD_ENV) else {
+    let Some((kind, dir)) = child_env(CHILD_ENV, DIR_ENV) else {
         return;
     };
-    let dir = PathBuf::from(std::env::var(DIR_ENV).unwrap());
     let g: u8 = std::env::var(KEY_ENV).unwrap().parse().unwrap();
     let v = Vault::open(&dir, key(g)).unwrap();
     println!("ready");
@@ -78,56 +76,54 @@ fn rotation_child() {
             v.rotate_data_keys(&ctx(), &RotationScope::All, &mut |_| {})
                 .unwrap();
         }
-        _ => {
-            v.rotate_root_key(
-                &ctx(),
-                key(g + 1),
-                KdfParams::insecure_for_tests(),
-                &mut |_| {},
-            )
-            .unwrap();
-        }
+        _ => rotate_root(&v, g),
     }
     println!("done");
+}
+
+/// Every record written to a test vault, in order.
+type Records = Vec<(RecordKey, Value)>;
+
+/// A vault of the test data's patients in a fresh temporary folder: (the folder, kept
+/// alive by the caller; the vault's path; every record written). `None` (skip) without
+/// the test data.
+fn fixture() -> Option<(tempfile::TempDir, PathBuf, Records)> {
+    let data = data_dir()?;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let all = build(&dir, &data);
+    Some((tmp, dir, all))
+}
+
+/// Rotates `v`'s root key from `key(g)` to `key(g + 1)`.
+fn rotate_root(v: &Vault, g: u8) {
+    v.rotate_root_key(
+        &ctx(),
+        key(g + 1),
+        KdfParams::insecure_for_tests(),
+        &mut |_| {},
+    )
+    .unwrap();
 }
 
 /// Starts the child, waits for it to have opened the vault, kills it after `delay`.
 /// Returns whether it had finished before the kill.
 fn run_and_kill(kind: &str, dir: &Path, g: u8, delay: Duration) -> bool {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "rotation_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, kind)
-        .env(DIR_ENV, dir)
-        .env(KEY_ENV, g.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while out.read_line(&mut line).unwrap() > 0 && !line.contains("ready") {
-        line.clear();
-    }
-    std::thread::sleep(delay);
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
-    let mut rest = String::new();
-    let _ = std::io::Read::read_to_string(&mut out, &mut rest);
-    rest.contains("done")
+    let mut child = CrashChild::spawn(
+        child_command("rotation_child")
+            .env(CHILD_ENV, kind)
+            .env(DIR_ENV, dir)
+            .env(KEY_ENV, g.to_string()),
+    );
+    child.wait_ready();
+    child.kill_after(delay).stdout.contains("done")
 }
 
 #[test]
 fn data_key_rotation_survives_sigkill_30_times() {
-    let Some(data) = data_dir() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("v");
-    let all = build(&dir, &data);
+    let Some((_tmp, dir, all)) = fixture() else {
+        return;
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xD47A);
     let (mut interrupted, mut finished) = (0, 0);
     for _ in 0..30 {
@@ -161,10 +157,9 @@ fn data_key_rotation_survives_sigkill_30_times() {
 
 #[test]
 fn root_key_rotation_survives_sigkill_20_times() {
-    let Some(data) = data_dir() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("v");
-    let all = build(&dir, &data);
+    let Some((_tmp, dir, all)) = fixture() else {
+        return;
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x2007);
     let mut g = 0u8;
     let (mut both, mut old_only, mut new_only) = (0, 0, 0);
@@ -196,13 +191,7 @@ fn root_key_rotation_survives_sigkill_20_times() {
             Err(e) => panic!("unexpected error opening with the new key: {e}"),
         }
         let v = Vault::open(&dir, key(g)).unwrap();
-        v.rotate_root_key(
-            &ctx(),
-            key(g + 1),
-            KdfParams::insecure_for_tests(),
-            &mut |_| {},
-        )
-        .unwrap();
+        rotate_root(&v, g);
         drop(v);
         assert!(matches!(Vault::open(&dir, key(g)), Err(Error::WrongKey)));
         g += 1;

@@ -1,0 +1,199 @@
+//! `audit verify`, `audit checkpoint`, `audit log`: the access log.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+use medvault::{Action, Checkpoint, LogQuery, Outcome, Purpose};
+
+use crate::access;
+use crate::args::AccessArgs;
+use crate::clock;
+use crate::exit::{CliResult, Failure};
+
+/// Largest checkpoint file read (a token is 185 characters).
+const MAX_CHECKPOINT_FILE: u64 = 4096;
+
+/// `medvault audit verify VAULT [--checkpoint FILE]`.
+pub fn verify(path: &Path, checkpoint: Option<&Path>, args: &AccessArgs) -> CliResult {
+    let ctx = access::context(args)?;
+    let cp =
+        match checkpoint {
+            Some(file) => {
+                // Bounded read: /dev/zero or a pipe report 0 bytes and never end.
+                let mut raw = Vec::new();
+                std::fs::File::open(file)
+                    .and_then(|f| {
+                        std::io::Read::read_to_end(
+                            &mut std::io::Read::take(f, MAX_CHECKPOINT_FILE + 1),
+                            &mut raw,
+                        )
+                    })
+                    .map_err(|e| Failure::other(format!("checkpoint {}: {e}", file.display())))?;
+                let text = match String::from_utf8(raw) {
+                    Ok(t) if t.len() as u64 <= MAX_CHECKPOINT_FILE => t,
+                    _ => {
+                        return Err(Failure::other(format!(
+                            "checkpoint {}: not a checkpoint file",
+                            file.display()
+                        )));
+                    }
+                };
+                Some(Checkpoint::from_text(&text).map_err(|e| {
+                    Failure::from(e).context(format!("checkpoint {}", file.display()))
+                })?)
+            }
+            None => None,
+        };
+    let vault = access::open_vault(path, &ctx)?;
+    let started = Instant::now();
+    let n = vault.verify(&ctx, cp.as_ref())?;
+    let secs = started.elapsed().as_secs_f64();
+    match &cp {
+        Some(c) => println!(
+            "access log intact: {n} entries verified in {secs:.3} s; it extends the checkpoint at entry {}",
+            c.next_seq
+        ),
+        None => println!("access log intact: {n} entries verified in {secs:.3} s"),
+    }
+    Ok(())
+}
+
+/// `medvault audit checkpoint VAULT`: the token on stdout.
+pub fn checkpoint(path: &Path, args: &AccessArgs) -> CliResult {
+    let (ctx, vault) = access::open(path, args)?;
+    let cp = vault.checkpoint(&ctx)?;
+    println!("{}", cp.to_text());
+    Ok(())
+}
+
+/// Filters of `audit log`, as typed.
+pub struct Filter {
+    pub subject: Option<String>,
+    pub actor: Option<String>,
+    pub purpose: Option<Purpose>,
+    pub action: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// `medvault audit log VAULT [filters] [--json]`.
+pub fn log(
+    path: &Path,
+    filter: Filter,
+    json: bool,
+    auditor: Option<String>,
+    auditor_purpose: Option<Purpose>,
+) -> CliResult {
+    let env = AccessArgs {
+        actor: auditor.or_else(|| std::env::var("MEDVAULT_ACTOR").ok()),
+        purpose: match auditor_purpose {
+            Some(p) => Some(p),
+            None => match std::env::var("MEDVAULT_PURPOSE") {
+                Ok(s) => Some(
+                    s.parse::<Purpose>()
+                        .map_err(|e| Failure::usage(format!("MEDVAULT_PURPOSE: {e}")))?,
+                ),
+                Err(_) => None,
+            },
+        },
+        reason: std::env::var("MEDVAULT_REASON").ok(),
+    };
+    let ctx = access::context(&env).map_err(|f| {
+        Failure::usage(format!(
+            "{} (for `audit log`, name the auditor with --auditor/--auditor-purpose; --actor and --purpose filter)",
+            f.message
+        ))
+    })?;
+    let time = |s: &Option<String>, flag: &str| -> CliResult<Option<u64>> {
+        s.as_deref()
+            .map(|t| {
+                clock::parse_ms(t).ok_or_else(|| {
+                    Failure::usage(format!(
+                        "{flag}: expected a UTC time like 2024-08-06T18:12:57Z, a date, or epoch milliseconds"
+                    ))
+                })
+            })
+            .transpose()
+    };
+    let q = LogQuery {
+        subject: filter.subject,
+        actor: filter.actor,
+        purpose: filter.purpose,
+        action: filter
+            .action
+            .as_deref()
+            .map(|a| a.parse::<Action>())
+            .transpose()
+            .map_err(|_| Failure::usage("--action: unknown action"))?,
+        since_ms: time(&filter.since, "--since")?,
+        until_ms: time(&filter.until, "--until")?,
+    };
+    let vault = access::open_vault(path, &ctx)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if json {
+        vault.audit_export_jsonl(&ctx, &q, &mut out)?;
+        out.flush()?;
+        return Ok(());
+    }
+    for e in vault.audit_query(&ctx, &q)? {
+        let outcome = match &e.outcome {
+            Outcome::Ok => "ok".to_owned(),
+            Outcome::Denied => "DENIED".to_owned(),
+            Outcome::Failed(k) => format!("failed:{k}"),
+        };
+        let mut what = String::new();
+        if let Some(t) = &e.target {
+            what.push_str(&t.subject);
+            for part in [&t.collection, &t.record_id].into_iter().flatten() {
+                what.push('/');
+                what.push_str(part);
+            }
+            if !t.fields.is_empty() {
+                what.push_str(&format!(" [{}]", t.fields.join(",")));
+            }
+        } else if let Some(p) = &e.subject_pseudonym {
+            what = format!("subject#{}", crate::commands::vault::hex(p));
+        }
+        // Actor ids, ids and notes come from callers: escape control characters so a
+        // crafted value cannot forge a line of the trail or drive the terminal.
+        write!(
+            out,
+            "{:>8} {} {:<16} {:<15} {:<12} {:<7} {}",
+            e.seq,
+            clock::format_ms(e.time_ms),
+            escape(&e.actor),
+            e.purpose.name(),
+            e.action.name(),
+            outcome,
+            escape(&what)
+        )?;
+        if let Some(r) = &e.reason {
+            write!(out, " reason={r:?}")?;
+        }
+        if !e.note.is_empty() {
+            write!(out, " ({})", escape(&e.note))?;
+        }
+        writeln!(out)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `s` with control characters (newlines, escapes) written as `\u{..}` escapes.
+pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_unicode().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}

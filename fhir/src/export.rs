@@ -1,0 +1,113 @@
+//! Export of stored FHIR resources as NDJSON (one resource per line, FHIR Bulk Data
+//! Access IG "ndjson" output): the one code path behind `medvault export` and the demo.
+//!
+//! Each subject is read with [`Vault::export_records_of`] (one access-log `export` entry per subject
+//! naming the number of records, appended before anything is written), so memory holds one
+//! subject's records at a time. Each line is the stored record value, which for an import
+//! is the input resource as a JSON value.
+
+use std::io::Write;
+
+use serde_json::Value;
+
+use medvault::AccessContext;
+use medvault::Error;
+use medvault::RecordKey;
+use medvault::Vault;
+
+/// Where an export stands, passed to the progress callback after each subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExportProgress {
+    /// Subjects written so far.
+    pub subjects_done: u64,
+    /// Subjects to write in total.
+    pub subjects_total: u64,
+    /// Records written so far.
+    pub records: u64,
+}
+
+/// What an export wrote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportReport {
+    /// Subjects exported (including ones that held no record).
+    pub subjects: u64,
+    /// Lines (records) written.
+    pub records: u64,
+}
+
+/// Why an export stopped. Lines already written stay written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// The vault refused or failed a read.
+    #[error(transparent)]
+    Vault(#[from] Error),
+    /// Writing the output failed (e.g. a closed pipe).
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+/// Writes every record of `subjects` (all subjects, sorted, when empty) to `out` as
+/// NDJSON, subject by subject; within a subject the Patient comes first, then the other
+/// records by (collection, record id).
+/// `progress` is called after each subject.
+///
+/// Fails with [`ExportError::Vault`] (e.g. [`Error::NotFound`] for a named subject without
+/// records, [`Error::Integrity`] for a tampered record,
+/// [`Error::AccessDenied`]) or [`ExportError::Output`].
+pub fn export_ndjson(
+    vault: &Vault,
+    ctx: &AccessContext,
+    subjects: &[String],
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(ExportProgress),
+) -> Result<ExportReport, ExportError> {
+    let all;
+    let named = !subjects.is_empty();
+    let subjects = if subjects.is_empty() {
+        let mut s = vault.subjects(ctx)?;
+        s.sort();
+        all = s;
+        &all[..]
+    } else {
+        subjects
+    };
+    let mut report = ExportReport::default();
+    let mut line = Vec::with_capacity(64 * 1024);
+    for subject in subjects {
+        let mut records: Vec<(RecordKey, Value)> = vault.export_records_of(ctx, subject)?;
+        if named && records.is_empty() {
+            // A subject asked for by name that holds nothing (never written, or erased).
+            return Err(Error::NotFound.into());
+        }
+        sort_patient_first(&mut records);
+        for (_, value) in &records {
+            line.clear();
+            // A `Value` always encodes; the error is mapped without its text all the same.
+            serde_json::to_writer(&mut line, value)
+                .map_err(|_| Error::InvalidInput("JSON encoding failed".to_owned()))?;
+            line.push(b'\n');
+            out.write_all(&line)?;
+            report.records += 1;
+        }
+        report.subjects += 1;
+        progress(ExportProgress {
+            subjects_done: report.subjects,
+            subjects_total: subjects.len() as u64,
+            records: report.records,
+        });
+    }
+    out.flush()?;
+    Ok(report)
+}
+
+/// Sorts one subject's records the way [`export_ndjson`] writes them: the Patient first,
+/// then the others by `(collection, record id)`.
+pub fn sort_patient_first<T>(records: &mut [(RecordKey, T)]) {
+    records.sort_by(|(a, _), (b, _)| {
+        (a.collection != "Patient", &a.collection, &a.record_id).cmp(&(
+            b.collection != "Patient",
+            &b.collection,
+            &b.record_id,
+        ))
+    });
+}
