@@ -23,6 +23,7 @@
 
 mod error;
 mod scan;
+#[cfg(feature = "testing")]
 #[doc(hidden)]
 pub mod testing;
 mod tree;
