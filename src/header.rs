@@ -2,7 +2,7 @@
 //! parameters and salt, or raw), a key-check value, the vault secret wrapped under the
 //! root key, and an optional pending root-key rotation. Authenticated twice: an unkeyed
 //! SHA-256 checksum tells corruption from a wrong key, and an HMAC under a root-derived
-//! key authenticates the content once the key is known. Layout in docs/FORMAT.md §2.
+//! key authenticates the content once the key is known. Layout in docs/FORMAT.md "Header".
 
 use crate::codec::Reader;
 use crate::crypto::kdf::SALT_LEN;
@@ -10,7 +10,7 @@ use crate::crypto::{
     AeadKey, KdfParams, KeySource, MacKey, RootKey, SecretKey, aead::OVERHEAD, ct_eq, derive_key,
     sha256,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result, Structure};
 
 /// Header format version written by this build.
 pub const HEADER_VERSION: u8 = 1;
@@ -182,7 +182,8 @@ impl RootSpec {
                 // header two encodings (found by the `header` fuzz target).
                 if memory_kib != 0 || iterations != 0 || lanes != 0 || salt != [0; SALT_LEN] {
                     return Err(Error::integrity(
-                        "header: raw-key spec carries key-derivation parameters",
+                        Structure::Header,
+                        "raw-key spec carries key-derivation parameters",
                     ));
                 }
                 None
@@ -195,7 +196,12 @@ impl RootSpec {
                 },
                 salt,
             )),
-            _ => return Err(Error::integrity("header: unknown key-derivation kind")),
+            _ => {
+                return Err(Error::integrity(
+                    Structure::Header,
+                    "unknown key-derivation kind",
+                ));
+            }
         };
         Ok(RootSpec {
             kdf,
@@ -241,9 +247,9 @@ impl Header {
         kdf: KdfParams,
     ) -> Result<(Header, RootKey)> {
         let g = self.root.generation;
-        let next_gen = g
-            .checked_add(1)
-            .ok_or_else(|| Error::invalid("root-key generation exhausted"))?;
+        let next_gen = g.checked_add(1).ok_or_else(|| {
+            Error::invalid(InputKind::KeyOperation, "root-key generation exhausted")
+        })?;
         let (next, next_root) = RootSpec::new(source, kdf, &self.vault_id, next_gen)?;
         let new_under_old = wrap_key(
             &wrapping_key(current),
@@ -267,10 +273,9 @@ impl Header {
     /// Completes a root-key rotation: the pending root becomes current and the vault
     /// secret is rewrapped under it.
     pub fn finish_rotation(&self, next_root: &RootKey, vault_secret: &SecretKey) -> Result<Header> {
-        let p = self
-            .pending
-            .as_ref()
-            .ok_or_else(|| Error::invalid("no root-key rotation is pending"))?;
+        let p = self.pending.as_ref().ok_or_else(|| {
+            Error::invalid(InputKind::KeyOperation, "no root-key rotation is pending")
+        })?;
         let wrapped_secret = wrap_key(
             &wrapping_key(next_root),
             &secret_aad(&self.vault_id, p.next.generation),
@@ -314,13 +319,13 @@ impl Header {
     pub fn decode(bytes: &[u8]) -> Result<(Header, usize)> {
         let version = *bytes
             .first()
-            .ok_or_else(|| Error::integrity("header: empty"))?;
+            .ok_or_else(|| Error::integrity(Structure::Header, "empty"))?;
         if bytes.len() < 64 + 1 + MAGIC.len() {
-            return Err(Error::integrity("header: truncated"));
+            return Err(Error::integrity(Structure::Header, "truncated"));
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
         if !ct_eq(&sha256(&[body]), sum) {
-            return Err(Error::integrity("header: checksum mismatch"));
+            return Err(Error::integrity(Structure::Header, "checksum mismatch"));
         }
         if version != HEADER_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -329,10 +334,10 @@ impl Header {
             });
         }
         let mac_at = body.len() - 32;
-        let mut r = Reader::new(&body[..mac_at], "header");
+        let mut r = Reader::new(&body[..mac_at], Structure::Header);
         r.u8()?;
         if r.bytes(4)? != MAGIC {
-            return Err(Error::integrity("header: bad magic"));
+            return Err(Error::integrity(Structure::Header, "bad magic"));
         }
         let vault_id = r.array()?;
         let root = RootSpec::decode(&mut r)?;
@@ -344,7 +349,7 @@ impl Header {
                 new_under_old: r.array()?,
                 old_under_new: r.array()?,
             }),
-            _ => return Err(Error::integrity("header: bad pending flag")),
+            _ => return Err(Error::integrity(Structure::Header, "bad pending flag")),
         };
         r.finish()?;
         let _ = ROOT_SPEC_LEN;
@@ -376,7 +381,7 @@ impl Header {
                             &bridge_aad(&vid, h.root.generation, p.next.generation),
                             &p.new_under_old,
                         )
-                        .ok_or_else(|| Error::integrity("header: root bridge"))?,
+                        .ok_or_else(|| Error::integrity(Structure::Header, "root bridge"))?,
                     ),
                     None => None,
                 };
@@ -397,19 +402,19 @@ impl Header {
                     &bridge_aad(&vid, p.next.generation, h.root.generation),
                     &p.old_under_new,
                 )
-                .ok_or_else(|| Error::integrity("header: root bridge"))?;
+                .ok_or_else(|| Error::integrity(Structure::Header, "root bridge"))?;
                 (old, Some(k))
             }
         };
         if !header_mac_key(&root).verify_raw(&[&bytes[..mac_at]], &bytes[mac_at..mac_at + 32]) {
-            return Err(Error::integrity("header: MAC mismatch"));
+            return Err(Error::integrity(Structure::Header, "MAC mismatch"));
         }
         let vault_secret = unwrap_key(
             &wrapping_key(&root),
             &secret_aad(&vid, h.root.generation),
             &h.wrapped_secret,
         )
-        .ok_or_else(|| Error::integrity("header: wrapped vault secret"))?;
+        .ok_or_else(|| Error::integrity(Structure::Header, "wrapped vault secret"))?;
         Ok((
             h,
             Unlocked {

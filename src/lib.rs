@@ -48,6 +48,7 @@ mod header;
 pub mod index;
 pub mod json;
 mod keyring;
+mod keyspace;
 pub mod record;
 pub mod storage;
 #[cfg(feature = "testing")]
@@ -58,7 +59,7 @@ mod vault;
 pub use audit::{Action, Checkpoint, LogEntry, Outcome, Target};
 pub use context::{AccessContext, Purpose};
 pub use crypto::{KdfParams, KeySource, Passphrase, RootKey, SecretKey};
-pub use error::{Error, Result, StorageError};
+pub use error::{Denial, Error, InputKind, Invalid, LogFault, Result, StorageError, Structure};
 pub use index::{IndexCheck, IndexPath, IndexSpec, IndexStatus, Normalization};
 pub use record::RecordKey;
 pub use vault::{

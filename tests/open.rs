@@ -111,7 +111,7 @@ fn rechecksum(h: &mut [u8]) {
     h[n..].copy_from_slice(&sum);
 }
 
-// Header layout (docs/FORMAT.md §3): version u8, magic [4], vault_id [16], then the root
+// Header layout (docs/FORMAT.md "Header"): version u8, magic [4], vault_id [16], then the root
 // spec: kind u8, memory_kib u32, iterations u32, lanes u32, salt [16], ...
 const MEMORY_AT: usize = 22;
 const ITERATIONS_AT: usize = 26;
