@@ -126,7 +126,9 @@ impl fmt::Display for JsonError {
 impl std::error::Error for JsonError {}
 
 impl From<JsonError> for crate::error::Error {
+    /// A refused JSON text is a malformed record ([`crate::error::InputKind::Record`]);
+    /// the detail names the kind, offset and depth.
     fn from(e: JsonError) -> Self {
-        crate::error::Error::InvalidInput(e.to_string())
+        crate::error::Error::invalid(crate::error::InputKind::Record, e.to_string())
     }
 }
