@@ -36,6 +36,7 @@ use zeroize::Zeroizing;
 
 pub use error::{JsonError, JsonErrorKind};
 pub use scan::Unescaped;
+pub(crate) use scan::unescape;
 pub use tree::{Array, Member, Number, Object, Str, Value};
 
 use scan::{Sink, Validate};
@@ -424,6 +425,16 @@ fn utf8(input: &[u8], limits: Limits) -> Result<&str, JsonError> {
 /// [`JsonText::parse`] itself refuses it, so a file reader strips it explicitly.
 pub fn strip_bom(input: &[u8]) -> &[u8] {
     input.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(input)
+}
+
+/// The tree of a text already checked once (a field value cut from a [`JsonText`], read
+/// back from the vault): scanned again with the grammar checks, without the duplicate
+/// check, under the default depth.
+pub(crate) fn tree_of(text: &str) -> Result<Value<'_>, JsonError> {
+    let mut sink = tree::TreeSink::new(text);
+    scan::scan(text, DEFAULT_MAX_DEPTH, false, &mut sink)?;
+    sink.finish()
+        .ok_or_else(|| JsonError::new(JsonErrorKind::UnexpectedEnd, 0, 0))
 }
 
 /// Validates without keeping anything (same checks as [`JsonText::parse_with`]).
