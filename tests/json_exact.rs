@@ -867,3 +867,15 @@ fn issue_examples_through_the_vault() {
         r#"{"a":[true,null],"b":1}"#
     );
 }
+
+proptest! {
+    /// Regression (model test, step "womy"): a typed value's f64 written by serde_json
+    /// and read back through the exact text is the same f64 (serde_json parses with
+    /// `float_roundtrip`; without it `-8.736309982439528e-301` read back as ...527e-301).
+    #[test]
+    fn typed_floats_round_trip(x in any::<f64>().prop_filter("finite", |x| x.is_finite())) {
+        let text = JsonText::from_serialize(&serde_json::json!({"v": x})).unwrap();
+        let back: BTreeMap<String, f64> = text.deserialize().unwrap();
+        prop_assert_eq!(back["v"].to_bits(), x.to_bits());
+    }
+}
