@@ -64,17 +64,17 @@ pub(crate) struct Unlocked {
 
 /// The AEAD key that wraps keys under a root key: HKDF(root, "medvault/v1/kek").
 pub(crate) fn wrapping_key(root: &RootKey) -> AeadKey {
-    AeadKey::new(&derive_key(root, &[b"medvault/v1/kek"]))
+    AeadKey::new(&derive_key(root.secret(), &[b"medvault/v1/kek"]))
 }
 
 fn key_check(root: &RootKey, vault_id: &[u8; 16], generation: u32) -> [u8; 32] {
-    MacKey::new(&derive_key(root, &[b"medvault/v1/key-check"]))
+    MacKey::new(&derive_key(root.secret(), &[b"medvault/v1/key-check"]))
         .mac_parts(&[vault_id, &generation.to_be_bytes()])
 }
 
 /// The key of the header MAC: HKDF(root, "medvault/v1/header-mac").
 pub(crate) fn header_mac_key(root: &RootKey) -> MacKey {
-    MacKey::new(&derive_key(root, &[b"medvault/v1/header-mac"]))
+    MacKey::new(&derive_key(root.secret(), &[b"medvault/v1/header-mac"]))
 }
 
 /// Wraps a 256-bit key under `kek` with the given AAD; returns the fixed-size envelope.
@@ -113,7 +113,9 @@ fn bridge_aad(vault_id: &[u8; 16], from: u32, to: u32) -> Vec<u8> {
 /// the reverse) is a wrong key.
 fn derive_root(spec: &RootSpec, source: &KeySource) -> Result<RootKey> {
     match (&spec.kdf, source) {
-        (Some((params, salt)), KeySource::Passphrase(p)) => params.derive(p, salt),
+        (Some((params, salt)), KeySource::Passphrase(p)) => {
+            params.derive(p, salt).map(RootKey::from_secret)
+        }
         (None, KeySource::Raw(k)) => Ok(k.clone()),
         _ => Err(Error::WrongKey),
     }
@@ -132,7 +134,7 @@ impl RootSpec {
             KeySource::Passphrase(p) => {
                 let mut salt = [0u8; SALT_LEN];
                 crate::crypto::random_bytes(&mut salt);
-                let root = kdf.derive(p, &salt)?;
+                let root = RootKey::from_secret(kdf.derive(p, &salt)?);
                 (Some((kdf, salt)), root)
             }
             KeySource::Raw(k) => (None, k.clone()),
@@ -254,12 +256,12 @@ impl Header {
         let new_under_old = wrap_key(
             &wrapping_key(current),
             &bridge_aad(&self.vault_id, g, next_gen),
-            &next_root,
+            next_root.secret(),
         );
         let old_under_new = wrap_key(
             &wrapping_key(&next_root),
             &bridge_aad(&self.vault_id, next_gen, g),
-            current,
+            current.secret(),
         );
         let mut h = self.clone();
         h.pending = Some(PendingRoot {
@@ -381,6 +383,7 @@ impl Header {
                             &bridge_aad(&vid, h.root.generation, p.next.generation),
                             &p.new_under_old,
                         )
+                        .map(RootKey::from_secret)
                         .ok_or_else(|| Error::integrity(Structure::Header, "root bridge"))?,
                     ),
                     None => None,
@@ -403,7 +406,7 @@ impl Header {
                     &p.old_under_new,
                 )
                 .ok_or_else(|| Error::integrity(Structure::Header, "root bridge"))?;
-                (old, Some(k))
+                (RootKey::from_secret(old), Some(k))
             }
         };
         if !header_mac_key(&root).verify_raw(&[&bytes[..mac_at]], &bytes[mac_at..mac_at + 32]) {
@@ -503,10 +506,13 @@ mod tests {
         let bytes = hp.encode(&u.root);
         let (_, a) = Header::unlock(&bytes, &pw("old")).unwrap();
         let (_, b) = Header::unlock(&bytes, &KeySource::raw([7; 32])).unwrap();
-        assert_eq!(a.root.expose_secret(), b.root.expose_secret());
         assert_eq!(
-            a.next_root.unwrap().expose_secret(),
-            b.next_root.unwrap().expose_secret()
+            a.root.secret().expose_secret(),
+            b.root.secret().expose_secret()
+        );
+        assert_eq!(
+            a.next_root.unwrap().secret().expose_secret(),
+            b.next_root.unwrap().secret().expose_secret()
         );
         let done = hp.finish_rotation(&next, &u.vault_secret).unwrap();
         let bytes = done.encode(&next);

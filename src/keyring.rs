@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, put_lp32};
-use crate::crypto::{AeadKey, SecretKey};
+use crate::crypto::{AeadKey, RootKey, SecretKey};
 use crate::error::{Error, InputKind, Result, Structure};
 use crate::header::{WRAPPED_LEN, unwrap_key, wrap_key, wrapping_key};
 use crate::keyspace;
@@ -198,9 +198,9 @@ struct Cache {
 impl Keyring {
     pub fn new(
         vault_id: [u8; 16],
-        root: &SecretKey,
+        root: &RootKey,
         generation: u32,
-        next: Option<(&SecretKey, u32)>,
+        next: Option<(&RootKey, u32)>,
         capacity: usize,
     ) -> Self {
         Keyring {
@@ -248,7 +248,7 @@ impl Keyring {
 
     /// Installs the next root key for a rotation (`Some`) or promotes it (`None`:
     /// rotation finished, the next root becomes current).
-    pub fn set_next_root(&self, next: Option<(&SecretKey, u32)>) {
+    pub fn set_next_root(&self, next: Option<(&RootKey, u32)>) {
         let mut k = self.keks();
         match next {
             Some((key, g)) => k.next = Some((g, Arc::new(wrapping_key(key)))),

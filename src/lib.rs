@@ -40,7 +40,8 @@
 pub mod audit;
 mod codec;
 pub mod context;
-pub mod crypto;
+mod crypto;
+pub mod danger;
 mod error;
 #[cfg(test)]
 mod golden_tests;
@@ -58,7 +59,7 @@ mod vault;
 
 pub use audit::{Action, Checkpoint, LogEntry, Outcome, Target};
 pub use context::{AccessContext, Purpose};
-pub use crypto::{KdfParams, KeySource, Passphrase, RootKey, SecretKey};
+pub use crypto::{KdfParams, KeySource, Passphrase, RootKey};
 pub use error::{Denial, Error, InputKind, Invalid, LogFault, Result, StorageError, Structure};
 pub use index::{IndexCheck, IndexPath, IndexSpec, IndexStatus, Normalization};
 pub use record::RecordKey;

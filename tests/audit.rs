@@ -9,6 +9,7 @@
 
 mod common;
 
+use medvault::danger::RawAccess;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 

@@ -10,6 +10,7 @@
 
 pub mod crash;
 
+use medvault::danger::RawAccess;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 

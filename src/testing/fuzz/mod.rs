@@ -15,8 +15,10 @@
 //! Every target that needs keys uses fixed fixture keys, so seeds built by
 //! [`decoder_seeds`] get past authentication and the fuzzer can mutate from there.
 
+use crate::danger::RawAccess;
+
 use crate::audit::{AuditLog, PendingEntry, decode_body, parse_target};
-use crate::crypto::{AeadKey, KdfParams, KeySource, SecretKey, sha256};
+use crate::crypto::{AeadKey, KdfParams, KeySource, RootKey, SecretKey, sha256};
 use crate::header::{Header, header_mac_key};
 use crate::json::{JsonText, unescape};
 use crate::keyring::{Keyring, SubjectTag};
@@ -72,8 +74,8 @@ const TAG: SubjectTag = [0x77; 16];
 const SUBJECT: &str = "fuzz-subject";
 const STORAGE_KEY: &[u8] = b"r-fuzz-storage-key";
 
-fn root() -> SecretKey {
-    SecretKey::from_bytes(ROOT)
+fn root() -> RootKey {
+    RootKey::from_bytes(ROOT)
 }
 
 fn dek(version: u32) -> Option<AeadKey> {
@@ -222,7 +224,7 @@ pub fn check_header(data: &[u8]) {
 // ----- subject entry -----------------------------------------------------------------
 
 fn fixture_keyring(with_next: bool) -> Keyring {
-    let next = SecretKey::from_bytes(NEXT_ROOT);
+    let next = RootKey::from_bytes(NEXT_ROOT);
     Keyring::new(VAULT_ID, &root(), 0, with_next.then_some((&next, 1)), 16)
 }
 
