@@ -278,6 +278,9 @@ proptest! {
         prop_assert_eq!(text.as_str(), compact(&g));
         same_tree(&text.tree(), &g);
         assert!(json::testing::check(input.as_bytes()));
+        // Indented for people, the tokens stay: it parses back to the same text.
+        let pretty = text.pretty();
+        prop_assert_eq!(JsonText::parse(pretty.as_bytes()).unwrap(), text);
     }
 
     /// An object splits into the generator's members (name token, exact value text) and
@@ -406,6 +409,10 @@ fn only_insignificant_whitespace_goes() {
     assert_eq!(
         text.as_str(),
         "{\"z\":\" a\\tb \\u00E9\\/\",\"a\":[1,-0,{},[]]}"
+    );
+    assert_eq!(
+        *text.pretty(),
+        "{\n  \"z\": \" a\\tb \\u00E9\\/\",\n  \"a\": [\n    1,\n    -0,\n    {},\n    []\n  ]\n}"
     );
     let tree = text.tree();
     let z = tree.get("z").unwrap().as_str().unwrap();

@@ -201,6 +201,15 @@ impl JsonText {
             .unwrap_or(Value::Null)
     }
 
+    /// The text indented for people (two spaces per level, `": "` after names, one
+    /// member or item per line), tokens untouched: numbers and strings stay byte for
+    /// byte, so parsing the result gives back this text. Zeroized on drop.
+    pub fn pretty(&self) -> Zeroizing<String> {
+        let mut out = Zeroizing::new(String::with_capacity(self.text.len() * 2));
+        pretty_into(&self.tree(), 0, &mut out);
+        out
+    }
+
     /// True when the top-level value is an object.
     pub fn is_object(&self) -> bool {
         self.text.starts_with('{')
@@ -233,6 +242,44 @@ impl JsonText {
             b.member(name, value);
         }
         b.finish()
+    }
+}
+
+fn pretty_into(v: &Value<'_>, depth: usize, out: &mut String) {
+    let indent = |out: &mut String, d: usize| {
+        out.push('\n');
+        for _ in 0..d {
+            out.push_str("  ");
+        }
+    };
+    match v {
+        Value::Array(a) if !a.is_empty() => {
+            out.push('[');
+            for (i, item) in a.items().iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                indent(out, depth + 1);
+                pretty_into(item, depth + 1, out);
+            }
+            indent(out, depth);
+            out.push(']');
+        }
+        Value::Object(o) if !o.is_empty() => {
+            out.push('{');
+            for (i, m) in o.members().iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                indent(out, depth + 1);
+                out.push_str(m.name.token());
+                out.push_str(": ");
+                pretty_into(&m.value, depth + 1, out);
+            }
+            indent(out, depth);
+            out.push('}');
+        }
+        v => out.push_str(v.raw()),
     }
 }
 
