@@ -4,9 +4,7 @@
 //! through the scan that checks it. Expectations are written here, one per letter.
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test
 
-use medvault::{
-    AccessContext, IndexSpec, KdfParams, KeySource, Normalization, Purpose, RecordKey, Vault,
-};
+use medvault::{AccessContext, IndexSpec, KeySource, Normalization, Purpose, RecordKey, Vault};
 use serde_json::{Value, json};
 
 /// (stored family name, what a clinician types).
@@ -41,7 +39,7 @@ fn ascii_queries_find_names_with_undecomposed_letters() {
     let v = Vault::create(
         dir.path().join("v"),
         KeySource::raw([3; 32]),
-        KdfParams::insecure_for_tests(),
+        medvault::danger::insecure_kdf_params(),
     )
     .unwrap();
     let ctx = AccessContext::new("fold-test", Purpose::Care);

@@ -4,7 +4,7 @@
 //! still fails; raw keys are used as given.
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test
 
-use medvault::{Error, KdfParams, KeySource, Passphrase, Vault};
+use medvault::{Error, KeySource, Passphrase, Vault};
 use unicode_normalization::UnicodeNormalization;
 
 /// "Ångström café Ǆ 한국" in NFC, and its NFD built by an independent normalizer pass.
@@ -24,7 +24,7 @@ fn nfc_and_nfd_forms_open_the_same_vault() {
         let v = Vault::create(
             &path,
             KeySource::passphrase(create_with),
-            KdfParams::insecure_for_tests(),
+            medvault::danger::insecure_kdf_params(),
         )
         .unwrap();
         drop(v);
