@@ -395,7 +395,7 @@ pub unsafe extern "C" fn medvault_records_of(
         let subject = unsafe { str_arg(subject, "subject") }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let collection = unsafe { opt_str_arg(collection, "collection") }?;
-        let list = v.records_of(&ctx, subject, collection)?;
+        let list = v.records_of_json(&ctx, subject, collection)?;
         *out = registry::hand_out(&text::list_text(&list)?)?;
         Ok(())
     })
@@ -431,7 +431,7 @@ pub unsafe extern "C" fn medvault_find(
         let index = unsafe { str_arg(index, "index") }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let values = unsafe { str_array(values, n_values, "values") }?;
-        let list = v.find(&ctx, collection, index, &values)?;
+        let list = v.find_json(&ctx, collection, index, &values)?;
         *out = registry::hand_out(&text::list_text(&list)?)?;
         Ok(())
     })

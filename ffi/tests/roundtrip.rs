@@ -182,3 +182,47 @@ fn break_the_glass_without_reason_is_refused_and_logged() {
         assert_eq!(medvault_close(v), MedvaultStatus::Ok);
     }
 }
+
+#[test]
+fn json_text_comes_back_byte_for_byte() {
+    // Oracle: the literal text written (number tokens, member order, escapes as given).
+    let text = r#"{"z":1.50,"a":[1e3,-0.0,12345678901234567890123],"s":"\u00e9\n","n":null}"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = c(dir.path().join("v").to_str().unwrap());
+    let (actor, care) = (c("nurse-42"), c("care"));
+    let nurse = MedvaultAccess {
+        actor: actor.as_ptr(),
+        purpose: care.as_ptr(),
+        reason: ptr::null(),
+    };
+    let (s, col, id) = (c("patient-1"), c("Observation"), c("o-1"));
+    let mut v: MedvaultVault = 0;
+    let mut out: *mut c_char = ptr::null_mut();
+    // SAFETY (this block): every pointer is a live CString, struct or local above.
+    unsafe {
+        assert_eq!(
+            medvault_create_key(path.as_ptr(), KEY.as_ptr(), 32, ptr::null(), &mut v),
+            MedvaultStatus::Ok
+        );
+        let json = c(text);
+        let st = medvault_put(
+            v,
+            &nurse,
+            s.as_ptr(),
+            col.as_ptr(),
+            id.as_ptr(),
+            json.as_ptr(),
+        );
+        assert_eq!(st, MedvaultStatus::Ok);
+        let st = medvault_get(v, &nurse, s.as_ptr(), col.as_ptr(), id.as_ptr(), &mut out);
+        assert_eq!(st, MedvaultStatus::Ok);
+        assert_eq!(take(out), text);
+        let st = medvault_records_of(v, &nurse, s.as_ptr(), ptr::null(), &mut out);
+        assert_eq!(st, MedvaultStatus::Ok);
+        let expect = format!(
+            r#"[{{"subject":"patient-1","collection":"Observation","record_id":"o-1","value":{text}}}]"#
+        );
+        assert_eq!(take(out), expect);
+        assert_eq!(medvault_close(v), MedvaultStatus::Ok);
+    }
+}

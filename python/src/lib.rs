@@ -269,7 +269,7 @@ impl NativeVault {
         collection: Option<String>,
     ) -> PyResult<String> {
         self.run(py, ctx, |v, c| {
-            let list = v.records_of(c, &subject, collection.as_deref())?;
+            let list = v.records_of_json(c, &subject, collection.as_deref())?;
             text::list_text(&list).map(|t| t.to_string())
         })
     }
@@ -285,7 +285,7 @@ impl NativeVault {
     ) -> PyResult<String> {
         self.run(py, ctx, |v, c| {
             let vals: Vec<&str> = values.iter().map(String::as_str).collect();
-            let list = v.find(c, &collection, &index, &vals)?;
+            let list = v.find_json(c, &collection, &index, &vals)?;
             text::list_text(&list).map(|t| t.to_string())
         })
     }

@@ -4,13 +4,12 @@
 //! between that text and the vault's API happens in [`put_text`] and [`value_text`], so
 //! the switch to the core's exact JSON API changes this file only.
 //!
-//! Today (before the core's exact JSON representation lands) values go through
-//! `serde_json::Value`: integers and strings are exact, but a decimal such as `1.50`
-//! comes back as `1.5`.
+//! Values cross as exact JSON text (`medvault::json::JsonText`): number and string
+//! tokens and member order come back byte for byte as written (`1.50` stays `1.50`).
 
+use medvault::json::JsonText;
 use medvault::{AccessContext, LogEntry, LogQuery, RecordKey, Vault};
 use serde::Serialize;
-use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::BindError;
@@ -31,8 +30,10 @@ pub fn put_text(
     key: &RecordKey,
     text: &str,
 ) -> Result<(), BindError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| json_error("the record", &e))?;
-    vault.put(ctx, key, &value)?;
+    // JsonError names kind, byte offset and depth only (never content).
+    let record =
+        JsonText::parse(text).map_err(|e| BindError::invalid(format!("the record: {e}")))?;
+    vault.put_json(ctx, key, &record)?;
     Ok(())
 }
 
@@ -50,33 +51,34 @@ pub fn get_text(
     key: &RecordKey,
     fields: Option<&[&str]>,
 ) -> Result<Zeroizing<String>, BindError> {
-    let v: Value = match fields {
-        None => vault.get(ctx, key)?,
-        Some(f) => vault.get_fields(ctx, key, f)?,
+    let text = match fields {
+        None => vault.get_json(ctx, key)?,
+        Some(f) => vault.get_fields_json(ctx, key, f)?,
     };
-    value_text(&v)
+    Ok(text.into_string())
 }
 
-#[derive(Serialize)]
-struct Listed<'a> {
-    subject: &'a str,
-    collection: &'a str,
-    record_id: &'a str,
-    value: &'a Value,
-}
-
-/// A JSON array of `{"subject", "collection", "record_id", "value"}` objects.
-pub fn list_text(records: &[(RecordKey, Value)]) -> Result<Zeroizing<String>, BindError> {
-    let listed: Vec<Listed<'_>> = records
-        .iter()
-        .map(|(k, v)| Listed {
-            subject: &k.subject,
-            collection: &k.collection,
-            record_id: &k.record_id,
-            value: v,
-        })
-        .collect();
-    value_text(&listed)
+/// A JSON array of `{"subject", "collection", "record_id", "value"}` objects, each value
+/// its record's exact text.
+pub fn list_text(records: &[(RecordKey, JsonText)]) -> Result<Zeroizing<String>, BindError> {
+    let mut out = Zeroizing::new(String::from("["));
+    for (i, (k, v)) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // The ids escaped by serde_json; the value spliced in as its exact text.
+        out.push_str("{\"subject\":");
+        out.push_str(&value_text(&k.subject)?);
+        out.push_str(",\"collection\":");
+        out.push_str(&value_text(&k.collection)?);
+        out.push_str(",\"record_id\":");
+        out.push_str(&value_text(&k.record_id)?);
+        out.push_str(",\"value\":");
+        out.push_str(v.as_str());
+        out.push('}');
+    }
+    out.push(']');
+    Ok(out)
 }
 
 /// The filter of an access-log query as JSON text; unknown members are refused.

@@ -66,17 +66,17 @@ def test_integers_and_strings_round_trip_exactly(vault):
     assert vault.get(NURSE, KEY) == value
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exact decimals need the core's exact JSON API (branch json, issue 12): until "
-    "then a decimal goes through an f64 and 1.50 comes back as 1.5",
-)
 def test_decimals_keep_their_digits(vault):
     vault.put(NURSE, KEY, {"dose": Decimal("1.50"), "temp": Decimal("37.0")})
     got = vault.get(NURSE, KEY)
     assert isinstance(got["dose"], Decimal)
     assert str(got["dose"]) == "1.50"
     assert str(got["temp"]) == "37.0"
+    # Member order and number tokens as written, read through records_of too.
+    vault.put(NURSE, KEY, {"z": Decimal("1.50"), "a": Decimal("1E+3"), "m": -0.0})
+    assert medvault.dumps(vault.get(NURSE, KEY)) == '{"z":1.50,"a":1E+3,"m":-0.0}'
+    [(k, v)] = vault.records_of(NURSE, "patient-1")
+    assert k == KEY and list(v) == ["z", "a", "m"] and str(v["z"]) == "1.50"
 
 
 def test_get_fields_returns_only_those_fields(vault):
