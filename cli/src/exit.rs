@@ -25,6 +25,9 @@ pub enum Code {
     /// The access context does not allow the operation (e.g. break-the-glass without a
     /// reason).
     AccessDenied = 6,
+    /// `import` finished and committed every valid resource, but rejected some lines or
+    /// entries (listed in the reject file).
+    Rejected = 7,
 }
 
 /// A failed command: what to print and how to exit.
@@ -102,7 +105,7 @@ impl From<ImportError> for Failure {
     fn from(e: ImportError) -> Self {
         let code = match &e {
             ImportError::Vault { error, .. } => code_of(error),
-            ImportError::Input { .. } => Code::Other,
+            ImportError::Input { .. } | ImportError::Rejects { .. } => Code::Other,
         };
         Failure::new(code, e.to_string())
     }
