@@ -1,7 +1,7 @@
 //! A small clinic application embedding medvault: the front desk registers a patient, a
 //! doctor records a visit, billing sees only what it needs, the patient asks for a copy
 //! of their data and then for erasure, and the data-protection officer reviews who
-//! accessed the record. Run with `cargo run --example clinic`.
+//! accessed the record. Run with `cargo run --release --example clinic`.
 //!
 //! The root key comes from the clinic's key-management service; here a random one stands
 //! in for it. Every call names who acts and why, and leaves an access-log entry.

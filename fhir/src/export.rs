@@ -81,13 +81,7 @@ pub fn export_ndjson(
             // A subject asked for by name that holds nothing (never written, or erased).
             return Err(Error::NotFound.into());
         }
-        records.sort_by(|(a, _), (b, _)| {
-            (a.collection != "Patient", &a.collection, &a.record_id).cmp(&(
-                b.collection != "Patient",
-                &b.collection,
-                &b.record_id,
-            ))
-        });
+        sort_patient_first(&mut records);
         for (_, text) in &records {
             line.clear();
             line.push_str(&minify(text));
@@ -104,4 +98,16 @@ pub fn export_ndjson(
     }
     out.flush()?;
     Ok(report)
+}
+
+/// Sorts one subject's records the way [`export_ndjson`] writes them: the Patient first,
+/// then the others by `(collection, record id)`.
+pub fn sort_patient_first<T>(records: &mut [(RecordKey, T)]) {
+    records.sort_by(|(a, _), (b, _)| {
+        (a.collection != "Patient", &a.collection, &a.record_id).cmp(&(
+            b.collection != "Patient",
+            &b.collection,
+            &b.record_id,
+        ))
+    });
 }

@@ -34,6 +34,7 @@
 #![deny(clippy::unwrap_used)]
 
 mod bundle;
+pub mod civil;
 pub mod export;
 pub mod import;
 mod indexes;

@@ -1,11 +1,13 @@
 //! Shared helpers of the integration tests: test vaults, access contexts, the lookup of
 //! the FHIR test data, file walking and hashing, a parser of the record-value layout
-//! (docs/FORMAT.md §6) for tamper tests.
+//! (docs/FORMAT.md §6) for tamper tests, and the SIGKILL crash-test harness ([`crash`]).
 
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 // Tests: a failure should abort the test with the panic message.
 #![allow(clippy::unwrap_used)]
+
+pub mod crash;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -9,6 +9,16 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+/// The cheapest Argon2id parameters, as `init` and `rotate root` options.
+pub const FAST_KDF: [&str; 6] = [
+    "--kdf-memory",
+    "1",
+    "--kdf-iterations",
+    "1",
+    "--kdf-lanes",
+    "1",
+];
+
 /// Runs the built `medvault` binary with only the MEDVAULT_* variables given here (the
 /// caller's environment could otherwise leak a passphrase or an actor into a test).
 pub struct Medvault {
@@ -87,15 +97,8 @@ impl Medvault {
     /// Creates a vault at `path` with the cheapest Argon2id parameters.
     pub fn init_fast(&self, path: &Path) {
         let p = path.to_str().expect("UTF-8 path");
-        self.ok(&[
-            "init",
-            p,
-            "--kdf-memory",
-            "1",
-            "--kdf-iterations",
-            "1",
-            "--kdf-lanes",
-            "1",
-        ]);
+        let mut args = vec!["init", p];
+        args.extend_from_slice(&FAST_KDF);
+        self.ok(&args);
     }
 }

@@ -32,16 +32,6 @@ mod seeds;
 
 pub use seeds::decoder_seeds;
 
-/// The decoder targets, by name (one directory of seeds and one fuzz target each).
-pub const DECODER_TARGETS: &[&str] = &[
-    "header",
-    "index",
-    "subject_entry",
-    "record",
-    "log",
-    "checkpoint",
-];
-
 /// Runs the decoder check of `target` on `data`. Returns `false` for a name that is not
 /// a decoder target.
 pub fn check_decoder(target: &str, data: &[u8]) -> bool {
