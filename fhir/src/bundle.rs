@@ -282,6 +282,11 @@ fn expand_inner(
     entry: EntryIndex,
     out: &mut dyn FnMut(EntryIndex, Piece),
 ) {
+    // A Bundle to split is judged by its top level only: each entry is then scanned on
+    // its own, so that one bad entry rejects that entry, not the Bundle.
+    if is_split_bundle(text) {
+        return split(text, ctx, entry, out);
+    }
     let facts = match scan::scan(text) {
         Ok(f) => f,
         Err(e) => return out(entry, Piece::Rejected(Reason::Scan(e))),
@@ -290,14 +295,6 @@ fn expand_inner(
         Some(t) if is_valid_resource_type(t) => t.to_owned(),
         _ => return out(entry, Piece::Rejected(Reason::NotAResource)),
     };
-    if rtype == "Bundle"
-        && facts
-            .bundle_type
-            .as_str()
-            .is_some_and(|t| SPLIT_TYPES.contains(&t))
-    {
-        return split(text, ctx, entry, out);
-    }
     let record_id = match record_id(&facts, &rtype, full_url, text) {
         Ok(id) => id,
         Err(r) => return out(entry, Piece::Rejected(r)),
@@ -316,6 +313,21 @@ fn expand_inner(
             resource: text.to_owned(),
         }),
     );
+}
+
+/// Whether a text is a Bundle whose type is split (top level only; a top level with a
+/// duplicated member name is not, and is rejected by the full scan).
+fn is_split_bundle(text: &str) -> bool {
+    let Ok(ms) = members(text) else {
+        return false;
+    };
+    let get = |name: &str| {
+        ms.iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| scan::string(v))
+    };
+    get("resourceType").as_deref() == Some("Bundle")
+        && get("type").is_some_and(|t| SPLIT_TYPES.contains(&t.as_str()))
 }
 
 /// The entries of a Bundle text (`[]` when absent or null).
