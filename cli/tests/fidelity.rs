@@ -9,6 +9,8 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+// Shared with cli.rs; not every helper is used here.
+#[allow(dead_code)]
 mod support;
 
 use std::collections::BTreeMap;
