@@ -1,6 +1,8 @@
 //! From one resource text to records: record ids, subjects and the Bundle rules of
 //! docs/FHIR.md sections 3 to 5.
 
+use std::borrow::Cow;
+
 use sha2::{Digest, Sha256};
 
 use crate::FhirRecord;
@@ -251,16 +253,24 @@ pub fn expand_entry(
         return out(Some(index), Piece::Skipped(why));
     }
     if let Some(res) = p.resource {
-        expand_inner(res, p.full_url.as_deref(), Some(ctx), Some(index), out);
+        expand_inner(
+            Cow::Borrowed(res),
+            p.full_url.as_deref(),
+            Some(ctx),
+            Some(index),
+            out,
+        );
     }
 }
 
 /// Turns one resource text (an NDJSON line, a `.json` file, or `None` for the
 /// surrounding Bundle) into pieces. `top_line`: an NDJSON line, where an object without
 /// `resourceType` is skipped rather than rejected.
-pub fn expand(text: &str, top_line: bool, out: &mut dyn FnMut(EntryIndex, Piece)) {
+///
+/// An owned `text` is moved into the record it becomes (no copy of a large resource).
+pub fn expand(text: Cow<'_, str>, top_line: bool, out: &mut dyn FnMut(EntryIndex, Piece)) {
     if top_line {
-        match members(text) {
+        match members(&text) {
             Ok(ms) if !ms.iter().any(|(k, _)| k == "resourceType") => {
                 return out(
                     None,
@@ -276,7 +286,7 @@ pub fn expand(text: &str, top_line: bool, out: &mut dyn FnMut(EntryIndex, Piece)
 }
 
 fn expand_inner(
-    text: &str,
+    text: Cow<'_, str>,
     full_url: Option<&str>,
     ctx: Option<&BundleCtx<'_>>,
     entry: EntryIndex,
@@ -284,10 +294,10 @@ fn expand_inner(
 ) {
     // A Bundle to split is judged by its top level only: each entry is then scanned on
     // its own, so that one bad entry rejects that entry, not the Bundle.
-    if is_split_bundle(text) {
-        return split(text, ctx, entry, out);
+    if is_split_bundle(&text) {
+        return split(&text, ctx, entry, out);
     }
-    let facts = match scan::scan(text) {
+    let facts = match scan::scan(&text) {
         Ok(f) => f,
         Err(e) => return out(entry, Piece::Rejected(Reason::Scan(e))),
     };
@@ -295,12 +305,12 @@ fn expand_inner(
         Some(t) if is_valid_resource_type(t) => t.to_owned(),
         _ => return out(entry, Piece::Rejected(Reason::NotAResource)),
     };
-    let record_id = match record_id(&facts, &rtype, full_url, text) {
+    let record_id = match record_id(&facts, &rtype, full_url, &text) {
         Ok(id) => id,
         Err(r) => return out(entry, Piece::Rejected(r)),
     };
     let subject = if rtype == "Bundle" {
-        whole_bundle_patient(text, ctx).unwrap_or_else(|| subject::SHARED_SUBJECT.to_owned())
+        whole_bundle_patient(&text, ctx).unwrap_or_else(|| subject::SHARED_SUBJECT.to_owned())
     } else {
         subject::subject_of(&facts, &rtype, &record_id, ctx)
     };
@@ -310,7 +320,7 @@ fn expand_inner(
             subject,
             collection: rtype,
             record_id,
-            resource: text.to_owned(),
+            resource: text.into_owned(),
         }),
     );
 }
@@ -412,7 +422,7 @@ mod tests {
 
     fn run(text: &str) -> Vec<(EntryIndex, Piece)> {
         let mut v = Vec::new();
-        expand(text, true, &mut |i, p| v.push((i, p)));
+        expand(Cow::Borrowed(text), true, &mut |i, p| v.push((i, p)));
         v
     }
 

@@ -395,7 +395,7 @@ impl ImportItem {
 /// duplicated member name.
 pub fn subject_of(resource: &str) -> Result<String, FhirError> {
     let mut found = None;
-    bundle::expand(resource, false, &mut |_, p| {
+    bundle::expand(std::borrow::Cow::Borrowed(resource), false, &mut |_, p| {
         if found.is_none() {
             found = Some(p);
         }

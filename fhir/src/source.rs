@@ -1,5 +1,6 @@
 //! [`ImportSource`]: the files of an import, read as a stream of items.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
@@ -316,7 +317,13 @@ impl ImportSource {
             }
         };
         let pending = &mut self.pending;
-        bundle::expand(trim_json_ws(&text), false, &mut |e, p| {
+        let trimmed = trim_json_ws(&text);
+        let text = if trimmed.len() == text.len() {
+            Cow::Owned(text)
+        } else {
+            Cow::Owned(trimmed.to_owned())
+        };
+        bundle::expand(text, false, &mut |e, p| {
             pending.push_back(located(&path, at_json(e), p));
         });
     }
@@ -412,24 +419,32 @@ impl ImportSource {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            // Growth by doubling can leave up to twice the line allocated; give the
-            // excess back before the record is copied out of it.
-            if st.buf.capacity() > 2 * st.buf.len() && st.buf.len() > 1024 * 1024 {
-                st.buf.shrink_to_fit();
-            }
-            let line = &st.buf[start..end];
+            // The line becomes the record's text without a copy: the buffer is taken (a
+            // fresh one serves the next line), cut to the line, its excess capacity
+            // (growth by doubling) given back.
+            let next = Vec::with_capacity(end.min(1024 * 1024));
+            let mut bytes = std::mem::replace(&mut st.buf, next);
+            bytes.truncate(end);
+            bytes.drain(..start);
+            bytes.shrink_to_fit();
             let n_line = st.line;
-            let text = match std::str::from_utf8(line) {
+            let text = match String::from_utf8(bytes) {
                 Ok(t) => t,
                 Err(e) => {
-                    let err = utf8_error(st.path.clone(), Position::Line(n_line), e);
+                    let err = utf8_error(st.path.clone(), Position::Line(n_line), e.utf8_error());
                     self.pending.push_back(Located::err(err));
                     return true;
                 }
             };
+            let trimmed = trim_json_ws(&text);
+            let text = if trimmed.len() == text.len() {
+                Cow::Owned(text)
+            } else {
+                Cow::Owned(trimmed.to_owned())
+            };
             let path = &st.path;
             let pending = &mut self.pending;
-            bundle::expand(trim_json_ws(text), true, &mut |e, p| {
+            bundle::expand(text, true, &mut |e, p| {
                 let at = match e {
                     None => Position::Line(n_line),
                     Some(i) => Position::LineEntry(n_line, i),
