@@ -116,6 +116,26 @@ fn external_corpus_round_trips_exactly() {
     assert_eq!(code(&out), Some(0), "{printed}\n{}", stderr(&out));
     let (created, replaced, skipped, rejected) = summary(&printed);
     assert_eq!(rejected, 0);
+    // Document and message Bundles are kept whole under their patient, found by id; a
+    // urn:uuid subject outside any Bundle is filed under that uuid.
+    for (subject, collection, id, has) in [
+        ("d1", "Bundle", "father", "\"document\""),
+        (
+            "pat1",
+            "Bundle",
+            "10bb101f-a121-4264-a920-67be9cb82c74",
+            "\"message\"",
+        ),
+        (
+            "e11037dd-9b76-42bb-92cb-9109a7b4ab71",
+            "Encounter",
+            "d16e8808-cbec-4f3e-9e00-c16604f36008",
+            "urn:uuid:e11037dd",
+        ),
+    ] {
+        let got = mv.ok(&["get", s(&vault), subject, collection, id]);
+        assert!(got.contains(has), "{collection}/{id}");
+    }
     let export = tmp.path().join("export.ndjson");
     std::fs::write(&export, mv.ok(&["export", s(&vault)])).unwrap();
     let Some(o) = oracle(&export, &inputs, false) else {
