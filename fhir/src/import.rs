@@ -18,7 +18,8 @@ use std::path::PathBuf;
 use medvault::{AccessContext, Error, RecordKey, Vault};
 
 use crate::source::Located;
-use crate::{FhirError, ImportItem, ImportSource, Position, store};
+use crate::store::{self, StoreError};
+use crate::{FhirError, ImportItem, ImportSource, Position};
 
 /// Default number of records per atomic batch.
 pub const DEFAULT_BATCH_RECORDS: usize = 1000;
@@ -354,14 +355,14 @@ impl Run<'_> {
                 self.report.batches += 1;
                 Ok(())
             }
-            Err(Error::InvalidInput(_)) => {
+            Err(StoreError::Refused(_)) => {
                 for (one, m) in batch.iter().zip(meta) {
                     match store::put_batch(self.vault, self.ctx, std::slice::from_ref(one)) {
                         Ok(()) => {
                             self.count(&one.0, m.replaces);
                             self.report.batches += 1;
                         }
-                        Err(Error::InvalidInput(message)) => {
+                        Err(StoreError::Refused(message)) => {
                             if !m.replaces {
                                 self.seen
                                     .remove(&(one.0.collection.clone(), one.0.record_id.clone()));
@@ -372,7 +373,7 @@ impl Run<'_> {
                                 message,
                             })?;
                         }
-                        Err(error) => {
+                        Err(StoreError::Vault(error)) => {
                             return Err(ImportError::Vault {
                                 error,
                                 committed: self.committed(),
@@ -382,7 +383,7 @@ impl Run<'_> {
                 }
                 Ok(())
             }
-            Err(error) => Err(ImportError::Vault {
+            Err(StoreError::Vault(error)) => Err(ImportError::Vault {
                 error,
                 committed: self.committed(),
             }),

@@ -8,20 +8,39 @@
 use medvault::{AccessContext, Action, Error, RecordKey, Vault};
 use serde_json::{Map, Value};
 
+/// Why a batch was not stored.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A record is refused for what it is (too large, a number out of range...): the
+    /// message names the limit, never content. Nothing of the batch was written.
+    Refused(String),
+    /// The vault failed or refused the operation as such.
+    Vault(Error),
+}
+
+impl From<Error> for StoreError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidInput(_) => StoreError::Refused(e.to_string()),
+            e => StoreError::Vault(e),
+        }
+    }
+}
+
 /// Stores `batch` atomically (one `import` access-log entry per record).
 ///
 /// # Errors
-/// The vault's error; [`Error::InvalidInput`] also when a text holds a number the
-/// interim representation cannot hold (e.g. `1e400`).
+/// [`StoreError::Refused`] when a record cannot be stored (then nothing is), else the
+/// vault's error.
 pub fn put_batch(
     vault: &Vault,
     ctx: &AccessContext,
     batch: &[(RecordKey, String)],
-) -> Result<(), Error> {
+) -> Result<(), StoreError> {
     let mut values: Vec<Map<String, Value>> = Vec::with_capacity(batch.len());
     for (_, text) in batch {
         let v: Map<String, Value> = serde_json::from_str(text).map_err(|_| {
-            Error::InvalidInput("a number in the resource is out of range".to_owned())
+            StoreError::Refused("a number in the resource is out of range".to_owned())
         })?;
         values.push(v);
     }
@@ -43,12 +62,8 @@ pub fn export_subject(
     subject: &str,
 ) -> Result<Vec<(RecordKey, String)>, Error> {
     let records: Vec<(RecordKey, Value)> = vault.export_records_of(ctx, subject)?;
-    records
+    Ok(records
         .into_iter()
-        .map(|(k, v)| {
-            serde_json::to_string(&v)
-                .map(|t| (k, t))
-                .map_err(|_| Error::InvalidInput("JSON encoding failed".to_owned()))
-        })
-        .collect()
+        .map(|(k, v)| (k, v.to_string()))
+        .collect())
 }
