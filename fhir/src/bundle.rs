@@ -126,6 +126,10 @@ fn record_id(
     Ok(content_id(text))
 }
 
+/// Deepest nesting of split Bundles (each level is four levels of JSON: the Bundle, its
+/// `entry` array, the entry, its `resource`), within [`scan::MAX_DEPTH`].
+pub const MAX_BUNDLE_NESTING: usize = scan::MAX_DEPTH / 4;
+
 /// One Bundle entry's parts.
 #[derive(Default)]
 pub struct EntryParts<'a> {
@@ -367,8 +371,13 @@ fn split(
         Ok(e) => e,
         Err(r) => return out(entry, Piece::Rejected(r)),
     };
+    let depth = parent.map_or(0, |p| p.depth + 1);
+    if depth > MAX_BUNDLE_NESTING {
+        return out(entry, Piece::Rejected(Reason::Scan(ScanError::TooDeep)));
+    }
     let mut ctx = BundleCtx {
         parent,
+        depth,
         ..BundleCtx::default()
     };
     for e in &entries {
@@ -384,9 +393,14 @@ fn split(
 
 /// The patient of a Bundle kept whole: the first entry, in order, that names one.
 fn whole_bundle_patient(text: &str, parent: Option<&BundleCtx<'_>>) -> Option<String> {
+    let depth = parent.map_or(0, |p| p.depth + 1);
+    if depth > MAX_BUNDLE_NESTING {
+        return None;
+    }
     let entries = bundle_entries(text).ok()?;
     let mut ctx = BundleCtx {
         parent,
+        depth,
         ..BundleCtx::default()
     };
     for e in &entries {
@@ -505,6 +519,22 @@ mod tests {
         assert!(matches!(
             run(r#"{"resourceType":"patient"}"#)[0].1,
             Piece::Rejected(Reason::NotAResource)
+        ));
+    }
+
+    #[test]
+    fn nested_bundles_are_bounded() {
+        let n = 100_000;
+        let t = format!(
+            "{}{}{}",
+            r#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":"#.repeat(n),
+            r#"{"resourceType":"Patient","id":"x"}"#,
+            "}]}".repeat(n)
+        );
+        let v = run(&t);
+        assert!(matches!(
+            v[0].1,
+            Piece::Rejected(Reason::Scan(ScanError::TooDeep))
         ));
     }
 

@@ -208,6 +208,15 @@ pub enum FhirError {
         /// Position of the resource.
         at: Position,
     },
+    /// Arrays and objects nested deeper than a record may hold (100 levels, the core's
+    /// bound), or Bundles nested more than 25 deep.
+    #[error("{}, {at}: nested too deep", path.display())]
+    TooDeep {
+        /// File involved.
+        path: PathBuf,
+        /// Position of the resource.
+        at: Position,
+    },
     /// A value where a resource is required is not a JSON object with a well-formed
     /// `resourceType` (`[A-Z][A-Za-z]{0,63}`, FHIR R4 "Resource"), or a Bundle's
     /// `entry` is not an array of objects.
@@ -279,6 +288,7 @@ impl FhirError {
             | FhirError::NotRegularFile { path }
             | FhirError::Json { path, .. }
             | FhirError::DuplicateMember { path, .. }
+            | FhirError::TooDeep { path, .. }
             | FhirError::NotAResource { path, .. }
             | FhirError::InvalidId { path, .. }
             | FhirError::LineTooLong { path, .. }
@@ -293,6 +303,7 @@ impl FhirError {
         match self {
             FhirError::Json { at, .. }
             | FhirError::DuplicateMember { at, .. }
+            | FhirError::TooDeep { at, .. }
             | FhirError::NotAResource { at, .. }
             | FhirError::InvalidId { at, .. }
             | FhirError::BundleTooLarge { at, .. }
@@ -312,6 +323,7 @@ impl FhirError {
             FhirError::NotRegularFile { .. } | FhirError::UnsupportedFile { .. } => "not-supported",
             FhirError::Json { .. }
             | FhirError::DuplicateMember { .. }
+            | FhirError::TooDeep { .. }
             | FhirError::NotAResource { .. } => "structure",
             FhirError::InvalidId { .. } => "invalid",
             FhirError::LineTooLong { .. } | FhirError::BundleTooLarge { .. } => "too-long",
@@ -333,6 +345,7 @@ impl FhirError {
                 ..
             } => format!("invalid JSON (line {line}, column {column} of that text): {message}"),
             FhirError::DuplicateMember { .. } => "duplicated member name in an object".to_owned(),
+            FhirError::TooDeep { .. } => "nested too deep".to_owned(),
             FhirError::NotAResource { .. } => {
                 "not a FHIR resource (not an object, or missing or malformed resourceType)"
                     .to_owned()

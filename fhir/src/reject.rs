@@ -5,8 +5,6 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
 use crate::FhirError;
 use crate::import::RejectSink;
 
@@ -15,29 +13,32 @@ use crate::import::RejectSink;
 /// file, position and reason, `location` the file and the line or entry,
 /// `expression` the Bundle entry when there is one. Never any input content.
 pub fn operation_outcome(e: &FhirError) -> String {
-    let file = e.path().display().to_string();
+    // Written member by member so that `resourceType` comes first, as FHIR writes it;
+    // every string goes through the JSON encoder.
+    let q = |t: &str| serde_json::Value::from(t).to_string();
     let at = e.position();
-    let mut location = vec![file.clone()];
+    let mut location = vec![q(&e.path().display().to_string())];
     if let Some(n) = at.and_then(|p| p.line()) {
-        location.push(format!("line {n}"));
+        location.push(q(&format!("line {n}")));
     }
-    if let Some(i) = at.and_then(|p| p.entry()) {
-        location.push(format!("entry {i}"));
+    let entry = at.and_then(|p| p.entry());
+    if let Some(i) = entry {
+        location.push(q(&format!("entry {i}")));
     }
-    let mut issue = json!({
-        "severity": "error",
-        "code": e.issue_code(),
-        "details": {"text": e.reason()},
-        "diagnostics": e.to_string(),
-        "location": location,
-    });
-    if let (Some(i), Some(obj)) = (at.and_then(|p| p.entry()), issue.as_object_mut()) {
-        obj.insert(
-            "expression".to_owned(),
-            json!([format!("Bundle.entry[{i}].resource")]),
-        );
+    let mut issue = format!(
+        r#"{{"severity":"error","code":{},"details":{{"text":{}}},"diagnostics":{},"location":[{}]"#,
+        q(e.issue_code()),
+        q(&e.reason()),
+        q(&e.to_string()),
+        location.join(",")
+    );
+    if let Some(i) = entry {
+        issue.push_str(&format!(
+            r#","expression":[{}]"#,
+            q(&format!("Bundle.entry[{i}].resource"))
+        ));
     }
-    json!({"resourceType": "OperationOutcome", "issue": [issue]}).to_string()
+    format!(r#"{{"resourceType":"OperationOutcome","issue":[{issue}}}]}}"#)
 }
 
 /// A reject file, created (truncated) at the first reject only.

@@ -28,6 +28,11 @@ pub const SUBJECT_FIELDS: [&str; 6] = [
     "for",
 ];
 
+/// Deepest nesting of arrays and objects accepted in a resource (the root object is
+/// depth 1), the core's bound on a record (`medvault::json` limits); deeper input is
+/// refused rather than walked (it could exhaust the stack).
+pub const MAX_DEPTH: usize = 100;
+
 /// How many references outside the compartment fields are kept per resource (the first
 /// ones, in text order); enough for the rule "first Patient referenced anywhere".
 const MAX_OTHER_REFS: usize = 16;
@@ -48,6 +53,8 @@ pub enum ScanError {
     DuplicateMember,
     /// The text is valid JSON but not an object.
     NotAnObject,
+    /// Arrays and objects nested deeper than [`MAX_DEPTH`].
+    TooDeep,
 }
 
 impl fmt::Display for ScanError {
@@ -60,6 +67,7 @@ impl fmt::Display for ScanError {
             } => write!(f, "invalid JSON at line {line}, column {column}: {message}"),
             ScanError::DuplicateMember => f.write_str("duplicated member name in an object"),
             ScanError::NotAnObject => f.write_str("not a JSON object"),
+            ScanError::TooDeep => write!(f, "arrays and objects nested deeper than {MAX_DEPTH}"),
         }
     }
 }
@@ -311,34 +319,39 @@ enum Ctx {
 /// name anywhere.
 pub fn scan(text: &str) -> Result<Facts, ScanError> {
     let mut facts = Facts::default();
-    scan_resource(text, &mut facts, true)?;
+    scan_resource(text, &mut facts, true, 1)?;
     facts.compartment.sort_by_key(|(i, _)| *i);
     Ok(facts)
 }
 
-fn scan_resource(text: &str, facts: &mut Facts, top: bool) -> Result<(), ScanError> {
+/// `depth`: the nesting of the object `text` (the root is 1).
+fn scan_resource(text: &str, facts: &mut Facts, top: bool, depth: usize) -> Result<(), ScanError> {
+    if depth > MAX_DEPTH {
+        return Err(ScanError::TooDeep);
+    }
+    let d = depth + 1;
     for (k, v) in members(text)? {
         match k.as_ref() {
             "resourceType" => facts.resource_type = member(v),
             "id" => facts.id = member(v),
             "type" => {
                 facts.bundle_type = member(v);
-                walk(v, Ctx::Any, facts)?;
+                walk(v, Ctx::Any, facts, d)?;
             }
             "identifier" => {
                 if facts.identifier.is_none() {
                     facts.identifier = identifier_token(v)?;
                 }
-                walk(v, Ctx::Any, facts)?;
+                walk(v, Ctx::Any, facts, d)?;
             }
             "contained" if top && kind(v) == Kind::Array => {
                 for c in elements(v.get())? {
                     if kind(c) != Kind::Object {
-                        walk(c, Ctx::Any, &mut Facts::default())?;
+                        walk(c, Ctx::Any, &mut Facts::default(), d + 1)?;
                         continue;
                     }
                     let mut inner = Facts::default();
-                    scan_resource(c.get(), &mut inner, false)?;
+                    scan_resource(c.get(), &mut inner, false, d + 1)?;
                     facts.contained.push(ContainedFacts {
                         resource_type: inner.resource_type.as_str().map(str::to_owned),
                         id: inner.id.as_str().map(str::to_owned),
@@ -347,19 +360,24 @@ fn scan_resource(text: &str, facts: &mut Facts, top: bool) -> Result<(), ScanErr
                 }
             }
             name => match SUBJECT_FIELDS.iter().position(|f| *f == name) {
-                Some(i) if top => walk(v, Ctx::Compartment(i), facts)?,
-                _ => walk(v, Ctx::Any, facts)?,
+                Some(i) if top => walk(v, Ctx::Compartment(i), facts, d)?,
+                _ => walk(v, Ctx::Any, facts, d)?,
             },
         }
     }
     Ok(())
 }
 
-fn walk(raw: &RawValue, ctx: Ctx, facts: &mut Facts) -> Result<(), ScanError> {
-    match kind(raw) {
+/// `depth`: the nesting `raw` would have if it is an array or object.
+fn walk(raw: &RawValue, ctx: Ctx, facts: &mut Facts, depth: usize) -> Result<(), ScanError> {
+    let k = kind(raw);
+    if matches!(k, Kind::Array | Kind::Object) && depth > MAX_DEPTH {
+        return Err(ScanError::TooDeep);
+    }
+    match k {
         Kind::Array => {
             for e in elements(raw.get())? {
-                walk(e, ctx, facts)?;
+                walk(e, ctx, facts, depth + 1)?;
             }
             Ok(())
         }
@@ -375,9 +393,9 @@ fn walk(raw: &RawValue, ctx: Ctx, facts: &mut Facts) -> Result<(), ScanError> {
                     "type" => r.target_type = string(v),
                     "identifier" if kind(v) == Kind::Object => {
                         r.identifier = identifier_token(v)?;
-                        walk(v, Ctx::Any, facts)?;
+                        walk(v, Ctx::Any, facts, depth + 1)?;
                     }
-                    _ => walk(v, Ctx::Any, facts)?,
+                    _ => walk(v, Ctx::Any, facts, depth + 1)?,
                 }
             }
             match ctx {
@@ -431,6 +449,20 @@ mod tests {
             ScanError::DuplicateMember
         );
         assert!(scan(r#"{"a":{"c":1},"b":{"c":1}}"#).is_ok());
+    }
+
+    #[test]
+    fn depth_is_bounded_not_walked_into_a_stack_overflow() {
+        let deep = |n: usize| format!("{{\"x\":{}1{}}}", "[".repeat(n), "]".repeat(n));
+        assert!(scan(&deep(MAX_DEPTH - 1)).is_ok());
+        assert_eq!(scan(&deep(MAX_DEPTH)), Err(ScanError::TooDeep));
+        assert_eq!(scan(&deep(200_000)), Err(ScanError::TooDeep));
+        let objs = format!(
+            "{{{}\"a\":1{}}}",
+            "\"a\":{".repeat(200_000),
+            "}".repeat(200_000)
+        );
+        assert_eq!(scan(&objs), Err(ScanError::TooDeep));
     }
 
     #[test]

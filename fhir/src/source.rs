@@ -724,6 +724,7 @@ pub(crate) fn reject_error(path: PathBuf, at: Position, r: Reason) -> FhirError 
             message,
         },
         Reason::Scan(ScanError::DuplicateMember) => FhirError::DuplicateMember { path, at },
+        Reason::Scan(ScanError::TooDeep) => FhirError::TooDeep { path, at },
         Reason::Scan(ScanError::NotAnObject) | Reason::NotAResource | Reason::BadEntry => {
             FhirError::NotAResource { path, at }
         }

@@ -71,6 +71,8 @@ pub struct BundleCtx<'p> {
     pub conditional: HashMap<String, String>,
     /// The enclosing Bundle, for a nested one.
     pub parent: Option<&'p BundleCtx<'p>>,
+    /// Number of enclosing Bundles (0 at the top).
+    pub depth: usize,
 }
 
 impl BundleCtx<'_> {
