@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::FhirRecord;
 use crate::scan::{self, Facts, Kind, Member, ScanError, kind, members};
@@ -324,7 +325,7 @@ fn expand_inner(
             subject,
             collection: rtype,
             record_id,
-            resource: text.into_owned(),
+            resource: Zeroizing::new(text.into_owned()),
         }),
     );
 }
@@ -483,7 +484,7 @@ mod tests {
         let r = recs(&v);
         assert_eq!(r, vec![("pp".into(), "Bundle".into(), "doc1".into())]);
         match &v[0].1 {
-            Piece::Record(rec) => assert_eq!(rec.resource, t),
+            Piece::Record(rec) => assert_eq!(rec.resource.as_str(), t),
             _ => panic!(),
         }
     }

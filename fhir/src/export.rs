@@ -14,8 +14,8 @@ use medvault::Error;
 use medvault::RecordKey;
 use medvault::Vault;
 
-use crate::bundle::minify;
 use crate::store;
+use zeroize::Zeroizing;
 
 /// Where an export stands, passed to the progress callback after each subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +74,9 @@ pub fn export_ndjson(
         subjects
     };
     let mut report = ExportReport::default();
-    let mut line = String::with_capacity(64 * 1024);
+    let mut line = Zeroizing::new(String::with_capacity(64 * 1024));
     for subject in subjects {
-        let mut records: Vec<(RecordKey, String)> = store::export_subject(vault, ctx, subject)?;
+        let mut records = store::export_subject(vault, ctx, subject)?;
         if named && records.is_empty() {
             // A subject asked for by name that holds nothing (never written, or erased).
             return Err(Error::NotFound.into());
@@ -84,7 +84,8 @@ pub fn export_ndjson(
         sort_patient_first(&mut records);
         for (_, text) in &records {
             line.clear();
-            line.push_str(&minify(text));
+            // The vault's text is compact JSON already (no whitespace outside strings).
+            line.push_str(text);
             line.push('\n');
             out.write_all(line.as_bytes())?;
             report.records += 1;

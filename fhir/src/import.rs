@@ -16,6 +16,7 @@ use std::io;
 use std::path::PathBuf;
 
 use medvault::{AccessContext, Error, RecordKey, Vault};
+use zeroize::Zeroizing;
 
 use crate::source::Located;
 use crate::store::{self, StoreError};
@@ -180,7 +181,7 @@ struct Run<'a> {
     options: ImportOptions,
     rejects: &'a mut dyn RejectSink,
     report: ImportReport,
-    batch: Vec<(RecordKey, String)>,
+    batch: Vec<(RecordKey, Zeroizing<String>)>,
     meta: Vec<Meta>,
     batch_bytes: u64,
     /// Keys of the batch, by (collection, record id).

@@ -62,6 +62,8 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use zeroize::Zeroizing;
+
 /// Default cap on one NDJSON line, in bytes (excluding the line terminator).
 ///
 /// Bulk Data Access IG ndjson puts one resource per line; the largest realistic
@@ -87,8 +89,9 @@ pub struct FhirRecord {
     /// The record id (docs/FHIR.md section 3): the resource's `id`, else the id its
     /// Bundle entry's `fullUrl` gives, else `sha256-<32 hex>` of its minified text.
     pub record_id: String,
-    /// The resource's exact JSON text as read (UTF-8, no surrounding whitespace).
-    pub resource: String,
+    /// The resource's exact JSON text as read (UTF-8, no surrounding whitespace),
+    /// zeroized when dropped (it is health data).
+    pub resource: Zeroizing<String>,
 }
 
 impl FhirRecord {
@@ -98,7 +101,7 @@ impl FhirRecord {
     /// # Errors
     /// A serde_json error for a number no float64 holds (e.g. `1e400`).
     pub fn value(&self) -> Result<serde_json::Value, serde_json::Error> {
-        serde_json::from_str(&self.resource)
+        serde_json::from_str(self.resource.as_str())
     }
 }
 

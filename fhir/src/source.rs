@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
+use zeroize::Zeroizing;
+
 use crate::bundle::{self, EntryIndex, Piece, Reason};
 use crate::scan::ScanError;
 use crate::stream;
@@ -36,7 +38,8 @@ struct NdjsonState {
     path: PathBuf,
     reader: BufReader<File>,
     line: u64,
-    buf: Vec<u8>,
+    /// The line being read (health data: zeroized when replaced or dropped).
+    buf: Zeroizing<Vec<u8>>,
 }
 
 /// A Bundle being streamed by its reader thread.
@@ -215,7 +218,7 @@ impl ImportSource {
                     path,
                     reader: BufReader::with_capacity(256 * 1024, file),
                     line: 0,
-                    buf: Vec::new(),
+                    buf: Zeroizing::new(Vec::new()),
                 });
             }
             FileKind::Json => self.read_json_file(path, file),
@@ -364,11 +367,11 @@ impl ImportSource {
             st.buf.clear();
             // A huge line once must not pin that much memory for the rest of the file.
             if st.buf.capacity() > 4 * 1024 * 1024 {
-                st.buf = Vec::new();
+                st.buf = Zeroizing::new(Vec::new());
             }
             st.line += 1;
             let limit = (max as u64).saturating_add(1);
-            let n = match (&mut st.reader).take(limit).read_until(b'\n', &mut st.buf) {
+            let n = match (&mut st.reader).take(limit).read_until(b'\n', &mut *st.buf) {
                 Ok(n) => n,
                 Err(source) => {
                     let path = st.path.clone();
@@ -423,7 +426,7 @@ impl ImportSource {
             // fresh one serves the next line), cut to the line, its excess capacity
             // (growth by doubling) given back.
             let next = Vec::with_capacity(end.min(1024 * 1024));
-            let mut bytes = std::mem::replace(&mut st.buf, next);
+            let mut bytes = std::mem::replace(&mut *st.buf, next);
             bytes.truncate(end);
             bytes.drain(..start);
             bytes.shrink_to_fit();

@@ -7,6 +7,7 @@
 
 use medvault::{AccessContext, Action, Error, RecordKey, Vault};
 use serde_json::{Map, Value};
+use zeroize::Zeroizing;
 
 /// Why a batch was not stored.
 #[derive(Debug)]
@@ -35,11 +36,11 @@ impl From<Error> for StoreError {
 pub fn put_batch(
     vault: &Vault,
     ctx: &AccessContext,
-    batch: &[(RecordKey, String)],
+    batch: &[(RecordKey, Zeroizing<String>)],
 ) -> Result<(), StoreError> {
     let mut values: Vec<Map<String, Value>> = Vec::with_capacity(batch.len());
     for (_, text) in batch {
-        let v: Map<String, Value> = serde_json::from_str(text).map_err(|_| {
+        let v: Map<String, Value> = serde_json::from_str(text.as_str()).map_err(|_| {
             StoreError::Refused("a number in the resource is out of range".to_owned())
         })?;
         values.push(v);
@@ -60,10 +61,10 @@ pub fn export_subject(
     vault: &Vault,
     ctx: &AccessContext,
     subject: &str,
-) -> Result<Vec<(RecordKey, String)>, Error> {
+) -> Result<Vec<(RecordKey, Zeroizing<String>)>, Error> {
     let records: Vec<(RecordKey, Value)> = vault.export_records_of(ctx, subject)?;
     Ok(records
         .into_iter()
-        .map(|(k, v)| (k, v.to_string()))
+        .map(|(k, v)| (k, Zeroizing::new(v.to_string())))
         .collect())
 }

@@ -89,7 +89,7 @@ fn ndjson_13_patients_records_are_the_lines() {
         for (item, line) in items.into_iter().zip(input) {
             match item {
                 ImportItem::Record(r) => {
-                    assert_eq!(r.resource, line, "{}", r.record_id);
+                    assert_eq!(r.resource.as_str(), line, "{}", r.record_id);
                     if r.collection == "Patient" {
                         patients.insert(r.record_id.clone());
                     }
@@ -154,7 +154,7 @@ fn transaction_bundle_matches_ndjson_streamed_or_in_memory() {
     let mut entries = Vec::new();
     let mut patients_seen = 0;
     for r in &ndjson {
-        let mut res: Value = serde_json::from_str(&r.resource).unwrap();
+        let mut res: Value = serde_json::from_str(r.resource.as_str()).unwrap();
         to_urn_refs(&mut res, &ids);
         if r.collection == "Patient" {
             patients_seen += 1;
@@ -283,7 +283,11 @@ fn record_ids_from_id_fullurl_or_content() {
         "type mismatch: no id from fullUrl"
     );
     assert_eq!(ids[4], ids[0]);
-    assert_eq!(rs[4].resource, pretty, "held whole, exactly as read");
+    assert_eq!(
+        rs[4].resource.as_str(),
+        pretty,
+        "held whole, exactly as read"
+    );
 }
 
 #[test]
@@ -393,7 +397,7 @@ fn record_debug_redacts_resource() {
         subject: "p".into(),
         collection: "Patient".into(),
         record_id: "p".into(),
-        resource: format!(r#"{{"name":"{SECRET}"}}"#),
+        resource: format!(r#"{{"name":"{SECRET}"}}"#).into(),
     };
     assert!(!format!("{rec:?}").contains(SECRET));
 }
