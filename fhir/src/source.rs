@@ -371,7 +371,7 @@ impl ImportSource {
             }
             st.line += 1;
             let limit = (max as u64).saturating_add(1);
-            let n = match (&mut st.reader).take(limit).read_until(b'\n', &mut *st.buf) {
+            let n = match (&mut st.reader).take(limit).read_until(b'\n', &mut st.buf) {
                 Ok(n) => n,
                 Err(source) => {
                     let path = st.path.clone();
