@@ -16,7 +16,6 @@ use std::io;
 use std::path::PathBuf;
 
 use medvault::{AccessContext, Error, RecordKey, Vault};
-use zeroize::Zeroizing;
 
 use crate::source::Located;
 use crate::store::{self, StoreError};
@@ -181,7 +180,7 @@ struct Run<'a> {
     options: ImportOptions,
     rejects: &'a mut dyn RejectSink,
     report: ImportReport,
-    batch: Vec<(RecordKey, Zeroizing<String>)>,
+    batch: Vec<(RecordKey, store::Prepared)>,
     meta: Vec<Meta>,
     batch_bytes: u64,
     /// Keys of the batch, by (collection, record id).
@@ -305,6 +304,17 @@ impl Run<'_> {
         path: PathBuf,
         at: Option<Position>,
     ) -> Result<(), ImportError> {
+        // Checked before anything else, so that a refused resource changes nothing.
+        let prepared = match store::prepare(r.resource) {
+            Ok(p) => p,
+            Err(message) => {
+                return self.reject(FhirError::Refused {
+                    path,
+                    at: at.unwrap_or(Position::Document),
+                    message,
+                });
+            }
+        };
         let id = (r.collection, r.record_id);
         let mut replaces = false;
         if let Some(old_subject) = self.seen.get(&id).cloned() {
@@ -327,10 +337,10 @@ impl Run<'_> {
             }
         }
         self.seen.insert(id.clone(), r.subject.clone());
-        self.batch_bytes = self.batch_bytes.saturating_add(r.resource.len() as u64);
+        self.batch_bytes = self.batch_bytes.saturating_add(prepared.len() as u64);
         self.batch.push((
             RecordKey::new(r.subject, id.0.clone(), id.1.clone()),
-            r.resource,
+            prepared,
         ));
         self.meta.push(Meta { replaces, path, at });
         self.in_batch.insert(id);

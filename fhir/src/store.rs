@@ -28,6 +28,26 @@ impl From<Error> for StoreError {
     }
 }
 
+/// A resource text checked and ready for the vault.
+pub struct Prepared(Zeroizing<String>);
+
+impl Prepared {
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Checks that the vault can hold `text` exactly; the reason (never content) if not.
+///
+/// # Errors
+/// A fixed description of what cannot be held.
+pub fn prepare(text: Zeroizing<String>) -> Result<Prepared, String> {
+    serde_json::from_str::<Map<String, Value>>(text.as_str())
+        .map_err(|_| "not representable by the vault (a number out of range)".to_owned())?;
+    Ok(Prepared(text))
+}
+
 /// Stores `batch` atomically (one `import` access-log entry per record).
 ///
 /// # Errors
@@ -36,11 +56,11 @@ impl From<Error> for StoreError {
 pub fn put_batch(
     vault: &Vault,
     ctx: &AccessContext,
-    batch: &[(RecordKey, Zeroizing<String>)],
+    batch: &[(RecordKey, Prepared)],
 ) -> Result<(), StoreError> {
     let mut values: Vec<Map<String, Value>> = Vec::with_capacity(batch.len());
     for (_, text) in batch {
-        let v: Map<String, Value> = serde_json::from_str(text.as_str()).map_err(|_| {
+        let v: Map<String, Value> = serde_json::from_str(text.0.as_str()).map_err(|_| {
             StoreError::Refused("a number in the resource is out of range".to_owned())
         })?;
         values.push(v);
