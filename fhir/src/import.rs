@@ -8,14 +8,15 @@
 //! Memory: one batch of records (at most [`ImportOptions::batch_records`] records or
 //! about [`ImportOptions::batch_bytes`] bytes of resource text), what [`ImportSource`]
 //! holds (one line, or one Bundle entry and two in flight), and the set of
-//! `(resourceType, id)` written so far (about 100 bytes per distinct resource) that
-//! counts duplicates honestly.
+//! `(resourceType, id)` written so far (a 16-byte digest and a subject number, about 24
+//! bytes per distinct resource) that counts duplicates honestly.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 
 use medvault::{AccessContext, Error, RecordKey, Vault};
+use sha2::{Digest, Sha256};
 
 use crate::source::Located;
 use crate::store::{self, StoreError};
@@ -173,6 +174,54 @@ struct Meta {
     at: Option<Position>,
 }
 
+/// A (collection, record id) as the first 128 bits of SHA-256 over
+/// `collection \0 record id`: 16 bytes per distinct resource instead of its strings.
+type KeyDigest = [u8; 16];
+
+fn key_digest(collection: &str, record_id: &str) -> KeyDigest {
+    let mut h = Sha256::new();
+    h.update(collection.as_bytes());
+    h.update([0u8]);
+    h.update(record_id.as_bytes());
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+/// The resources written by this import and the subject each was filed under; subjects
+/// are interned (far fewer than resources), so a resource costs about 24 bytes.
+#[derive(Default)]
+struct Seen {
+    by_key: HashMap<KeyDigest, u32>,
+    subjects: Vec<String>,
+    subject_index: HashMap<String, u32>,
+}
+
+impl Seen {
+    fn get(&self, k: &KeyDigest) -> Option<&str> {
+        let i = *self.by_key.get(k)?;
+        self.subjects.get(i as usize).map(String::as_str)
+    }
+
+    fn insert(&mut self, k: KeyDigest, subject: &str) {
+        let i = match self.subject_index.get(subject) {
+            Some(i) => *i,
+            None => {
+                let i = u32::try_from(self.subjects.len()).unwrap_or(u32::MAX);
+                self.subjects.push(subject.to_owned());
+                self.subject_index.insert(subject.to_owned(), i);
+                i
+            }
+        };
+        self.by_key.insert(k, i);
+    }
+
+    fn remove(&mut self, k: &KeyDigest) {
+        self.by_key.remove(k);
+    }
+}
+
 /// The import's state.
 struct Run<'a> {
     vault: &'a Vault,
@@ -183,10 +232,10 @@ struct Run<'a> {
     batch: Vec<(RecordKey, store::Prepared)>,
     meta: Vec<Meta>,
     batch_bytes: u64,
-    /// Keys of the batch, by (collection, record id).
-    in_batch: HashSet<(String, String)>,
+    /// Keys of the batch, by (collection, record id) digest.
+    in_batch: HashSet<KeyDigest>,
     /// Every (collection, record id) written, with its subject.
-    seen: HashMap<(String, String), String>,
+    seen: Seen,
 }
 
 /// Reads every resource from `source` and stores it in `vault` as record `(subject,
@@ -222,7 +271,7 @@ pub fn import_with(
         meta: Vec::new(),
         batch_bytes: 0,
         in_batch: HashSet::new(),
-        seen: HashMap::new(),
+        seen: Seen::default(),
     };
     while let Some(Located { path, at, item }) = source.next_located() {
         match item {
@@ -316,10 +365,11 @@ impl Run<'_> {
             }
         };
         let id = (r.collection, r.record_id);
+        let digest = key_digest(&id.0, &id.1);
         let mut replaces = false;
-        if let Some(old_subject) = self.seen.get(&id).cloned() {
+        if let Some(old_subject) = self.seen.get(&digest).map(str::to_owned) {
             replaces = true;
-            if self.in_batch.contains(&id) {
+            if self.in_batch.contains(&digest) {
                 // One key twice in one atomic batch: commit the first one first.
                 self.commit()?;
             }
@@ -336,14 +386,14 @@ impl Run<'_> {
                 }
             }
         }
-        self.seen.insert(id.clone(), r.subject.clone());
+        self.seen.insert(digest, &r.subject);
         self.batch_bytes = self.batch_bytes.saturating_add(prepared.len() as u64);
         self.batch.push((
             RecordKey::new(r.subject, id.0.clone(), id.1.clone()),
             prepared,
         ));
         self.meta.push(Meta { replaces, path, at });
-        self.in_batch.insert(id);
+        self.in_batch.insert(digest);
         Ok(())
     }
 
@@ -376,7 +426,7 @@ impl Run<'_> {
                         Err(StoreError::Refused(message)) => {
                             if !m.replaces {
                                 self.seen
-                                    .remove(&(one.0.collection.clone(), one.0.record_id.clone()));
+                                    .remove(&key_digest(&one.0.collection, &one.0.record_id));
                             }
                             self.reject(FhirError::Refused {
                                 path: m.path,
