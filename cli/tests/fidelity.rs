@@ -382,3 +382,52 @@ fn devices_fifos_and_links_to_them_are_refused() {
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(summary(&printed), (1, 0, 0, 2), "{printed}");
 }
+
+/// The oracle is not vacuous: it sees a changed number text, a changed member order and
+/// a missing resource, and accepts an equal export written with other whitespace and
+/// escapes.
+#[test]
+fn the_oracle_sees_number_text_and_member_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.ndjson");
+    std::fs::write(
+        &input,
+        concat!(
+            r#"{"resourceType":"Observation","id":"a","v":1.50,"x":1,"y":2}"#,
+            "\n",
+            r#"{"resourceType":"Patient","id":"p","name":"\u00e9"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let cases = [
+        (
+            "{\"resourceType\":\"Observation\",\"id\":\"a\",\"v\":1.50,\"x\":1,\"y\":2}\n{ \"resourceType\": \"Patient\", \"id\": \"p\", \"name\": \"é\" }\n",
+            0,
+        ),
+        (
+            "{\"resourceType\":\"Observation\",\"id\":\"a\",\"v\":1.5,\"x\":1,\"y\":2}\n{\"resourceType\":\"Patient\",\"id\":\"p\",\"name\":\"é\"}\n",
+            1,
+        ),
+        (
+            "{\"resourceType\":\"Observation\",\"id\":\"a\",\"v\":1.50,\"y\":2,\"x\":1}\n{\"resourceType\":\"Patient\",\"id\":\"p\",\"name\":\"é\"}\n",
+            1,
+        ),
+        (
+            "{\"resourceType\":\"Observation\",\"id\":\"a\",\"v\":1.50,\"x\":1,\"y\":2}\n",
+            1,
+        ),
+    ];
+    for (export_text, changed) in cases {
+        let export = tmp.path().join("out.ndjson");
+        std::fs::write(&export, export_text).unwrap();
+        let Some(o) = oracle(&export, std::slice::from_ref(&input), false) else {
+            return;
+        };
+        assert_eq!(
+            count(&o, "missing_or_changed"),
+            changed,
+            "{export_text}: {o:?}"
+        );
+    }
+}
