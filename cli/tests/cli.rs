@@ -294,7 +294,7 @@ fn exit_codes_name_what_went_wrong() {
     );
 
     // 3: wrong passphrase.
-    let wrong = Medvault::new().env("MEDVAULT_PASSPHRASE", Some("not-pw"));
+    let wrong = Medvault::new().env("MEDVAULT_PASSPHRASE", Some("tepid walrus quantum ferry 94"));
     let out = wrong.run(&["get", v, "p1", "Observation", "o1"]);
     assert_eq!(code(&out), Some(3));
     assert!(out.stdout.is_empty());
@@ -416,7 +416,7 @@ fn delete_erase_and_raw_key_file() {
         .env("MEDVAULT_KEY_FILE", Some(s(&keyfile)));
     let vault = small_vault(&mv, tmp.path());
     let v = s(&vault);
-    // The passphrase "pw" does not open a raw-key vault.
+    // The tests' passphrase does not open a raw-key vault.
     let pw = Medvault::new();
     assert_eq!(code(&pw.run(&["stats", v])), Some(3));
 
@@ -432,7 +432,7 @@ fn delete_erase_and_raw_key_file() {
     // Without a terminal, erase insists on --yes.
     assert_eq!(code(&mv.run(&["erase", v, "p1"])), Some(2));
     let out = mv.ok(&["erase", v, "p1", "--yes"]);
-    assert!(out.contains("erased 1 records"), "{out}");
+    assert!(out.contains("erased subject p1: 1 record;"), "{out}");
     assert_eq!(code(&mv.run(&["get", v, "p1"])), Some(5));
     assert_eq!(code(&mv.run(&["erase", v, "p1", "--yes"])), Some(5));
     let verified = mv.ok(&["audit", "verify", v]);
@@ -450,7 +450,7 @@ fn rotations_keep_every_record_readable() {
         br#"{"code":"44054006"}"#,
     );
 
-    let rotated = Medvault::new().env("MEDVAULT_NEW_PASSPHRASE", Some("pw2"));
+    let rotated = Medvault::new().env("MEDVAULT_NEW_PASSPHRASE", Some(support::PASSPHRASE_2));
     let mut args = vec!["rotate", "root", v];
     args.extend_from_slice(&FAST_KDF);
     let out = rotated.run(&args);
@@ -465,7 +465,7 @@ fn rotations_keep_every_record_readable() {
         Some(3),
         "the old passphrase is retired"
     );
-    let mv2 = Medvault::new().env("MEDVAULT_PASSPHRASE", Some("pw2"));
+    let mv2 = Medvault::new().env("MEDVAULT_PASSPHRASE", Some(support::PASSPHRASE_2));
     let out = mv2.ok(&["rotate", "data", v]);
     assert!(out.contains("2 records re-encrypted"), "{out}");
     let out = mv2.ok(&["rotate", "data", v, "--resume"]);

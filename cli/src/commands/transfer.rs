@@ -87,9 +87,10 @@ pub fn import(
     } else {
         writeln!(
             out,
-            "imported {} records from {files} files ({:.1} MiB) in {secs:.2} s: {:.0} records/s, {} atomic batches",
+            "imported {} records from {} ({}) in {secs:.2} s: {:.0} records/s, {} atomic batches",
             report.records,
-            report.bytes as f64 / (1024.0 * 1024.0),
+            crate::human::count(files as u64, "file"),
+            crate::human::bytes(report.bytes),
             written as f64 / secs.max(1e-9),
             report.batches
         )?;
@@ -131,8 +132,9 @@ pub fn export(path: &Path, subjects: &[String], args: &AccessArgs) -> CliResult 
     bar.finish_and_clear();
     let report = result.map_err(Failure::from)?;
     eprintln!(
-        "exported {} records of {} subjects",
-        report.records, report.subjects
+        "exported {} of {}",
+        crate::human::count(report.records, "record"),
+        crate::human::count(report.subjects, "subject")
     );
     Ok(())
 }
