@@ -42,7 +42,7 @@ const CHECKPOINT_LEN: usize = 1 + 16 + 8 + 32 + 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
     /// The vault it belongs to.
-    pub vault_id: [u8; 16],
+    pub vault_id: crate::VaultId,
     /// Number of entries the log held (the next sequence number).
     pub next_seq: u64,
     /// Link of entry `next_seq - 1` (genesis link when empty).
@@ -55,7 +55,7 @@ impl Checkpoint {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(CHECKPOINT_LEN);
         b.push(CHECKPOINT_VERSION);
-        b.extend_from_slice(&self.vault_id);
+        b.extend_from_slice(self.vault_id.as_bytes());
         b.extend_from_slice(&self.next_seq.to_be_bytes());
         b.extend_from_slice(&self.link);
         b.extend_from_slice(&self.mac);
@@ -74,7 +74,7 @@ impl Checkpoint {
             });
         }
         let cp = Checkpoint {
-            vault_id: r.array()?,
+            vault_id: crate::VaultId::from(r.array::<16>()?),
             next_seq: r.u64()?,
             link: r.array()?,
             mac: r.array()?,
@@ -124,7 +124,7 @@ struct Chain {
 
 /// The access log of one open vault.
 pub(crate) struct AuditLog {
-    vault_id: [u8; 16],
+    vault_id: crate::VaultId,
     secret_for_seal: SecretKey,
     chain_key: MacKey,
     head_key: MacKey,
@@ -135,10 +135,10 @@ pub(crate) struct AuditLog {
     chain: Mutex<Chain>,
 }
 
-fn body_aad(vault_id: &[u8; 16], seq: u64) -> Vec<u8> {
+fn body_aad(vault_id: &crate::VaultId, seq: u64) -> Vec<u8> {
     let mut aad = b"medvault/v1/log-entry".to_vec();
     aad.push(ENTRY_VERSION);
-    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(vault_id.as_bytes());
     aad.extend_from_slice(&seq.to_be_bytes());
     aad
 }
@@ -147,7 +147,7 @@ impl AuditLog {
     /// Sets up the log keys (derived from the vault secret) and reads the head.
     /// A vault without a head (new) starts at the genesis link.
     pub fn open(
-        vault_id: [u8; 16],
+        vault_id: crate::VaultId,
         vault_secret: &SecretKey,
         storage: &dyn Storage,
     ) -> Result<Self> {
@@ -177,7 +177,7 @@ impl AuditLog {
 
     fn genesis(&self) -> [u8; 32] {
         self.chain_key
-            .mac_parts(&[b"medvault/v1/genesis", &self.vault_id])
+            .mac_parts(&[b"medvault/v1/genesis", self.vault_id.as_bytes()])
     }
 
     /// The log key sealing entry `seq`: HKDF(vault secret, "log-seal" || seq / 2^30).
@@ -204,7 +204,7 @@ impl AuditLog {
         self.head_key.mac_raw(&[
             b"medvault/v1/head",
             &[HEAD_VERSION],
-            &self.vault_id,
+            self.vault_id.as_bytes(),
             &next_seq.to_be_bytes(),
             link,
         ])
@@ -304,7 +304,7 @@ impl AuditLog {
         self.checkpoint_key.mac_raw(&[
             b"medvault/v1/checkpoint",
             &[CHECKPOINT_VERSION],
-            &self.vault_id,
+            self.vault_id.as_bytes(),
             &next_seq.to_be_bytes(),
             link,
         ])

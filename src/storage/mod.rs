@@ -8,10 +8,11 @@
 //! `flush` makes every applied batch durable.
 
 pub(crate) mod memory;
+pub mod private_fs;
 mod sled_backend;
 
 pub use memory::MemoryStorage;
-pub use sled_backend::{DirLock, SledOptions, SledStorage};
+pub use sled_backend::{DB_DIR, DirLock, HEADER_FILE, LOCK_FILE, SledOptions, SledStorage};
 
 use crate::error::StorageError;
 

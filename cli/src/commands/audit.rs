@@ -159,7 +159,7 @@ pub fn log(
                 what.push_str(&format!(" [{}]", t.fields.join(",")));
             }
         } else if let Some(p) = &e.subject_pseudonym {
-            what = format!("subject#{}", crate::commands::vault::hex(p));
+            what = format!("subject#{}", crate::commands::vault::hex(p.as_bytes()));
         }
         // Actor ids, ids and notes come from callers: escape control characters so a
         // crafted value cannot forge a line of the trail or drive the terminal.

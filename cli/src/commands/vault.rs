@@ -48,7 +48,7 @@ pub fn init(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
     println!(
         "created vault {} (id {}) protected by {how}",
         path.display(),
-        hex(&vault.vault_id())
+        hex(vault.vault_id().as_bytes())
     );
     Ok(())
 }
