@@ -1,19 +1,17 @@
 //! The one boundary between resource text and the vault: every record import writes
-//! and every record export reads goes through here.
-//!
-//! Until the core's exact JSON representation is available the vault is handed a
-//! `serde_json` value (lossy for numbers and member order: docs/FHIR.md section 9);
-//! switching is confined to these two functions.
+//! and every record export reads goes through here, as the core's exact JSON
+//! representation ([`medvault::json::JsonText`]): number tokens, strings and member order
+//! are kept, so an export gives back what was imported (docs/FHIR.md section 1).
 
+use medvault::json::JsonText;
 use medvault::{AccessContext, Action, Error, RecordKey, Vault};
-use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
 /// Why a batch was not stored.
 #[derive(Debug)]
 pub enum StoreError {
-    /// A record is refused for what it is (too large, a number out of range...): the
-    /// message names the limit, never content. Nothing of the batch was written.
+    /// A record is refused for what it is (larger than a record may be...): the message
+    /// names the limit, never content. Nothing of the batch was written.
     Refused(String),
     /// The vault failed or refused the operation as such.
     Vault(Error),
@@ -28,8 +26,8 @@ impl From<Error> for StoreError {
     }
 }
 
-/// A resource text checked and ready for the vault.
-pub struct Prepared(Zeroizing<String>);
+/// A resource text in the vault's exact representation.
+pub struct Prepared(JsonText);
 
 impl Prepared {
     /// Its length in bytes.
@@ -38,14 +36,18 @@ impl Prepared {
     }
 }
 
-/// Checks that the vault can hold `text` exactly; the reason (never content) if not.
+/// Parses `text` into the vault's exact representation (validated, canonical compact
+/// form keeping every number and string token and member order); the reason (offset
+/// and kind, never content) if it cannot be held.
 ///
 /// # Errors
-/// A fixed description of what cannot be held.
+/// The representation's error as text.
 pub fn prepare(text: Zeroizing<String>) -> Result<Prepared, String> {
-    serde_json::from_str::<Map<String, Value>>(text.as_str())
-        .map_err(|_| "not representable by the vault (a number out of range)".to_owned())?;
-    Ok(Prepared(text))
+    let mut text = text;
+    let bytes = Zeroizing::new(std::mem::take(&mut *text).into_bytes());
+    JsonText::parse_owned(bytes, medvault::json::Limits::default())
+        .map(Prepared)
+        .map_err(|e| e.to_string())
 }
 
 /// Stores `batch` atomically (one `import` access-log entry per record).
@@ -58,22 +60,11 @@ pub fn put_batch(
     ctx: &AccessContext,
     batch: &[(RecordKey, Prepared)],
 ) -> Result<(), StoreError> {
-    let mut values: Vec<Map<String, Value>> = Vec::with_capacity(batch.len());
-    for (_, text) in batch {
-        let v: Map<String, Value> = serde_json::from_str(text.0.as_str()).map_err(|_| {
-            StoreError::Refused("a number in the resource is out of range".to_owned())
-        })?;
-        values.push(v);
-    }
-    vault.put_many(
-        ctx,
-        batch.iter().map(|(k, _)| k).zip(values.iter()),
-        Action::Import,
-    )?;
+    vault.put_many_json(ctx, batch.iter().map(|(k, p)| (k, &p.0)), Action::Import)?;
     Ok(())
 }
 
-/// Every record of `subject` as (key, JSON text), logged as one `export` entry.
+/// Every record of `subject` as (key, exact JSON text), logged as one `export` entry.
 ///
 /// # Errors
 /// The vault's error.
@@ -82,9 +73,9 @@ pub fn export_subject(
     ctx: &AccessContext,
     subject: &str,
 ) -> Result<Vec<(RecordKey, Zeroizing<String>)>, Error> {
-    let records: Vec<(RecordKey, Value)> = vault.export_records_of(ctx, subject)?;
-    Ok(records
+    Ok(vault
+        .export_records_of_json(ctx, subject)?
         .into_iter()
-        .map(|(k, v)| (k, Zeroizing::new(v.to_string())))
+        .map(|(k, t)| (k, t.into_string()))
         .collect())
 }
