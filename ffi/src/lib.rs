@@ -672,12 +672,12 @@ pub unsafe extern "C" fn medvault_rotate_data_keys(
 // ----- FHIR ----------------------------------------------------------------------------
 
 /// Imports FHIR R4 resources from `path` (an `.ndjson` or `.json` file, or a directory
-/// of them; Bulk Data NDJSON and Bundles) with medvault-fhir's defaults: atomic batches
-/// of 1000 records, each logged as `import`; the default blind indexes are defined
-/// first; the first bad input stops the import (batches already committed stay).
-/// `*out_report_json` (may be NULL) receives `{"records", "per_type", "skipped",
-/// "batches", "bytes"}`. Fails with `INVALID_INPUT` for unreadable or invalid input
-/// (file and position named, never content), or the vault's error. Thread-safe.
+/// of them; Bulk Data NDJSON and Bundles) with medvault-fhir's default `ImportOptions`:
+/// atomic batches, each record logged as `import`, the default blind indexes defined
+/// first. `*out_report_json` (may be NULL) receives `{"records", "per_type",
+/// "replaced", "skipped", "rejected", "batches", "bytes"}`. Fails with `INVALID_INPUT`
+/// for unreadable or invalid input (file and position named, never content), or the
+/// vault's error; batches committed before a failure stay. Thread-safe.
 ///
 /// # Safety
 /// As `medvault_put`; `out_report_json` is NULL or writable.
@@ -705,17 +705,28 @@ pub unsafe extern "C" fn medvault_import_fhir(
             medvault_fhir::ImportOptions::default(),
             &mut |_| {},
         )
-        .map_err(|e| match e {
-            medvault_fhir::ImportError::Input { error, committed } => {
-                BindError::invalid(format!("{error} ({committed} records committed before it)"))
+        .map_err(|e| {
+            let e_text = e.to_string();
+            match e {
+                medvault_fhir::ImportError::Input { error, committed } => {
+                    BindError::invalid(format!("{error} ({committed} records committed before it)"))
+                }
+                medvault_fhir::ImportError::Vault { error, .. } => BindError::from(error),
+                // Not reachable through `import` (its reject sink discards); kept exhaustive.
+                medvault_fhir::ImportError::Rejects { .. } => BindError {
+                    status: MedvaultStatus::Storage,
+                    kind: "storage".into(),
+                    message: e_text,
+                },
             }
-            medvault_fhir::ImportError::Vault { error, .. } => BindError::from(error),
         })?;
         if let Some(o) = out {
             let json = serde_json::json!({
                 "records": report.records,
                 "per_type": report.per_type,
+                "replaced": report.replaced,
                 "skipped": report.skipped,
+                "rejected": report.rejected,
                 "batches": report.batches,
                 "bytes": report.bytes,
             });

@@ -368,16 +368,26 @@ impl NativeVault {
                 medvault_fhir::ImportOptions::default(),
                 &mut |_| {},
             )
-            .map_err(|e| match e {
-                medvault_fhir::ImportError::Input { error, committed } => {
-                    BindError::invalid(format!("{error} ({committed} records committed before it)"))
+            .map_err(|e| {
+                let e_text = e.to_string();
+                match e {
+                    medvault_fhir::ImportError::Input { error, committed } => BindError::invalid(
+                        format!("{error} ({committed} records committed before it)"),
+                    ),
+                    medvault_fhir::ImportError::Vault { error, .. } => BindError::from(error),
+                    // Not reachable through `import` (its reject sink discards).
+                    medvault_fhir::ImportError::Rejects { .. } => BindError {
+                        kind: "storage".into(),
+                        message: e_text,
+                    },
                 }
-                medvault_fhir::ImportError::Vault { error, .. } => BindError::from(error),
             })?;
             Ok(serde_json::json!({
                 "records": report.records,
                 "per_type": report.per_type,
+                "replaced": report.replaced,
                 "skipped": report.skipped,
+                "rejected": report.rejected,
                 "batches": report.batches,
                 "bytes": report.bytes,
             })
