@@ -886,3 +886,27 @@ proptest! {
         prop_assert_eq!(back["v"].to_bits(), x.to_bits());
     }
 }
+
+/// Guards the bug the `record` fuzz target found: a member value that is not exactly one
+/// JSON token (`0,"x":0`) joined into a valid object with a member nobody appended.
+#[test]
+fn a_joined_member_cannot_splice_in_another() {
+    use medvault::json::{JsonErrorKind, ObjectBuilder};
+    let mut b = ObjectBuilder::with_capacity(32);
+    b.member("f", "0,\"n83,xau00elue\":0");
+    let err = b.finish().expect_err("a spliced member must be refused");
+    assert_eq!(err.kind(), JsonErrorKind::SplicedMember);
+    let mut b = ObjectBuilder::with_capacity(32);
+    b.member("a\":1,\"b", "2");
+    assert!(
+        b.finish().is_err(),
+        "a name holding a member must be refused"
+    );
+    let mut b = ObjectBuilder::with_capacity(32);
+    b.member("a", "1");
+    b.member("b", "[2,3]");
+    assert_eq!(
+        b.finish().expect("two plain members join").as_str(),
+        "{\"a\":1,\"b\":[2,3]}"
+    );
+}

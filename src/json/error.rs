@@ -49,6 +49,10 @@ pub enum JsonErrorKind {
     Deserialize,
     /// The top-level value is not an object where one is required (a record).
     NotAnObject,
+    /// Members joined into an object do not come back as the same number of members: a
+    /// name or value was not exactly one JSON token (e.g. the value `0,"x":1` would
+    /// splice a member in). The offset is 0.
+    SplicedMember,
 }
 
 impl JsonErrorKind {
@@ -72,6 +76,7 @@ impl JsonErrorKind {
             JsonErrorKind::Serialize => "the value could not be serialized",
             JsonErrorKind::Deserialize => "the JSON does not match the requested type",
             JsonErrorKind::NotAnObject => "the top-level value is not an object",
+            JsonErrorKind::SplicedMember => "a joined member is not exactly one name and value",
         }
     }
 }
