@@ -14,6 +14,9 @@ use crate::record::RecordKey;
 /// `'c'`: the data-key rotation state, present only while a rotation is pending
 /// (docs/FORMAT.md "Data-key rotation state (`'c'`), version 1").
 pub(crate) const ROTATION_STATE: &[u8] = b"c";
+/// `'e' || project_tag (16)`: a research project's sealed pseudonym seed
+/// (docs/FORMAT.md "Research project seed").
+pub(crate) const RESEARCH_SEED_PREFIX: u8 = b'e';
 /// `'g'`: the sealed access policy (docs/FORMAT.md "Access policy (`'g'`), version 1").
 pub(crate) const POLICY: &[u8] = b"g";
 /// `'h'`: the access-log head (docs/FORMAT.md "Log head (`'h'`), version 1").
@@ -24,6 +27,9 @@ pub(crate) const INDEX_DEF_PREFIX: u8 = b'i';
 pub(crate) const SUBJECT_PREFIX: u8 = b'k';
 /// `'l' || u64 seq (big-endian)`: an access-log entry.
 pub(crate) const LOG_ENTRY_PREFIX: u8 = b'l';
+/// `'o' || subject_tag (16)`: a subject's sealed objection to secondary use
+/// (docs/FORMAT.md "Research objection").
+pub(crate) const OBJECTION_PREFIX: u8 = b'o';
 /// `'p'`: empty; present from an erasure until the purge that follows it has completed.
 pub(crate) const PURGE_PENDING: &[u8] = b"p";
 /// `'r' || subject_tag (16) || record_tag (16)`: a record value.
@@ -35,13 +41,15 @@ pub(crate) const REVERSE_PREFIX: u8 = b'y';
 
 /// Every prefix byte in use, sorted (what docs/FORMAT.md's key-space table must list).
 #[cfg(test)]
-pub(crate) const ALL_PREFIXES: [u8; 10] = [
+pub(crate) const ALL_PREFIXES: [u8; 12] = [
     ROTATION_STATE[0],
+    RESEARCH_SEED_PREFIX,
     POLICY[0],
     LOG_HEAD[0],
     INDEX_DEF_PREFIX,
     SUBJECT_PREFIX,
     LOG_ENTRY_PREFIX,
+    OBJECTION_PREFIX,
     PURGE_PENDING[0],
     RECORD_PREFIX,
     INDEX_ENTRY_PREFIX,
@@ -88,6 +96,24 @@ pub(crate) fn subject_records(tag: &SubjectTag) -> Vec<u8> {
     p.push(RECORD_PREFIX);
     p.extend_from_slice(tag.as_ref());
     p
+}
+
+/// Storage key of a research project's seed: `'e' || mac_parts(pseudonym key;
+/// "research-project", project)[0..16]`.
+pub(crate) fn research_seed(pseudonyms: &MacKey, project: &str) -> Vec<u8> {
+    let m = pseudonyms.mac_parts(&[b"research-project", project.as_bytes()]);
+    let mut k = Vec::with_capacity(17);
+    k.push(RESEARCH_SEED_PREFIX);
+    k.extend_from_slice(&m[..16]);
+    k
+}
+
+/// Storage key of a subject's objection to secondary use: `'o' || subject_tag`.
+pub(crate) fn objection(tag: &SubjectTag) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(OBJECTION_PREFIX);
+    k.extend_from_slice(tag.as_ref());
+    k
 }
 
 /// Storage key of a subject entry: `'k' || subject_tag`.

@@ -53,6 +53,7 @@ mod keyring;
 mod keyspace;
 pub mod policy;
 pub mod record;
+pub mod research;
 pub mod storage;
 #[cfg(feature = "testing")]
 #[doc(hidden)]

@@ -64,6 +64,9 @@ pub struct Policy {
     /// Thresholds of the automated controls (`Vault::alerts`).
     #[serde(default)]
     pub alerts: AlertThresholds,
+    /// What the research export guard allows (docs/RESEARCH.md).
+    #[serde(default)]
+    pub research: crate::research::ResearchPolicy,
 }
 
 fn default_review_delay() -> u64 {
@@ -371,6 +374,7 @@ impl Policy {
             ],
             review_delay_hours: default_review_delay(),
             alerts: AlertThresholds::default(),
+            research: crate::research::ResearchPolicy::default(),
         }
     }
 

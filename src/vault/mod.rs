@@ -159,6 +159,7 @@ mod find;
 mod governance;
 mod open;
 mod records;
+mod research;
 mod rotation;
 pub use rotation::{Progress, RotationReport, RotationScope};
 

@@ -274,6 +274,8 @@ impl Vault {
                     }
                     crate::index::unindex_subject(self.storage.as_ref(), &tag, batch)?;
                     batch.delete(ek);
+                    // Its objection to secondary use goes with it (docs/RESEARCH.md).
+                    batch.delete(keyspace::objection(&tag));
                     // Until a purge has rewritten the database, sled's files still hold
                     // the erased bytes: the marker makes the next open finish the job
                     // after a crash.
@@ -468,7 +470,7 @@ impl Vault {
     /// Parses a stored record value, opens its meta block, checks its ids (against
     /// `expect` when given) and hands it to `open` to open fields; `None`, without
     /// calling `open`, when the record's collection is not `only_collection`.
-    fn with_opened<R>(
+    pub(super) fn with_opened<R>(
         &self,
         keys: &SubjectKeys,
         storage_key: &[u8],
