@@ -267,7 +267,7 @@ fn denied_rule(r: medvault::Result<ResearchExport>) -> String {
 fn raw_keys_with_prefix(storage: &MemoryStorage, prefix: u8) -> usize {
     storage
         .scan(&[prefix], Some(&[prefix + 1]))
-        .map(|r| r.unwrap())
+        .inspect(|r| assert!(r.is_ok()))
         .count()
 }
 
