@@ -800,3 +800,40 @@ fn each_minimization_rule_shows_on_real_resources() {
         assert_eq!(keys, ["id", "period", "resourceType"].into_iter().collect());
     }
 }
+
+#[test]
+fn an_objection_is_logged_withdrawable_and_erased_with_its_subject() {
+    let storage = MemoryStorage::new();
+    let v = vault(&storage, policy_k(1));
+    put_patient(&v, "p1", "1970-05-06", "female");
+    assert!(matches!(
+        v.set_research_objection(&dpo(), "nobody", true),
+        Err(Error::NotFound)
+    ));
+    v.set_research_objection(&dpo(), "p1", true).unwrap();
+    assert_eq!(raw_keys_with_prefix(&storage, b'o'), 1);
+    let x = v
+        .research_export(&researcher(), &request("P-E", spec(DateRule::Month, 3)))
+        .unwrap();
+    assert_eq!(
+        (x.manifest.patients, x.manifest.excluded_objections),
+        (0, 1)
+    );
+    let notes: Vec<String> = v
+        .audit_query(
+            &admin(),
+            &LogQuery {
+                subject: Some("p1".into()),
+                action: Some(Action::Write),
+                ..LogQuery::default()
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .map(|e| e.note)
+        .collect();
+    assert!(notes.contains(&"objection recorded (secondary use, GDPR art. 21)".to_owned()));
+    // Erasing the patient removes the marker too.
+    v.erase_subject(&dpo(), "p1").unwrap();
+    assert_eq!(raw_keys_with_prefix(&storage, b'o'), 0);
+}
