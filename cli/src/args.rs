@@ -154,12 +154,33 @@ pub enum Command {
         #[command(flatten)]
         access: AccessArgs,
     },
-    /// Write the records of the given subjects (default: all) to stdout as FHIR NDJSON.
+    /// Write the records of the given subjects (default: all) to stdout as FHIR NDJSON;
+    /// with --research, a research export through the guard instead (docs/RESEARCH.md).
     Export {
         /// The vault directory.
         vault: PathBuf,
         /// Subject ids to export; default: all.
         subjects: Vec<String>,
+        /// A research export (needs --purpose research, --project, --authorization,
+        /// --spec and --out): minimized FHIR NDJSON and a manifest, logged as a
+        /// disclosure.
+        #[arg(long, conflicts_with = "subjects")]
+        research: bool,
+        /// The research project id.
+        #[arg(long, requires = "research")]
+        project: Option<String>,
+        /// The authorization reference (regulator decision, ethics approval).
+        #[arg(long, requires = "research")]
+        authorization: Option<String>,
+        /// The data specification (JSON file).
+        #[arg(long, value_name = "FILE", requires = "research")]
+        spec: Option<PathBuf>,
+        /// The output directory of a research export.
+        #[arg(long, value_name = "DIR", requires = "research")]
+        out: Option<PathBuf>,
+        /// Print a research export's manifest as JSON.
+        #[arg(long, requires = "research")]
+        json: bool,
         #[command(flatten)]
         access: AccessArgs,
     },
@@ -212,6 +233,10 @@ pub enum Command {
     /// Show or change the vault's access policy (docs/POLICY.md).
     #[command(subcommand)]
     Policy(crate::commands::review::PolicyCommand),
+    /// Research export guard: patients' objections, project key destruction
+    /// (docs/RESEARCH.md; the export itself is `export --research`).
+    #[command(subcommand)]
+    Research(crate::commands::research::ResearchCommand),
     /// Print counts and sizes (no patient data).
     Stats {
         /// The vault directory.

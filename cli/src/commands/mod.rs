@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod records;
+pub mod research;
 pub mod review;
 pub mod rotate;
 pub mod transfer;
@@ -66,8 +67,30 @@ pub fn run(command: Command) -> CliResult {
         } => records::delete(&vault, &subject, &collection, &record_id, &access),
         Command::Export {
             vault,
+            subjects: _,
+            research: true,
+            project,
+            authorization,
+            spec,
+            out,
+            json,
+            access,
+        } => research::export(
+            research::ExportArgs {
+                vault: &vault,
+                project: project.as_deref(),
+                authorization: authorization.as_deref(),
+                spec: spec.as_deref(),
+                out: out.as_deref(),
+                json,
+            },
+            &access,
+        ),
+        Command::Export {
+            vault,
             subjects,
             access,
+            ..
         } => transfer::export(&vault, &subjects, &access),
         Command::Subjects { vault, access } => records::subjects(&vault, &access),
         Command::Find {
@@ -135,6 +158,7 @@ pub fn run(command: Command) -> CliResult {
         ),
         Command::Audit(AuditCommand::Governance(g)) => review::run(g),
         Command::Policy(p) => review::policy(p),
+        Command::Research(r) => research::run(r),
         Command::Stats {
             vault,
             json,
