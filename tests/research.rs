@@ -414,6 +414,28 @@ fn real_data_export_leaks_no_identity_and_k_anonymity_matches_an_independent_cou
     assert_eq!(all.manifest.patients, included.len());
     assert_eq!(all.manifest.suppressed_patients, 0);
     assert_no_identity(&all, &patients);
+    // Device identifiers and serial numbers (HIPAA's 13th identifier) do not leave
+    // either, though the Devices do.
+    let devices: Vec<(String, String)> = lines(&dirs[0], "Device")
+        .iter()
+        .flat_map(|l| {
+            let d: Value = serde_json::from_str(l).unwrap();
+            let mut v = strs(&d["serialNumber"]);
+            v.extend(strs(&d["lotNumber"]));
+            v.extend(strs(&d["distinctIdentifier"]));
+            for u in d["udiCarrier"].as_array().into_iter().flatten() {
+                v.extend(strs(&u["carrierHRF"]));
+                v.extend(strs(&u["deviceIdentifier"]));
+            }
+            // Short numbers (a 4-digit serial) occur by chance in codes and quantities.
+            v.into_iter()
+                .filter(|x| x.len() >= 6)
+                .map(|x| ("a device".to_owned(), x))
+        })
+        .collect();
+    assert!(devices.len() > 40, "{}", devices.len());
+    assert!(all.resources.iter().any(|(t, _)| t == "Device"));
+    assert_none_in(&output_bytes(&all), &devices);
 }
 
 #[test]

@@ -50,10 +50,13 @@ pub const MAX_REF_LEN: usize = 128;
 /// Member names dropped at every depth unless the specification keeps them and the
 /// policy allows it ([`ResearchPolicy::allow_identifiers`]): FHIR direct identifiers
 /// (`name`, `identifier`, `masterIdentifier`, `telecom`, `photo`, `contact`, `link`),
-/// free text (`note`, `comment`), attachments (`attachment`, `presentedForm`),
+/// device identifiers and serial numbers (`udiCarrier`, `serialNumber`,
+/// `distinctIdentifier`, `lotNumber`; HIPAA 45 CFR 164.514(b)(2)(i)(M)), free text
+/// (`text` and its narrative `div`, `note`, `comment`, `description`, `valueString`,
+/// `valueMarkdown`, `patientInstruction`), attachments (`attachment`, `presentedForm`),
 /// extensions (they carry birth place and mother's maiden name in US Core data) and
 /// contained resources.
-pub const DIRECT_IDENTIFIERS: [&str; 15] = [
+pub const DIRECT_IDENTIFIERS: [&str; 23] = [
     "name",
     "identifier",
     "masterIdentifier",
@@ -61,14 +64,22 @@ pub const DIRECT_IDENTIFIERS: [&str; 15] = [
     "photo",
     "contact",
     "link",
+    "udiCarrier",
+    "serialNumber",
+    "distinctIdentifier",
+    "lotNumber",
+    "text",
     "note",
     "comment",
+    "description",
+    "valueString",
+    "valueMarkdown",
+    "patientInstruction",
     "attachment",
     "presentedForm",
     "extension",
     "modifierExtension",
     "contained",
-    "text",
 ];
 
 /// What the policy allows research exports (the `research` section of a
