@@ -789,6 +789,40 @@ fn each_minimization_rule_shows_on_real_resources() {
         field_values(&parsed(&y), "Encounter", |r| r.pointer("/period/start")),
         src_years
     );
+    // Shift rule: every full date moved by one per-patient offset of at most 182 days
+    // (checked with chrono's calendar), time of day dropped, intervals kept.
+    let sh = v
+        .research_export(&researcher(), &request("P-S", spec(DateRule::Shift, 3)))
+        .unwrap();
+    let day = |s: &str| {
+        chrono::NaiveDate::parse_from_str(&s[..10], "%Y-%m-%d")
+            .unwrap()
+            .to_epoch_days()
+    };
+    let src_days: Vec<i32> = {
+        let mut d: Vec<i32> = field_values(&source, "Encounter", |r| r.pointer("/period/start"))
+            .iter()
+            .map(|s| day(s))
+            .collect();
+        d.sort();
+        d
+    };
+    let shifted = field_values(&parsed(&sh), "Encounter", |r| r.pointer("/period/start"));
+    assert!(shifted.iter().all(|s| s.len() == 10), "time of day dropped");
+    let mut out_days: Vec<i32> = shifted.iter().map(|s| day(s)).collect();
+    out_days.sort();
+    let offsets: BTreeSet<i32> = src_days.iter().zip(&out_days).map(|(a, b)| b - a).collect();
+    assert_eq!(offsets.len(), 1, "one offset per patient: {offsets:?}");
+    let offset = *offsets.iter().next().unwrap();
+    assert!(offset.abs() <= 182);
+    // Exported again for the same project: the same offset (a stable cohort).
+    let again = v
+        .research_export(&researcher(), &request("P-S", spec(DateRule::Shift, 3)))
+        .unwrap();
+    assert_eq!(
+        field_values(&parsed(&again), "Encounter", |r| r.pointer("/period/start")),
+        shifted
+    );
     // Postal digits 0: no address at all.
     let z = v
         .research_export(&researcher(), &request("P-Z", spec(DateRule::Year, 0)))

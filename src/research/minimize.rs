@@ -45,13 +45,15 @@ impl DropCounts {
 
 struct Walk<'a> {
     spec: &'a DataSpec,
+    shift_days: i64,
     names: &'a ProjectPseudonyms,
     counts: DropCounts,
 }
 
 /// Minimizes `resource` (a FHIR resource of collection `collection`) under `spec` with
 /// the project's pseudonyms `names`. `age_grouped`: the patient is over 89 (a Patient's
-/// `birthDate` is then dropped). Returns the minimized resource and what changed;
+/// `birthDate` is then dropped). `shift_days`: the patient's date shift under
+/// [`DateRule::Shift`] ([`ProjectPseudonyms::shift_days`]), ignored otherwise. Returns the minimized resource and what changed;
 /// `None` when the resource is not an object or its collection is not in `spec`.
 ///
 /// Rules, in order, for each member at every depth: a name in [`DIRECT_IDENTIFIERS`]
@@ -67,12 +69,14 @@ pub fn minimize(
     spec: &DataSpec,
     names: &ProjectPseudonyms,
     age_grouped: bool,
+    shift_days: i64,
 ) -> Option<(JsonText, DropCounts)> {
     let cspec = spec.collection(collection)?;
     let tree = resource.tree();
     let obj = tree.as_object()?;
     let mut w = Walk {
         spec,
+        shift_days,
         names,
         counts: DropCounts::default(),
     };
@@ -101,7 +105,7 @@ pub fn minimize(
                 let s = m.value.as_str().map(|s| s.unescape());
                 match s
                     .as_deref()
-                    .and_then(|s| generalize_date(s, DateRule::Year))
+                    .and_then(|s| generalize_date(s, DateRule::Year, 0))
                 {
                     Some(g) => {
                         w.counts.dates_generalized += 1;
@@ -210,7 +214,7 @@ impl Walk<'_> {
             }
             Value::String(s) => {
                 let u = s.unescape();
-                match generalize_date(&u, self.spec.dates) {
+                match generalize_date(&u, self.spec.dates, self.shift_days) {
                     Some(g) => {
                         self.counts.dates_generalized += 1;
                         Some(quoted(&g))
@@ -273,10 +277,12 @@ pub(crate) fn postal_prefix(a: &Value<'_>, digits: usize) -> Option<String> {
     (!p.is_empty()).then_some(p)
 }
 
-/// `s` generalized by `rule` when it is a FHIR date, dateTime or instant (`YYYY`,
-/// `YYYY-MM`, `YYYY-MM-DD`, optionally followed by `T...`): `YYYY-MM` or `YYYY`, never
-/// finer than `s` was. `None` when `s` is not one.
-pub(crate) fn generalize_date(s: &str, rule: DateRule) -> Option<String> {
+/// `s` generalized or shifted by `rule` when it is a FHIR date, dateTime or instant
+/// (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`, optionally followed by `T...`): `YYYY-MM` or `YYYY`,
+/// never finer than `s` was; under [`DateRule::Shift`], moved by `shift_days` (see
+/// there). A month or day out of range is generalized to the year. `None` when `s` is
+/// not a date.
+pub(crate) fn generalize_date(s: &str, rule: DateRule, shift_days: i64) -> Option<String> {
     let b = s.as_bytes();
     let digits =
         |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
@@ -284,18 +290,34 @@ pub(crate) fn generalize_date(s: &str, rule: DateRule) -> Option<String> {
         return None;
     }
     let year = &s[..4];
-    let month = match b.len() {
-        4 => None,
-        7 if b[4] == b'-' && digits(5..7) => Some(&s[5..7]),
+    let (month, day) = match b.len() {
+        4 => (None, None),
+        7 if b[4] == b'-' && digits(5..7) => (Some(&s[5..7]), None),
         n if n >= 10 && b[4] == b'-' && b[7] == b'-' && digits(5..7) && digits(8..10) => {
             if n > 10 && b[10] != b'T' {
                 return None;
             }
-            Some(&s[5..7])
+            (Some(&s[5..7]), Some(&s[8..10]))
         }
         _ => return None,
     };
+    let num = |t: &str| t.parse::<u32>().ok();
+    let valid_month = month.and_then(num).filter(|m| (1..=12).contains(m));
+    let valid_day = day.and_then(num).filter(|d| (1..=31).contains(d));
+    if month.is_some() && valid_month.is_none() || day.is_some() && valid_day.is_none() {
+        return Some(year.to_owned());
+    }
     Some(match (rule, month) {
+        (DateRule::Shift, Some(m)) => {
+            let y: i64 = year.parse().ok()?;
+            let m: u32 = m.parse().ok()?;
+            let d = valid_day.unwrap_or(1);
+            let (y, m, d) = super::civil_from_days(super::days_from_civil(y, m, d) + shift_days);
+            match day {
+                Some(_) => format!("{y:04}-{m:02}-{d:02}"),
+                None => format!("{y:04}-{m:02}"),
+            }
+        }
         (DateRule::Month, Some(m)) => format!("{year}-{m}"),
         _ => year.to_owned(),
     })
@@ -308,6 +330,7 @@ mod tests {
     #[test]
     fn dates_are_generalized_and_other_strings_are_not() {
         let m = DateRule::Month;
+        let generalize_date = |s: &str, r: DateRule| super::generalize_date(s, r, 0);
         assert_eq!(
             generalize_date("2019-02-10T09:31:33-05:00", m).as_deref(),
             Some("2019-02")
@@ -330,5 +353,21 @@ mod tests {
         ] {
             assert_eq!(generalize_date(s, m), None, "{s}");
         }
+        // Out-of-range months and days: the year only.
+        assert_eq!(generalize_date("2019-13-01", m).as_deref(), Some("2019"));
+        assert_eq!(generalize_date("2019-02-32", m).as_deref(), Some("2019"));
+    }
+
+    /// Shifts checked against dates worked out by hand (2024 is a leap year).
+    #[test]
+    fn dates_are_shifted_across_months_years_and_leap_days() {
+        let s = |x: &str, d: i64| generalize_date(x, DateRule::Shift, d);
+        assert_eq!(s("2024-02-28T10:00:00Z", 1).as_deref(), Some("2024-02-29"));
+        assert_eq!(s("2024-02-28", 2).as_deref(), Some("2024-03-01"));
+        assert_eq!(s("2023-12-31", 1).as_deref(), Some("2024-01-01"));
+        assert_eq!(s("2024-01-01", -1).as_deref(), Some("2023-12-31"));
+        assert_eq!(s("2024-03", -1).as_deref(), Some("2024-02"));
+        assert_eq!(s("2024", 100).as_deref(), Some("2024"));
+        assert_eq!(s("2024-06-15", 0).as_deref(), Some("2024-06-15"));
     }
 }

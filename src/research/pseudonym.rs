@@ -78,6 +78,16 @@ impl ProjectPseudonyms {
         self.tagged(b"ref", reference)
     }
 
+    /// The date shift of patient `subject` in this project, in days, -182 to +182: the
+    /// first 8 bytes of `HMAC(key, len || "date-shift" || len || subject)` as a
+    /// big-endian integer, modulo 365, minus 182.
+    pub fn shift_days(&self, subject: &str) -> i64 {
+        let m = self.mac.mac_parts(&[b"date-shift", subject.as_bytes()]);
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&m[..8]);
+        (u64::from_be_bytes(b) % 365) as i64 - 182
+    }
+
     fn tagged(&self, label: &[u8], id: &str) -> String {
         let m = self.mac.mac_parts(&[label, id.as_bytes()]);
         let h = crate::audit::hex(&m[..16]);

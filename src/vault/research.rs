@@ -184,8 +184,10 @@ impl Vault {
             patients += 1;
             grouped += usize::from(c.grouped);
             let mut n = 0usize;
+            let shift = names.shift_days(&c.subject);
             for (key, text) in exported {
-                let Some((min, counts)) = minimize(text, &key.collection, spec, &names, c.grouped)
+                let Some((min, counts)) =
+                    minimize(text, &key.collection, spec, &names, c.grouped, shift)
                 else {
                     continue;
                 };
