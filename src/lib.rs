@@ -48,6 +48,7 @@ mod golden_tests;
 mod header;
 mod ids;
 pub mod index;
+pub mod json;
 mod keyring;
 mod keyspace;
 pub mod policy;

@@ -92,8 +92,16 @@ pub enum Command {
             value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize)
         )]
         batch: usize,
-        /// Skip (and count) invalid input lines instead of stopping at the first.
+        /// Stop at the first invalid line or entry (batches committed before it stay).
+        /// Default: reject it to the reject file, import everything valid, exit 7.
         #[arg(long)]
+        strict: bool,
+        /// Where rejected lines and entries go, one FHIR OperationOutcome per line
+        /// (created at the first reject) [default: VAULT.rejects.ndjson].
+        #[arg(long, value_name = "PATH")]
+        reject_file: Option<PathBuf>,
+        /// Accepted for compatibility: skipping (rejecting) invalid input is the default.
+        #[arg(long, hide = true)]
         skip_invalid: bool,
         /// Print the summary as JSON.
         #[arg(long)]

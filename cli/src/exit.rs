@@ -29,7 +29,6 @@ pub enum Code {
     AccessDenied = 6,
     /// `import` finished and committed every valid resource, but rejected some lines or
     /// entries (listed in the reject file).
-    #[allow(dead_code)] // returned by `import` once the reject file lands (branch fhir)
     Rejected = 7,
     /// The vault is locked by another open handle or process.
     InUse = 8,
@@ -130,7 +129,7 @@ impl From<ImportError> for Failure {
     fn from(e: ImportError) -> Self {
         let code = match &e {
             ImportError::Vault { error, .. } => code_of(error),
-            ImportError::Input { .. } => Code::Other,
+            ImportError::Input { .. } | ImportError::Rejects { .. } => Code::Other,
         };
         Failure::new(code, e.to_string())
     }

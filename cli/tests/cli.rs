@@ -82,7 +82,7 @@ fn import_then_export_13_patients_round_trips_every_resource() {
     let (resources, lines) = input_resources(&input);
     assert_eq!(printed_counts(&printed), lines, "import output:\n{printed}");
     assert!(
-        printed.contains("skipped 4 lines"),
+        printed.contains("skipped 4,"),
         "log.ndjson lines: {printed}"
     );
 
@@ -519,5 +519,47 @@ fn put_checks_the_resource_names_its_record_and_export_of_unknown_subject_is_not
         Some(5),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `put` and `get` keep a record's text exactly (issue "exact fidelity"): decimals with
+/// trailing zeros, big integers, escapes and member order come back byte for byte, and
+/// `--pretty` only indents; a member named twice is refused without echoing the input.
+#[test]
+fn put_and_get_keep_the_exact_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mv = Medvault::new();
+    let vault = small_vault(&mv, tmp.path());
+    let rec = r#"{"resourceType":"Observation","id":"o3","valueQuantity":{"value":1.50,"unit":"mg"},"n":12345678901234567890123,"z":"caf\u00e9","a":-0}"#;
+    let spaced = rec.replace(",", " ,\n ");
+    let out = mv.run_with_stdin(
+        &["put", s(&vault), "p1", "Observation", "o3"],
+        spaced.as_bytes(),
+    );
+    assert_eq!(
+        code(&out),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = mv.run(&["get", s(&vault), "p1", "Observation", "o3"]);
+    assert_eq!(code(&out), Some(0));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{rec}\n"));
+    let out = mv.run(&["get", s(&vault), "p1", "Observation", "o3", "--pretty"]);
+    let pretty = String::from_utf8(out.stdout).unwrap();
+    let squeezed: String = pretty
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("")
+        .replace("\": ", "\":");
+    assert_eq!(squeezed, rec);
+    let dup = br#"{"resourceType":"Observation","id":"o4","x":"SECRET-DUP","x":1}"#;
+    let out = mv.run_with_stdin(&["put", s(&vault), "p1", "Observation", "o4"], dup);
+    assert_eq!(code(&out), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("duplicated member name") && !err.contains("SECRET-DUP"),
+        "{err}"
     );
 }

@@ -5,7 +5,7 @@
 //! It exists so that the `compare` bench can measure the *field-encryption tax* on its
 //! own (DESIGN.md, "Performance goals", first row): the record codec and AEAD work of a
 //! put or get, with no access-log entry, against raw sled storing the same records. It
-//! runs the same code as [`crate::Vault`] (pseudonymous storage key, CBOR field split,
+//! runs the same code as [`crate::Vault`] (pseudonymous storage key, exact-JSON field split,
 //! one AES-256-GCM envelope per field plus the sealed meta block, AAD binding) with one
 //! data key held in memory instead of a subject's keys from the keyring.
 

@@ -8,16 +8,18 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::commit::{Erasure, Flush, record_target};
+use super::governance::OpenFor;
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target};
 use crate::context::AccessContext;
+use crate::crypto::AeadKey;
 use crate::error::{Denial, Error, InputKind, Result, Structure};
+use crate::json::JsonText;
 use crate::keyring::{SubjectKeys, SubjectTag};
 use crate::keyspace;
-use crate::policy::FieldFilter;
 use crate::record::{
-    Binding, PlainField, RecordKey, join_fields, parse_record, seal_record, split_fields,
-    validate_id,
+    Binding, Meta, PlainField, RecordKey, SealedRecord, from_json, parse_record, seal_record,
+    split_json, validate_id,
 };
 use crate::storage::{WriteBatch, prefix_end};
 
@@ -25,10 +27,11 @@ impl Vault {
     // ----- writes ------------------------------------------------------------------------
 
     /// Stores `value` as record `key`, replacing any previous version. `T`'s top level
-    /// must serialize to a map or struct; each top-level field is sealed separately with
-    /// AES-256-GCM under the subject's current data key (created on the subject's first
-    /// write). Logged as `write`. Fails with [`Error::InvalidInput`] (ids too long or
-    /// empty, not a map, over 64 MiB), [`Error::AccessDenied`], [`Error::Storage`].
+    /// must serialize to a map or struct; it is written as JSON by serde_json (so Rust
+    /// numbers take serde_json's text) and stored as [`Vault::put_json`] stores text.
+    /// Logged as `write`. Fails with [`Error::InvalidInput`] (ids too long or empty, not
+    /// a map, a member name twice, over 64 MiB), [`Error::AccessDenied`],
+    /// [`Error::Storage`].
     pub fn put<T: Serialize + ?Sized>(
         &self,
         ctx: &AccessContext,
@@ -39,22 +42,40 @@ impl Vault {
             .map(|_| ())
     }
 
+    /// Stores the exact JSON text `record` (an object) as record `key`, replacing any
+    /// previous version: each top-level member is sealed separately with AES-256-GCM
+    /// under the subject's current data key (created on the subject's first write), its
+    /// plaintext being the member's value text byte for byte (number and string tokens
+    /// as written, member order kept), so [`Vault::get_json`] returns `record` exactly.
+    /// Logged as `write`. Fails like [`Vault::put`].
+    pub fn put_json(&self, ctx: &AccessContext, key: &RecordKey, record: &JsonText) -> Result<()> {
+        self.write_texts(ctx, vec![(key, record)], Action::Write)
+            .map(|_| ())
+    }
+
     /// Stores many records in one atomic commit (all or none), each with its own log
     /// entry (`action`: [`Action::Write`] or [`Action::Import`]). Returns the number of
-    /// records written. This is the bulk path of `import`.
+    /// records written.
     pub fn put_many<'a, T: Serialize + ?Sized + 'a>(
         &self,
         ctx: &AccessContext,
         items: impl IntoIterator<Item = (&'a RecordKey, &'a T)>,
         action: Action,
     ) -> Result<usize> {
-        if !matches!(action, Action::Write | Action::Import) {
-            return Err(Error::invalid(
-                InputKind::Action,
-                "put_many logs a write or an import",
-            ));
-        }
+        check_write_action(action)?;
         self.write_records(ctx, items, action)
+    }
+
+    /// [`Vault::put_many`] of exact JSON texts (see [`Vault::put_json`]): the bulk path
+    /// of `import`.
+    pub fn put_many_json<'a>(
+        &self,
+        ctx: &AccessContext,
+        items: impl IntoIterator<Item = (&'a RecordKey, &'a JsonText)>,
+        action: Action,
+    ) -> Result<usize> {
+        check_write_action(action)?;
+        self.write_texts(ctx, items.into_iter().collect(), action)
     }
 
     fn write_records<'a, T: Serialize + ?Sized + 'a>(
@@ -63,7 +84,28 @@ impl Vault {
         items: impl IntoIterator<Item = (&'a RecordKey, &'a T)>,
         action: Action,
     ) -> Result<usize> {
-        let items: Vec<(&RecordKey, &T)> = items.into_iter().collect();
+        let texts: Result<Vec<(&RecordKey, JsonText)>> = items
+            .into_iter()
+            .map(|(k, v)| Ok((k, JsonText::from_serialize(v)?)))
+            .collect();
+        match texts {
+            Ok(texts) => {
+                self.write_texts(ctx, texts.iter().map(|(k, t)| (*k, t)).collect(), action)
+            }
+            Err(e) => {
+                let r = Err(e);
+                self.log_failure(ctx, action, None, &r);
+                r
+            }
+        }
+    }
+
+    fn write_texts(
+        &self,
+        ctx: &AccessContext,
+        items: Vec<(&RecordKey, &JsonText)>,
+        action: Action,
+    ) -> Result<usize> {
         // A concurrent data-key rotation may retire the version a record was sealed
         // under before the commit; the commit refuses it and the records are resealed.
         let mut attempts = 0;
@@ -81,14 +123,16 @@ impl Vault {
         }
     }
 
-    fn write_records_once<T: Serialize + ?Sized>(
+    fn write_records_once(
         &self,
         ctx: &AccessContext,
-        items: &[(&RecordKey, &T)],
+        items: &[(&RecordKey, &JsonText)],
         action: Action,
     ) -> Result<usize> {
         ctx.validate()?;
-        let inv = self.authorize(ctx)?;
+        // The write choke point: every put (typed or exact JSON, one or many, write or
+        // import) comes through here, and the policy decides each record's fields.
+        let decision = self.decide(ctx)?;
         let mut batch = WriteBatch::new();
         let mut entries = Vec::with_capacity(items.len());
         let mut subjects: Vec<Arc<SubjectKeys>> = Vec::new();
@@ -98,11 +142,9 @@ impl Vault {
         let mut staged = Vec::with_capacity(items.len());
         for (key, value) in items {
             key.validate()?;
-            let fields = split_fields(*value)?;
-            if let Some(inv) = &inv {
-                let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
-                inv.check_write(&key.collection, Some(&names))?;
-            }
+            let fields = split_json(value)?;
+            let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
+            decision.check_write(&key.collection, Some(&names))?;
             let tag = self.subject_tag(&key.subject);
             let keys = match subjects.iter().find(|k| k.tag == tag) {
                 Some(k) => k.clone(),
@@ -159,9 +201,7 @@ impl Vault {
         let tag = self.subject_tag(&key.subject);
         let r = self.guarded_record(ctx, Action::Delete, key, || {
             key.validate()?;
-            if let Some(inv) = self.authorize(ctx)? {
-                inv.check_write(&key.collection, None)?;
-            }
+            self.decide(ctx)?.check_write(&key.collection, None)?;
             let sk = self.record_storage_key(&tag, key);
             if self.storage.get(&sk)?.is_none() {
                 return Err(Error::NotFound);
@@ -203,9 +243,7 @@ impl Vault {
         let tag = self.subject_tag(subject);
         let r = self.guarded(ctx, Action::Erase, Some(tag), || {
             validate_id("subject", subject)?;
-            if let Some(inv) = self.authorize(ctx)? {
-                inv.check_erase()?;
-            }
+            self.decide(ctx)?.check_erase()?;
             let mut e = PendingEntry::new(ctx, Action::Erase, Outcome::Ok);
             e.subject = Some((tag, Vec::new()));
             let mut n = 0u64;
@@ -274,55 +312,60 @@ impl Vault {
     // ----- reads -------------------------------------------------------------------------
 
     /// Reads record `key` whole into `T` (e.g. `serde_json::Value` or the caller's
-    /// struct). Logged as `read`, naming every field, before the value is returned.
-    /// Fails with [`Error::NotFound`], [`Error::Integrity`] (tampered or corrupted),
-    /// [`Error::UnknownKeyVersion`], [`Error::AccessDenied`].
+    /// struct), through serde_json from the record's exact text ([`Vault::get_json`]).
+    /// Logged as `read`, naming every field, before the value is returned. Fails with
+    /// [`Error::NotFound`], [`Error::Integrity`] (tampered or corrupted),
+    /// [`Error::UnknownKeyVersion`], [`Error::AccessDenied`], [`Error::InvalidInput`]
+    /// when `T` does not fit the record.
     pub fn get<T: DeserializeOwned>(&self, ctx: &AccessContext, key: &RecordKey) -> Result<T> {
+        from_json(&self.read_record(ctx, key, None)?)
+    }
+
+    /// Reads record `key` whole as the exact JSON text it was stored with: the same
+    /// number and string tokens and member order, byte for byte (whitespace outside
+    /// strings aside). The fields are decrypted straight into the returned text. Logged
+    /// and failing like [`Vault::get`].
+    pub fn get_json(&self, ctx: &AccessContext, key: &RecordKey) -> Result<JsonText> {
         self.read_record(ctx, key, None)
     }
 
-    /// Reads only the named top-level fields of record `key` (absent names are skipped)
-    /// into `T`; the other fields are not decrypted. Logged as `read`, naming the fields
-    /// returned.
+    /// Reads only the named top-level fields of record `key` (absent names are skipped;
+    /// names compared after unescaping) into `T`; the other fields are not decrypted.
+    /// Logged as `read`, naming the fields returned.
     pub fn get_fields<T: DeserializeOwned>(
         &self,
         ctx: &AccessContext,
         key: &RecordKey,
         fields: &[&str],
     ) -> Result<T> {
+        from_json(&self.read_record(ctx, key, Some(fields))?)
+    }
+
+    /// [`Vault::get_fields`] as exact JSON text: an object of the named members, in
+    /// stored order, each byte for byte as stored.
+    pub fn get_fields_json(
+        &self,
+        ctx: &AccessContext,
+        key: &RecordKey,
+        fields: &[&str],
+    ) -> Result<JsonText> {
         self.read_record(ctx, key, Some(fields))
     }
 
-    fn read_record<T: DeserializeOwned>(
+    fn read_record(
         &self,
         ctx: &AccessContext,
         key: &RecordKey,
         want: Option<&[&str]>,
-    ) -> Result<T> {
+    ) -> Result<JsonText> {
         let tag = self.subject_tag(&key.subject);
         let (value, keys, names) = self.guarded_record(ctx, Action::Read, key, || {
             key.validate()?;
-            // The policy's field filter (docs/POLICY.md): a partial grant narrows what is
-            // opened; the other fields are never decrypted.
-            let granted = match self.authorize(ctx)? {
-                Some(inv) => inv.read_filter(&key.collection)?,
-                None => FieldFilter::All,
-            };
-            let narrowed: Option<Vec<&str>> = match (&granted, want) {
-                (FieldFilter::All, w) => w.map(<[&str]>::to_vec),
-                (FieldFilter::Only(g), Some(w)) => {
-                    let v: Vec<&str> = w.iter().copied().filter(|f| g.contains(*f)).collect();
-                    if v.is_empty() && !w.is_empty() {
-                        return Err(Error::AccessDenied(Denial::Policy {
-                            rule: "field-not-granted".to_owned(),
-                            version: self.policy.version(),
-                        }));
-                    }
-                    Some(v)
-                }
-                (FieldFilter::Only(g), None) => Some(g.iter().map(String::as_str).collect()),
-            };
-            let want = narrowed.as_deref();
+            let decision = self.decide(ctx)?;
+            let reader = OpenFor::Caller(&decision);
+            // Refused before the lookup, so that a denied caller does not learn whether
+            // the record exists; `with_opened` narrows the fields it opens.
+            reader.narrow(&key.collection, want)?;
             let sk = self.record_storage_key(&tag, key);
             let mut attempts = 0;
             loop {
@@ -331,16 +374,30 @@ impl Vault {
                 let keys = self.keyring.load(&tag, self.read_fn())?.ok_or_else(|| {
                     Error::integrity(Structure::SubjectEntry, "missing for a stored record")
                 })?;
-                match self.open_record(&keys, &sk, Some(key), &bytes, want) {
+                let opened = self
+                    .with_opened(
+                        &keys,
+                        &sk,
+                        Some(key),
+                        &bytes,
+                        &Opening {
+                            reader: &reader,
+                            fields: want,
+                            only_collection: None,
+                        },
+                        |sealed, dek, bind, meta, _, want| sealed.open_json(dek, bind, meta, want),
+                    )
+                    .and_then(|o| {
+                        o.ok_or_else(|| {
+                            Error::integrity(Structure::RecordMeta, "unexpected collection")
+                        })
+                    });
+                match opened {
                     // A data-key rotation re-encrypted the record and retired the version
                     // between our two reads: read the record again.
                     Err(Error::UnknownKeyVersion(_)) if attempts < 4 => continue,
                     Err(e) => return Err(e),
-                    Ok((fields, _)) => {
-                        let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
-                        let value: T = join_fields(&fields)?;
-                        return Ok((value, keys, names));
-                    }
+                    Ok((text, names)) => return Ok((text, keys, names)),
                 }
             }
         })?;
@@ -357,31 +414,59 @@ impl Vault {
         Ok(value)
     }
 
-    /// Opens a stored record value: its meta block and the wanted fields. When `expect`
-    /// is given, the sealed ids must equal it.
+    /// Opens a stored record value for `reader`: its meta block and the wanted fields
+    /// (`want`, narrowed by the policy for a caller). When `expect` is given, the sealed
+    /// ids must equal it.
     pub(super) fn open_record(
         &self,
+        reader: &OpenFor<'_>,
         keys: &SubjectKeys,
         storage_key: &[u8],
         expect: Option<&RecordKey>,
         bytes: &[u8],
         want: Option<&[&str]>,
     ) -> Result<(Vec<PlainField>, RecordKey)> {
-        self.open_record_of(keys, storage_key, expect, bytes, want, None)?
-            .ok_or_else(|| Error::integrity(Structure::RecordMeta, "unexpected collection"))
+        self.with_opened(
+            keys,
+            storage_key,
+            expect,
+            bytes,
+            &Opening {
+                reader,
+                fields: want,
+                only_collection: None,
+            },
+            |sealed, dek, bind, meta, key, want| {
+                Ok((sealed.open_fields(dek, bind, meta, want)?, key))
+            },
+        )?
+        .ok_or_else(|| Error::integrity(Structure::RecordMeta, "unexpected collection"))
     }
 
-    /// [`Vault::open_record`] that returns `None`, without opening any field, when the
-    /// record's collection is not `only_collection`.
-    pub(super) fn open_record_of(
+    /// The read choke point: the one function that decrypts a stored record's fields.
+    /// Parses a stored record value, opens its meta block, checks its ids (against
+    /// `expect` when given), then asks the policy what `what.reader` may open of a record
+    /// of that collection ([`OpenFor::narrow`]: refused, or the fields narrowed) and hands
+    /// the record to `open` with the fields to open (the last argument, which `open` must
+    /// pass on). `None`, without opening any field, when the record's collection is not
+    /// `what.only_collection`.
+    fn with_opened<R>(
         &self,
         keys: &SubjectKeys,
         storage_key: &[u8],
         expect: Option<&RecordKey>,
         bytes: &[u8],
-        want: Option<&[&str]>,
-        only_collection: Option<&str>,
-    ) -> Result<Option<(Vec<PlainField>, RecordKey)>> {
+        what: &Opening<'_>,
+        open: impl FnOnce(
+            &SealedRecord<'_>,
+            &AeadKey,
+            &Binding<'_>,
+            &Meta,
+            RecordKey,
+            Option<&[&str]>,
+        ) -> Result<R>,
+    ) -> Result<Option<R>> {
+        let only_collection = what.only_collection;
         let sealed = parse_record(bytes)?;
         let dek = keys.dek(sealed.key_version)?;
         let vid = self.vault_id();
@@ -410,9 +495,17 @@ impl Vault {
         if only_collection.is_some_and(|c| c != key.collection) {
             return Ok(None);
         }
+        let narrowed = what.reader.narrow(&key.collection, what.fields)?;
+        let names: Option<Vec<&str>> = narrowed
+            .as_ref()
+            .map(|v| v.iter().map(String::as_str).collect());
+        let want = match &names {
+            Some(n) => Some(n.as_slice()),
+            None => what.fields,
+        };
         let bind = Binding { key: &key, ..bind };
-        let fields = sealed.open_fields(&dek.aead, &bind, &meta, want)?;
-        Ok(Some((fields, key)))
+        let r = open(&sealed, &dek.aead, &bind, &meta, key.clone(), want)?;
+        Ok(Some(r))
     }
 
     /// Reads every record of `subject` (optionally only of `collection`), each into `T`,
@@ -424,6 +517,16 @@ impl Vault {
         subject: &str,
         collection: Option<&str>,
     ) -> Result<Vec<(RecordKey, T)>> {
+        typed(self.scan_subject(ctx, subject, collection, Action::Read)?)
+    }
+
+    /// [`Vault::records_of`] as exact JSON texts (see [`Vault::get_json`]).
+    pub fn records_of_json(
+        &self,
+        ctx: &AccessContext,
+        subject: &str,
+        collection: Option<&str>,
+    ) -> Result<Vec<(RecordKey, JsonText)>> {
         self.scan_subject(ctx, subject, collection, Action::Read)
     }
 
@@ -434,28 +537,32 @@ impl Vault {
         ctx: &AccessContext,
         subject: &str,
     ) -> Result<Vec<(RecordKey, T)>> {
+        typed(self.scan_subject(ctx, subject, None, Action::Export)?)
+    }
+
+    /// [`Vault::export_records_of`] as exact JSON texts: what an export writes, byte for
+    /// byte what was imported.
+    pub fn export_records_of_json(
+        &self,
+        ctx: &AccessContext,
+        subject: &str,
+    ) -> Result<Vec<(RecordKey, JsonText)>> {
         self.scan_subject(ctx, subject, None, Action::Export)
     }
 
-    fn scan_subject<T: DeserializeOwned>(
+    fn scan_subject(
         &self,
         ctx: &AccessContext,
         subject: &str,
         collection: Option<&str>,
         action: Action,
-    ) -> Result<Vec<(RecordKey, T)>> {
+    ) -> Result<Vec<(RecordKey, JsonText)>> {
         let tag = self.subject_tag(subject);
         let (out, keys) = self.guarded(ctx, action, Some(tag), || {
             validate_id("subject", subject)?;
-            let inv = self.authorize(ctx)?;
-            if let Some(inv) = &inv {
-                match collection {
-                    Some(c) => {
-                        inv.read_filter(c)?;
-                    }
-                    None => inv.check_reads_something()?,
-                }
-            }
+            let decision = self.decide(ctx)?;
+            decision.check_read(collection)?;
+            let reader = OpenFor::Caller(&decision);
             let Some(keys) = self.keyring.load(&tag, self.read_fn())? else {
                 return Ok((Vec::new(), None));
             };
@@ -464,19 +571,27 @@ impl Vault {
             let mut out = Vec::new();
             for item in self.storage.scan(&prefix, end.as_deref()) {
                 let (k, v) = item?;
-                if let Some((mut fields, key)) =
-                    self.open_record_of(&keys, &k, None, &v, None, collection)?
-                {
-                    if let Some(inv) = &inv {
-                        // Collections the purpose may not read are skipped; partly
-                        // granted ones keep only the granted fields.
-                        match inv.read_filter(&key.collection) {
-                            Ok(f) => fields.retain(|x| f.allows(&x.name)),
-                            Err(Error::AccessDenied(_)) => continue,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    out.push((key, join_fields::<T>(&fields)?));
+                let opened = self.with_opened(
+                    &keys,
+                    &k,
+                    None,
+                    &v,
+                    &Opening {
+                        reader: &reader,
+                        fields: None,
+                        only_collection: collection,
+                    },
+                    |sealed, dek, bind, meta, key, want| {
+                        Ok((key, sealed.open_json(dek, bind, meta, want)?.0))
+                    },
+                );
+                match opened {
+                    Ok(Some(r)) => out.push(r),
+                    Ok(None) => {}
+                    // Records of a collection the purpose may not read are left out of
+                    // a whole-subject read (and never decrypted).
+                    Err(Error::AccessDenied(Denial::Policy { .. })) if collection.is_none() => {}
+                    Err(e) => return Err(e),
                 }
             }
             Ok((out, Some(keys)))
@@ -531,4 +646,35 @@ impl Vault {
         )?;
         Ok(out)
     }
+}
+
+fn check_write_action(action: Action) -> Result<()> {
+    if matches!(action, Action::Write | Action::Import) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            InputKind::Action,
+            "put_many logs a write or an import",
+        ))
+    }
+}
+
+/// Deserializes each record's text into `T`.
+pub(super) fn typed<T: DeserializeOwned>(
+    records: Vec<(RecordKey, JsonText)>,
+) -> Result<Vec<(RecordKey, T)>> {
+    records
+        .into_iter()
+        .map(|(k, t)| Ok((k, from_json(&t)?)))
+        .collect()
+}
+
+/// What [`Vault::with_opened`] opens, and for whom.
+pub(super) struct Opening<'a> {
+    /// Whose read it is (the policy narrows a caller's).
+    pub reader: &'a OpenFor<'a>,
+    /// The fields asked for (`None`: all).
+    pub fields: Option<&'a [&'a str]>,
+    /// Only a record of this collection is opened (`None`: any).
+    pub only_collection: Option<&'a str>,
 }

@@ -3,8 +3,8 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
+use medvault::json::JsonText;
 use medvault::{Error, RecordKey};
-use serde_json::Value;
 
 use crate::access;
 use crate::args::AccessArgs;
@@ -29,16 +29,16 @@ pub fn get(
     let mut out = std::io::stdout().lock();
     if let (Some(collection), Some(record_id)) = (collection, record_id) {
         let key = RecordKey::new(subject, collection, record_id);
-        let value: Value = if fields.is_empty() {
-            vault.get(&ctx, &key)
+        let value = if fields.is_empty() {
+            vault.get_json(&ctx, &key)
         } else {
             let names: Vec<&str> = fields.iter().map(String::as_str).collect();
-            vault.get_fields(&ctx, &key, &names)
+            vault.get_fields_json(&ctx, &key, &names)
         }
         .map_err(|e| not_found_as(e, "no such record"))?;
         write_json(&mut out, &value, pretty)?;
     } else {
-        let mut records = vault.records_of::<Value>(&ctx, subject, collection)?;
+        let mut records = vault.records_of_json(&ctx, subject, collection)?;
         if records.is_empty() {
             return Err(Failure::new(Code::NotFound, "no records for this subject"));
         }
@@ -51,14 +51,13 @@ pub fn get(
     Ok(())
 }
 
-fn write_json(out: &mut dyn Write, value: &Value, pretty: bool) -> CliResult {
-    let text = if pretty {
-        serde_json::to_string_pretty(value)
+/// Writes a record's exact text (indented when `pretty`, tokens unchanged) and a newline.
+fn write_json(out: &mut dyn Write, value: &JsonText, pretty: bool) -> CliResult {
+    if pretty {
+        writeln!(out, "{}", value.pretty().as_str())?;
     } else {
-        serde_json::to_string(value)
+        writeln!(out, "{}", value.as_str())?;
     }
-    .map_err(|_| Failure::other("JSON encoding failed"))?;
-    writeln!(out, "{text}")?;
     Ok(())
 }
 
@@ -85,34 +84,30 @@ pub fn put(
     if text.len() as u64 > MAX_STDIN {
         return Err(Failure::other("the record on stdin is larger than 64 MiB"));
     }
-    // The parser's message is not echoed: it may quote the input.
-    let value: Value = serde_json::from_slice(&text).map_err(|e| {
-        Failure::other(format!(
-            "stdin is not valid JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })?;
-    if !value.is_object() {
+    // The error names a byte offset and depth, never the input.
+    let value = JsonText::parse(&text)
+        .map_err(|e| Failure::other(format!("stdin is not a valid JSON record: {e}")))?;
+    let tree = value.tree();
+    if tree.as_object().is_none() {
         return Err(Failure::other("the record on stdin must be a JSON object"));
     }
     // A FHIR resource carries its own type and id: they must name the same record as the
     // command line, or an export would not import back to the same place.
-    if let Some(t) = value.get("resourceType")
-        && t.as_str() != Some(collection)
+    if let Some(t) = tree.get("resourceType")
+        && !t.is_str(collection)
     {
         return Err(Failure::other(
             "the resource's resourceType differs from COLLECTION",
         ));
     }
-    if let Some(id) = value.get("id")
-        && id.as_str() != Some(record_id)
+    if let Some(id) = tree.get("id")
+        && !id.is_str(record_id)
     {
         return Err(Failure::other("the resource's id differs from RECORD_ID"));
     }
     let vault = access::open_vault(path, &ctx)?;
-    let fields = value.as_object().map_or(0, |o| o.len());
-    vault.put(
+    let fields = tree.as_object().map_or(0, |o| o.len());
+    vault.put_json(
         &ctx,
         &RecordKey::new(subject, collection, record_id),
         &value,
@@ -184,8 +179,8 @@ pub fn find(
         return Err(Failure::usage("find needs at least one VALUE"));
     }
     let values: Vec<&str> = values.iter().map(String::as_str).collect();
-    let found: Vec<(RecordKey, Value)> = vault
-        .find(&ctx, collection, index, &values)
+    let found = vault
+        .find_json(&ctx, collection, index, &values)
         .map_err(|e| find_failure(&vault, collection, index, values.len(), e))?;
     if found.is_empty() {
         return Err(Failure::new(Code::NotFound, "no record matches"));

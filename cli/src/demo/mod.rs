@@ -164,7 +164,8 @@ impl Demo {
         bar.finish_and_clear();
         let imported = imported?;
         let secs = t.elapsed().as_secs_f64();
-        if imported.records != records || imported.per_type != ds.per_type {
+        if imported.records != records || imported.per_type != ds.per_type || imported.rejected > 0
+        {
             return Err(Failure::other(
                 "demo: import counts differ from what was generated",
             ));
