@@ -284,6 +284,16 @@ fn export_records_of_json_denies_and_narrows() {
     assert_eq!(by_collection(got, |t| value(t.as_str())), billing_view());
 }
 
+#[test]
+fn subjects_denies_a_purpose_that_reads_nothing() {
+    let v = governed();
+    let r = v.subjects(&research());
+    assert_denied(&v, r, "r-9", Action::Search, "deny-by-default");
+    assert_eq!(v.subjects(&billing()).unwrap(), vec!["p1".to_owned()]);
+    // Administration reads no clinical field, but holds `keys` (per-subject rotation).
+    assert_eq!(v.subjects(&admin()).unwrap(), vec!["p1".to_owned()]);
+}
+
 // ----- lookups -----------------------------------------------------------------------
 
 #[test]

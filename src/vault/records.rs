@@ -617,9 +617,18 @@ impl Vault {
     }
 
     /// Lists every subject id (decrypted from the keyring; erased subjects are gone).
-    /// Logged as `search`.
+    /// Logged as `search`. Under a policy, subject ids identify patients: listing them
+    /// needs a purpose that may read some collection, or a role with the `keys` or
+    /// `audit` capability (per-subject key operations, access reports); otherwise
+    /// [`Error::AccessDenied`] naming the rule.
     pub fn subjects(&self, ctx: &AccessContext) -> Result<Vec<String>> {
         let out = self.guarded(ctx, Action::Search, None, || {
+            if let Err(denied) = self.decide(ctx)?.check_read(None)
+                && self.require_capability(ctx, "keys").is_err()
+                && self.require_capability(ctx, "audit").is_err()
+            {
+                return Err(denied);
+            }
             let mut out = Vec::new();
             let (start, end) = keyspace::prefix_range(keyspace::SUBJECT_PREFIX);
             for item in self.storage.scan(&start, Some(&end)) {
