@@ -52,8 +52,15 @@ fn policy_roles_review_report_alerts_and_fhir_export() {
     assert!(got.get("name").is_none() && got.get("identifier").is_some());
     // Research is refused: the access-denied exit code, the rule on stderr.
     let denied = as_role("res", "research", "research").run(&["get", vs, "p1", "Patient", "p1"]);
-    assert_ne!(denied.status.code(), Some(0));
+    // docs/CLI.md, "Exit codes": 6 is access denied.
+    assert_eq!(denied.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&denied.stderr).contains("deny-by-default"));
+    assert!(denied.stdout.is_empty(), "a denied get prints nothing");
+    // A field-level refusal: billing asks for a field its rule does not grant.
+    let denied = as_role("clerk", "billing", "billing")
+        .run(&["get", vs, "p1", "Patient", "p1", "--fields", "name"]);
+    assert_eq!(denied.status.code(), Some(6));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("field-not-granted"));
     // Break the glass, then review.
     as_role("dr-er", "emergency", "care")
         .env("MEDVAULT_REASON", Some("code blue"))
@@ -88,9 +95,9 @@ fn policy_roles_review_report_alerts_and_fhir_export() {
         serde_json::from_str(&admin.ok(&["audit", "report", vs, "p1", "--format", "fhir"]))
             .unwrap();
     assert_eq!(bundle["resourceType"], "Bundle");
-    // The write, billing's read, research's denial, the emergency read, and the text
-    // report just made (a logged disclosure).
-    assert_eq!(bundle["entry"].as_array().unwrap().len(), 5);
+    // The write, billing's read, research's denial, billing's field-level denial, the
+    // emergency read, and the text report just made (a logged disclosure).
+    assert_eq!(bundle["entry"].as_array().unwrap().len(), 6);
     // Alerts include the emergency access.
     let alerts = admin.ok(&["audit", "alerts", vs, "--json"]);
     assert!(alerts.contains("emergency_access"), "{alerts}");
@@ -105,5 +112,5 @@ fn policy_roles_review_report_alerts_and_fhir_export() {
     // Care may not change the policy.
     let refused =
         as_role("dr-a", "care", "care").run(&["policy", "set", vs, policy.to_str().unwrap()]);
-    assert_ne!(refused.status.code(), Some(0));
+    assert_eq!(refused.status.code(), Some(6));
 }

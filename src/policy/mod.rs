@@ -437,6 +437,11 @@ impl Policy {
 }
 
 impl Invocation {
+    /// The policy version that decided.
+    pub(crate) fn version(&self) -> u32 {
+        self.version
+    }
+
     /// What a read of `collection` may return; refused when nothing.
     pub(crate) fn read_filter(&self, collection: &str) -> Result<FieldFilter> {
         if self.emergency {

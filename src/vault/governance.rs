@@ -12,10 +12,113 @@ use crate::audit::alerts::Alert;
 use crate::audit::fhir_audit_event::audit_event;
 use crate::audit::report::{AccessReport, EmergencyAccess, REVIEW_NOTE, Verdict, pending};
 use crate::context::AccessContext;
-use crate::error::{Error, InputKind, Result, Structure};
+use crate::error::{Denial, Error, InputKind, Result, Structure};
 use crate::keyspace;
-use crate::policy::{Invocation, Policy, seal_policy};
+use crate::policy::{FieldFilter, Invocation, Policy, seal_policy};
 use crate::storage::WriteBatch;
+
+/// The policy's decision for one caller's operation ([`Vault::decide`]): `None` inside
+/// when no policy is installed. Its field is private to this module, so the only way to
+/// get one is the policy decision itself.
+pub(super) struct Decision(Option<Invocation>);
+
+/// Whom record fields are opened for: an argument of [`Vault::with_opened`], the one
+/// function that decrypts stored records, so that no read path can open a field without
+/// saying whose read it is (docs/POLICY.md "Where the policy is enforced").
+pub(super) enum OpenFor<'a> {
+    /// A caller's read, narrowed to what the policy grants its purpose: a collection
+    /// it may not read is refused ([`Error::AccessDenied`] naming the rule), a partial
+    /// grant opens only the granted fields (the others are never decrypted).
+    Caller(&'a Decision),
+    /// The vault's own work, whose plaintext never reaches a caller: data-key rotation
+    /// re-sealing, index builds and checks, the match test of a lookup on fields the
+    /// policy was first checked to grant.
+    Vault,
+    /// The research export guard (`Vault::research_export`, docs/RESEARCH.md): every
+    /// field is opened after the guard's own checks (purpose, role, authorization,
+    /// specification), and what reaches the caller is only the minimized, pseudonymized
+    /// export.
+    ResearchExport,
+}
+
+impl Decision {
+    /// Refused unless every field of `fields` may be written in `collection` (`None`:
+    /// the whole record, as a delete needs).
+    pub(super) fn check_write(&self, collection: &str, fields: Option<&[String]>) -> Result<()> {
+        match &self.0 {
+            None => Ok(()),
+            Some(inv) => inv.check_write(collection, fields),
+        }
+    }
+
+    /// Refused unless the purpose may erase a subject.
+    pub(super) fn check_erase(&self) -> Result<()> {
+        match &self.0 {
+            None => Ok(()),
+            Some(inv) => inv.check_erase(),
+        }
+    }
+
+    /// Refused unless the purpose may read something of `collection` (`None`: of some
+    /// collection).
+    pub(super) fn check_read(&self, collection: Option<&str>) -> Result<()> {
+        match (&self.0, collection) {
+            (None, _) => Ok(()),
+            (Some(inv), Some(c)) => inv.read_filter(c).map(|_| ()),
+            (Some(inv), None) => inv.check_reads_something(),
+        }
+    }
+
+    /// The read filter of `collection`: [`FieldFilter::All`] without a policy.
+    pub(super) fn read_filter(&self, collection: &str) -> Result<FieldFilter> {
+        match &self.0 {
+            None => Ok(FieldFilter::All),
+            Some(inv) => inv.read_filter(collection),
+        }
+    }
+}
+
+impl OpenFor<'_> {
+    /// The fields to open of a record of `collection` when `want` are asked for
+    /// (`None`: all): `Ok(None)` to open `want` unchanged, `Ok(Some(names))` to open only
+    /// `names`. [`Error::AccessDenied`] naming the rule when the collection may not be
+    /// read, or (`field-not-granted`) when fields were named and none is granted.
+    pub(super) fn narrow(
+        &self,
+        collection: &str,
+        want: Option<&[&str]>,
+    ) -> Result<Option<Vec<String>>> {
+        let OpenFor::Caller(Decision(Some(inv))) = self else {
+            return Ok(None);
+        };
+        match (inv.read_filter(collection)?, want) {
+            (FieldFilter::All, _) => Ok(None),
+            (FieldFilter::Only(g), Some(w)) => {
+                let v: Vec<String> = w
+                    .iter()
+                    .filter(|f| g.contains(**f))
+                    .map(|f| (*f).to_owned())
+                    .collect();
+                if v.is_empty() && !w.is_empty() {
+                    return Err(Error::AccessDenied(Denial::Policy {
+                        rule: "field-not-granted".to_owned(),
+                        version: inv.version(),
+                    }));
+                }
+                Ok(Some(v))
+            }
+            (FieldFilter::Only(g), None) => Ok(Some(g.into_iter().collect())),
+        }
+    }
+}
+
+impl Vault {
+    /// The policy decision for `ctx` (role, purpose of use: [`Vault::authorize`]) that
+    /// reads, writes, deletes and erasures then consult per collection and field.
+    pub(super) fn decide(&self, ctx: &AccessContext) -> Result<Decision> {
+        self.authorize(ctx).map(Decision)
+    }
+}
 
 impl Vault {
     /// The policy decision's first step for `ctx`: `Ok(None)` when no policy is

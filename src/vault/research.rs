@@ -6,6 +6,8 @@
 use std::sync::Arc;
 
 use super::commit::{Flush, noted};
+use super::governance::OpenFor;
+use super::records::Opening;
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target, now_ms};
 use crate::context::{AccessContext, Purpose};
@@ -279,13 +281,23 @@ impl Vault {
         let mut out = Vec::new();
         for item in self.storage.scan(&prefix, end.as_deref()) {
             let (k, v) = item?;
-            let opened =
-                self.with_opened(keys, &k, None, &v, None, |sealed, dek, bind, meta, key| {
+            let opened = self.with_opened(
+                keys,
+                &k,
+                None,
+                &v,
+                &Opening {
+                    reader: &OpenFor::ResearchExport,
+                    fields: None,
+                    only_collection: None,
+                },
+                |sealed, dek, bind, meta, key, want| {
                     if key.collection != "Patient" && spec.collection(&key.collection).is_none() {
                         return Ok(None);
                     }
-                    Ok(Some((key, sealed.open_json(dek, bind, meta, None)?.0)))
-                })?;
+                    Ok(Some((key, sealed.open_json(dek, bind, meta, want)?.0)))
+                },
+            )?;
             if let Some(Some(r)) = opened {
                 out.push(r);
             }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::commit::{Flush, noted};
+use super::governance::OpenFor;
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target};
 use crate::codec::Reader;
@@ -430,7 +431,7 @@ impl Vault {
                 if parse_record(&v)?.key_version == current {
                     continue;
                 }
-                let (fields, key) = self.open_record(keys, &k, None, &v, None)?;
+                let (fields, key) = self.open_record(&OpenFor::Vault, keys, &k, None, &v, None)?;
                 let dek = keys.current_dek(fields.len() as u64 + 1)?;
                 let bind = Binding {
                     vault_id: &vid,
