@@ -124,6 +124,12 @@ pub enum Structure {
     /// The sealed access policy (docs/FORMAT.md "Access policy"): fails to open (swapped
     /// in from another vault, modified) or is older than the log says (rolled back).
     Policy,
+    /// A research project's sealed pseudonym seed (docs/FORMAT.md "Research project
+    /// seed").
+    ResearchSeed,
+    /// A subject's sealed objection to secondary use (docs/FORMAT.md "Research
+    /// objection").
+    ResearchObjection,
 }
 
 impl fmt::Display for Structure {
@@ -145,6 +151,8 @@ impl fmt::Display for Structure {
             Structure::RotationState => "rotation state",
             Structure::Storage => "storage",
             Structure::Policy => "access policy",
+            Structure::ResearchSeed => "research project seed",
+            Structure::ResearchObjection => "research objection",
         })
     }
 }

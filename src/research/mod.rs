@@ -26,10 +26,7 @@ mod pseudonym;
 pub use kanon::{QuasiIdentifiers, k_anonymity};
 pub use minimize::{DropCounts, minimize};
 pub use pseudonym::ProjectPseudonyms;
-pub(crate) use pseudonym::{
-    OBJECTION_FORMAT, PROJECT_KEY_FORMAT, objection_aad, objection_key, project_seed_aad,
-    project_seed_key,
-};
+pub(crate) use pseudonym::{open_objection, open_seed, seal_objection, seal_seed};
 
 use serde::{Deserialize, Serialize};
 

@@ -18,10 +18,9 @@ use crate::keyring::{SubjectKeys, SubjectTag};
 use crate::keyspace;
 use crate::record::RecordKey;
 use crate::research::{
-    DropCounts, Manifest, OBJECTION_FORMAT, PROJECT_KEY_FORMAT, ProjectPseudonyms,
-    QuasiIdentifiers, RESEARCH_PURPOSE, ResearchExport, ResearchPolicy, ResearchRequest,
-    k_anonymity, minimize, objection_aad, objection_key, project_seed_aad, project_seed_key,
-    rule_sentences, rules, year_of_ms,
+    DropCounts, Manifest, ProjectPseudonyms, QuasiIdentifiers, RESEARCH_PURPOSE, ResearchExport,
+    ResearchPolicy, ResearchRequest, k_anonymity, minimize, open_objection, open_seed,
+    rule_sentences, rules, seal_objection, seal_seed, year_of_ms,
 };
 use crate::storage::{WriteBatch, prefix_end};
 
@@ -309,28 +308,12 @@ impl Vault {
     /// `batch` (committed with the export's entries).
     fn project_seed(&self, project: &str, batch: &mut WriteBatch) -> Result<SecretKey> {
         let sk = keyspace::research_seed(&self.pseudonyms, project);
-        let aad = project_seed_aad(self.vault_id.as_bytes(), &sk);
-        let key = project_seed_key(&self.vault_secret);
+        let vid = self.vault_id.as_bytes();
         match self.storage.get(&sk)? {
-            Some(bytes) => {
-                let bad =
-                    || Error::integrity(Structure::Policy, "research project seed does not open");
-                let (f, env) = bytes.split_first().ok_or_else(bad)?;
-                if *f != PROJECT_KEY_FORMAT {
-                    return Err(Error::UnsupportedVersion {
-                        what: "research project seed",
-                        version: *f,
-                    });
-                }
-                let pt = key.open(&aad, env).ok_or_else(bad)?;
-                let seed: [u8; 32] = pt.as_slice().try_into().map_err(|_| bad())?;
-                Ok(SecretKey::from_bytes(seed))
-            }
+            Some(bytes) => open_seed(&self.vault_secret, vid, &sk, &bytes),
             None => {
                 let seed = SecretKey::random();
-                let mut v = vec![PROJECT_KEY_FORMAT];
-                v.extend_from_slice(&key.seal(&aad, seed.expose_secret()));
-                batch.put(sk, v);
+                batch.put(sk.clone(), seal_seed(&self.vault_secret, vid, &sk, &seed));
                 Ok(seed)
             }
         }
@@ -339,24 +322,12 @@ impl Vault {
     /// Whether the subject tagged `tag` objected to secondary use.
     fn objected(&self, tag: &SubjectTag) -> Result<bool> {
         let sk = keyspace::objection(tag);
-        let Some(bytes) = self.storage.get(&sk)? else {
-            return Ok(false);
-        };
-        let bad = || Error::integrity(Structure::SubjectEntry, "objection marker does not open");
-        let (f, env) = bytes.split_first().ok_or_else(bad)?;
-        if *f != OBJECTION_FORMAT {
-            return Err(Error::UnsupportedVersion {
-                what: "research objection",
-                version: *f,
-            });
-        }
-        let pt = objection_key(&self.vault_secret)
-            .open(&objection_aad(self.vault_id.as_bytes(), &sk), env)
-            .ok_or_else(bad)?;
-        if pt.as_slice() == [1u8] {
-            Ok(true)
-        } else {
-            Err(bad())
+        match self.storage.get(&sk)? {
+            None => Ok(false),
+            Some(bytes) => {
+                open_objection(&self.vault_secret, self.vault_id.as_bytes(), &sk, &bytes)?;
+                Ok(true)
+            }
         }
     }
 
@@ -387,11 +358,7 @@ impl Vault {
             let sk = keyspace::objection(&tag);
             let mut batch = WriteBatch::new();
             if objected {
-                let mut v = vec![OBJECTION_FORMAT];
-                v.extend_from_slice(
-                    &objection_key(&self.vault_secret)
-                        .seal(&objection_aad(self.vault_id.as_bytes(), &sk), &[1u8]),
-                );
+                let v = seal_objection(&self.vault_secret, self.vault_id.as_bytes(), &sk);
                 batch.put(sk, v);
             } else {
                 batch.delete(sk);
