@@ -541,6 +541,43 @@ fn an_objecting_patient_is_absent_and_only_included_patients_see_the_disclosure(
     };
     assert!(shows(&included));
     assert!(!shows(&objector));
+    // Exported as FHIR AuditEvents: the included patient's disclosure is a BALP
+    // PrivacyDisclosure with purpose HRESCH naming the project; none for the objector.
+    let events = |subject: &str| -> Vec<Value> {
+        let mut out = Vec::new();
+        v.audit_export_fhir(
+            &admin(),
+            &LogQuery {
+                subject: Some(subject.to_owned()),
+                action: Some(Action::Export),
+                ..LogQuery::default()
+            },
+            &mut out,
+        )
+        .unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let disclosure = |e: &Value| {
+        e["meta"]["profile"][0]
+            .as_str()
+            .is_some_and(|p| p.ends_with("IHE.BasicAudit.PrivacyDisclosure.Source"))
+            && e["purposeOfEvent"][0]["coding"][0]["code"] == "HRESCH"
+            && e["purposeOfEvent"][0]["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("P-O"))
+    };
+    assert_eq!(
+        events(&included).iter().filter(|e| disclosure(e)).count(),
+        1
+    );
+    assert_eq!(
+        events(&objector).iter().filter(|e| disclosure(e)).count(),
+        0
+    );
 
     // Withdrawn, the objector's resources come back: as many as the source lines that
     // name the objector's id (counted here on the NDJSON text).
