@@ -83,6 +83,17 @@ pub enum Error {
     /// A vault already exists at the path given to `create`.
     #[error("a vault already exists at this location")]
     AlreadyExists,
+    /// The write would re-create a subject that was erased: the vault remembers
+    /// erasures (by keyed pseudonym only) and refuses to bring an erased patient back by
+    /// accident (a re-import, a late write). The refusal is logged. If the patient has
+    /// really returned, re-admit the subject explicitly first
+    /// ([`crate::Vault::readmit_subject`], `medvault readmit`), which is logged with its
+    /// reason. SECURITY.md "Erasure memory".
+    #[error(
+        "refused: this subject was erased; writing it again needs an explicit, logged \
+         re-admission (Vault::readmit_subject, `medvault readmit`)"
+    )]
+    SubjectErased,
 }
 
 /// Which stored structure failed an integrity check ([`Error::Integrity`]). The layouts
@@ -119,6 +130,8 @@ pub enum Structure {
     IndexReverseEntry,
     /// The data-key rotation state (docs/FORMAT.md "Data-key rotation state").
     RotationState,
+    /// An erasure mark (docs/FORMAT.md "Erasure mark").
+    ErasureMark,
     /// The storage backend's own files (e.g. a sled checksum).
     Storage,
 }
@@ -140,6 +153,7 @@ impl fmt::Display for Structure {
             Structure::IndexEntry => "index entry",
             Structure::IndexReverseEntry => "index reverse entry",
             Structure::RotationState => "rotation state",
+            Structure::ErasureMark => "erasure mark",
             Structure::Storage => "storage",
         })
     }
@@ -290,6 +304,7 @@ impl Error {
             Error::LogTampered { .. } => "log_tampered",
             Error::KeyInUse { .. } => "key_in_use",
             Error::AlreadyExists => "already_exists",
+            Error::SubjectErased => "subject_erased",
         }
     }
 }

@@ -14,6 +14,10 @@ use crate::record::RecordKey;
 /// `'c'`: the data-key rotation state, present only while a rotation is pending
 /// (docs/FORMAT.md "Data-key rotation state (`'c'`), version 1").
 pub(crate) const ROTATION_STATE: &[u8] = b"c";
+/// `'e' || subject_tag (16)`: the erasure mark of an erased subject (docs/FORMAT.md
+/// "Erasure mark"), written in the erasure's own commit and deleted only
+/// by an explicit re-admission.
+pub(crate) const ERASED_PREFIX: u8 = b'e';
 /// `'h'`: the access-log head (docs/FORMAT.md "Log head (`'h'`), version 1").
 pub(crate) const LOG_HEAD: &[u8] = b"h";
 /// `'i' || index_id (8)`: a blind-index definition (docs/INDEXES.md).
@@ -33,8 +37,9 @@ pub(crate) const REVERSE_PREFIX: u8 = b'y';
 
 /// Every prefix byte in use, sorted (what docs/FORMAT.md's key-space table must list).
 #[cfg(test)]
-pub(crate) const ALL_PREFIXES: [u8; 9] = [
+pub(crate) const ALL_PREFIXES: [u8; 10] = [
     ROTATION_STATE[0],
+    ERASED_PREFIX,
     LOG_HEAD[0],
     INDEX_DEF_PREFIX,
     SUBJECT_PREFIX,
@@ -91,6 +96,14 @@ pub(crate) fn subject_records(tag: &SubjectTag) -> Vec<u8> {
 pub(crate) fn subject_entry(tag: &SubjectTag) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(SUBJECT_PREFIX);
+    k.extend_from_slice(tag.as_ref());
+    k
+}
+
+/// Storage key of a subject's erasure mark: `'e' || subject_tag`.
+pub(crate) fn erasure_mark(tag: &SubjectTag) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(ERASED_PREFIX);
     k.extend_from_slice(tag.as_ref());
     k
 }

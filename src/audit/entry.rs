@@ -49,10 +49,13 @@ pub enum Action {
     Verify,
     /// A checkpoint was issued.
     Checkpoint,
+    /// An erased subject was re-admitted: its erasure mark was lifted, with a reason
+    /// (SECURITY.md "Erasure memory").
+    Readmit,
 }
 
 impl Action {
-    const ALL: [Action; 12] = [
+    const ALL: [Action; 13] = [
         Action::Create,
         Action::Open,
         Action::Read,
@@ -65,6 +68,7 @@ impl Action {
         Action::KeyRotation,
         Action::Verify,
         Action::Checkpoint,
+        Action::Readmit,
     ];
 
     /// Stable one-byte code (docs/FORMAT.md "Access-log entry").
@@ -82,6 +86,7 @@ impl Action {
             Action::KeyRotation => 10,
             Action::Verify => 11,
             Action::Checkpoint => 12,
+            Action::Readmit => 16,
         }
     }
 
@@ -105,6 +110,7 @@ impl Action {
             Action::KeyRotation => "key_rotation",
             Action::Verify => "verify",
             Action::Checkpoint => "checkpoint",
+            Action::Readmit => "readmit",
         }
     }
 }

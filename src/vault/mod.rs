@@ -148,10 +148,12 @@ pub struct Vault {
 
 mod audit;
 mod commit;
+mod erasure;
 mod find;
 mod open;
 mod records;
 mod rotation;
+pub use erasure::ErasedSubject;
 pub use rotation::{Progress, RotationReport, RotationScope};
 
 impl Vault {
