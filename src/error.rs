@@ -15,6 +15,34 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// AEAD failures stay opaque: a tag mismatch is reported as [`Error::Integrity`] naming
 /// *which structure* failed (e.g. [`Structure::FieldEnvelope`]), never why inside the
 /// cipher.
+///
+/// Match on the variant (and its sub-kind) to act; [`Error::kind_name`] is the stable
+/// name recorded in access-log outcomes.
+///
+/// ```
+/// # fn main() -> medvault::Result<()> {
+/// use medvault::storage::MemoryStorage;
+/// use medvault::{AccessContext, Error, InputKind, KeySource, Purpose, RecordKey, Vault};
+/// let v = Vault::create_in(
+///     Box::new(MemoryStorage::new()),
+///     KeySource::raw([1; 32]),
+///     medvault::VaultOptions::default(),
+/// )?;
+/// let ctx = AccessContext::new("nurse-42", Purpose::Care);
+/// let missing = RecordKey::new("p1", "Observation", "nope");
+/// match v.get::<serde_json::Value>(&ctx, &missing) {
+///     Err(Error::NotFound) => {} // an answer, logged like any read
+///     Err(Error::Integrity { structure, .. }) => panic!("tampered or corrupted {structure}"),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// let empty_subject = RecordKey::new("", "Observation", "1");
+/// match v.put(&ctx, &empty_subject, &serde_json::json!({"a": 1})) {
+///     Err(Error::InvalidInput(i)) => assert_eq!(i.kind, InputKind::Id),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// assert_eq!(Error::NotFound.kind_name(), "not_found");
+/// # Ok(()) }
+/// ```
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -553,6 +553,12 @@ fn erasures_killed_by_sigkill_are_remembered_or_not_done() {
         );
         assert!(child.wait_ready(), "round {round}: the child did not start");
         let killed = child.kill_after(Duration::from_millis(rng.gen_range(0..400)));
+        assert!(
+            (killed.exited_first && killed.status.success()) || killed.by_sigkill(),
+            "round {round}: the child failed ({:?}): {}",
+            killed.status,
+            killed.stderr
+        );
         let acked: BTreeSet<usize> = killed
             .stdout
             .lines()

@@ -137,7 +137,14 @@ fn run_and_kill(dir: &Path, seed: u64, delay: Duration) {
             .env(DIR_ENV, dir),
     );
     assert!(child.wait_ready(), "child did not start");
-    child.kill_after(delay);
+    let killed = child.kill_after(delay);
+    // The child loops until killed: an exit of its own is a failure it hid.
+    assert!(
+        !killed.exited_first && killed.by_sigkill(),
+        "the index child died by itself ({:?}): {}",
+        killed.status,
+        killed.stderr
+    );
 }
 
 #[test]
