@@ -61,6 +61,28 @@ impl Purpose {
         Purpose::ALL.into_iter().find(|p| p.code() == code)
     }
 
+    /// The HL7 v3 PurposeOfUse code of this purpose (code system
+    /// `http://terminology.hl7.org/CodeSystem/v3-ActReason`, value set "PurposeOfUse"):
+    /// care `TREAT`, emergency `ETREAT`, administration `HOPERAT` (healthcare
+    /// operations), billing `HPAYMT`, research `HRESCH`, patient request `PATRQT`,
+    /// maintenance `HSYSADMIN` (healthcare system administration).
+    pub fn hl7_code(self) -> &'static str {
+        match self {
+            Purpose::Care => "TREAT",
+            Purpose::Emergency => "ETREAT",
+            Purpose::Administration => "HOPERAT",
+            Purpose::Billing => "HPAYMT",
+            Purpose::Research => "HRESCH",
+            Purpose::PatientRequest => "PATRQT",
+            Purpose::Maintenance => "HSYSADMIN",
+        }
+    }
+
+    /// Inverse of [`Purpose::hl7_code`] (exact, upper-case code).
+    pub fn from_hl7_code(code: &str) -> Option<Purpose> {
+        Purpose::ALL.into_iter().find(|p| p.hl7_code() == code)
+    }
+
     /// Lower-case name (`care`, `emergency`, `administration`, `billing`, `research`,
     /// `patient-request`, `maintenance`), as used by the CLI.
     pub fn name(self) -> &'static str {
@@ -79,14 +101,17 @@ impl Purpose {
 impl std::str::FromStr for Purpose {
     type Err = Error;
 
-    /// Parses a name of [`Purpose::name`] (also `break-the-glass` for `Emergency` and
-    /// `patient_request`); fails with [`Error::InvalidInput`] listing the valid names.
+    /// Parses a name of [`Purpose::name`] (also `break-the-glass` for `Emergency`,
+    /// `patient_request`, and the HL7 code of [`Purpose::hl7_code`], any case); fails with [`Error::InvalidInput`] listing the valid names.
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim().to_ascii_lowercase();
         match s.as_str() {
             "break-the-glass" | "btg" => return Ok(Purpose::Emergency),
             "patient_request" => return Ok(Purpose::PatientRequest),
             _ => {}
+        }
+        if let Some(p) = Purpose::from_hl7_code(&s.to_ascii_uppercase()) {
+            return Ok(p);
         }
         Purpose::ALL
             .into_iter()
@@ -107,7 +132,19 @@ impl std::fmt::Display for Purpose {
     }
 }
 
+/// Maximum number of roles of one context.
+pub const MAX_ROLES: usize = 16;
+/// Maximum length of a role name or a custom purpose code, in bytes.
+pub const MAX_ROLE_LEN: usize = 64;
+
 /// Who is acting and why: recorded with every operation in the access log.
+///
+/// The application authenticates the user and says which roles they hold; medvault
+/// enforces what the vault's access policy (`medvault::policy`) allows those roles.
+/// A context built with [`AccessContext::new`] holds **no role**: on a vault without a
+/// policy (the default: see `Vault::set_policy`) that changes nothing, and on a vault
+/// with a policy every data access by it is refused by the built-in rule `no-role`
+/// (deny by default). Add roles with [`AccessContext::with_role`].
 ///
 /// ```
 /// use medvault::{AccessContext, Denial, Error, Purpose};
@@ -130,16 +167,46 @@ pub struct AccessContext {
     pub purpose: Purpose,
     /// Free text (at most 1024 bytes); required for [`Purpose::Emergency`].
     pub reason: Option<String>,
+    /// The roles the application has authenticated the actor in (at most 16 names of 1
+    /// to 64 bytes), e.g. `care`, `billing`; recorded in every log entry.
+    pub roles: Vec<String>,
+    /// A custom PurposeOfUse code declared by the vault's policy (e.g. `PUBHLTH`),
+    /// refining [`AccessContext::purpose`]; `None`: the purpose's own
+    /// [`Purpose::hl7_code`].
+    pub purpose_code: Option<String>,
 }
 
 impl AccessContext {
-    /// A context without a reason.
+    /// A context without a reason and without a role (see the type's documentation).
     pub fn new(actor: impl Into<String>, purpose: Purpose) -> Self {
         AccessContext {
             actor: actor.into(),
             purpose,
             reason: None,
+            roles: Vec::new(),
+            purpose_code: None,
         }
+    }
+
+    /// Adds a role.
+    pub fn with_role(mut self, role: impl Into<String>) -> Self {
+        self.roles.push(role.into());
+        self
+    }
+
+    /// Sets a custom PurposeOfUse code declared by the policy (see
+    /// [`AccessContext::purpose_code`]).
+    pub fn with_purpose_code(mut self, code: impl Into<String>) -> Self {
+        self.purpose_code = Some(code.into());
+        self
+    }
+
+    /// The PurposeOfUse code the policy decides on: [`AccessContext::purpose_code`] or
+    /// the purpose's [`Purpose::hl7_code`].
+    pub fn purpose_of_use(&self) -> &str {
+        self.purpose_code
+            .as_deref()
+            .unwrap_or(self.purpose.hl7_code())
     }
 
     /// Adds a reason (required for break-the-glass).
@@ -149,7 +216,7 @@ impl AccessContext {
     }
 
     /// Checks the context. Fails with [`Error::InvalidInput`] for an empty or over-long
-    /// actor or reason, and [`Error::AccessDenied`] for break-the-glass without a reason.
+    /// actor, reason, role or purpose code, or too many roles, and [`Error::AccessDenied`] for break-the-glass without a reason.
     pub fn validate(&self) -> Result<()> {
         if self.actor.trim().is_empty() {
             return Err(Error::invalid(
@@ -169,6 +236,18 @@ impl AccessContext {
             return Err(Error::invalid(
                 InputKind::Context,
                 "reason longer than 1024 bytes",
+            ));
+        }
+        if self.roles.len() > MAX_ROLES
+            || self
+                .roles
+                .iter()
+                .chain(self.purpose_code.iter())
+                .any(|r| r.trim().is_empty() || r.len() > MAX_ROLE_LEN)
+        {
+            return Err(Error::invalid(
+                InputKind::Context,
+                "at most 16 roles, each role or purpose code 1 to 64 bytes",
             ));
         }
         if self.purpose == Purpose::Emergency

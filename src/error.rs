@@ -162,6 +162,9 @@ pub enum Structure {
     ErasureMark,
     /// The storage backend's own files (e.g. a sled checksum).
     Storage,
+    /// The sealed access policy (docs/FORMAT.md "Access policy"): fails to open (swapped
+    /// in from another vault, modified) or is older than the log says (rolled back).
+    Policy,
 }
 
 impl fmt::Display for Structure {
@@ -183,6 +186,7 @@ impl fmt::Display for Structure {
             Structure::RotationState => "rotation state",
             Structure::ErasureMark => "erasure mark",
             Structure::Storage => "storage",
+            Structure::Policy => "access policy",
         })
     }
 }
@@ -243,10 +247,21 @@ impl fmt::Display for LogFault {
 
 /// Why an access context was refused ([`Error::AccessDenied`]).
 #[non_exhaustive]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Denial {
     /// Break-the-glass (emergency) access without a stated reason.
     BreakGlassWithoutReason,
+    /// The vault's access policy refused the operation (see `medvault::policy`).
+    /// `rule` names the policy rule that decided: a rule name of the policy, or one of
+    /// the built-in names `no-role`, `undeclared-purpose`, `role-purpose`,
+    /// `deny-by-default`, `capability` (docs/POLICY.md). It holds no identifier of a
+    /// subject, record or actor.
+    Policy {
+        /// The rule that decided.
+        rule: String,
+        /// The policy version that decided.
+        version: u32,
+    },
 }
 
 impl fmt::Display for Denial {
@@ -254,6 +269,12 @@ impl fmt::Display for Denial {
         f.write_str(match self {
             Denial::BreakGlassWithoutReason => {
                 "break-the-glass (emergency) access requires a reason"
+            }
+            Denial::Policy { rule, version } => {
+                return write!(
+                    f,
+                    "refused by policy rule `{rule}` (policy version {version})"
+                );
             }
         })
     }
@@ -283,6 +304,8 @@ pub enum InputKind {
     Action,
     /// Output that could not be encoded (e.g. JSON).
     Output,
+    /// An access policy (malformed JSON, an undeclared purpose), or a review verdict.
+    Policy,
 }
 
 /// The payload of [`Error::InvalidInput`]: which input, and a message for people.

@@ -18,6 +18,8 @@ pub(crate) const ROTATION_STATE: &[u8] = b"c";
 /// "Erasure mark"), written in the erasure's own commit and deleted only
 /// by an explicit re-admission.
 pub(crate) const ERASED_PREFIX: u8 = b'e';
+/// `'g'`: the sealed access policy (docs/FORMAT.md "Access policy (`'g'`), version 1").
+pub(crate) const POLICY: &[u8] = b"g";
 /// `'h'`: the access-log head (docs/FORMAT.md "Log head (`'h'`), version 1").
 pub(crate) const LOG_HEAD: &[u8] = b"h";
 /// `'i' || index_id (8)`: a blind-index definition (docs/INDEXES.md).
@@ -37,9 +39,10 @@ pub(crate) const REVERSE_PREFIX: u8 = b'y';
 
 /// Every prefix byte in use, sorted (what docs/FORMAT.md's key-space table must list).
 #[cfg(test)]
-pub(crate) const ALL_PREFIXES: [u8; 10] = [
+pub(crate) const ALL_PREFIXES: [u8; 11] = [
     ROTATION_STATE[0],
     ERASED_PREFIX,
+    POLICY[0],
     LOG_HEAD[0],
     INDEX_DEF_PREFIX,
     SUBJECT_PREFIX,

@@ -51,6 +51,7 @@ pub mod index;
 pub mod json;
 mod keyring;
 mod keyspace;
+pub mod policy;
 pub mod record;
 pub mod storage;
 #[cfg(feature = "testing")]
@@ -64,6 +65,7 @@ pub use crypto::{DEFAULT_MAX_KDF_WORK, KdfParams, KeySource, Passphrase, RootKey
 pub use error::{Denial, Error, InputKind, Invalid, LogFault, Result, StorageError, Structure};
 pub use ids::{SubjectTag, VaultId};
 pub use index::{IndexCheck, IndexPath, IndexSpec, IndexStatus, Normalization};
+pub use policy::{FieldFilter, Policy};
 pub use record::RecordKey;
 pub use vault::{
     DEFAULT_DEK_MESSAGE_BOUND, Durability, ErasedSubject, LogQuery, Progress, RotationReport,

@@ -37,6 +37,12 @@ pub fn context_for(args: &AccessArgs, need: secrets::KeyNeed) -> CliResult<Acces
         return Err(Failure::usage(format!("missing {}", missing.join("; "))));
     };
     let mut ctx = AccessContext::new(actor, purpose);
+    for r in args.roles.iter().filter(|r| !r.trim().is_empty()) {
+        ctx = ctx.with_role(r.trim());
+    }
+    if let Some(c) = args.purpose_code.clone().filter(|c| !c.trim().is_empty()) {
+        ctx = ctx.with_purpose_code(c.trim());
+    }
     if let Some(r) = args.reason.clone().filter(|r| !r.trim().is_empty()) {
         ctx = ctx.with_reason(r);
     }

@@ -39,6 +39,13 @@ pub struct AccessArgs {
     /// Free-text reason (required with --purpose emergency).
     #[arg(long, env = "MEDVAULT_REASON")]
     pub reason: Option<String>,
+    /// A role the actor holds (repeatable, or comma-separated in MEDVAULT_ROLES); what
+    /// the vault's access policy allows depends on it (docs/POLICY.md).
+    #[arg(long = "role", env = "MEDVAULT_ROLES", value_delimiter = ',')]
+    pub roles: Vec<String>,
+    /// A custom PurposeOfUse code declared by the vault's policy, refining --purpose.
+    #[arg(long, env = "MEDVAULT_PURPOSE_CODE")]
+    pub purpose_code: Option<String>,
 }
 
 /// A new passphrase: its strength check and its Argon2id cost (RFC 9106). Defaults:
@@ -215,6 +222,9 @@ pub enum Command {
     /// Verify, checkpoint or query the access log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Show or change the vault's access policy (docs/POLICY.md).
+    #[command(subcommand)]
+    Policy(crate::commands::review::PolicyCommand),
     /// Print counts and sizes (no patient data).
     Stats {
         /// The vault directory.
@@ -320,6 +330,10 @@ pub enum AuditCommand {
         #[arg(long, value_name = "PURPOSE", value_parser = PurposeParser)]
         auditor_purpose: Option<Purpose>,
     },
+    /// Governance commands: break-the-glass review, patient access report, alerts,
+    /// FHIR AuditEvent export (docs/POLICY.md).
+    #[command(flatten)]
+    Governance(crate::commands::review::GovernanceCommand),
 }
 
 /// The names `--purpose` accepts, in [`Purpose::ALL`] order.

@@ -49,13 +49,17 @@ pub enum Action {
     Verify,
     /// A checkpoint was issued.
     Checkpoint,
+    /// The access policy was installed or changed (an administration action).
+    PolicyChange,
+    /// A break-the-glass access was reviewed (verdict in the note).
+    Review,
     /// An erased subject was re-admitted: its erasure mark was lifted, with a reason
     /// (SECURITY.md "Erasure memory").
     Readmit,
 }
 
 impl Action {
-    const ALL: [Action; 13] = [
+    const ALL: [Action; 15] = [
         Action::Create,
         Action::Open,
         Action::Read,
@@ -68,6 +72,8 @@ impl Action {
         Action::KeyRotation,
         Action::Verify,
         Action::Checkpoint,
+        Action::PolicyChange,
+        Action::Review,
         Action::Readmit,
     ];
 
@@ -86,6 +92,8 @@ impl Action {
             Action::KeyRotation => 10,
             Action::Verify => 11,
             Action::Checkpoint => 12,
+            Action::PolicyChange => 13,
+            Action::Review => 14,
             Action::Readmit => 16,
         }
     }
@@ -110,6 +118,8 @@ impl Action {
             Action::KeyRotation => "key_rotation",
             Action::Verify => "verify",
             Action::Checkpoint => "checkpoint",
+            Action::PolicyChange => "policy_change",
+            Action::Review => "review",
             Action::Readmit => "readmit",
         }
     }
@@ -186,6 +196,22 @@ pub struct LogEntry {
     pub target: Option<Target>,
     /// A short non-identifying note (e.g. a count, a key version, an index name).
     pub note: String,
+    /// The roles the context named (docs/FORMAT.md "Governance block").
+    pub roles: Vec<String>,
+    /// The custom PurposeOfUse code the context named, if any.
+    pub purpose_code: Option<String>,
+    /// The access-policy version in force when the entry was committed (0: none).
+    pub policy_version: u32,
+}
+
+impl LogEntry {
+    /// The PurposeOfUse code of the access: the custom code, or the purpose's
+    /// [`Purpose::hl7_code`].
+    pub fn purpose_of_use(&self) -> &str {
+        self.purpose_code
+            .as_deref()
+            .unwrap_or(self.purpose.hl7_code())
+    }
 }
 
 fn ser_purpose<S: serde::Serializer>(p: &Purpose, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -223,6 +249,10 @@ pub(crate) struct PendingEntry {
     /// The subject's pseudonym and the detail sealed under its audit key.
     pub subject: Option<(SubjectTag, Vec<u8>)>,
     pub note: String,
+    pub roles: Vec<String>,
+    pub purpose_code: Option<String>,
+    /// Stamped by the commit path with the policy version in force.
+    pub policy_version: u32,
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -262,6 +292,18 @@ impl PendingEntry {
             outcome,
             subject: None,
             note: String::new(),
+            // Bounded like the actor, so that an invalid context can still be logged.
+            roles: ctx
+                .roles
+                .iter()
+                .take(crate::context::MAX_ROLES)
+                .map(|r| clip(r, crate::context::MAX_ROLE_LEN).to_owned())
+                .collect(),
+            purpose_code: ctx
+                .purpose_code
+                .as_deref()
+                .map(|c| clip(c, crate::context::MAX_ROLE_LEN).to_owned()),
+            policy_version: 0,
         }
     }
 
@@ -295,6 +337,24 @@ impl PendingEntry {
             None => b.push(0),
         }
         put_lp16(&mut b, clip(&self.note, 1024).as_bytes());
+        // Governance block (docs/FORMAT.md "Governance block"): absent when empty, so
+        // entries of contexts without roles on vaults without a policy keep the v1 bytes.
+        if !self.roles.is_empty() || self.purpose_code.is_some() || self.policy_version > 0 {
+            b.push(1);
+            b.extend_from_slice(&self.policy_version.to_be_bytes());
+            let n = self.roles.len().min(crate::context::MAX_ROLES);
+            b.push(n as u8);
+            for r in &self.roles[..n] {
+                put_lp16(&mut b, r.as_bytes());
+            }
+            match &self.purpose_code {
+                Some(c) => {
+                    b.push(1);
+                    put_lp16(&mut b, c.as_bytes());
+                }
+                None => b.push(0),
+            }
+        }
         b
     }
 }
@@ -406,6 +466,43 @@ pub(crate) fn decode_body(seq: u64, pt: &[u8]) -> Result<Body> {
         }
     };
     let note = r.str16()?.to_owned();
+    let (mut roles, mut purpose_code, mut policy_version) = (Vec::new(), None, 0);
+    if r.remaining() > 0 {
+        if r.u8()? != 1 {
+            return Err(Error::integrity(
+                Structure::LogEntry,
+                "body: bad governance block",
+            ));
+        }
+        policy_version = r.u32()?;
+        let n = r.u8()? as usize;
+        if n > crate::context::MAX_ROLES {
+            return Err(Error::integrity(
+                Structure::LogEntry,
+                "body: too many roles",
+            ));
+        }
+        for _ in 0..n {
+            roles.push(r.str16()?.to_owned());
+        }
+        purpose_code = match r.u8()? {
+            0 => None,
+            1 => Some(r.str16()?.to_owned()),
+            _ => {
+                return Err(Error::integrity(
+                    Structure::LogEntry,
+                    "body: bad purpose-code flag",
+                ));
+            }
+        };
+        // Canonical form: the encoder omits an empty block.
+        if roles.is_empty() && purpose_code.is_none() && policy_version == 0 {
+            return Err(Error::integrity(
+                Structure::LogEntry,
+                "body: empty governance block",
+            ));
+        }
+    }
     r.finish()?;
     Ok(Body {
         entry: LogEntry {
@@ -419,6 +516,9 @@ pub(crate) fn decode_body(seq: u64, pt: &[u8]) -> Result<Body> {
             subject_pseudonym,
             target: None,
             note,
+            roles,
+            purpose_code,
+            policy_version,
         },
         sealed_target,
     })

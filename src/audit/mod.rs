@@ -8,7 +8,10 @@
 //! MACed and written in the same atomic batch as every entry; a checkpoint held elsewhere
 //! pins a prefix of the chain against a rollback of the whole directory.
 
+pub mod alerts;
 mod entry;
+pub mod fhir_audit_event;
+pub mod report;
 
 pub(crate) use entry::decode_body;
 #[cfg(feature = "testing")]
@@ -16,7 +19,7 @@ pub(crate) use entry::parse_target;
 #[cfg(test)]
 pub(crate) use entry::test_clock;
 pub use entry::{Action, LogEntry, Outcome, Target};
-pub(crate) use entry::{PendingEntry, hex, open_target, seal_target};
+pub(crate) use entry::{PendingEntry, hex, now_ms, open_target, seal_target};
 
 use std::sync::{Arc, Mutex, MutexGuard};
 

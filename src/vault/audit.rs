@@ -15,7 +15,9 @@ impl Vault {
     /// the first bad sequence number and what is wrong with it.
     pub fn verify(&self, ctx: &AccessContext, checkpoint: Option<&Checkpoint>) -> Result<u64> {
         let n = self.guarded(ctx, Action::Verify, None, || {
-            self.log.verify(self.storage.as_ref(), checkpoint)
+            let n = self.log.verify(self.storage.as_ref(), checkpoint)?;
+            self.check_policy_version()?;
+            Ok(n)
         })?;
         self.log_only(ctx, Action::Verify, format!("entries={n}"), Flush::Read)?;
         Ok(n)
@@ -38,8 +40,25 @@ impl Vault {
     /// subjects still held (erased ones show only the pseudonym). The query is itself
     /// logged (`search`), after the results are gathered.
     pub fn audit_query(&self, ctx: &AccessContext, q: &LogQuery) -> Result<Vec<LogEntry>> {
-        let want_tag = q.subject.as_deref().map(|s| self.subject_tag(s));
         let out = self.guarded(ctx, Action::Search, None, || {
+            // Under a policy, reading the log (which names patients) is an audit task.
+            self.require_capability(ctx, "audit")?;
+            self.collect_entries(q)
+        })?;
+        self.log_only(
+            ctx,
+            Action::Search,
+            format!("access-log query: {} entries", out.len()),
+            Flush::Read,
+        )?;
+        Ok(out)
+    }
+
+    /// The entries matching `q`, decoded, targets opened where the subject's audit key
+    /// is held. Not logged: the public callers log their own entry.
+    pub(super) fn collect_entries(&self, q: &LogQuery) -> Result<Vec<LogEntry>> {
+        let want_tag = q.subject.as_deref().map(|s| self.subject_tag(s));
+        {
             let vid = self.vault_id();
             let mut out = Vec::new();
             self.log
@@ -71,14 +90,7 @@ impl Vault {
                     Ok(true)
                 })?;
             Ok(out)
-        })?;
-        self.log_only(
-            ctx,
-            Action::Search,
-            format!("access-log query: {} entries", out.len()),
-            Flush::Read,
-        )?;
-        Ok(out)
+        }
     }
 
     /// Writes the entries matching `q` as JSON Lines (one [`LogEntry`] per line).

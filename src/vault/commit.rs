@@ -110,6 +110,12 @@ impl Vault {
         {
             let _g = lock(&self.commit_lock);
             prepare(&mut batch, &mut entries)?;
+            // Every entry records the policy version in force at its commit (a policy
+            // change's own entry already carries the new one).
+            let pv = self.policy.version();
+            for e in entries.iter_mut() {
+                e.policy_version = e.policy_version.max(pv);
+            }
             for (tag, v) in uses {
                 if let Some(k) = subjects.iter().find(|k| k.tag == *tag)
                     && !k.has_version(*v)
@@ -232,7 +238,8 @@ impl Vault {
         tag: Option<SubjectTag>,
         r: &Result<T>,
     ) {
-        let e = self.entry_for(ctx, action, Outcome::of(r), None, tag, None);
+        let mut e = self.entry_for(ctx, action, Outcome::of(r), None, tag, None);
+        e.note = denial_note(r);
         let _ = self.commit(WriteBatch::new(), vec![e], &[], Flush::Read);
     }
 
@@ -246,7 +253,10 @@ impl Vault {
         key: &RecordKey,
         f: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        let r = ctx.validate().and_then(|_| f());
+        let r = ctx
+            .validate()
+            .and_then(|_| self.authorize(ctx))
+            .and_then(|_| f());
         if r.is_err() {
             let tag = self.subject_tag(&key.subject);
             let keys = if key.validate().is_ok() {
@@ -255,7 +265,7 @@ impl Vault {
                 None
             };
             let target = record_target(key, Vec::new());
-            let e = self.entry_for(
+            let mut e = self.entry_for(
                 ctx,
                 action,
                 Outcome::of(&r),
@@ -263,6 +273,7 @@ impl Vault {
                 Some(tag),
                 Some(&target),
             );
+            e.note = denial_note(&r);
             let subs: Vec<&Arc<SubjectKeys>> = keys.iter().collect();
             let _ = self.commit(WriteBatch::new(), vec![e], &subs, Flush::Read);
         }
@@ -277,11 +288,24 @@ impl Vault {
         tag: Option<SubjectTag>,
         f: impl FnOnce() -> Result<T>,
     ) -> Result<T> {
-        let r = ctx.validate().and_then(|_| f());
+        let r = ctx
+            .validate()
+            .and_then(|_| self.authorize(ctx))
+            .and_then(|_| f());
         if r.is_err() {
             self.log_failure(ctx, action, tag, &r);
         }
         r
+    }
+}
+
+/// The note of a failed attempt's entry: the policy rule that refused it, if any.
+fn denial_note<T>(r: &Result<T>) -> String {
+    match r {
+        Err(Error::AccessDenied(crate::error::Denial::Policy { rule, .. })) => {
+            format!("denied by rule {rule}")
+        }
+        _ => String::new(),
     }
 }
 

@@ -277,10 +277,15 @@ impl Vault {
     }
 
     /// Every subject the vault remembers as erased (pseudonyms, times and log sequence
-    /// numbers; no identity), in pseudonym order. Logged as `search`. Fails with
+    /// numbers; no identity), in pseudonym order. Logged as `search`. Under an access
+    /// policy, needs a role allowed to erase. Fails with [`Error::AccessDenied`],
     /// [`Error::Integrity`] when a mark fails its MAC, [`Error::Storage`].
     pub fn erased_subjects(&self, ctx: &AccessContext) -> Result<Vec<ErasedSubject>> {
-        let out = self.guarded(ctx, Action::Search, None, || self.erasure_marks())?;
+        let out = self.guarded(ctx, Action::Search, None, || {
+            // Under a policy: who may erase may see what was erased.
+            self.decide(ctx)?.check_erase()?;
+            self.erasure_marks()
+        })?;
         self.log_only(
             ctx,
             Action::Search,
@@ -299,7 +304,8 @@ impl Vault {
     ///
     /// Fails with [`Error::InvalidInput`] ([`InputKind::Context`]: `reason` empty or
     /// over 1024 bytes; [`InputKind::Id`]: bad subject id), [`Error::NotFound`] when the
-    /// subject is not remembered as erased, [`Error::Integrity`] when its mark fails
+    /// subject is not remembered as erased, [`Error::AccessDenied`] under an access
+    /// policy for a role not allowed to erase, [`Error::Integrity`] when its mark fails
     /// its MAC, [`Error::Storage`]. A failed attempt is logged.
     ///
     /// ```
@@ -326,6 +332,8 @@ impl Vault {
         let tag = self.subject_tag(subject);
         let erased = self.guarded(ctx, Action::Readmit, Some(tag), || {
             validate_id("subject", subject)?;
+            // Under a policy, re-admission takes the authority of erasure.
+            self.decide(ctx)?.check_erase()?;
             if reason.trim().is_empty() {
                 return Err(Error::invalid(
                     InputKind::Context,

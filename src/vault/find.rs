@@ -10,6 +10,7 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 
 use super::commit::{Flush, noted};
+use super::governance::{Decision, OpenFor};
 use super::records::typed;
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, Target};
@@ -45,6 +46,28 @@ pub(super) struct Staged {
 /// A record opened from the bytes read during an index build: the bytes (compared
 /// again under the commit lock), its collection and the fields opened.
 type StoredRecord = (Vec<u8>, String, Vec<PlainField>);
+
+impl Vault {
+    /// Under a policy, a lookup in `collection` is refused unless every field the index
+    /// looks at may be read (a lookup on a field one may not read would reveal its
+    /// value); the records found are then opened for the caller, narrowed to the granted
+    /// fields by [`Vault::with_opened`].
+    fn check_lookup(
+        &self,
+        decision: &Decision,
+        collection: &str,
+        index_fields: &[&str],
+    ) -> Result<()> {
+        let f = decision.read_filter(collection)?;
+        if index_fields.iter().any(|x| !f.allows(x)) {
+            return Err(Error::AccessDenied(crate::error::Denial::Policy {
+                rule: "field-not-granted".to_owned(),
+                version: self.policy.version(),
+            }));
+        }
+        Ok(())
+    }
+}
 
 /// A record opened for a lookup.
 struct Opened {
@@ -108,7 +131,12 @@ impl Vault {
 
     /// Opens the record with storage-key suffix `suffix` (`want`: only those fields).
     /// `None` when it no longer exists or its subject was erased.
-    fn open_by_suffix(&self, suffix: &[u8], want: Option<&[&str]>) -> Result<Option<Opened>> {
+    fn open_by_suffix(
+        &self,
+        reader: &OpenFor<'_>,
+        suffix: &[u8],
+        want: Option<&[&str]>,
+    ) -> Result<Option<Opened>> {
         let tag: SubjectTag = suffix
             .get(..16)
             .and_then(|s| s.try_into().ok())
@@ -125,7 +153,7 @@ impl Vault {
             let Some(keys) = self.keyring.load(&tag, self.read_fn())? else {
                 return Ok(None);
             };
-            match self.open_record(&keys, &sk, None, &bytes, want) {
+            match self.open_record(reader, &keys, &sk, None, &bytes, want) {
                 // Re-encrypted and its old version retired between our reads: read again.
                 Err(Error::UnknownKeyVersion(_)) if attempts < OPEN_ATTEMPTS => continue,
                 Err(e) => return Err(e),
@@ -167,6 +195,9 @@ impl Vault {
     ) -> Result<Vec<(RecordKey, JsonText)>> {
         let (found, candidates) = self.guarded(ctx, Action::Search, None, || {
             let def = self.indexes.get(collection, index).ok_or(Error::NotFound)?;
+            let decision = self.decide(ctx)?;
+            self.check_lookup(&decision, collection, &def.spec.fields())?;
+            let reader = OpenFor::Caller(&decision);
             if !def.built() {
                 return Err(Error::invalid(
                     InputKind::Index,
@@ -190,7 +221,7 @@ impl Vault {
                         "storage key malformed",
                     ));
                 }
-                let Some(o) = self.open_by_suffix(suffix, None)? else {
+                let Some(o) = self.open_by_suffix(&reader, suffix, None)? else {
                     continue;
                 };
                 if o.key.collection == collection && def.spec.tuples(&o.fields)?.contains(&q) {
@@ -231,6 +262,9 @@ impl Vault {
                 return Ok((Vec::new(), 0));
             };
             let want = def.spec.fields();
+            let decision = self.decide(ctx)?;
+            self.check_lookup(&decision, collection, &want)?;
+            let reader = OpenFor::Caller(&decision);
             let mut found = Vec::new();
             let mut candidates = 0u64;
             for item in self.storage.scan(
@@ -244,7 +278,7 @@ impl Vault {
                 };
                 if coll == collection
                     && def.spec.tuples(&fields)?.contains(&q)
-                    && let Some(full) = self.open_by_suffix(&k[1..], None)?
+                    && let Some(full) = self.open_by_suffix(&reader, &k[1..], None)?
                 {
                     found.push(full);
                 }
@@ -406,7 +440,7 @@ impl Vault {
             let Some(keys) = self.keyring.load(&tag, self.read_fn())? else {
                 return Ok(None);
             };
-            match self.open_record(&keys, k, None, &bytes, Some(want)) {
+            match self.open_record(&OpenFor::Vault, &keys, k, None, &bytes, Some(want)) {
                 Ok((fields, key)) => return Ok(Some((bytes, key.collection, fields))),
                 Err(Error::UnknownKeyVersion(_)) if attempts < OPEN_ATTEMPTS => {
                     match self.storage.get(k)? {
@@ -559,9 +593,11 @@ impl Vault {
                 let (k, _) = item?;
                 check.records += 1;
                 let suffix = &k[1..];
-                let o = self.open_by_suffix(suffix, Some(&want))?.ok_or_else(|| {
-                    Error::integrity(Structure::SubjectEntry, "missing for a stored record")
-                })?;
+                let o = self
+                    .open_by_suffix(&OpenFor::Vault, suffix, Some(&want))?
+                    .ok_or_else(|| {
+                        Error::integrity(Structure::SubjectEntry, "missing for a stored record")
+                    })?;
                 let entries = entries_for(&snap, &o.key.collection, &o.fields)?;
                 expected.insert(suffix.to_vec(), entries.into_iter().collect());
             }

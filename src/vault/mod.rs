@@ -62,6 +62,10 @@ pub struct VaultOptions {
     /// keeps the erased subject's ciphertexts or wrapped keys. Costs a rewrite of the
     /// whole database per erasure; turn off to erase many subjects, then purge once.
     pub purge_after_erase: bool,
+    /// An access policy to install at `create` (version 1, logged as a policy change by
+    /// `opener`). `None` (the default): no policy; every access is allowed and logged,
+    /// until [`Vault::set_policy`] installs one. Ignored at open.
+    pub policy: Option<crate::policy::Policy>,
     /// Budget on the Argon2id work a header read at open may ask for, in KiB-passes
     /// (memory in KiB x passes, [`KdfParams::work`]). Default
     /// [`crate::DEFAULT_MAX_KDF_WORK`] (four times the default cost); a header over it
@@ -81,6 +85,7 @@ impl Default for VaultOptions {
             dek_message_bound: DEFAULT_DEK_MESSAGE_BOUND,
             opener: AccessContext::new(SYSTEM_ACTOR, Purpose::Maintenance),
             purge_after_erase: true,
+            policy: None,
             max_kdf_work: crate::crypto::DEFAULT_MAX_KDF_WORK,
         }
     }
@@ -184,6 +189,8 @@ pub struct Vault {
     index_op_lock: Mutex<()>,
     /// Blind-index definitions (docs/INDEXES.md).
     indexes: crate::index::Registry,
+    /// The access policy in force (docs/POLICY.md).
+    policy: crate::policy::PolicyCell,
     applied: AtomicU64,
     durable: AtomicU64,
     flush_lock: Mutex<()>,
@@ -196,6 +203,7 @@ mod audit;
 mod commit;
 mod erasure;
 mod find;
+mod governance;
 mod open;
 mod records;
 mod rotation;

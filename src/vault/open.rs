@@ -82,6 +82,9 @@ impl Vault {
             format!("format {}", crate::header::HEADER_VERSION),
             Flush::Write,
         )?;
+        if let Some(p) = v.options.policy.clone() {
+            v.set_policy(&opener, p)?;
+        }
         v.storage.flush()?;
         v.storage.write_header(&bytes)?;
         Ok(v)
@@ -152,6 +155,9 @@ impl Vault {
             unlocked.vault_secret,
             options,
         )?;
+        // A policy rolled back to an older sealed version, or deleted, is caught before
+        // anything is served (docs/FORMAT.md "Access policy").
+        v.check_policy_version()?;
         v.log_only(&opener, Action::Open, "", Flush::Read)?;
         // An erasure whose purge did not complete (crash, kill): finish it now, so the
         // erased subject's bytes do not outlive the interruption.
@@ -184,6 +190,11 @@ impl Vault {
         let pseudonyms = MacKey::new(&derive_key(&vault_secret, &[b"medvault/v1/pseudonym"]));
         let indexes =
             crate::index::Registry::load(storage.as_ref(), &vault_secret, header.vault_id)?;
+        let policy = crate::policy::load_policy(
+            storage.as_ref(),
+            &vault_secret,
+            header.vault_id.as_bytes(),
+        )?;
         Ok(Vault {
             vault_id: header.vault_id,
             storage,
@@ -198,6 +209,7 @@ impl Vault {
             key_op_lock: Mutex::new(()),
             index_op_lock: Mutex::new(()),
             indexes,
+            policy: crate::policy::PolicyCell::new(policy),
             applied: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             flush_lock: Mutex::new(()),
@@ -232,10 +244,13 @@ fn exposure_warnings(dir: &Path) -> Result<Vec<String>> {
 /// whose header was lost: [`Error::AlreadyExists`], and nothing is changed.
 fn clear_interrupted_create(storage: &dyn Storage) -> Result<()> {
     let first_entry = keyspace::log_entry(0);
+    // With `VaultOptions::policy`, the policy and its change entry precede the header.
+    let policy_entry = keyspace::log_entry(1);
     let mut leftovers = WriteBatch::new();
     for item in storage.scan(&[], None) {
         let (k, _) = item?;
-        if k != keyspace::LOG_HEAD && k != first_entry {
+        if k != keyspace::LOG_HEAD && k != first_entry && k != policy_entry && k != keyspace::POLICY
+        {
             return Err(Error::AlreadyExists);
         }
         leftovers.delete(k);

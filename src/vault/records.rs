@@ -8,11 +8,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::commit::{Erasure, Flush, record_target};
+use super::governance::OpenFor;
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target};
 use crate::context::AccessContext;
 use crate::crypto::AeadKey;
-use crate::error::{Error, InputKind, Result, Structure};
+use crate::error::{Denial, Error, InputKind, Result, Structure};
 use crate::json::JsonText;
 use crate::keyring::{SubjectKeys, SubjectTag};
 use crate::keyspace;
@@ -129,6 +130,9 @@ impl Vault {
         action: Action,
     ) -> Result<usize> {
         ctx.validate()?;
+        // The write choke point: every put (typed or exact JSON, one or many, write or
+        // import) comes through here, and the policy decides each record's fields.
+        let decision = self.decide(ctx)?;
         let mut batch = WriteBatch::new();
         let mut entries = Vec::with_capacity(items.len());
         let mut subjects: Vec<Arc<SubjectKeys>> = Vec::new();
@@ -139,6 +143,8 @@ impl Vault {
         for (key, value) in items {
             key.validate()?;
             let fields = split_json(value)?;
+            let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
+            decision.check_write(&key.collection, Some(&names))?;
             let tag = self.subject_tag(&key.subject);
             let keys = match subjects.iter().find(|k| k.tag == tag) {
                 Some(k) => k.clone(),
@@ -199,6 +205,7 @@ impl Vault {
         let tag = self.subject_tag(&key.subject);
         let r = self.guarded_record(ctx, Action::Delete, key, || {
             key.validate()?;
+            self.decide(ctx)?.check_write(&key.collection, None)?;
             let sk = self.record_storage_key(&tag, key);
             if self.storage.get(&sk)?.is_none() {
                 return Err(Error::NotFound);
@@ -243,6 +250,7 @@ impl Vault {
         let tag = self.subject_tag(subject);
         let r = self.guarded(ctx, Action::Erase, Some(tag), || {
             validate_id("subject", subject)?;
+            self.decide(ctx)?.check_erase()?;
             let mut e = PendingEntry::new(ctx, Action::Erase, Outcome::Ok);
             e.subject = Some((tag, Vec::new()));
             let mut n = 0u64;
@@ -356,6 +364,11 @@ impl Vault {
         let tag = self.subject_tag(&key.subject);
         let (value, keys, names) = self.guarded_record(ctx, Action::Read, key, || {
             key.validate()?;
+            let decision = self.decide(ctx)?;
+            let reader = OpenFor::Caller(&decision);
+            // Refused before the lookup, so that a denied caller does not learn whether
+            // the record exists; `with_opened` narrows the fields it opens.
+            reader.narrow(&key.collection, want)?;
             let sk = self.record_storage_key(&tag, key);
             let mut attempts = 0;
             loop {
@@ -370,8 +383,12 @@ impl Vault {
                         &sk,
                         Some(key),
                         &bytes,
-                        None,
-                        |sealed, dek, bind, meta, _| sealed.open_json(dek, bind, meta, want),
+                        &Opening {
+                            reader: &reader,
+                            fields: want,
+                            only_collection: None,
+                        },
+                        |sealed, dek, bind, meta, _, want| sealed.open_json(dek, bind, meta, want),
                     )
                     .and_then(|o| {
                         o.ok_or_else(|| {
@@ -400,53 +417,59 @@ impl Vault {
         Ok(value)
     }
 
-    /// Opens a stored record value: its meta block and the wanted fields. When `expect`
-    /// is given, the sealed ids must equal it.
+    /// Opens a stored record value for `reader`: its meta block and the wanted fields
+    /// (`want`, narrowed by the policy for a caller). When `expect` is given, the sealed
+    /// ids must equal it.
     pub(super) fn open_record(
         &self,
+        reader: &OpenFor<'_>,
         keys: &SubjectKeys,
         storage_key: &[u8],
         expect: Option<&RecordKey>,
         bytes: &[u8],
         want: Option<&[&str]>,
     ) -> Result<(Vec<PlainField>, RecordKey)> {
-        self.open_record_of(keys, storage_key, expect, bytes, want, None)?
-            .ok_or_else(|| Error::integrity(Structure::RecordMeta, "unexpected collection"))
-    }
-
-    /// [`Vault::open_record`] that returns `None`, without opening any field, when the
-    /// record's collection is not `only_collection`.
-    pub(super) fn open_record_of(
-        &self,
-        keys: &SubjectKeys,
-        storage_key: &[u8],
-        expect: Option<&RecordKey>,
-        bytes: &[u8],
-        want: Option<&[&str]>,
-        only_collection: Option<&str>,
-    ) -> Result<Option<(Vec<PlainField>, RecordKey)>> {
         self.with_opened(
             keys,
             storage_key,
             expect,
             bytes,
-            only_collection,
-            |sealed, dek, bind, meta, key| Ok((sealed.open_fields(dek, bind, meta, want)?, key)),
-        )
+            &Opening {
+                reader,
+                fields: want,
+                only_collection: None,
+            },
+            |sealed, dek, bind, meta, key, want| {
+                Ok((sealed.open_fields(dek, bind, meta, want)?, key))
+            },
+        )?
+        .ok_or_else(|| Error::integrity(Structure::RecordMeta, "unexpected collection"))
     }
 
+    /// The read choke point: the one function that decrypts a stored record's fields.
     /// Parses a stored record value, opens its meta block, checks its ids (against
-    /// `expect` when given) and hands it to `open` to open fields; `None`, without
-    /// calling `open`, when the record's collection is not `only_collection`.
+    /// `expect` when given), then asks the policy what `what.reader` may open of a record
+    /// of that collection ([`OpenFor::narrow`]: refused, or the fields narrowed) and hands
+    /// the record to `open` with the fields to open (the last argument, which `open` must
+    /// pass on). `None`, without opening any field, when the record's collection is not
+    /// `what.only_collection`.
     fn with_opened<R>(
         &self,
         keys: &SubjectKeys,
         storage_key: &[u8],
         expect: Option<&RecordKey>,
         bytes: &[u8],
-        only_collection: Option<&str>,
-        open: impl FnOnce(&SealedRecord<'_>, &AeadKey, &Binding<'_>, &Meta, RecordKey) -> Result<R>,
+        what: &Opening<'_>,
+        open: impl FnOnce(
+            &SealedRecord<'_>,
+            &AeadKey,
+            &Binding<'_>,
+            &Meta,
+            RecordKey,
+            Option<&[&str]>,
+        ) -> Result<R>,
     ) -> Result<Option<R>> {
+        let only_collection = what.only_collection;
         let sealed = parse_record(bytes)?;
         let dek = keys.dek(sealed.key_version)?;
         let vid = self.vault_id();
@@ -475,8 +498,16 @@ impl Vault {
         if only_collection.is_some_and(|c| c != key.collection) {
             return Ok(None);
         }
+        let narrowed = what.reader.narrow(&key.collection, what.fields)?;
+        let names: Option<Vec<&str>> = narrowed
+            .as_ref()
+            .map(|v| v.iter().map(String::as_str).collect());
+        let want = match &names {
+            Some(n) => Some(n.as_slice()),
+            None => what.fields,
+        };
         let bind = Binding { key: &key, ..bind };
-        let r = open(&sealed, &dek.aead, &bind, &meta, key.clone())?;
+        let r = open(&sealed, &dek.aead, &bind, &meta, key.clone(), want)?;
         Ok(Some(r))
     }
 
@@ -532,6 +563,9 @@ impl Vault {
         let tag = self.subject_tag(subject);
         let (out, keys) = self.guarded(ctx, action, Some(tag), || {
             validate_id("subject", subject)?;
+            let decision = self.decide(ctx)?;
+            decision.check_read(collection)?;
+            let reader = OpenFor::Caller(&decision);
             let Some(keys) = self.keyring.load(&tag, self.read_fn())? else {
                 return Ok((Vec::new(), None));
             };
@@ -540,17 +574,27 @@ impl Vault {
             let mut out = Vec::new();
             for item in self.storage.scan(&prefix, end.as_deref()) {
                 let (k, v) = item?;
-                if let Some(r) = self.with_opened(
+                let opened = self.with_opened(
                     &keys,
                     &k,
                     None,
                     &v,
-                    collection,
-                    |sealed, dek, bind, meta, key| {
-                        Ok((key, sealed.open_json(dek, bind, meta, None)?.0))
+                    &Opening {
+                        reader: &reader,
+                        fields: None,
+                        only_collection: collection,
                     },
-                )? {
-                    out.push(r);
+                    |sealed, dek, bind, meta, key, want| {
+                        Ok((key, sealed.open_json(dek, bind, meta, want)?.0))
+                    },
+                );
+                match opened {
+                    Ok(Some(r)) => out.push(r),
+                    Ok(None) => {}
+                    // Records of a collection the purpose may not read are left out of
+                    // a whole-subject read (and never decrypted).
+                    Err(Error::AccessDenied(Denial::Policy { .. })) if collection.is_none() => {}
+                    Err(e) => return Err(e),
                 }
             }
             Ok((out, Some(keys)))
@@ -576,9 +620,18 @@ impl Vault {
     }
 
     /// Lists every subject id (decrypted from the keyring; erased subjects are gone).
-    /// Logged as `search`.
+    /// Logged as `search`. Under a policy, subject ids identify patients: listing them
+    /// needs a purpose that may read some collection, or a role with the `keys` or
+    /// `audit` capability (per-subject key operations, access reports); otherwise
+    /// [`Error::AccessDenied`] naming the rule.
     pub fn subjects(&self, ctx: &AccessContext) -> Result<Vec<String>> {
         let out = self.guarded(ctx, Action::Search, None, || {
+            if let Err(denied) = self.decide(ctx)?.check_read(None)
+                && self.require_capability(ctx, "keys").is_err()
+                && self.require_capability(ctx, "audit").is_err()
+            {
+                return Err(denied);
+            }
             let mut out = Vec::new();
             let (start, end) = keyspace::prefix_range(keyspace::SUBJECT_PREFIX);
             for item in self.storage.scan(&start, Some(&end)) {
@@ -626,4 +679,14 @@ pub(super) fn typed<T: DeserializeOwned>(
         .into_iter()
         .map(|(k, t)| Ok((k, from_json(&t)?)))
         .collect()
+}
+
+/// What [`Vault::with_opened`] opens, and for whom.
+pub(super) struct Opening<'a> {
+    /// Whose read it is (the policy narrows a caller's).
+    pub reader: &'a OpenFor<'a>,
+    /// The fields asked for (`None`: all).
+    pub fields: Option<&'a [&'a str]>,
+    /// Only a record of this collection is opened (`None`: any).
+    pub only_collection: Option<&'a str>,
 }

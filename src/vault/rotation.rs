@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::commit::{Flush, noted};
+use super::governance::OpenFor;
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target};
 use crate::codec::Reader;
@@ -278,6 +279,8 @@ impl Vault {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<RotationReport> {
         let r = self.guarded(ctx, Action::KeyRotation, None, || {
+            // Under a policy, key operations need the `keys` capability.
+            self.require_capability(ctx, "keys")?;
             let _k = lock(&self.key_op_lock);
             let state = match self.load_rotation_state()? {
                 Some(s) => s,
@@ -428,7 +431,7 @@ impl Vault {
                 if parse_record(&v)?.key_version == current {
                     continue;
                 }
-                let (fields, key) = self.open_record(keys, &k, None, &v, None)?;
+                let (fields, key) = self.open_record(&OpenFor::Vault, keys, &k, None, &v, None)?;
                 let dek = keys.current_dek(fields.len() as u64 + 1)?;
                 let bind = Binding {
                     vault_id: &vid,
@@ -591,6 +594,8 @@ impl Vault {
     ) -> Result<()> {
         let tag = self.subject_tag(subject);
         let keys = self.guarded(ctx, Action::KeyRotation, Some(tag), || {
+            // Under a policy, key operations need the `keys` capability.
+            self.require_capability(ctx, "keys")?;
             crate::record::validate_id("subject", subject)?;
             let _k = lock(&self.key_op_lock);
             let keys = self
@@ -652,6 +657,8 @@ impl Vault {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<u64> {
         self.guarded(ctx, Action::KeyRotation, None, || {
+            // Under a policy, key operations need the `keys` capability.
+            self.require_capability(ctx, "keys")?;
             let _k = lock(&self.key_op_lock);
             let header = lock(&self.header).clone();
             let current = lock(&self.root).clone();

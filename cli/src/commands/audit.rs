@@ -101,6 +101,10 @@ pub fn log(
             },
         },
         reason: std::env::var("MEDVAULT_REASON").ok(),
+        roles: std::env::var("MEDVAULT_ROLES")
+            .map(|r| r.split(',').map(str::to_owned).collect())
+            .unwrap_or_default(),
+        purpose_code: std::env::var("MEDVAULT_PURPOSE_CODE").ok(),
     };
     let ctx = access::context(&env).map_err(|f| {
         Failure::usage(format!(

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod records;
+pub mod review;
 pub mod rotate;
 pub mod transfer;
 pub mod vault;
@@ -137,6 +138,8 @@ pub fn run(command: Command) -> CliResult {
             auditor,
             auditor_purpose,
         ),
+        Command::Audit(AuditCommand::Governance(g)) => review::run(g),
+        Command::Policy(p) => review::policy(p),
         Command::Stats {
             vault,
             json,

@@ -514,6 +514,9 @@ pub fn check_log(data: &[u8]) {
                                 .subject_pseudonym
                                 .map(|t| (t, b.sealed_target.clone().unwrap_or_default())),
                             note: e.note.clone(),
+                            roles: e.roles.clone(),
+                            purpose_code: e.purpose_code.clone(),
+                            policy_version: e.policy_version,
                         };
                         assert_eq!(&p.body()[..], pt, "access log: body does not re-encode");
                     }
