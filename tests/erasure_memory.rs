@@ -438,7 +438,7 @@ fn import(v: &Vault, files: &[PathBuf]) -> medvault_fhir::ImportReport {
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn a_fhir_reimport_does_not_bring_an_erased_patient_back() {
     let dir = common::fhir_data_dir().join("13-patients");

@@ -134,7 +134,7 @@ fn first_patient(dir: &std::path::Path) -> String {
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn the_access_report_lists_exactly_the_accesses_of_five_actors() {
     let data = fhir_data_dir();

@@ -160,7 +160,7 @@ fn find(v: &Vault, index: &str, values: &[&str]) -> Vec<(RecordKey, Value)> {
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn finds_the_1144_patients_by_ssn_family_name_and_birth_date() {
     let ps = load_1144();
@@ -224,7 +224,7 @@ fn finds_the_1144_patients_by_ssn_family_name_and_birth_date() {
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn no_value_in_clear_and_16_bit_indexes_stay_exact() {
     let ps = load_1144();

@@ -53,7 +53,7 @@ fn ndjson_lines_are_canonical(dir: &Path) -> usize {
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn synthea_ndjson_is_kept_byte_for_byte() {
     let root = common::fhir_data_dir();
@@ -66,7 +66,7 @@ fn synthea_ndjson_is_kept_byte_for_byte() {
 #[test]
 #[cfg_attr(
     missing_fhir_external,
-    ignore = "needs ../shared/data/fhir-r4-external (README: Test data)"
+    ignore = "needs fhir-r4-external (README: Test data)"
 )]
 fn external_ndjson_is_kept_byte_for_byte() {
     let root = common::fhir_external_dir();
@@ -78,7 +78,7 @@ fn external_ndjson_is_kept_byte_for_byte() {
 #[test]
 #[cfg_attr(
     missing_fhir_external,
-    ignore = "needs ../shared/data/fhir-r4-external (README: Test data)"
+    ignore = "needs fhir-r4-external (README: Test data)"
 )]
 fn external_bundles_parse_and_mean_the_same() {
     let root = common::fhir_external_dir();

@@ -65,7 +65,7 @@ fn assert_no_file_contains(dir: &Path, needles: &[(String, &str)]) {
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn patient_identities_never_reach_the_disk_in_clear() {
     let data = fhir_data_dir();

@@ -128,7 +128,7 @@ fn run_and_kill(kind: &str, dir: &Path, g: u8, delay: Duration) -> bool {
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn data_key_rotation_survives_sigkill_30_times() {
     let (_tmp, dir, all) = fixture();
@@ -166,7 +166,7 @@ fn data_key_rotation_survives_sigkill_30_times() {
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn root_key_rotation_survives_sigkill_20_times() {
     let (_tmp, dir, all) = fixture();

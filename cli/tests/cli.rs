@@ -72,7 +72,7 @@ fn records_by_subject(
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn import_then_export_13_patients_round_trips_every_resource() {
     let data = fhir_data_dir();
@@ -158,7 +158,7 @@ fn import_then_export_13_patients_round_trips_every_resource() {
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn import_1144_patients_leaves_no_identifier_in_vault_files() {
     let data = fhir_data_dir();
@@ -211,7 +211,7 @@ fn import_1144_patients_leaves_no_identifier_in_vault_files() {
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn a_transaction_bundle_imports_to_the_same_records_as_ndjson() {
     let data = fhir_data_dir();

@@ -82,7 +82,7 @@ fn summary(stdout: &str) -> (u64, u64, u64, u64) {
 #[test]
 #[cfg_attr(
     any(missing_fhir_external, missing_python3),
-    ignore = "needs ../shared/data/fhir-r4-external and python3 (README: Test data)"
+    ignore = "needs fhir-r4-external and python3 (README: Test data)"
 )]
 fn external_corpus_round_trips_exactly() {
     let ext = fhir_external_dir();
@@ -136,7 +136,7 @@ fn external_corpus_round_trips_exactly() {
 #[test]
 #[cfg_attr(
     any(missing_fhir_ndjson, missing_python3),
-    ignore = "needs ../shared/data/fhir-r4-ndjson and python3 (README: Test data)"
+    ignore = "needs fhir-r4-ndjson and python3 (README: Test data)"
 )]
 fn ndjson_corpus_exports_byte_identical_lines() {
     let data = fhir_data_dir();

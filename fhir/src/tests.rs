@@ -73,7 +73,7 @@ fn keys(rs: &[FhirRecord]) -> BTreeSet<(String, String, String)> {
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn ndjson_13_patients_records_are_the_lines() {
     let dir = data_dir("13-patients");
@@ -151,7 +151,7 @@ fn to_urn_refs(v: &mut Value, ids: &HashSet<String>) {
 #[test]
 #[cfg_attr(
     missing_fhir_ndjson,
-    ignore = "needs ../shared/data/fhir-r4-ndjson (README: Test data)"
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
 )]
 fn transaction_bundle_matches_ndjson_streamed_or_in_memory() {
     let dir = data_dir("13-patients");

@@ -90,7 +90,7 @@ fn rfc6962_tree() -> MemoryTree {
 #[test]
 #[cfg_attr(
     missing_rfc9162_vectors,
-    ignore = "needs ../shared/data/rfc9162-vectors (README: Test data)"
+    ignore = "needs rfc9162-vectors (README: Test data)"
 )]
 fn inclusion_vectors() {
     let dir = data_dir();
@@ -129,7 +129,7 @@ fn inclusion_vectors() {
 #[test]
 #[cfg_attr(
     missing_rfc9162_vectors,
-    ignore = "needs ../shared/data/rfc9162-vectors (README: Test data)"
+    ignore = "needs rfc9162-vectors (README: Test data)"
 )]
 fn consistency_vectors() {
     let dir = data_dir();
