@@ -145,6 +145,20 @@ pub const MAX_ROLE_LEN: usize = 64;
 /// policy (the default: see `Vault::set_policy`) that changes nothing, and on a vault
 /// with a policy every data access by it is refused by the built-in rule `no-role`
 /// (deny by default). Add roles with [`AccessContext::with_role`].
+///
+/// ```
+/// use medvault::{AccessContext, Denial, Error, Purpose};
+/// let nurse = AccessContext::new("nurse-42", Purpose::Care);
+/// assert!(nurse.validate().is_ok());
+/// // Break-the-glass needs a reason: without one every call is denied (and logged).
+/// let er = AccessContext::new("dr-7", Purpose::Emergency);
+/// assert!(matches!(
+///     er.validate(),
+///     Err(Error::AccessDenied(Denial::BreakGlassWithoutReason))
+/// ));
+/// let er = er.with_reason("unconscious patient, no relative reachable");
+/// assert!(er.validate().is_ok());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessContext {
     /// Unique id of the acting user or system (1 to 256 bytes).

@@ -15,6 +15,34 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// AEAD failures stay opaque: a tag mismatch is reported as [`Error::Integrity`] naming
 /// *which structure* failed (e.g. [`Structure::FieldEnvelope`]), never why inside the
 /// cipher.
+///
+/// Match on the variant (and its sub-kind) to act; [`Error::kind_name`] is the stable
+/// name recorded in access-log outcomes.
+///
+/// ```
+/// # fn main() -> medvault::Result<()> {
+/// use medvault::storage::MemoryStorage;
+/// use medvault::{AccessContext, Error, InputKind, KeySource, Purpose, RecordKey, Vault};
+/// let v = Vault::create_in(
+///     Box::new(MemoryStorage::new()),
+///     KeySource::raw([1; 32]),
+///     medvault::VaultOptions::default(),
+/// )?;
+/// let ctx = AccessContext::new("nurse-42", Purpose::Care);
+/// let missing = RecordKey::new("p1", "Observation", "nope");
+/// match v.get::<serde_json::Value>(&ctx, &missing) {
+///     Err(Error::NotFound) => {} // an answer, logged like any read
+///     Err(Error::Integrity { structure, .. }) => panic!("tampered or corrupted {structure}"),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// let empty_subject = RecordKey::new("", "Observation", "1");
+/// match v.put(&ctx, &empty_subject, &serde_json::json!({"a": 1})) {
+///     Err(Error::InvalidInput(i)) => assert_eq!(i.kind, InputKind::Id),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// assert_eq!(Error::NotFound.kind_name(), "not_found");
+/// # Ok(()) }
+/// ```
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -83,6 +111,17 @@ pub enum Error {
     /// A vault already exists at the path given to `create`.
     #[error("a vault already exists at this location")]
     AlreadyExists,
+    /// The write would re-create a subject that was erased: the vault remembers
+    /// erasures (by keyed pseudonym only) and refuses to bring an erased patient back by
+    /// accident (a re-import, a late write). The refusal is logged. If the patient has
+    /// really returned, re-admit the subject explicitly first
+    /// ([`crate::Vault::readmit_subject`], `medvault readmit`), which is logged with its
+    /// reason. SECURITY.md "Erasure memory".
+    #[error(
+        "refused: this subject was erased; writing it again needs an explicit, logged \
+         re-admission (Vault::readmit_subject, `medvault readmit`)"
+    )]
+    SubjectErased,
 }
 
 /// Which stored structure failed an integrity check ([`Error::Integrity`]). The layouts
@@ -119,6 +158,8 @@ pub enum Structure {
     IndexReverseEntry,
     /// The data-key rotation state (docs/FORMAT.md "Data-key rotation state").
     RotationState,
+    /// An erasure mark (docs/FORMAT.md "Erasure mark").
+    ErasureMark,
     /// The storage backend's own files (e.g. a sled checksum).
     Storage,
     /// The sealed access policy (docs/FORMAT.md "Access policy"): fails to open (swapped
@@ -149,6 +190,7 @@ impl fmt::Display for Structure {
             Structure::IndexEntry => "index entry",
             Structure::IndexReverseEntry => "index reverse entry",
             Structure::RotationState => "rotation state",
+            Structure::ErasureMark => "erasure mark",
             Structure::Storage => "storage",
             Structure::Policy => "access policy",
             Structure::ResearchSeed => "research project seed",
@@ -321,6 +363,7 @@ impl Error {
             Error::LogTampered { .. } => "log_tampered",
             Error::KeyInUse { .. } => "key_in_use",
             Error::AlreadyExists => "already_exists",
+            Error::SubjectErased => "subject_erased",
         }
     }
 }

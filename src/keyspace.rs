@@ -14,9 +14,10 @@ use crate::record::RecordKey;
 /// `'c'`: the data-key rotation state, present only while a rotation is pending
 /// (docs/FORMAT.md "Data-key rotation state (`'c'`), version 1").
 pub(crate) const ROTATION_STATE: &[u8] = b"c";
-/// `'e' || project_tag (16)`: a research project's sealed pseudonym seed
-/// (docs/FORMAT.md "Research project seed").
-pub(crate) const RESEARCH_SEED_PREFIX: u8 = b'e';
+/// `'e' || subject_tag (16)`: the erasure mark of an erased subject (docs/FORMAT.md
+/// "Erasure mark"), written in the erasure's own commit and deleted only
+/// by an explicit re-admission.
+pub(crate) const ERASED_PREFIX: u8 = b'e';
 /// `'g'`: the sealed access policy (docs/FORMAT.md "Access policy (`'g'`), version 1").
 pub(crate) const POLICY: &[u8] = b"g";
 /// `'h'`: the access-log head (docs/FORMAT.md "Log head (`'h'`), version 1").
@@ -34,6 +35,9 @@ pub(crate) const OBJECTION_PREFIX: u8 = b'o';
 pub(crate) const PURGE_PENDING: &[u8] = b"p";
 /// `'r' || subject_tag (16) || record_tag (16)`: a record value.
 pub(crate) const RECORD_PREFIX: u8 = b'r';
+/// `'s' || project_tag (16)`: a research project's sealed pseudonym seed
+/// (docs/FORMAT.md "Research project seed").
+pub(crate) const RESEARCH_SEED_PREFIX: u8 = b's';
 /// `'x' || index_id || value_hash || subject_tag || record_tag`: a blind-index entry.
 pub(crate) const INDEX_ENTRY_PREFIX: u8 = b'x';
 /// `'y' || subject_tag || record_tag`: the index-entry keys of one record.
@@ -41,9 +45,9 @@ pub(crate) const REVERSE_PREFIX: u8 = b'y';
 
 /// Every prefix byte in use, sorted (what docs/FORMAT.md's key-space table must list).
 #[cfg(test)]
-pub(crate) const ALL_PREFIXES: [u8; 12] = [
+pub(crate) const ALL_PREFIXES: [u8; 13] = [
     ROTATION_STATE[0],
-    RESEARCH_SEED_PREFIX,
+    ERASED_PREFIX,
     POLICY[0],
     LOG_HEAD[0],
     INDEX_DEF_PREFIX,
@@ -52,6 +56,7 @@ pub(crate) const ALL_PREFIXES: [u8; 12] = [
     OBJECTION_PREFIX,
     PURGE_PENDING[0],
     RECORD_PREFIX,
+    RESEARCH_SEED_PREFIX,
     INDEX_ENTRY_PREFIX,
     REVERSE_PREFIX,
 ];
@@ -120,6 +125,14 @@ pub(crate) fn objection(tag: &SubjectTag) -> Vec<u8> {
 pub(crate) fn subject_entry(tag: &SubjectTag) -> Vec<u8> {
     let mut k = Vec::with_capacity(17);
     k.push(SUBJECT_PREFIX);
+    k.extend_from_slice(tag.as_ref());
+    k
+}
+
+/// Storage key of a subject's erasure mark: `'e' || subject_tag`.
+pub(crate) fn erasure_mark(tag: &SubjectTag) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(ERASED_PREFIX);
     k.extend_from_slice(tag.as_ref());
     k
 }

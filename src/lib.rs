@@ -69,8 +69,8 @@ pub use index::{IndexCheck, IndexPath, IndexSpec, IndexStatus, Normalization};
 pub use policy::{FieldFilter, Policy};
 pub use record::RecordKey;
 pub use vault::{
-    DEFAULT_DEK_MESSAGE_BOUND, Durability, LogQuery, Progress, RotationReport, RotationScope,
-    SYSTEM_ACTOR, Stats, Vault, VaultOptions,
+    DEFAULT_DEK_MESSAGE_BOUND, Durability, ErasedSubject, LogQuery, Progress, RotationReport,
+    RotationScope, SYSTEM_ACTOR, Stats, Vault, VaultOptions,
 };
 
 /// The README's examples, compiled and run as doctests.

@@ -30,6 +30,18 @@ pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
 
 /// The address of a record: `(subject, collection, record_id)`, each 1 to 256 bytes of
 /// UTF-8. For FHIR: subject = Patient id, collection = resourceType, record_id = id.
+///
+/// ```
+/// use medvault::{Error, InputKind, RecordKey};
+/// // A FHIR Observation of patient p1.
+/// let k = RecordKey::new("p1", "Observation", "bp-1");
+/// assert!(k.validate().is_ok());
+/// // Ids are 1 to 256 bytes; every vault call checks them.
+/// match RecordKey::new("p1", "Observation", "x".repeat(257)).validate() {
+///     Err(Error::InvalidInput(i)) => assert_eq!(i.kind, InputKind::Id),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RecordKey {
     /// The data subject (patient) that owns the record.

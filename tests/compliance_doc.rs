@@ -23,7 +23,8 @@ fn references(row: &str) -> Vec<(String, String)> {
 }
 
 /// Whether `src` defines `name` as a test: the `fn name(` line follows a `#[test]`
-/// attribute (other attributes may sit between).
+/// attribute (other attributes may sit between, over several lines, e.g. a
+/// `#[cfg_attr(..., ignore = "...")]` broken by rustfmt).
 fn defines_test(src: &str, name: &str) -> bool {
     let lines: Vec<&str> = src.lines().map(str::trim).collect();
     lines.iter().enumerate().any(|(i, l)| {
@@ -31,7 +32,7 @@ fn defines_test(src: &str, name: &str) -> bool {
             && lines[..i]
                 .iter()
                 .rev()
-                .take_while(|p| p.starts_with("#["))
+                .take_while(|p| !p.is_empty() && !p.ends_with('}') && !p.ends_with(';'))
                 .any(|p| *p == "#[test]")
     })
 }

@@ -1,7 +1,8 @@
 //! Regression: after a subject is erased and a subject with the same id is written
 //! again, `audit_query` failed with "access-log target: authentication failed" on the
 //! erased incarnation's entries (sealed under its destroyed audit key) instead of
-//! showing them by pseudonym only.
+//! showing them by pseudonym only. (Since the vault remembers erasures, the second
+//! incarnation needs an explicit re-admission first.)
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test
 
 use medvault::storage::MemoryStorage;
@@ -22,6 +23,8 @@ fn audit_query_survives_a_subject_erased_then_recreated() {
     let k = RecordKey::new("p1", "Patient", "p1");
     v.put(&ctx, &k, &json!({"name": "first life"})).unwrap();
     v.erase_subject(&ctx, "p1").unwrap();
+    v.readmit_subject(&ctx, "p1", "the patient came back")
+        .unwrap();
     v.put(&ctx, &k, &json!({"name": "second life"})).unwrap();
     let writes = v
         .audit_query(

@@ -132,8 +132,12 @@ fn first_patient(dir: &std::path::Path) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn the_access_report_lists_exactly_the_accesses_of_five_actors() {
-    let Some(data) = fhir_data_dir() else { return };
+    let data = fhir_data_dir();
     let dir = data.join("13-patients");
     let v = governed();
     let src = medvault_fhir::ImportSource::new(std::slice::from_ref(&dir)).unwrap();

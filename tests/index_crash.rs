@@ -91,18 +91,40 @@ fn index_child() {
                     batch.push((k2.clone(), p2));
                     batch.push(condition(&k2.subject, n + i));
                 }
-                v.put_many(
-                    &child_ctx(),
-                    batch.iter().map(|(k, p)| (k, p)),
-                    Action::Import,
-                )
-                .unwrap();
+                put_readmitting(&v, &batch);
             }
             _ => {
-                v.put(&child_ctx(), k, &p).unwrap();
                 let (ck, c) = condition(&k.subject, n);
-                v.put(&child_ctx(), &ck, &c).unwrap();
+                put_readmitting(&v, &[(k.clone(), p)]);
+                put_readmitting(&v, &[(ck, c)]);
             }
+        }
+    }
+}
+
+/// Writes `batch` in one commit; when it is refused because a subject of it was erased
+/// (the vault remembers erasures), re-admits the batch's subjects and writes it again.
+fn put_readmitting(v: &Vault, batch: &[(RecordKey, Value)]) {
+    let put = || {
+        v.put_many(
+            &child_ctx(),
+            batch.iter().map(|(k, p)| (k, p)),
+            Action::Import,
+        )
+    };
+    match put() {
+        Err(medvault::Error::SubjectErased) => {
+            for (k, _) in batch {
+                // NotFound: not erased, or re-admitted for an earlier item.
+                match v.readmit_subject(&child_ctx(), &k.subject, "patient returned") {
+                    Ok(()) | Err(medvault::Error::NotFound) => {}
+                    Err(e) => panic!("readmit: {e}"),
+                }
+            }
+            put().unwrap();
+        }
+        r => {
+            r.unwrap();
         }
     }
 }
@@ -115,7 +137,14 @@ fn run_and_kill(dir: &Path, seed: u64, delay: Duration) {
             .env(DIR_ENV, dir),
     );
     assert!(child.wait_ready(), "child did not start");
-    child.kill_after(delay);
+    let killed = child.kill_after(delay);
+    // The child loops until killed: an exit of its own is a failure it hid.
+    assert!(
+        !killed.exited_first && killed.by_sigkill(),
+        "the index child died by itself ({:?}): {}",
+        killed.status,
+        killed.stderr
+    );
 }
 
 #[test]

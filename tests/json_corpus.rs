@@ -2,31 +2,14 @@
 //! layer): every minified NDJSON line of ../shared/data/fhir-r4-ndjson and
 //! fhir-r4-external/r4 (the bulk-export log excepted) is its own canonical text, byte for byte; every Bundle file of
 //! fhir-r4-external/bundles parses; serde_json agrees on the meaning of all of it.
-//! Without the data the tests report themselves skipped, and fail under CI=true.
+//! Without the data the tests are reported ignored (build.rs), and fail under CI=true.
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test
+
+mod common;
 
 use std::path::{Path, PathBuf};
 
 use medvault::json::{self, JsonText};
-
-fn data(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
-        .join(rel);
-    if p.is_dir() {
-        return Some(p);
-    }
-    let p2 = Path::new("/work/shared/data").join(rel);
-    if p2.is_dir() {
-        return Some(p2);
-    }
-    assert!(
-        std::env::var_os("CI").is_none_or(|v| v != "true"),
-        "{rel}: test data missing under CI=true"
-    );
-    eprintln!("SKIPPED: {rel} not found");
-    None
-}
 
 fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -68,10 +51,12 @@ fn ndjson_lines_are_canonical(dir: &Path) -> usize {
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn synthea_ndjson_is_kept_byte_for_byte() {
-    let Some(root) = data("fhir-r4-ndjson") else {
-        return;
-    };
+    let root = common::fhir_data_dir();
     let n = ndjson_lines_are_canonical(&root.join("13-patients"))
         + ndjson_lines_are_canonical(&root.join("1144-patients"));
     eprintln!("{n} resources byte-identical");
@@ -79,20 +64,24 @@ fn synthea_ndjson_is_kept_byte_for_byte() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_external,
+    ignore = "needs fhir-r4-external (README: Test data)"
+)]
 fn external_ndjson_is_kept_byte_for_byte() {
-    let Some(root) = data("fhir-r4-external") else {
-        return;
-    };
+    let root = common::fhir_external_dir();
     let n = ndjson_lines_are_canonical(&root.join("r4"));
     eprintln!("{n} resources byte-identical");
     assert_eq!(n, 2044, "{n} resources");
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_external,
+    ignore = "needs fhir-r4-external (README: Test data)"
+)]
 fn external_bundles_parse_and_mean_the_same() {
-    let Some(root) = data("fhir-r4-external") else {
-        return;
-    };
+    let root = common::fhir_external_dir();
     let all = files(&root.join("bundles"), "json");
     assert_eq!(all.len(), 30);
     for f in all {

@@ -1,6 +1,7 @@
 //! Guards the record API against an in-memory model (issue 2, acceptance 1): any
-//! sequence of put / get / get_fields / delete / records_of / erase / reopen gives the
-//! answers of a `BTreeMap`, on memory storage and on sled.
+//! sequence of put / get / get_fields / delete / records_of / erase / readmit / reopen
+//! gives the answers of a `BTreeMap`, on memory storage and on sled. Erased subjects are
+//! remembered: a put for one is refused until it is re-admitted.
 
 // Tests: a failure should abort the test with the panic message.
 #![allow(clippy::unwrap_used)]
@@ -24,6 +25,7 @@ enum Op {
     Delete(RecordKey),
     RecordsOf(String, Option<String>),
     Erase(String),
+    Readmit(String),
     Reopen,
 }
 
@@ -88,6 +90,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (subject(), prop::option::of(prop::sample::select(&COLLECTIONS[..])))
             .prop_map(|(s, c)| Op::RecordsOf(s, c.map(str::to_owned))),
         1 => subject().prop_map(Op::Erase),
+        1 => subject().prop_map(Op::Readmit),
         1 => Just(Op::Reopen),
     ]
 }
@@ -122,14 +125,20 @@ fn run(backend: &Backend, ops: &[Op]) {
     let mut vault = Some(backend.create());
     let mut model: BTreeMap<RecordKey, Map<String, Value>> = BTreeMap::new();
     let mut subjects: BTreeSet<String> = BTreeSet::new();
+    let mut erased: BTreeSet<String> = BTreeSet::new();
     for (step, op) in ops.iter().enumerate() {
         let v = vault.as_ref().unwrap();
         let at = format!("step {step}: {op:?}");
         match op {
             Op::Put(k, d) => {
-                v.put(&c, k, d).unwrap();
-                model.insert(k.clone(), d.clone());
-                subjects.insert(k.subject.clone());
+                let got = v.put(&c, k, d);
+                if erased.contains(&k.subject) {
+                    assert!(matches!(got, Err(Error::SubjectErased)), "{at}: {got:?}");
+                } else {
+                    got.unwrap();
+                    model.insert(k.clone(), d.clone());
+                    subjects.insert(k.subject.clone());
+                }
             }
             Op::Get(k) => {
                 let got = v.get::<Value>(&c, k);
@@ -178,6 +187,15 @@ fn run(backend: &Backend, ops: &[Op]) {
                 if subjects.remove(s) {
                     assert_eq!(got.unwrap(), n, "{at}");
                     model.retain(|k, _| k.subject != *s);
+                    erased.insert(s.clone());
+                } else {
+                    assert!(matches!(got, Err(Error::NotFound)), "{at}: {got:?}");
+                }
+            }
+            Op::Readmit(s) => {
+                let got = v.readmit_subject(&c, s, "the patient came back");
+                if erased.remove(s) {
+                    got.unwrap();
                 } else {
                     assert!(matches!(got, Err(Error::NotFound)), "{at}: {got:?}");
                 }
@@ -191,6 +209,14 @@ fn run(backend: &Backend, ops: &[Op]) {
     let v = vault.unwrap();
     let listed: BTreeSet<String> = v.subjects(&c).unwrap().into_iter().collect();
     assert_eq!(listed, subjects, "subjects() after the sequence");
+    for s in SUBJECTS {
+        assert_eq!(
+            v.is_erased(&c, s).unwrap(),
+            erased.contains(s),
+            "is_erased({s})"
+        );
+    }
+    assert_eq!(v.erased_subjects(&c).unwrap().len(), erased.len());
     assert_eq!(v.stats().unwrap().records, model.len() as u64);
     v.verify(&c, None).unwrap();
 }

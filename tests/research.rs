@@ -310,7 +310,7 @@ fn each_refusal_is_denied_and_logged() {
         assert_eq!(denied_rule(v.research_export(ctx, req)), *rule);
     }
     // Nothing was created for a refused export: no project seed.
-    assert_eq!(raw_keys_with_prefix(&storage, b'e'), 0);
+    assert_eq!(raw_keys_with_prefix(&storage, b's'), 0);
     // Each refusal is an export entry with outcome denied naming the rule, in order.
     let denied: Vec<(String, String)> = v
         .audit_query(
@@ -341,8 +341,12 @@ fn each_refusal_is_denied_and_logged() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn real_data_export_leaks_no_identity_and_k_anonymity_matches_an_independent_count() {
-    let Some(data) = fhir_data_dir() else { return };
+    let data = fhir_data_dir();
     let dirs = vec![data.join("13-patients"), data.join("1144-patients")];
     let storage = MemoryStorage::new();
     let v = vault(&storage, Policy::default_clinic());
@@ -439,8 +443,12 @@ fn real_data_export_leaks_no_identity_and_k_anonymity_matches_an_independent_cou
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn two_projects_pseudonyms_share_nothing_and_none_is_the_vaults() {
-    let Some(data) = fhir_data_dir() else { return };
+    let data = fhir_data_dir();
     let dirs = vec![data.join("13-patients")];
     let storage = MemoryStorage::new();
     let v = vault(&storage, policy_k(1));
@@ -499,8 +507,12 @@ fn two_projects_pseudonyms_share_nothing_and_none_is_the_vaults() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn an_objecting_patient_is_absent_and_only_included_patients_see_the_disclosure() {
-    let Some(data) = fhir_data_dir() else { return };
+    let data = fhir_data_dir();
     let dir = data.join("13-patients");
     let storage = MemoryStorage::new();
     let v = vault(&storage, policy_k(1));
@@ -651,14 +663,14 @@ fn destroying_the_project_key_changes_pseudonyms_and_leaves_no_seed() {
     }
     let req = request("P-D", spec(DateRule::Month, 3));
     let before = ids_and_refs(&v.research_export(&researcher(), &req).unwrap());
-    assert_eq!(raw_keys_with_prefix(&storage, b'e'), 1);
+    assert_eq!(raw_keys_with_prefix(&storage, b's'), 1);
     // Only a role with the keys capability may destroy it.
     assert!(matches!(
         v.destroy_research_key(&researcher(), "P-D"),
         Err(Error::AccessDenied(_))
     ));
     v.destroy_research_key(&admin(), "P-D").unwrap();
-    assert_eq!(raw_keys_with_prefix(&storage, b'e'), 0);
+    assert_eq!(raw_keys_with_prefix(&storage, b's'), 0);
     assert!(matches!(
         v.destroy_research_key(&admin(), "P-D"),
         Err(Error::NotFound)
@@ -684,7 +696,7 @@ fn destroying_the_project_key_changes_pseudonyms_and_leaves_no_seed() {
     let after = ids_and_refs(&v.research_export(&researcher(), &req).unwrap());
     assert_eq!(before.len(), after.len());
     assert!(before.is_disjoint(&after));
-    assert_eq!(raw_keys_with_prefix(&storage, b'e'), 1);
+    assert_eq!(raw_keys_with_prefix(&storage, b's'), 1);
 }
 
 /// The second patient of the 13-patients data (born 1960: not over 89 in 2026) and
@@ -725,8 +737,12 @@ fn field_values<'a>(
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn each_minimization_rule_shows_on_real_resources() {
-    let Some(data) = fhir_data_dir() else { return };
+    let data = fhir_data_dir();
     let tmp = tempfile::tempdir().unwrap();
     let (src_patient, source) = one_patient_dir(&data, tmp.path());
     let pid = src_patient["id"].as_str().unwrap().to_owned();

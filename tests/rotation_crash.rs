@@ -22,8 +22,8 @@ fn ctx() -> AccessContext {
     AccessContext::new("rotation-crash-test", Purpose::Maintenance)
 }
 
-fn data_dir() -> Option<PathBuf> {
-    Some(common::fhir_data_dir()?.join("1144-patients"))
+fn data_dir() -> PathBuf {
+    common::fhir_data_dir().join("1144-patients")
 }
 
 fn key(generation: u8) -> KeySource {
@@ -83,14 +83,13 @@ fn rotation_child() {
 type Records = Vec<(RecordKey, Value)>;
 
 /// A vault of the test data's patients in a fresh temporary folder: (the folder, kept
-/// alive by the caller; the vault's path; every record written). `None` (skip) without
-/// the test data.
-fn fixture() -> Option<(tempfile::TempDir, PathBuf, Records)> {
-    let data = data_dir()?;
+/// alive by the caller; the vault's path; every record written).
+fn fixture() -> (tempfile::TempDir, PathBuf, Records) {
+    let data = data_dir();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("v");
     let all = build(&dir, &data);
-    Some((tmp, dir, all))
+    (tmp, dir, all)
 }
 
 /// Rotates `v`'s root key from `key(g)` to `key(g + 1)`.
@@ -113,15 +112,26 @@ fn run_and_kill(kind: &str, dir: &Path, g: u8, delay: Duration) -> bool {
             .env(DIR_ENV, dir)
             .env(KEY_ENV, g.to_string()),
     );
-    child.wait_ready();
-    child.kill_after(delay).stdout.contains("done")
+    assert!(
+        child.wait_ready(),
+        "the rotation child did not start (it must print ready before the kill)"
+    );
+    let killed = child.kill_after(delay);
+    assert!(
+        (killed.exited_first && killed.status.success()) || killed.by_sigkill(),
+        "the rotation child died by itself: {}",
+        killed.stderr
+    );
+    killed.stdout.contains("done")
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn data_key_rotation_survives_sigkill_30_times() {
-    let Some((_tmp, dir, all)) = fixture() else {
-        return;
-    };
+    let (_tmp, dir, all) = fixture();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xD47A);
     let (mut interrupted, mut finished) = (0, 0);
     for _ in 0..30 {
@@ -154,10 +164,12 @@ fn data_key_rotation_survives_sigkill_30_times() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn root_key_rotation_survives_sigkill_20_times() {
-    let Some((_tmp, dir, all)) = fixture() else {
-        return;
-    };
+    let (_tmp, dir, all) = fixture();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x2007);
     let mut g = 0u8;
     let (mut both, mut old_only, mut new_only) = (0, 0, 0);

@@ -212,7 +212,9 @@ pub enum Command {
         #[command(flatten)]
         access: AccessArgs,
     },
-    /// Erase a subject by destroying its keys and records (crypto-shredding).
+    /// Erase a subject by destroying its keys and records (crypto-shredding). The vault
+    /// remembers the erasure (by keyed pseudonym only): later writes and imports for the
+    /// subject are refused until `medvault readmit`.
     Erase {
         /// The vault directory.
         vault: PathBuf,
@@ -221,6 +223,17 @@ pub enum Command {
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long)]
         yes: bool,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Re-admit an erased subject who has returned: lift the erasure memory so that its
+    /// records may be written or imported again (a new record, under new keys; nothing
+    /// erased comes back). Requires --reason; who and why are in the access log.
+    Readmit {
+        /// The vault directory.
+        vault: PathBuf,
+        /// The erased subject (patient) id.
+        subject: String,
         #[command(flatten)]
         access: AccessArgs,
     },

@@ -70,8 +70,12 @@ fn records_by_subject(
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn import_then_export_13_patients_round_trips_every_resource() {
-    let Some(data) = fhir_data_dir() else { return };
+    let data = fhir_data_dir();
     let input = data.join("13-patients");
     let tmp = tempfile::tempdir().unwrap();
     let vault = tmp.path().join("v");
@@ -152,8 +156,12 @@ fn import_then_export_13_patients_round_trips_every_resource() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn import_1144_patients_leaves_no_identifier_in_vault_files() {
-    let Some(data) = fhir_data_dir() else { return };
+    let data = fhir_data_dir();
     let input = data.join("1144-patients");
     let tmp = tempfile::tempdir().unwrap();
     let vault = tmp.path().join("v");
@@ -201,8 +209,12 @@ fn import_1144_patients_leaves_no_identifier_in_vault_files() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn a_transaction_bundle_imports_to_the_same_records_as_ndjson() {
-    let Some(data) = fhir_data_dir() else { return };
+    let data = fhir_data_dir();
     let input = data.join("13-patients");
     let tmp = tempfile::tempdir().unwrap();
     let (resources, _) = input_resources(&input);

@@ -64,10 +64,12 @@ fn identities(dir: &Path) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn research_export_refuses_without_authorization_and_leaks_no_identity() {
-    let Some(data) = common::fhir_data_dir() else {
-        return;
-    };
+    let data = common::fhir_data_dir();
     let src = data.join("13-patients");
     let dir = tempfile::tempdir().unwrap();
     let v = dir.path().join("v");

@@ -93,6 +93,12 @@ pub struct ImportReport {
     pub skipped: u64,
     /// Positions rejected (each handed to the [`RejectSink`]).
     pub rejected: u64,
+    /// Records refused because their subject (patient) was erased: the vault remembers
+    /// erasures and does not re-create an erased patient (each refusal is in the access
+    /// log). Re-admit the patient ([`Vault::readmit_subject`], `medvault readmit`) and
+    /// import again to store them. Not counted in [`ImportReport::rejected`]: the input
+    /// is valid.
+    pub refused_erased: u64,
     /// The first [`MAX_KEPT_ERRORS`] rejects (they name file and position, never
     /// content).
     pub rejects: Vec<FhirError>,
@@ -434,6 +440,13 @@ impl Run<'_> {
                                 message,
                             })?;
                         }
+                        Err(StoreError::Erased) => {
+                            if !m.replaces {
+                                self.seen
+                                    .remove(&key_digest(&one.0.collection, &one.0.record_id));
+                            }
+                            self.report.refused_erased += 1;
+                        }
                         Err(StoreError::Vault(error)) => {
                             return Err(ImportError::Vault {
                                 error,
@@ -444,11 +457,59 @@ impl Run<'_> {
                 }
                 Ok(())
             }
+            Err(StoreError::Erased) => self.set_aside_erased(batch, meta),
             Err(StoreError::Vault(error)) => Err(ImportError::Vault {
                 error,
                 committed: self.committed(),
             }),
         }
+    }
+
+    /// After a batch was refused for an erased subject: counts the records of erased
+    /// subjects in [`ImportReport::refused_erased`] and commits the others.
+    fn set_aside_erased(
+        &mut self,
+        batch: Vec<(RecordKey, store::Prepared)>,
+        meta: Vec<Meta>,
+    ) -> Result<(), ImportError> {
+        let total = batch.len();
+        let mut erased: HashMap<String, bool> = HashMap::new();
+        for (one, m) in batch.into_iter().zip(meta) {
+            let is_erased = match erased.get(&one.0.subject) {
+                Some(e) => *e,
+                None => {
+                    let e = self
+                        .vault
+                        .is_erased(self.ctx, &one.0.subject)
+                        .map_err(|error| ImportError::Vault {
+                            error,
+                            committed: self.committed(),
+                        })?;
+                    erased.insert(one.0.subject.clone(), e);
+                    e
+                }
+            };
+            if is_erased {
+                if !m.replaces {
+                    self.seen
+                        .remove(&key_digest(&one.0.collection, &one.0.record_id));
+                }
+                self.report.refused_erased += 1;
+            } else {
+                self.batch.push(one);
+                self.meta.push(m);
+            }
+        }
+        if self.batch.len() == total {
+            // Refused, yet no subject of it is erased now (re-admitted meanwhile?).
+            self.batch.clear();
+            self.meta.clear();
+            return Err(ImportError::Vault {
+                error: Error::SubjectErased,
+                committed: self.committed(),
+            });
+        }
+        self.commit()
     }
 
     fn count(&mut self, key: &RecordKey, replaces: bool) {

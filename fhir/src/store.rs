@@ -13,6 +13,10 @@ pub enum StoreError {
     /// A record is refused for what it is (larger than a record may be...): the message
     /// names the limit, never content. Nothing of the batch was written.
     Refused(String),
+    /// A record's subject was erased: the vault remembers erasures and refuses to
+    /// re-create an erased patient ([`Error::SubjectErased`]; the refusal is logged).
+    /// Nothing of the batch was written.
+    Erased,
     /// The vault failed or refused the operation as such.
     Vault(Error),
 }
@@ -21,6 +25,7 @@ impl From<Error> for StoreError {
     fn from(e: Error) -> Self {
         match e {
             Error::InvalidInput(_) => StoreError::Refused(e.to_string()),
+            Error::SubjectErased => StoreError::Erased,
             e => StoreError::Vault(e),
         }
     }
@@ -53,8 +58,8 @@ pub fn prepare(text: Zeroizing<String>) -> Result<Prepared, String> {
 /// Stores `batch` atomically (one `import` access-log entry per record).
 ///
 /// # Errors
-/// [`StoreError::Refused`] when a record cannot be stored (then nothing is), else the
-/// vault's error.
+/// [`StoreError::Refused`] when a record cannot be stored (then nothing is),
+/// [`StoreError::Erased`] when a record's subject was erased, else the vault's error.
 pub fn put_batch(
     vault: &Vault,
     ctx: &AccessContext,

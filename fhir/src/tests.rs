@@ -14,27 +14,29 @@ use super::*;
 
 const SECRET: &str = "SECRET-TOKEN-52817";
 
-/// The CC0 Synthea sample data shipped in the `shared/` folder beside the workspace
-/// (this crate is `fhir/` in it), or `$MEDVAULT_FHIR_DATA` if set. Absent → skip with a
-/// note, except under `CI=true` where it must be there.
-fn data_dir(sub: &str) -> Option<PathBuf> {
-    let base = std::env::var_os("MEDVAULT_FHIR_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
+/// The CC0 Synthea sample data (README "Test data"; build.rs resolves it the same way):
+/// `$MEDVAULT_FHIR_DATA/<sub>` if set, else `$MEDVAULT_SHARED_DATA/fhir-r4-ndjson/<sub>`,
+/// else `../shared/data/fhir-r4-ndjson/<sub>` beside the workspace (this crate is `fhir/`
+/// in it). Panics when absent: the tests that need it are marked
+/// `#[cfg_attr(missing_fhir_ndjson, ignore = ...)]`, and under `CI=true` it is required.
+fn data_dir(sub: &str) -> PathBuf {
+    let base = match (
+        std::env::var_os("MEDVAULT_FHIR_DATA"),
+        std::env::var_os("MEDVAULT_SHARED_DATA"),
+    ) {
+        (Some(d), _) => PathBuf::from(d),
+        (None, Some(s)) => PathBuf::from(s).join("fhir-r4-ndjson"),
+        (None, None) => {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/fhir-r4-ndjson")
-        });
+        }
+    };
     let dir = base.join(sub);
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "test data {} missing (required when CI=true)",
-            dir.display()
-        );
-    }
-    eprintln!("note: {} absent; skipping test", dir.display());
-    None
+    assert!(
+        dir.is_dir(),
+        "test data {} missing (set MEDVAULT_FHIR_DATA or MEDVAULT_SHARED_DATA; README \"Test data\")",
+        dir.display()
+    );
+    dir
 }
 
 fn read_all(paths: &[PathBuf]) -> Vec<ImportItem> {
@@ -69,10 +71,12 @@ fn keys(rs: &[FhirRecord]) -> BTreeSet<(String, String, String)> {
 /// Every line of 13-patients becomes a record holding exactly the line's bytes, under
 /// one of the 13 patients (or shared for the shared types).
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn ndjson_13_patients_records_are_the_lines() {
-    let Some(dir) = data_dir("13-patients") else {
-        return;
-    };
+    let dir = data_dir("13-patients");
     let mut patients = HashSet::new();
     let mut lines = 0;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -145,10 +149,12 @@ fn to_urn_refs(v: &mut Value, ids: &HashSet<String>) {
 /// other Patient without id) gives the same keys, whether the Bundle is a streamed
 /// `.json` file or one NDJSON line.
 #[test]
+#[cfg_attr(
+    missing_fhir_ndjson,
+    ignore = "needs fhir-r4-ndjson (README: Test data)"
+)]
 fn transaction_bundle_matches_ndjson_streamed_or_in_memory() {
-    let Some(dir) = data_dir("13-patients") else {
-        return;
-    };
+    let dir = data_dir("13-patients");
     let ndjson = records(read_all(std::slice::from_ref(&dir)));
     let ids: HashSet<String> = ndjson.iter().map(|r| r.record_id.clone()).collect();
     let mut entries = Vec::new();

@@ -53,10 +53,13 @@ pub enum Action {
     PolicyChange,
     /// A break-the-glass access was reviewed (verdict in the note).
     Review,
+    /// An erased subject was re-admitted: its erasure mark was lifted, with a reason
+    /// (SECURITY.md "Erasure memory").
+    Readmit,
 }
 
 impl Action {
-    const ALL: [Action; 14] = [
+    const ALL: [Action; 15] = [
         Action::Create,
         Action::Open,
         Action::Read,
@@ -71,6 +74,7 @@ impl Action {
         Action::Checkpoint,
         Action::PolicyChange,
         Action::Review,
+        Action::Readmit,
     ];
 
     /// Stable one-byte code (docs/FORMAT.md "Access-log entry").
@@ -90,6 +94,7 @@ impl Action {
             Action::Checkpoint => 12,
             Action::PolicyChange => 13,
             Action::Review => 14,
+            Action::Readmit => 16,
         }
     }
 
@@ -115,6 +120,7 @@ impl Action {
             Action::Checkpoint => "checkpoint",
             Action::PolicyChange => "policy_change",
             Action::Review => "review",
+            Action::Readmit => "readmit",
         }
     }
 }

@@ -111,6 +111,25 @@ impl std::fmt::Debug for Passphrase {
 }
 
 /// Where the root key comes from.
+///
+/// ```
+/// # fn main() -> medvault::Result<()> {
+/// use medvault::{Error, KeySource, Vault};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("v");
+/// // A passphrase, stretched with Argon2id (low-cost parameters for the example only;
+/// // the default is RFC 9106's).
+/// let weak_kdf = medvault::danger::insecure_kdf_params();
+/// drop(Vault::create(&path, KeySource::passphrase("correct horse battery staple"), weak_kdf)?);
+/// assert!(matches!(
+///     Vault::open(&path, KeySource::passphrase("wrong horse")),
+///     Err(Error::WrongKey)
+/// ));
+/// drop(Vault::open(&path, KeySource::passphrase("correct horse battery staple"))?);
+/// // Or 32 raw bytes from a KMS or HSM: no KDF is run.
+/// drop(Vault::create(dir.path().join("w"), KeySource::raw([7; 32]), weak_kdf)?);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub enum KeySource {
     /// A passphrase stretched with Argon2id (RFC 9106). At `create`, the parameters are

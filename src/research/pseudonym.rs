@@ -41,7 +41,7 @@ pub(crate) fn objection_aad(vault_id: &[u8; 16], storage_key: &[u8]) -> Vec<u8> 
 }
 
 /// The stored value of a project seed: `format || envelope` (docs/FORMAT.md "Research
-/// project seed"); `storage_key` is the seed's key (`'e' || project_tag`).
+/// project seed"); `storage_key` is the seed's key (`'s' || project_tag`).
 pub(crate) fn seal_seed(
     vault_secret: &SecretKey,
     vault_id: &[u8; 16],

@@ -131,6 +131,12 @@ impl Vault {
                 }
                 let dirty = st.dirty;
                 drop(st);
+                // A key entry about to be created must not re-create an erased subject
+                // (an erasure may have committed since the write checked; erasure.rs).
+                if dirty && self.creates_erased_subject(&k.tag)? {
+                    self.keyring.evict(&k.tag);
+                    return Err(Error::SubjectErased);
+                }
                 if dirty {
                     batch.put(
                         keyspace::subject_entry(&k.tag),

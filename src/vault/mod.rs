@@ -107,6 +107,33 @@ pub struct Stats {
 }
 
 /// Filter of [`Vault::audit_query`]; every `Some` must match.
+///
+/// ```
+/// # fn main() -> medvault::Result<()> {
+/// use medvault::{AccessContext, Action, KeySource, LogQuery, Purpose, RecordKey, Vault};
+/// let v = Vault::create_in(
+///     Box::new(medvault::storage::MemoryStorage::new()),
+///     KeySource::raw([1; 32]),
+///     medvault::VaultOptions::default(),
+/// )?;
+/// let nurse = AccessContext::new("nurse-42", Purpose::Care);
+/// let key = RecordKey::new("p1", "Observation", "bp-1");
+/// v.put(&nurse, &key, &serde_json::json!({"value": 120}))?;
+/// let _: serde_json::Value = v.get(&nurse, &key)?;
+/// // Who read patient p1's records? (The query is itself logged.)
+/// let dpo = AccessContext::new("dpo-1", Purpose::PatientRequest);
+/// let q = LogQuery {
+///     subject: Some("p1".into()),
+///     action: Some(Action::Read),
+///     ..LogQuery::default()
+/// };
+/// let reads = v.audit_query(&dpo, &q)?;
+/// assert_eq!(reads.len(), 1);
+/// assert_eq!(reads[0].actor, "nurse-42");
+/// let target = reads[0].target.as_ref().and_then(|t| t.record_id.as_deref());
+/// assert_eq!(target, Some("bp-1"));
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct LogQuery {
     /// Only entries about this subject (matched by pseudonym).
@@ -124,6 +151,25 @@ pub struct LogQuery {
 }
 
 /// An open vault. `Send + Sync`: share it between threads behind an `Arc`.
+///
+/// ```
+/// # fn main() -> medvault::Result<()> {
+/// use medvault::{AccessContext, KeySource, Purpose, RecordKey, Vault};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("clinic");
+/// let key = || KeySource::raw([9; 32]); // e.g. from a KMS
+/// {
+///     let v = Vault::create(&path, key(), medvault::danger::insecure_kdf_params())?;
+///     let ctx = AccessContext::new("clerk-1", Purpose::Administration);
+///     let k = RecordKey::new("p1", "Patient", "p1");
+///     v.put(&ctx, &k, &serde_json::json!({"resourceType": "Patient", "id": "p1"}))?;
+/// } // dropped: flushed and unlocked
+/// let v = Vault::open(&path, key())?;
+/// let ctx = AccessContext::new("nurse-42", Purpose::Care);
+/// assert_eq!(v.subjects(&ctx)?, vec!["p1".to_owned()]);
+/// v.verify(&ctx, None)?; // the access log is intact
+/// # Ok(()) }
+/// ```
 pub struct Vault {
     /// Copied out of the header: it never changes, and every seal needs it (no lock).
     vault_id: crate::VaultId,
@@ -155,12 +201,14 @@ pub struct Vault {
 
 mod audit;
 mod commit;
+mod erasure;
 mod find;
 mod governance;
 mod open;
 mod records;
 mod research;
 mod rotation;
+pub use erasure::ErasedSubject;
 pub use rotation::{Progress, RotationReport, RotationScope};
 
 impl Vault {

@@ -113,9 +113,9 @@ impl Vault {
             attempts += 1;
             match self.write_records_once(ctx, &items, action) {
                 Err(Error::UnknownKeyVersion(_)) if attempts < 4 => continue,
-                r => {
+                mut r => {
                     if r.is_err() {
-                        self.log_failure(ctx, action, None, &r);
+                        self.log_write_failure(ctx, action, &items, &mut r);
                     }
                     return r;
                 }
@@ -149,6 +149,10 @@ impl Vault {
             let keys = match subjects.iter().find(|k| k.tag == tag) {
                 Some(k) => k.clone(),
                 None => {
+                    if self.keyring.load(&tag, self.read_fn())?.is_none() {
+                        // A new subject key entry: not for an erased subject.
+                        self.refuse_if_erased(&tag)?;
+                    }
                     let k = self
                         .keyring
                         .load_or_create(&tag, &key.subject, self.read_fn())?;
@@ -237,8 +241,11 @@ impl Vault {
 
     /// Erases a subject (GDPR art. 17) by crypto-shredding: its data keys, audit key and
     /// every record are deleted in one atomic commit. Its access-log entries stay
-    /// verifiable but name it only by its keyed pseudonym. Returns the number of records
-    /// erased. Fails with [`Error::NotFound`] for an unknown subject.
+    /// verifiable but name it only by its keyed pseudonym. The vault remembers the
+    /// erasure (an erasure mark keyed by the pseudonym, in the same commit): later writes
+    /// for `subject` fail with [`Error::SubjectErased`] until
+    /// [`Vault::readmit_subject`]. Returns the number of records erased. Fails with
+    /// [`Error::NotFound`] for an unknown subject.
     pub fn erase_subject(&self, ctx: &AccessContext, subject: &str) -> Result<u64> {
         let tag = self.subject_tag(subject);
         let r = self.guarded(ctx, Action::Erase, Some(tag), || {
@@ -261,17 +268,11 @@ impl Vault {
                     if self.storage.get(&ek)?.is_none() {
                         return Err(Error::NotFound);
                     }
-                    let prefix = keyspace::subject_records(&tag);
-                    let end = prefix_end(&prefix);
-                    for item in self.storage.scan(&prefix, end.as_deref()) {
-                        let (k, _) = item?;
-                        batch.delete(k);
-                        n += 1;
-                    }
-                    crate::index::unindex_subject(self.storage.as_ref(), &tag, batch)?;
-                    batch.delete(ek);
-                    // Its objection to secondary use goes with it (docs/RESEARCH.md).
-                    batch.delete(keyspace::objection(&tag));
+                    // Records, index entries and keys go, and the erasure mark comes, in
+                    // this one batch: the erasure is remembered (erasure.rs).
+                    let at = entries.first().map(|e| e.time_ms).unwrap_or_default();
+                    let seq = self.next_log_seq();
+                    n = self.erase_tag_in(batch, &tag, at, seq)?;
                     // Until a purge has rewritten the database, sled's files still hold
                     // the erased bytes: the marker makes the next open finish the job
                     // after a crash.

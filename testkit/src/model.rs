@@ -78,6 +78,8 @@ struct Model {
     /// The root key the vault opens with (changed by root-key rotation).
     root: [u8; 32],
     root_rotations: u8,
+    /// Subjects erased and not re-admitted since: the vault refuses writes for them.
+    erased: std::collections::BTreeSet<String>,
 }
 
 impl Model {
@@ -87,6 +89,15 @@ impl Model {
 
     fn records_of(&self, subject: &str) -> u64 {
         self.records.keys().filter(|k| k.subject == subject).count() as u64
+    }
+}
+
+/// Re-admits `subject` when the model has it erased (the erasure memory is lifted).
+fn readmit(v: &Vault, m: &mut Model, subject: &str) {
+    if m.erased.remove(subject) {
+        let dpo = AccessContext::new("dpo", Purpose::PatientRequest);
+        v.readmit_subject(&dpo, subject, "the patient came back")
+            .unwrap_or_else(|e| panic!("model: readmit failed: {e}"));
     }
 }
 
@@ -126,7 +137,8 @@ fn check_all(v: &Vault, m: &Model, ctx: &AccessContext) {
 }
 
 /// Model-based target: replays a sequence of operations — put, put_many, get,
-/// get_fields, delete, erase, records_of, subjects, reopen, verify (with and without a
+/// get_fields, delete, erase (remembered: a later write is refused until re-admission),
+/// records_of, subjects, reopen, verify (with and without a
 /// checkpoint), checkpoint, data-key rotation (all or one subject), root-key rotation,
 /// key retirement, and invalid calls — on a vault over memory storage and on a
 /// `BTreeMap` model; every answer must match the model.
@@ -145,6 +157,7 @@ pub fn check_model(data: &[u8]) {
         keyed: BTreeMap::new(),
         root: MODEL_ROOT,
         root_rotations: 0,
+        erased: std::collections::BTreeSet::new(),
     };
     let maint = AccessContext::new("ops", Purpose::Maintenance);
     let mut checkpoint: Option<Checkpoint> = None;
@@ -155,6 +168,11 @@ pub fn check_model(data: &[u8]) {
             0 => {
                 let k = gen_key(&mut inp);
                 let val = gen_value(&mut inp);
+                if m.erased.contains(&k.subject) {
+                    // Refused for an erased subject, accepted once it is re-admitted.
+                    expect_err(v.put(&ctx, &k, &val), "subject_erased", "put, erased");
+                    readmit(&v, &mut m, &k.subject);
+                }
                 v.put(&ctx, &k, &val)
                     .unwrap_or_else(|e| panic!("model: put failed: {e}"));
                 m.wrote(&k.subject);
@@ -165,6 +183,13 @@ pub fn check_model(data: &[u8]) {
                 let items: Vec<(RecordKey, Value)> = (0..n)
                     .map(|_| (gen_key(&mut inp), gen_value(&mut inp)))
                     .collect();
+                if items.iter().any(|(k, _)| m.erased.contains(&k.subject)) {
+                    let r = v.put_many(&ctx, items.iter().map(|(k, x)| (k, x)), Action::Import);
+                    expect_err(r, "subject_erased", "put_many, erased");
+                    for (k, _) in &items {
+                        readmit(&v, &mut m, &k.subject);
+                    }
+                }
                 let got = v
                     .put_many(&ctx, items.iter().map(|(k, x)| (k, x)), Action::Import)
                     .unwrap_or_else(|e| panic!("model: put_many failed: {e}"));
@@ -220,6 +245,7 @@ pub fn check_model(data: &[u8]) {
                     m.records.retain(|k, _| k.subject != s);
                     let n = r.unwrap_or_else(|e| panic!("model: erase failed: {e}"));
                     assert_eq!(n, (before - m.records.len()) as u64, "model: erase count");
+                    m.erased.insert(s);
                 } else {
                     expect_err(r, "not_found", "erase of an unknown subject");
                 }

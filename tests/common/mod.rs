@@ -81,28 +81,40 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where the FHIR R4 NDJSON test data lives: `$MEDVAULT_FHIR_DATA`, else
-/// `<workspace root>/../shared/data/fhir-r4-ndjson`. `None` (with a note on stderr)
-/// when absent, except under `CI=true`, where absence fails the test.
-pub fn fhir_data_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("MEDVAULT_FHIR_DATA") {
-        Some(d) => PathBuf::from(d),
-        None => workspace_root().join("../shared/data/fhir-r4-ndjson"),
+/// Where a data set of the shared test data lives (README "Test data"; build.rs
+/// resolves it the same way): `$var` if set, else `$MEDVAULT_SHARED_DATA/<dir>`, else
+/// `<workspace root>/../shared/data/<dir>`. Panics when it is absent: a test that needs
+/// it is marked `#[cfg_attr(missing_<set>, ignore = ...)]`, so it only runs without
+/// its data when asked to (`--include-ignored`) or under `CI=true`, and then must fail.
+pub fn shared_data(var: &str, dir: &str) -> PathBuf {
+    let path = match (
+        std::env::var_os(var),
+        std::env::var_os("MEDVAULT_SHARED_DATA"),
+    ) {
+        (Some(p), _) => PathBuf::from(p),
+        (None, Some(s)) => PathBuf::from(s).join(dir),
+        (None, None) => workspace_root().join("../shared/data").join(dir),
     };
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "FHIR test data not found at {} (set MEDVAULT_FHIR_DATA); required under CI=true",
-            dir.display()
-        );
-    }
-    eprintln!(
-        "note: FHIR test data not found at {}; skipping (set MEDVAULT_FHIR_DATA)",
-        dir.display()
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        path.is_dir(),
+        "test data not found at {} (set {var} or MEDVAULT_SHARED_DATA; README \"Test data\"){}",
+        path.display(),
+        if ci { "; required under CI=true" } else { "" }
     );
-    None
+    path
+}
+
+/// The FHIR R4 NDJSON test data (Synthea): `$MEDVAULT_FHIR_DATA`, else
+/// `fhir-r4-ndjson` of the shared data ([`shared_data`]).
+pub fn fhir_data_dir() -> PathBuf {
+    shared_data("MEDVAULT_FHIR_DATA", "fhir-r4-ndjson")
+}
+
+/// The external FHIR corpus (HL7, Microsoft, Google, SMART...):
+/// `$MEDVAULT_FHIR_EXTERNAL`, else `fhir-r4-external` of the shared data.
+pub fn fhir_external_dir() -> PathBuf {
+    shared_data("MEDVAULT_FHIR_EXTERNAL", "fhir-r4-external")
 }
 
 /// Every regular file under `dir`, recursively, with its bytes, sorted by path.

@@ -2,7 +2,7 @@
 //! consistency vectors (RFC 9162 trees), read from `../shared/data/rfc9162-vectors`
 //! relative to the repository root. Every happy case must verify, every `wantErr` case be
 //! rejected; for happy cases over the RFC 6962 test leaves, our prover must also produce
-//! exactly the vector's proof. Skipped (with a notice) when the data is absent, failing
+//! exactly the vector's proof. Reported ignored when the data is absent (build.rs), failing
 //! under `CI=true`.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is a failure report
 
@@ -14,18 +14,28 @@ use medvault_verify::{
 };
 use serde_json::Value;
 
-fn data_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..") // repository root
-        .join("../shared/data/rfc9162-vectors");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("test data missing under CI: {}", dir.display());
-    }
-    eprintln!("SKIPPED: {} is absent", dir.display());
-    None
+/// `$MEDVAULT_RFC9162_VECTORS` if set, else `$MEDVAULT_SHARED_DATA/rfc9162-vectors`, else
+/// `../shared/data/rfc9162-vectors` beside the repository (README "Test data"; build.rs
+/// resolves it the same way). Panics when absent: the tests are marked
+/// `#[cfg_attr(missing_rfc9162_vectors, ignore = ...)]`, and under `CI=true` it is
+/// required.
+fn data_dir() -> PathBuf {
+    let dir = match (
+        std::env::var_os("MEDVAULT_RFC9162_VECTORS"),
+        std::env::var_os("MEDVAULT_SHARED_DATA"),
+    ) {
+        (Some(d), _) => PathBuf::from(d),
+        (None, Some(s)) => PathBuf::from(s).join("rfc9162-vectors"),
+        (None, None) => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..") // repository root
+            .join("../shared/data/rfc9162-vectors"),
+    };
+    assert!(
+        dir.is_dir(),
+        "test data missing: {} (set MEDVAULT_RFC9162_VECTORS or MEDVAULT_SHARED_DATA)",
+        dir.display()
+    );
+    dir
 }
 
 fn json_files(dir: &Path) -> Vec<PathBuf> {
@@ -78,8 +88,12 @@ fn rfc6962_tree() -> MemoryTree {
 }
 
 #[test]
+#[cfg_attr(
+    missing_rfc9162_vectors,
+    ignore = "needs rfc9162-vectors (README: Test data)"
+)]
 fn inclusion_vectors() {
-    let Some(dir) = data_dir() else { return };
+    let dir = data_dir();
     let tree = rfc6962_tree();
     let (mut happy, mut rejected, mut regenerated) = (0, 0, 0);
     for path in json_files(&dir.join("inclusion")) {
@@ -113,8 +127,12 @@ fn inclusion_vectors() {
 }
 
 #[test]
+#[cfg_attr(
+    missing_rfc9162_vectors,
+    ignore = "needs rfc9162-vectors (README: Test data)"
+)]
 fn consistency_vectors() {
-    let Some(dir) = data_dir() else { return };
+    let dir = data_dir();
     let tree = rfc6962_tree();
     let (mut happy, mut rejected, mut regenerated) = (0, 0, 0);
     for path in json_files(&dir.join("consistency")) {

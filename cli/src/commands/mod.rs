@@ -114,6 +114,11 @@ pub fn run(command: Command) -> CliResult {
             yes,
             access,
         } => records::erase(&vault, &subject, yes, &access),
+        Command::Readmit {
+            vault,
+            subject,
+            access,
+        } => records::readmit(&vault, &subject, &access),
         Command::Rotate(RotateCommand::Root { vault, kdf, access }) => {
             rotate::root(&vault, kdf, &access)
         }

@@ -300,9 +300,29 @@ pub fn erase(path: &Path, subject: &str, yes: bool, args: &AccessArgs) -> CliRes
         .erase_subject(&ctx, subject)
         .map_err(|e| not_found_as(e, "no such subject"))?;
     println!(
-        "erased subject {}: {}; its data keys are destroyed and the database rewritten without them",
+        "erased subject {}: {}; its data keys are destroyed and the database rewritten without them; \
+         the vault remembers the erasure and refuses to re-create the subject (`medvault readmit` if the patient returns)",
         escape(subject),
         crate::human::count(n, "record")
+    );
+    Ok(())
+}
+
+/// `medvault readmit VAULT SUBJECT --reason R`: lifts the erasure memory of a subject.
+pub fn readmit(path: &Path, subject: &str, args: &AccessArgs) -> CliResult {
+    let Some(reason) = args.reason.clone().filter(|r| !r.trim().is_empty()) else {
+        return Err(Failure::usage(
+            "readmit needs --reason: why the erased patient is re-admitted (it is logged)",
+        ));
+    };
+    let ctx = access::context(args)?;
+    let vault = access::open_vault(path, &ctx)?;
+    vault
+        .readmit_subject(&ctx, subject, &reason)
+        .map_err(|e| not_found_as(e, "this subject is not remembered as erased"))?;
+    println!(
+        "re-admitted subject {}: its records may be written or imported again (the re-admission is in the access log)",
+        escape(subject)
     );
     Ok(())
 }

@@ -78,6 +78,7 @@ pub fn import(
             "per_type": report.per_type,
             "skipped": report.skipped,
             "rejected": report.rejected,
+            "refused_erased": report.refused_erased,
             "reject_file": (report.rejected > 0).then(|| reject_path.display().to_string()),
             "batches": report.batches,
             "bytes": report.bytes,
@@ -102,6 +103,13 @@ pub fn import(
             "created {}, replaced {} (same resourceType/id again in this import), skipped {}, rejected {}",
             report.records, report.replaced, report.skipped, report.rejected
         )?;
+        if report.refused_erased > 0 {
+            writeln!(
+                out,
+                "refused {}: their patient was erased and the vault remembers it (`medvault readmit` if the patient returns; each refusal is in the access log)",
+                crate::human::count(report.refused_erased, "record")
+            )?;
+        }
     }
     if report.rejected > 0 {
         return Err(Failure::new(
