@@ -36,12 +36,13 @@
 mod args;
 mod registry;
 mod status;
-pub mod text;
 
 use std::ffi::c_char;
 use std::path::PathBuf;
 
 use medvault::{KeySource, RotationScope, Vault, VaultOptions};
+// The JSON text boundary, shared with the Python binding.
+use medvault_bindings_text as text;
 
 pub use args::{MEDVAULT_MAX_ARRAY_ITEMS, MedvaultAccess, MedvaultKdf};
 pub use registry::MedvaultVault;
@@ -278,7 +279,7 @@ pub unsafe extern "C" fn medvault_put(
         let key = unsafe { record_key(subject, collection, record_id) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let json = unsafe { str_arg(json, "json") }?;
-        text::put_text(&v, &ctx, &key, json)
+        Ok(text::put_text(&v, &ctx, &key, json)?)
     })
 }
 
@@ -696,41 +697,9 @@ pub unsafe extern "C" fn medvault_import_fhir(
         let ctx = unsafe { args::access(access) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let path = PathBuf::from(unsafe { str_arg(path, "path") }?);
-        let source = medvault_fhir::ImportSource::new(&[path])
-            .map_err(|e| BindError::invalid(e.to_string()))?;
-        let report = medvault_fhir::import(
-            &v,
-            &ctx,
-            source,
-            medvault_fhir::ImportOptions::default(),
-            &mut |_| {},
-        )
-        .map_err(|e| {
-            let e_text = e.to_string();
-            match e {
-                medvault_fhir::ImportError::Input { error, committed } => {
-                    BindError::invalid(format!("{error} ({committed} records committed before it)"))
-                }
-                medvault_fhir::ImportError::Vault { error, .. } => BindError::from(error),
-                // Not reachable through `import` (its reject sink discards); kept exhaustive.
-                medvault_fhir::ImportError::Rejects { .. } => BindError {
-                    status: MedvaultStatus::Storage,
-                    kind: "storage".into(),
-                    message: e_text,
-                },
-            }
-        })?;
+        let report = text::import_fhir(&v, &ctx, path)?;
         if let Some(o) = out {
-            let json = serde_json::json!({
-                "records": report.records,
-                "per_type": report.per_type,
-                "replaced": report.replaced,
-                "skipped": report.skipped,
-                "rejected": report.rejected,
-                "batches": report.batches,
-                "bytes": report.bytes,
-            });
-            *o = registry::hand_out(&json.to_string())?;
+            *o = registry::hand_out(&report)?;
         }
         Ok(())
     })
