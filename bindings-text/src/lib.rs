@@ -243,6 +243,7 @@ pub fn import_fhir(vault: &Vault, ctx: &AccessContext, path: PathBuf) -> Result<
         "records": report.records,
         "per_type": report.per_type,
         "replaced": report.replaced,
+        "unchanged": report.unchanged,
         "skipped": report.skipped,
         "rejected": report.rejected,
         "batches": report.batches,
