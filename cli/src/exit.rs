@@ -162,6 +162,10 @@ impl From<ExportError> for Failure {
         match e {
             ExportError::Vault(v) => v.into(),
             ExportError::Output(_) => Failure::other(e.to_string()),
+            ExportError::NoRecords { subject } => Failure::new(
+                Code::NotFound,
+                format!("no records of subject {}", crate::human::escape(&subject)),
+            ),
         }
     }
 }

@@ -270,6 +270,21 @@ fn get_and_delete_of_a_missing_record_name_it() {
         "{}",
         stderr(&out)
     );
+    // Likewise a subject without records, for get and export.
+    let out = mv.run(&["get", v, "ghost"]);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(
+        error_line(&out).contains("subject ghost"),
+        "{}",
+        stderr(&out)
+    );
+    let out = mv.run(&["export", v, "pa", "ghost"]);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(
+        error_line(&out).contains("subject ghost"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
