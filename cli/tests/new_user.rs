@@ -233,6 +233,11 @@ fn a_clean_import_removes_the_reject_file_of_an_earlier_one() {
     let bad = write_lines(&tmp.path().join("bad.ndjson"), &[PA, "{not json"]);
     let out = mv.run(&["import", s(&vault), s(&bad)]);
     assert_eq!(code(&out), 7, "{}", stderr(&out));
+    assert!(
+        error_line(&out).contains("1 line or entry rejected"),
+        "{}",
+        stderr(&out)
+    );
     let written = std::fs::read_to_string(&rejects).unwrap();
     assert_eq!(written.lines().count(), 1, "{written}");
     assert!(written.contains("bad.ndjson"), "{written}");

@@ -140,8 +140,8 @@ pub fn import(
         return Err(Failure::new(
             Code::Rejected,
             format!(
-                "{} lines or entries rejected, listed in {}; every valid resource was imported",
-                report.rejected,
+                "{} rejected, listed in {}; every valid resource was imported",
+                crate::human::count_as(report.rejected, "line or entry", "lines or entries"),
                 reject_path.display()
             ),
         ));
