@@ -115,6 +115,12 @@ pub struct ImportReport {
     /// Resources the vault already held under the same subject with the same exact
     /// text: not written again (no new ciphertext, no `import` log entry).
     pub unchanged: u64,
+    /// True when the import could read what the vault held to compare (always for a
+    /// vault without subjects). False when the vault refused the reads
+    /// ([`Error::AccessDenied`], e.g. a role that may write but not read under a
+    /// policy): then `unchanged` is 0 and resources already stored count as created or
+    /// replaced, as before they are written again.
+    pub compared: bool,
     /// Positions that were valid JSON but not resources to store (Bulk Data
     /// `log.ndjson` lines, Bundle entries without a resource, PATCH entries, search
     /// outcomes).
@@ -266,24 +272,33 @@ fn text_digest(text: &str) -> TextDigest {
 /// What the vault held before the import, loaded subject by subject as the import meets
 /// them: the text digest of each (collection, record id) stored under the subject.
 struct Stored {
-    /// Subjects the vault held when the import began.
+    /// Subjects the vault held when the import began (emptied when `ctx` may not read).
     subjects: HashSet<String>,
     /// Subjects loaded so far.
     loaded: HashMap<String, HashMap<KeyDigest, TextDigest>>,
+    /// False once the vault refused a look ([`Error::AccessDenied`]: a context that may
+    /// write but not read, e.g. an integration role under a policy). Then nothing more
+    /// is looked up and every resource counts as created or replaced, as it would be
+    /// written.
+    compared: bool,
 }
 
 impl Stored {
     /// The subjects of `vault`: none without a `search` entry when it holds none.
     fn new(vault: &Vault, ctx: &AccessContext) -> Result<Stored, Error> {
-        let subjects = if vault.stats()?.subjects == 0 {
-            HashSet::new()
-        } else {
-            vault.subjects(ctx)?.into_iter().collect()
-        };
-        Ok(Stored {
-            subjects,
+        let mut stored = Stored {
+            subjects: HashSet::new(),
             loaded: HashMap::new(),
-        })
+            compared: true,
+        };
+        if vault.stats()?.subjects > 0 {
+            match vault.subjects(ctx) {
+                Ok(s) => stored.subjects = s.into_iter().collect(),
+                Err(Error::AccessDenied(_)) => stored.compared = false,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(stored)
     }
 
     /// The text digest of the record `digest` stored under `subject` before the import.
@@ -298,8 +313,16 @@ impl Stored {
             return Ok(None);
         }
         if !self.loaded.contains_key(subject) {
-            let records = vault
-                .records_of_json(ctx, subject, None)?
+            let records = match vault.records_of_json(ctx, subject, None) {
+                Ok(r) => r,
+                Err(Error::AccessDenied(_)) => {
+                    self.subjects.clear();
+                    self.compared = false;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let records = records
                 .into_iter()
                 .map(|(k, t)| {
                     (
@@ -394,6 +417,7 @@ pub fn import_with(
     }
     run.commit()?;
     run.report.bytes = source.bytes_read();
+    run.report.compared = run.stored.compared;
     progress(ImportProgress {
         bytes_read: run.report.bytes,
         total_bytes,

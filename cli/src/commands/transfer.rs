@@ -92,6 +92,7 @@ pub fn import(
             "created": report.records,
             "replaced": report.replaced,
             "unchanged": report.unchanged,
+            "compared": report.compared,
             "per_type": report.per_type,
             "skipped": report.skipped,
             "skipped_in": skipped_in,
@@ -130,6 +131,13 @@ pub fn import(
                 crate::human::count_as(k.count, "position", "positions"),
                 positions(&k.positions, k.count),
                 k.why
+            )?;
+        }
+        if !report.compared {
+            writeln!(
+                out,
+                "note: this access context may not read the vault, so resources already \
+                 there were not compared (none counted unchanged)"
             )?;
         }
         if let Some(p) = &removed {
