@@ -485,3 +485,32 @@ fn fhir_export_is_denied_and_narrowed_through_the_policy() {
     want.sort();
     assert_eq!(lines, want);
 }
+
+/// A write-only role (the importer) may not read, so a re-import cannot compare what the
+/// vault holds: it reports `compared: false` and counts nothing unchanged; a role that
+/// may read compares and counts the same resource unchanged.
+#[test]
+fn a_write_only_role_reimports_without_comparing() {
+    let v = governed();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Observation.ndjson"),
+        format!(
+            "{}\n",
+            r#"{"resourceType":"Observation","id":"o9","subject":{"reference":"Patient/p1"}}"#
+        ),
+    )
+    .unwrap();
+    for round in 0..2 {
+        let src = medvault_fhir::ImportSource::new(&[dir.path().to_path_buf()]).unwrap();
+        let r =
+            medvault_fhir::import(&v, &importer(), src, Default::default(), &mut |_| {}).unwrap();
+        assert!(!r.compared, "round {round}");
+        assert_eq!(r.unchanged, 0);
+        assert_eq!(r.records, 1, "round {round}");
+    }
+    let src = medvault_fhir::ImportSource::new(&[dir.path().to_path_buf()]).unwrap();
+    let r = medvault_fhir::import(&v, &care(), src, Default::default(), &mut |_| {}).unwrap();
+    assert!(r.compared);
+    assert_eq!((r.records, r.replaced, r.unchanged), (0, 0, 1));
+}

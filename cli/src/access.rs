@@ -150,11 +150,16 @@ pub fn open_vault(path: &Path, ctx: &AccessContext) -> CliResult<Vault> {
         durability: Durability::Every,
         ..VaultOptions::default()
     };
-    Vault::open_with(path, key, options).map_err(|e| {
-        let mut f = Failure::from(e);
+    let vault = Vault::open_with(path, key, options).map_err(|e| {
+        let mut f = crate::exit::open_failure(e);
         if f.code == Code::InUse {
             f.message.push_str(&lock_holder_hint(path));
         }
         f.context(format!("open {}", path.display()))
-    })
+    })?;
+    // What the vault found amiss without refusing to open (e.g. files others can read).
+    for w in vault.warnings() {
+        eprintln!("medvault: warning: {w}");
+    }
+    Ok(vault)
 }

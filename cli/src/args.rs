@@ -119,8 +119,9 @@ pub enum Command {
         collection: Option<String>,
         /// The record id within the collection; default: every record.
         record_id: Option<String>,
-        /// Only these top-level fields (the others are not decrypted); needs RECORD_ID.
-        #[arg(long, value_delimiter = ',', requires = "record_id")]
+        /// Only these top-level fields (the others are not decrypted); needs COLLECTION
+        /// and RECORD_ID.
+        #[arg(long, value_delimiter = ',')]
         fields: Vec<String>,
         /// Indent the JSON.
         #[arg(long)]

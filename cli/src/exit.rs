@@ -102,6 +102,28 @@ pub fn code_of(e: &Error) -> Code {
     }
 }
 
+/// The failure of opening an existing vault. The command gives the vault no Argon2id
+/// parameters when it opens one (they are the header's own), so parameters the KDF
+/// refuses can only come from a header that was damaged or altered: an integrity
+/// failure, like parameters above the caps, said as such.
+// TODO(core): `Vault::open` could report this itself as `Error::Integrity` (structure
+// Header), as it does for a bad checksum; the CLI maps it until then.
+pub fn open_failure(e: Error) -> Failure {
+    match e {
+        Error::InvalidInput(medvault::Invalid {
+            kind: medvault::InputKind::KdfParams,
+            detail,
+        }) => Failure::new(
+            Code::Integrity,
+            format!(
+                "integrity failure: the header's Argon2id parameters are invalid ({detail}); \
+                 the header was damaged or altered (restore it from a backup)"
+            ),
+        ),
+        e => e.into(),
+    }
+}
+
 /// True for the storage layer's "the vault is in use" message.
 fn is_in_use(message: &str) -> bool {
     message.contains("the vault is in use")
@@ -140,6 +162,10 @@ impl From<ExportError> for Failure {
         match e {
             ExportError::Vault(v) => v.into(),
             ExportError::Output(_) => Failure::other(e.to_string()),
+            ExportError::NoRecords { subject } => Failure::new(
+                Code::NotFound,
+                format!("no records of subject {}", crate::human::escape(&subject)),
+            ),
         }
     }
 }

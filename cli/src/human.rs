@@ -1,6 +1,7 @@
 //! Output for people: sizes in binary units, counted nouns, aligned tables with headers.
 //! Machine output (`--json`) keeps raw numbers and never goes through here.
 
+use std::borrow::Cow;
 use std::io::{self, Write};
 
 /// `n` bytes in the largest binary unit that keeps at least one whole unit (IEC 80000-13
@@ -22,6 +23,32 @@ pub fn bytes(n: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+/// `s` for a terminal: printable text as it is (accents, spaces, quotes, backslashes
+/// included), control characters (line breaks, tabs, terminal escapes: Unicode general
+/// category Cc) as JSON writes them in a string (RFC 8259 section 7): `\n`, `\r`,
+/// `\t`, `\b`, `\f`, else `\u` and four hex digits (`\u001b`). So a caller-supplied id
+/// cannot forge an output line or drive the terminal, and the escape is one a reader
+/// knows, not Rust's `\u{1b}`.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            // Cc is U+0000-U+001F and U+007F-U+009F: four hex digits always suffice.
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// `"1 file"`, `"2 files"`: `n` and `noun`, plural with an `s` unless `n` is 1.
@@ -88,6 +115,20 @@ mod tests {
         assert_eq!(bytes(300 * 1024 * 1024), "300 MiB");
         assert_eq!(bytes(5 * (1 << 30)), "5.0 GiB");
         assert_eq!(bytes(u64::MAX), "16.0 EiB");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_as_json_writes_them() {
+        // Oracle: RFC 8259 section 7's escapes, written out by hand.
+        assert_eq!(escape("Zoë Ångström \"q\" a\\b"), "Zoë Ångström \"q\" a\\b");
+        assert!(matches!(escape("plain"), Cow::Borrowed(_)));
+        assert_eq!(escape("a\tb\nc\rd"), r"a\tb\nc\rd");
+        assert_eq!(escape("\u{1b}[2J\u{7}"), r"\u001b[2J\u0007");
+        assert_eq!(escape("\u{8}\u{c}\u{7f}\u{9b}"), r"\b\f\u007f\u009b");
+        // serde_json, an independent JSON writer, agrees on what both escape.
+        let tricky = "x\u{1}\n\u{1f}";
+        let json = serde_json::to_string(tricky).unwrap();
+        assert_eq!(format!("\"{}\"", escape(tricky)), json);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+#[allow(dead_code)] // the runner's helpers this file does not use
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -11,11 +12,7 @@ use std::path::{Path, PathBuf};
 
 use common::{by_type_and_id, copy_tree, fhir_data_dir, needles_found_under};
 use serde_json::{Value, json};
-use support::{FAST_KDF, Medvault};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use support::{FAST_KDF, Medvault, s};
 
 /// Per-type counts printed by `import` (lines `  Type  N`).
 fn printed_counts(stdout: &str) -> BTreeMap<String, u64> {

@@ -19,11 +19,7 @@ use std::process::{Command, Output};
 
 use common::{fhir_data_dir, fhir_external_dir, workspace_root};
 use serde_json::Value;
-use support::Medvault;
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+use support::{Medvault, s, stderr};
 
 fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
@@ -54,26 +50,23 @@ fn code(out: &Output) -> Option<i32> {
     out.status.code()
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn count(o: &BTreeMap<String, Value>, k: &str) -> u64 {
     o[k].as_u64().unwrap()
 }
 
-/// The `created N, replaced M, skipped K, rejected R` line of the summary.
+/// Created, replaced, skipped and rejected, from the `created N, replaced M, unchanged
+/// U, skipped K, rejected R` line of the summary (each number found by its name).
 fn summary(stdout: &str) -> (u64, u64, u64, u64) {
     let line = stdout
         .lines()
         .find(|l| l.starts_with("created "))
         .unwrap_or_else(|| panic!("no summary line in {stdout}"));
-    let nums: Vec<u64> = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|w| !w.is_empty())
-        .map(|w| w.parse().unwrap())
-        .collect();
-    (nums[0], nums[1], nums[2], nums[3])
+    let n = |name: &str| -> u64 {
+        line.split(", ")
+            .find_map(|part| part.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+    };
+    (n("created"), n("replaced"), n("skipped"), n("rejected"))
 }
 
 /// Acceptance 1: every file of r4/ (Bundle.ndjson by its rule) and bundles/, default

@@ -14,23 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use sha2::{Digest, Sha256};
-use support::{FAST_KDF, Medvault};
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn code(out: &Output) -> i32 {
-    out.status.code().expect("exited, not killed")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use support::{FAST_KDF, Medvault, code, one_error_line, s, stderr, stdout};
 
 /// `medvault init VAULT` with the cheapest KDF and extra arguments.
 fn init_args<'a>(vault: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -38,18 +22,6 @@ fn init_args<'a>(vault: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     args.extend_from_slice(&FAST_KDF);
     args.extend_from_slice(extra);
     args
-}
-
-/// The error line of a failed run: exactly one line, `medvault: error: ...`.
-fn one_error_line(out: &Output) -> String {
-    let err = stderr(out);
-    let errors: Vec<&str> = err
-        .lines()
-        .filter(|l| !l.starts_with("medvault: warning:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error line expected: {err}");
-    assert!(errors[0].starts_with("medvault: error: "), "{err}");
-    errors[0].to_owned()
 }
 
 /// Two Patients (and an Observation) as NDJSON, written by hand.

@@ -361,10 +361,12 @@ MedvaultStatus medvault_rotate_data_keys(MedvaultVault vault,
 // Imports FHIR R4 resources from `path` (an `.ndjson` or `.json` file, or a directory
 // of them; Bulk Data NDJSON and Bundles) with medvault-fhir's default `ImportOptions`:
 // atomic batches, each record logged as `import`, the default blind indexes defined
-// first. `*out_report_json` (may be NULL) receives `{"records", "per_type",
-// "replaced", "skipped", "rejected", "batches", "bytes"}`. Fails with `INVALID_INPUT`
-// for unreadable or invalid input (file and position named, never content), or the
-// vault's error; batches committed before a failure stay. Thread-safe.
+// first; a resource the vault already holds with the same text is counted as
+// unchanged and not written again. `*out_report_json` (may be NULL) receives
+// `{"records", "per_type", "replaced", "unchanged", "skipped", "rejected", "batches",
+// "bytes"}`. Fails with `INVALID_INPUT` for unreadable or invalid input (file and
+// position named, never content), or the vault's error; batches committed before a
+// failure stay. Thread-safe.
 //
 // # Safety
 // As `medvault_put`; `out_report_json` is NULL or writable.

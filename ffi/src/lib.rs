@@ -36,12 +36,13 @@
 mod args;
 mod registry;
 mod status;
-pub mod text;
 
 use std::ffi::c_char;
 use std::path::PathBuf;
 
 use medvault::{KeySource, RotationScope, Vault, VaultOptions};
+// The JSON text boundary, shared with the Python binding.
+use medvault_bindings_text as text;
 
 pub use args::{MEDVAULT_MAX_ARRAY_ITEMS, MedvaultAccess, MedvaultKdf};
 pub use registry::MedvaultVault;
@@ -102,9 +103,31 @@ pub unsafe extern "C" fn medvault_string_free(s: *mut c_char) -> MedvaultStatus 
 
 // ----- open, create, close -------------------------------------------------------------
 
-/// Writes `vault` to `out` (already checked non-NULL and cleared).
-fn opened(out: &mut MedvaultVault, vault: medvault::Result<Vault>) -> Result<(), BindError> {
-    *out = registry::insert(vault?);
+/// What opens or creates a vault: `Vault::open_with` or `Vault::create_with`.
+type OpenFn = fn(PathBuf, KeySource, VaultOptions) -> medvault::Result<Vault>;
+
+/// The body of the four open/create functions: reads `out`, `path`, the key (`key`) and
+/// `opener` in the order their failures are reported, runs `f` and writes the new vault
+/// reference to `*out`.
+///
+/// # Safety
+/// As `medvault_create_passphrase` for `out`, `path` and `opener`.
+unsafe fn open_or_create(
+    out: *mut MedvaultVault,
+    path: *const c_char,
+    key: impl FnOnce() -> Result<KeySource, BindError>,
+    opener: *const MedvaultAccess,
+    kdf: medvault::KdfParams,
+    f: OpenFn,
+) -> Result<(), BindError> {
+    // SAFETY: forwarded contract.
+    let out = unsafe { out_arg(out, 0, "out") }?;
+    // SAFETY: forwarded contract.
+    let path = unsafe { str_arg(path, "path") }?;
+    let key = key()?;
+    // SAFETY: forwarded contract.
+    let opts = unsafe { options(opener, kdf) }?;
+    *out = registry::insert(f(PathBuf::from(path), key, opts)?);
     Ok(())
 }
 
@@ -147,14 +170,11 @@ pub unsafe extern "C" fn medvault_create_passphrase(
 ) -> MedvaultStatus {
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let out = unsafe { out_arg(out, 0, "out") }?;
+        let kdf = unsafe { args::kdf(kdf) };
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let path = unsafe { str_arg(path, "path") }?;
+        let key = || unsafe { args::passphrase(passphrase) };
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let key = unsafe { args::passphrase(passphrase) }?;
-        // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let opts = unsafe { options(opener, args::kdf(kdf)) }?;
-        opened(out, Vault::create_with(path, key, opts))
+        unsafe { open_or_create(out, path, key, opener, kdf, Vault::create_with) }
     })
 }
 
@@ -174,14 +194,18 @@ pub unsafe extern "C" fn medvault_create_key(
 ) -> MedvaultStatus {
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let out = unsafe { out_arg(out, 0, "out") }?;
+        let key = || unsafe { raw_key(key, key_len) };
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let path = unsafe { str_arg(path, "path") }?;
-        // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let key = unsafe { raw_key(key, key_len) }?;
-        // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let opts = unsafe { options(opener, medvault::KdfParams::default()) }?;
-        opened(out, Vault::create_with(path, key, opts))
+        unsafe {
+            open_or_create(
+                out,
+                path,
+                key,
+                opener,
+                medvault::KdfParams::default(),
+                Vault::create_with,
+            )
+        }
     })
 }
 
@@ -201,14 +225,18 @@ pub unsafe extern "C" fn medvault_open_passphrase(
 ) -> MedvaultStatus {
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let out = unsafe { out_arg(out, 0, "out") }?;
+        let key = || unsafe { args::passphrase(passphrase) };
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let path = unsafe { str_arg(path, "path") }?;
-        // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let key = unsafe { args::passphrase(passphrase) }?;
-        // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let opts = unsafe { options(opener, medvault::KdfParams::default()) }?;
-        opened(out, Vault::open_with(path, key, opts))
+        unsafe {
+            open_or_create(
+                out,
+                path,
+                key,
+                opener,
+                medvault::KdfParams::default(),
+                Vault::open_with,
+            )
+        }
     })
 }
 
@@ -227,14 +255,18 @@ pub unsafe extern "C" fn medvault_open_key(
 ) -> MedvaultStatus {
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let out = unsafe { out_arg(out, 0, "out") }?;
+        let key = || unsafe { raw_key(key, key_len) };
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let path = unsafe { str_arg(path, "path") }?;
-        // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let key = unsafe { raw_key(key, key_len) }?;
-        // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let opts = unsafe { options(opener, medvault::KdfParams::default()) }?;
-        opened(out, Vault::open_with(path, key, opts))
+        unsafe {
+            open_or_create(
+                out,
+                path,
+                key,
+                opener,
+                medvault::KdfParams::default(),
+                Vault::open_with,
+            )
+        }
     })
 }
 
@@ -254,6 +286,47 @@ pub extern "C" fn medvault_close(vault: MedvaultVault) -> MedvaultStatus {
 
 // ----- records -------------------------------------------------------------------------
 
+/// The first arguments of every data call, read in the order their failures are
+/// reported: the open vault (`BAD_HANDLE`), then the access context (`NULL_ARGUMENT`,
+/// `INVALID_INPUT`).
+///
+/// # Safety
+/// As `args::access`.
+unsafe fn data_call(
+    vault: MedvaultVault,
+    access: *const MedvaultAccess,
+) -> Result<(std::sync::Arc<Vault>, medvault::AccessContext), BindError> {
+    let v = registry::get(vault)?;
+    // SAFETY: forwarded contract.
+    let ctx = unsafe { args::access(access) }?;
+    Ok((v, ctx))
+}
+
+/// [`data_call`] and the record key of a call on one record.
+///
+/// # Safety
+/// As `args::access` and `args::record_key`.
+unsafe fn record_call(
+    vault: MedvaultVault,
+    access: *const MedvaultAccess,
+    subject: *const c_char,
+    collection: *const c_char,
+    record_id: *const c_char,
+) -> Result<
+    (
+        std::sync::Arc<Vault>,
+        medvault::AccessContext,
+        medvault::RecordKey,
+    ),
+    BindError,
+> {
+    // SAFETY: forwarded contract.
+    let (v, ctx) = unsafe { data_call(vault, access) }?;
+    // SAFETY: forwarded contract.
+    let key = unsafe { record_key(subject, collection, record_id) }?;
+    Ok((v, ctx, key))
+}
+
 /// Stores the JSON object `json` (its members are the record's fields) as record
 /// (`subject`, `collection`, `record_id`), replacing any earlier version. Logged as
 /// `write`. Fails with `INVALID_INPUT` (not JSON, not an object, ids empty or over 256
@@ -271,14 +344,11 @@ pub unsafe extern "C" fn medvault_put(
     json: *const c_char,
 ) -> MedvaultStatus {
     guard(|| {
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
-        // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let key = unsafe { record_key(subject, collection, record_id) }?;
+        let (v, ctx, key) = unsafe { record_call(vault, access, subject, collection, record_id) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let json = unsafe { str_arg(json, "json") }?;
-        text::put_text(&v, &ctx, &key, json)
+        Ok(text::put_text(&v, &ctx, &key, json)?)
     })
 }
 
@@ -301,11 +371,8 @@ pub unsafe extern "C" fn medvault_get(
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let out = unsafe { out_arg(out_json, std::ptr::null_mut(), "out_json") }?;
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
-        // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let key = unsafe { record_key(subject, collection, record_id) }?;
+        let (v, ctx, key) = unsafe { record_call(vault, access, subject, collection, record_id) }?;
         let t = text::get_text(&v, &ctx, &key, None)?;
         *out = registry::hand_out(&t)?;
         Ok(())
@@ -333,11 +400,8 @@ pub unsafe extern "C" fn medvault_get_fields(
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let out = unsafe { out_arg(out_json, std::ptr::null_mut(), "out_json") }?;
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
-        // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let key = unsafe { record_key(subject, collection, record_id) }?;
+        let (v, ctx, key) = unsafe { record_call(vault, access, subject, collection, record_id) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let fields = unsafe { str_array(fields, n_fields, "fields") }?;
         let t = text::get_text(&v, &ctx, &key, Some(&fields))?;
@@ -360,11 +424,8 @@ pub unsafe extern "C" fn medvault_delete(
     record_id: *const c_char,
 ) -> MedvaultStatus {
     guard(|| {
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
-        // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let key = unsafe { record_key(subject, collection, record_id) }?;
+        let (v, ctx, key) = unsafe { record_call(vault, access, subject, collection, record_id) }?;
         v.delete(&ctx, &key)?;
         Ok(())
     })
@@ -388,9 +449,8 @@ pub unsafe extern "C" fn medvault_records_of(
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let out = unsafe { out_arg(out_json, std::ptr::null_mut(), "out_json") }?;
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let subject = unsafe { str_arg(subject, "subject") }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
@@ -422,9 +482,8 @@ pub unsafe extern "C" fn medvault_find(
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let out = unsafe { out_arg(out_json, std::ptr::null_mut(), "out_json") }?;
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let collection = unsafe { str_arg(collection, "collection") }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
@@ -455,9 +514,8 @@ pub unsafe extern "C" fn medvault_erase_subject(
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let out = unsafe { opt_out_arg(out_records, 0) };
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let subject = unsafe { str_arg(subject, "subject") }?;
         let n = v.erase_subject(&ctx, subject)?;
@@ -488,9 +546,8 @@ pub unsafe extern "C" fn medvault_verify(
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let out = unsafe { opt_out_arg(out_entries, 0) };
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let cp = text::checkpoint(unsafe { opt_str_arg(checkpoint, "checkpoint") }?)?;
         let n = v.verify(&ctx, cp.as_ref())?;
@@ -515,9 +572,8 @@ pub unsafe extern "C" fn medvault_checkpoint(
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let out = unsafe { out_arg(out_text, std::ptr::null_mut(), "out_text") }?;
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
         let cp = v.checkpoint(&ctx)?;
         *out = registry::hand_out(&cp.to_text())?;
         Ok(())
@@ -543,9 +599,8 @@ pub unsafe extern "C" fn medvault_audit_query(
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let out = unsafe { out_arg(out_json, std::ptr::null_mut(), "out_json") }?;
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let q = text::log_query(unsafe { opt_str_arg(query_json, "query_json") }?)?;
         let entries = v.audit_query(&ctx, &q)?;
@@ -575,9 +630,8 @@ pub unsafe extern "C" fn medvault_rotate_root_passphrase(
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let out = unsafe { opt_out_arg(out_rewrapped, 0) };
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let key = unsafe { passphrase(new_passphrase) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
@@ -602,9 +656,8 @@ pub unsafe extern "C" fn medvault_rotate_root_key(
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let out = unsafe { opt_out_arg(out_rewrapped, 0) };
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let key = unsafe { raw_key(key, key_len) }?;
         rotate_root(&v, &ctx, key, medvault::KdfParams::default(), out)
@@ -648,9 +701,8 @@ pub unsafe extern "C" fn medvault_rotate_data_keys(
         let out_s = unsafe { opt_out_arg(out_subjects, 0) };
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let out_r = unsafe { opt_out_arg(out_records, 0) };
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
         let scope = if subjects.is_null() && n_subjects == 0 {
             RotationScope::All
         } else {
@@ -674,10 +726,12 @@ pub unsafe extern "C" fn medvault_rotate_data_keys(
 /// Imports FHIR R4 resources from `path` (an `.ndjson` or `.json` file, or a directory
 /// of them; Bulk Data NDJSON and Bundles) with medvault-fhir's default `ImportOptions`:
 /// atomic batches, each record logged as `import`, the default blind indexes defined
-/// first. `*out_report_json` (may be NULL) receives `{"records", "per_type",
-/// "replaced", "skipped", "rejected", "batches", "bytes"}`. Fails with `INVALID_INPUT`
-/// for unreadable or invalid input (file and position named, never content), or the
-/// vault's error; batches committed before a failure stay. Thread-safe.
+/// first; a resource the vault already holds with the same text is counted as
+/// unchanged and not written again. `*out_report_json` (may be NULL) receives
+/// `{"records", "per_type", "replaced", "unchanged", "skipped", "rejected", "batches",
+/// "bytes"}`. Fails with `INVALID_INPUT` for unreadable or invalid input (file and
+/// position named, never content), or the vault's error; batches committed before a
+/// failure stay. Thread-safe.
 ///
 /// # Safety
 /// As `medvault_put`; `out_report_json` is NULL or writable.
@@ -691,46 +745,13 @@ pub unsafe extern "C" fn medvault_import_fhir(
     guard(|| {
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let out = unsafe { opt_out_arg(out_report_json, std::ptr::null_mut()) };
-        let v = registry::get(vault)?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
-        let ctx = unsafe { args::access(access) }?;
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
         // SAFETY: pointers as the caller's contract (`# Safety`) says.
         let path = PathBuf::from(unsafe { str_arg(path, "path") }?);
-        let source = medvault_fhir::ImportSource::new(&[path])
-            .map_err(|e| BindError::invalid(e.to_string()))?;
-        let report = medvault_fhir::import(
-            &v,
-            &ctx,
-            source,
-            medvault_fhir::ImportOptions::default(),
-            &mut |_| {},
-        )
-        .map_err(|e| {
-            let e_text = e.to_string();
-            match e {
-                medvault_fhir::ImportError::Input { error, committed } => {
-                    BindError::invalid(format!("{error} ({committed} records committed before it)"))
-                }
-                medvault_fhir::ImportError::Vault { error, .. } => BindError::from(error),
-                // Not reachable through `import` (its reject sink discards); kept exhaustive.
-                medvault_fhir::ImportError::Rejects { .. } => BindError {
-                    status: MedvaultStatus::Storage,
-                    kind: "storage".into(),
-                    message: e_text,
-                },
-            }
-        })?;
+        let report = text::import_fhir(&v, &ctx, path)?;
         if let Some(o) = out {
-            let json = serde_json::json!({
-                "records": report.records,
-                "per_type": report.per_type,
-                "replaced": report.replaced,
-                "skipped": report.skipped,
-                "rejected": report.rejected,
-                "batches": report.batches,
-                "bytes": report.bytes,
-            });
-            *o = registry::hand_out(&json.to_string())?;
+            *o = registry::hand_out(&report)?;
         }
         Ok(())
     })

@@ -94,11 +94,7 @@ pub struct BindError {
 impl BindError {
     /// Malformed input detected by the binding (bad UTF-8, bad JSON, bad key length).
     pub fn invalid(message: impl Into<String>) -> Self {
-        BindError {
-            status: MedvaultStatus::InvalidInput,
-            kind: "invalid_input".into(),
-            message: format!("invalid input: {}", message.into()),
-        }
+        medvault_bindings_text::TextError::invalid(message).into()
     }
 
     /// A required pointer argument `what` was NULL.
@@ -131,11 +127,17 @@ impl BindError {
 
 impl From<medvault::Error> for BindError {
     fn from(e: medvault::Error) -> Self {
-        let kind = e.kind_name();
+        medvault_bindings_text::TextError::from(e).into()
+    }
+}
+
+impl From<medvault_bindings_text::TextError> for BindError {
+    fn from(e: medvault_bindings_text::TextError) -> Self {
+        let (kind, message) = e.into_parts();
         BindError {
             status: MedvaultStatus::of_kind(kind),
             kind: kind.to_owned(),
-            message: e.to_string(),
+            message,
         }
     }
 }

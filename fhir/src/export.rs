@@ -46,6 +46,13 @@ pub enum ExportError {
     /// Writing the output failed (e.g. a closed pipe).
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    /// A subject asked for by name holds no record (never written, or erased). Records
+    /// of the subjects named before it are written already.
+    #[error("no records of subject {subject}")]
+    NoRecords {
+        /// The subject id as the caller named it.
+        subject: String,
+    },
 }
 
 /// Writes every record of `subjects` (all subjects, sorted, when empty) to `out` as
@@ -53,8 +60,8 @@ pub enum ExportError {
 /// records by (collection, record id).
 /// `progress` is called after each subject.
 ///
-/// Fails with [`ExportError::Vault`] (e.g. [`Error::NotFound`] for a named subject without
-/// records, [`Error::Integrity`] for a tampered record,
+/// Fails with [`ExportError::NoRecords`] for a named subject without records,
+/// [`ExportError::Vault`] (e.g. [`Error::Integrity`] for a tampered record,
 /// [`Error::AccessDenied`]) or [`ExportError::Output`].
 pub fn export_ndjson(
     vault: &Vault,
@@ -79,7 +86,9 @@ pub fn export_ndjson(
         let mut records = store::export_subject(vault, ctx, subject)?;
         if named && records.is_empty() {
             // A subject asked for by name that holds nothing (never written, or erased).
-            return Err(Error::NotFound.into());
+            return Err(ExportError::NoRecords {
+                subject: subject.clone(),
+            });
         }
         sort_patient_first(&mut records);
         for (_, text) in &records {

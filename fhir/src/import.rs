@@ -5,11 +5,19 @@
 //! own `import` access-log entry. Invalid input positions are rejected one by one (to a
 //! [`RejectSink`]) and everything valid is committed, unless [`ImportOptions::strict`].
 //!
+//! A resource already in the vault under the same subject, collection and id with the
+//! same exact text is counted as unchanged and not written again (no new ciphertext, no
+//! `import` entry); with other text it is replaced. To know, the import reads the
+//! records of each subject it meets that the vault already holds, once (a `read` entry
+//! per such subject, after one `search` listing the subjects; nothing for a vault
+//! without subjects).
+//!
 //! Memory: one batch of records (at most [`ImportOptions::batch_records`] records or
 //! about [`ImportOptions::batch_bytes`] bytes of resource text), what [`ImportSource`]
-//! holds (one line, or one Bundle entry and two in flight), and the set of
+//! holds (one line, or one Bundle entry and two in flight), the set of
 //! `(resourceType, id)` written so far (a 16-byte digest and a subject number, about 24
-//! bytes per distinct resource) that counts duplicates honestly.
+//! bytes per distinct resource) that counts duplicates honestly, and two 16-byte
+//! digests per record already stored under the subjects met.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
@@ -30,6 +38,9 @@ pub const DEFAULT_BATCH_BYTES: u64 = 16 * 1024 * 1024;
 /// Number of rejects kept in [`ImportReport::rejects`] (the rest are only counted, and
 /// all of them go to the [`RejectSink`]).
 pub const MAX_KEPT_ERRORS: usize = 100;
+/// Number of skipped positions kept per file in [`SkippedIn::positions`] (the rest are
+/// only counted).
+pub const MAX_KEPT_SKIPS: usize = 10;
 
 /// How [`import`] batches and what it does with bad input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,24 +84,49 @@ pub struct ImportProgress {
     pub records: u64,
 }
 
+/// The skipped positions of one input file (see [`ImportReport::skipped_in`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedIn {
+    /// The file.
+    pub path: PathBuf,
+    /// Positions of this file skipped.
+    pub count: u64,
+    /// The first [`MAX_KEPT_SKIPS`] of them, in input order.
+    pub positions: Vec<Position>,
+    /// Why the first was skipped (a fixed text, e.g. "no resourceType (not a FHIR
+    /// resource, e.g. a bulk-export log line)").
+    pub why: &'static str,
+}
+
 /// What an import did (docs/FHIR.md section 7).
 #[derive(Debug, Default)]
 pub struct ImportReport {
     /// Distinct resources created by this import, per collection (FHIR resourceType),
     /// sorted by name.
     pub per_type: BTreeMap<String, u64>,
-    /// Distinct resources created by this import (the sum of `per_type`). A resource
-    /// already in the vault before the import and written again counts here too: the
-    /// import does not look the vault up.
+    /// Distinct resources created by this import (the sum of `per_type`): not in the
+    /// vault under their subject before the import.
     pub records: u64,
-    /// Writes that replaced a resource (same resourceType and id) written earlier by the
-    /// same import; the earlier copy is gone (deleted from its subject when the new one
-    /// is filed under another).
+    /// Writes that replaced a resource (same resourceType and id) with other text:
+    /// one the vault held under the same subject before the import, or one written
+    /// earlier by the same import (that earlier copy is gone: deleted from its subject
+    /// when the new one is filed under another).
     pub replaced: u64,
+    /// Resources the vault already held under the same subject with the same exact
+    /// text: not written again (no new ciphertext, no `import` log entry).
+    pub unchanged: u64,
+    /// True when the import could read what the vault held to compare (always for a
+    /// vault without subjects). False when the vault refused the reads
+    /// ([`Error::AccessDenied`], e.g. a role that may write but not read under a
+    /// policy): then `unchanged` is 0 and resources already stored count as created or
+    /// replaced, as before they are written again.
+    pub compared: bool,
     /// Positions that were valid JSON but not resources to store (Bulk Data
     /// `log.ndjson` lines, Bundle entries without a resource, PATCH entries, search
     /// outcomes).
     pub skipped: u64,
+    /// Where the skipped positions are: one item per file with skips, in input order.
+    pub skipped_in: Vec<SkippedIn>,
     /// Positions rejected (each handed to the [`RejectSink`]).
     pub rejected: u64,
     /// Records refused because their subject (patient) was erased: the vault remembers
@@ -228,6 +264,88 @@ impl Seen {
     }
 }
 
+/// A digest of a record's exact text (first 128 bits of SHA-256), to tell an unchanged
+/// resource from a changed one without keeping its text.
+type TextDigest = [u8; 16];
+
+fn text_digest(text: &str) -> TextDigest {
+    let d = Sha256::digest(text.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+/// What the vault held before the import, loaded subject by subject as the import meets
+/// them: the text digest of each (collection, record id) stored under the subject.
+struct Stored {
+    /// Subjects the vault held when the import began (emptied when `ctx` may not read).
+    subjects: HashSet<String>,
+    /// Subjects loaded so far.
+    loaded: HashMap<String, HashMap<KeyDigest, TextDigest>>,
+    /// False once the vault refused a look ([`Error::AccessDenied`]: a context that may
+    /// write but not read, e.g. an integration role under a policy). Then nothing more
+    /// is looked up and every resource counts as created or replaced, as it would be
+    /// written.
+    compared: bool,
+}
+
+impl Stored {
+    /// The subjects of `vault`: none without a `search` entry when it holds none.
+    fn new(vault: &Vault, ctx: &AccessContext) -> Result<Stored, Error> {
+        let mut stored = Stored {
+            subjects: HashSet::new(),
+            loaded: HashMap::new(),
+            compared: true,
+        };
+        if vault.stats()?.subjects > 0 {
+            match vault.subjects(ctx) {
+                Ok(s) => stored.subjects = s.into_iter().collect(),
+                Err(Error::AccessDenied(_)) => stored.compared = false,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(stored)
+    }
+
+    /// The text digest of the record `digest` stored under `subject` before the import.
+    fn get(
+        &mut self,
+        vault: &Vault,
+        ctx: &AccessContext,
+        subject: &str,
+        digest: &KeyDigest,
+    ) -> Result<Option<TextDigest>, Error> {
+        if !self.subjects.contains(subject) {
+            return Ok(None);
+        }
+        if !self.loaded.contains_key(subject) {
+            let records = match vault.records_of_json(ctx, subject, None) {
+                Ok(r) => r,
+                Err(Error::AccessDenied(_)) => {
+                    self.subjects.clear();
+                    self.compared = false;
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            let records = records
+                .into_iter()
+                .map(|(k, t)| {
+                    (
+                        key_digest(&k.collection, &k.record_id),
+                        text_digest(t.as_str()),
+                    )
+                })
+                .collect();
+            self.loaded.insert(subject.to_owned(), records);
+        }
+        Ok(self
+            .loaded
+            .get(subject)
+            .and_then(|m| m.get(digest).copied()))
+    }
+}
+
 /// The import's state.
 struct Run<'a> {
     vault: &'a Vault,
@@ -242,6 +360,8 @@ struct Run<'a> {
     in_batch: HashSet<KeyDigest>,
     /// Every (collection, record id) written, with its subject.
     seen: Seen,
+    /// What the vault held before.
+    stored: Stored,
 }
 
 /// Reads every resource from `source` and stores it in `vault` as record `(subject,
@@ -267,6 +387,10 @@ pub fn import_with(
         add_default_indexes(vault, ctx)?;
     }
     let total_bytes = source.total_bytes();
+    let stored = Stored::new(vault, ctx).map_err(|error| ImportError::Vault {
+        error,
+        committed: 0,
+    })?;
     let mut run = Run {
         vault,
         ctx,
@@ -278,11 +402,12 @@ pub fn import_with(
         batch_bytes: 0,
         in_batch: HashSet::new(),
         seen: Seen::default(),
+        stored,
     };
     while let Some(Located { path, at, item }) = source.next_located() {
         match item {
             Ok(ImportItem::Record(r)) => run.add(r, path, at)?,
-            Ok(ImportItem::Skipped { .. }) => run.report.skipped += 1,
+            Ok(ImportItem::Skipped { path, at, why }) => run.skip(path, at, why),
             Err(error) => run.reject(error)?,
         }
         let full = run.batch.len() >= options.batch_records.max(1)
@@ -298,6 +423,7 @@ pub fn import_with(
     }
     run.commit()?;
     run.report.bytes = source.bytes_read();
+    run.report.compared = run.stored.compared;
     progress(ImportProgress {
         bytes_read: run.report.bytes,
         total_bytes,
@@ -331,6 +457,25 @@ fn add_default_indexes(vault: &Vault, ctx: &AccessContext) -> Result<(), ImportE
 impl Run<'_> {
     fn committed(&self) -> u64 {
         self.report.records + self.report.replaced
+    }
+
+    fn skip(&mut self, path: PathBuf, at: Position, why: &'static str) {
+        self.report.skipped += 1;
+        // The source reads file after file: a file's skips are the last item's.
+        match self.report.skipped_in.last_mut() {
+            Some(last) if last.path == path => {
+                last.count += 1;
+                if last.positions.len() < MAX_KEPT_SKIPS {
+                    last.positions.push(at);
+                }
+            }
+            _ => self.report.skipped_in.push(SkippedIn {
+                path,
+                count: 1,
+                positions: vec![at],
+                why,
+            }),
+        }
     }
 
     fn reject(&mut self, error: FhirError) -> Result<(), ImportError> {
@@ -373,7 +518,25 @@ impl Run<'_> {
         let id = (r.collection, r.record_id);
         let digest = key_digest(&id.0, &id.1);
         let mut replaces = false;
-        if let Some(old_subject) = self.seen.get(&digest).map(str::to_owned) {
+        if self.seen.get(&digest).is_none() {
+            // Not written by this import yet: is it in the vault already?
+            let before = self
+                .stored
+                .get(self.vault, self.ctx, &r.subject, &digest)
+                .map_err(|error| ImportError::Vault {
+                    error,
+                    committed: self.committed(),
+                })?;
+            match before {
+                Some(t) if t == text_digest(prepared.as_str()) => {
+                    self.report.unchanged += 1;
+                    self.seen.insert(digest, &r.subject);
+                    return Ok(());
+                }
+                Some(_) => replaces = true,
+                None => {}
+            }
+        } else if let Some(old_subject) = self.seen.get(&digest).map(str::to_owned) {
             replaces = true;
             if self.in_batch.contains(&digest) {
                 // One key twice in one atomic batch: commit the first one first.

@@ -50,7 +50,8 @@ pub mod synth;
 pub use bundle::SPLIT_TYPES;
 pub use export::{ExportError, ExportProgress, ExportReport, export_ndjson};
 pub use import::{
-    ImportError, ImportOptions, ImportProgress, ImportReport, RejectSink, import, import_with,
+    ImportError, ImportOptions, ImportProgress, ImportReport, RejectSink, SkippedIn, import,
+    import_with,
 };
 pub use indexes::default_indexes;
 pub use reject::RejectFile;

@@ -2,7 +2,7 @@
 //! as the bulk `$import` convention writes its error files (docs/FHIR.md section 6).
 
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::FhirError;
@@ -41,11 +41,19 @@ pub fn operation_outcome(e: &FhirError) -> String {
     format!(r#"{{"resourceType":"OperationOutcome","issue":[{issue}}}]}}"#)
 }
 
-/// A reject file, created (truncated) at the first reject only.
+/// The first bytes of every line [`operation_outcome`] writes: how a reject file is
+/// told from another file.
+const LINE_START: &[u8] = br#"{"resourceType":"OperationOutcome""#;
+
+/// A reject file: after an import it holds that import's rejects and nothing else.
+/// Created (truncated) at the first reject; when an import rejects nothing,
+/// [`RejectFile::finish`] removes the reject file an earlier import left at the path, so
+/// that no stale reject file outlives a clean import.
 pub struct RejectFile {
     path: PathBuf,
     out: Option<BufWriter<File>>,
     written: u64,
+    removed_stale: bool,
 }
 
 impl RejectFile {
@@ -55,6 +63,7 @@ impl RejectFile {
             path: path.into(),
             out: None,
             written: 0,
+            removed_stale: false,
         }
     }
 
@@ -68,16 +77,48 @@ impl RejectFile {
         self.written
     }
 
-    /// Flushes what was written.
+    /// True when [`RejectFile::finish`] removed a reject file of an earlier import.
+    pub fn removed_stale(&self) -> bool {
+        self.removed_stale
+    }
+
+    /// Flushes what was written; when nothing was, removes the reject file of an earlier
+    /// import at the path: a regular file (not a link) that is empty or whose first line
+    /// is an OperationOutcome as this type writes them. Anything else there is left
+    /// alone.
     ///
     /// # Errors
-    /// The write error.
+    /// The write error, or the error removing a stale reject file.
     pub fn finish(&mut self) -> io::Result<()> {
         match &mut self.out {
             Some(w) => w.flush(),
-            None => Ok(()),
+            None => {
+                if is_reject_file(&self.path)? {
+                    std::fs::remove_file(&self.path)?;
+                    self.removed_stale = true;
+                }
+                Ok(())
+            }
         }
     }
+}
+
+/// True when `path` is a regular file (not followed if a link) that is empty or starts
+/// with [`LINE_START`]; false when there is nothing there or something else.
+fn is_reject_file(path: &Path) -> io::Result<bool> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_file() {
+        return Ok(false);
+    }
+    let mut head = Vec::with_capacity(LINE_START.len());
+    File::open(path)?
+        .take(LINE_START.len() as u64)
+        .read_to_end(&mut head)?;
+    Ok(head.is_empty() || head == LINE_START)
 }
 
 impl RejectSink for RejectFile {

@@ -39,6 +39,11 @@ impl Prepared {
     pub fn len(&self) -> usize {
         self.0.len()
     }
+
+    /// Its exact text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
 }
 
 /// Parses `text` into the vault's exact representation (validated, canonical compact

@@ -513,7 +513,9 @@ class Vault:
     def import_fhir(self, ctx: Access, path: PathLike) -> Dict[str, Any]:
         """Imports FHIR R4 resources (NDJSON or Bundles; a file or a directory) in
         atomic batches logged as ``import``; returns ``{"records", "per_type",
-        "skipped", "batches", "bytes"}``."""
+        "replaced", "unchanged", "skipped", "rejected", "batches", "bytes"}``
+        (``unchanged``: resources the vault already held with the same text, not
+        written again)."""
         result: Dict[str, Any] = loads(
             _call(self._native.import_fhir, _ctx(ctx), os.fspath(path))
         )

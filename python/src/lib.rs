@@ -13,8 +13,6 @@
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used)]
 
-mod text;
-
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -25,6 +23,8 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use zeroize::Zeroizing;
+// The JSON text boundary, shared with the C binding.
+use medvault_bindings_text as text;
 
 create_exception!(
     _native,
@@ -44,10 +44,7 @@ pub struct BindError {
 impl BindError {
     /// Malformed input found by the binding.
     fn invalid(message: impl Into<String>) -> Self {
-        BindError {
-            kind: "invalid_input".into(),
-            message: format!("invalid input: {}", message.into()),
-        }
+        text::TextError::invalid(message).into()
     }
 
     fn closed() -> Self {
@@ -58,12 +55,19 @@ impl BindError {
     }
 }
 
+impl From<text::TextError> for BindError {
+    fn from(e: text::TextError) -> Self {
+        let (kind, message) = e.into_parts();
+        BindError {
+            kind: kind.to_owned(),
+            message,
+        }
+    }
+}
+
 impl From<medvault::Error> for BindError {
     fn from(e: medvault::Error) -> Self {
-        BindError {
-            kind: e.kind_name().to_owned(),
-            message: e.to_string(),
-        }
+        text::TextError::from(e).into()
     }
 }
 
@@ -223,7 +227,7 @@ impl NativeVault {
         json: &str,
     ) -> PyResult<()> {
         let key = RecordKey::new(subject, collection, record_id);
-        self.run(py, ctx, |v, c| text::put_text(v, c, &key, json))
+        self.run(py, ctx, |v, c| Ok(text::put_text(v, c, &key, json)?))
     }
 
     /// The record as JSON object text (only `fields` when given).
@@ -242,7 +246,7 @@ impl NativeVault {
             let f: Option<Vec<&str>> = fields
                 .as_ref()
                 .map(|f| f.iter().map(String::as_str).collect());
-            text::get_text(v, c, &key, f.as_deref()).map(|t| t.to_string())
+            Ok(text::get_text(v, c, &key, f.as_deref())?.to_string())
         })
     }
 
@@ -270,7 +274,7 @@ impl NativeVault {
     ) -> PyResult<String> {
         self.run(py, ctx, |v, c| {
             let list = v.records_of_json(c, &subject, collection.as_deref())?;
-            text::list_text(&list).map(|t| t.to_string())
+            Ok(text::list_text(&list)?.to_string())
         })
     }
 
@@ -286,7 +290,7 @@ impl NativeVault {
         self.run(py, ctx, |v, c| {
             let vals: Vec<&str> = values.iter().map(String::as_str).collect();
             let list = v.find_json(c, &collection, &index, &vals)?;
-            text::list_text(&list).map(|t| t.to_string())
+            Ok(text::list_text(&list)?.to_string())
         })
     }
 
@@ -300,10 +304,7 @@ impl NativeVault {
     #[pyo3(signature = (ctx, checkpoint=None))]
     fn verify(&self, py: Python<'_>, ctx: Ctx, checkpoint: Option<String>) -> PyResult<u64> {
         self.run(py, ctx, |v, c| {
-            let cp = checkpoint
-                .as_deref()
-                .map(medvault::Checkpoint::from_text)
-                .transpose()?;
+            let cp = text::checkpoint(checkpoint.as_deref())?;
             Ok(v.verify(c, cp.as_ref())?)
         })
     }
@@ -319,7 +320,7 @@ impl NativeVault {
         self.run(py, ctx, |v, c| {
             let q = text::log_query(query.as_deref())?;
             let entries = v.audit_query(c, &q)?;
-            text::entries_text(&entries).map(|t| t.to_string())
+            Ok(text::entries_text(&entries)?.to_string())
         })
     }
 
@@ -358,41 +359,7 @@ impl NativeVault {
 
     /// Imports FHIR R4 resources from a file or directory; returns a JSON report.
     fn import_fhir(&self, py: Python<'_>, ctx: Ctx, path: PathBuf) -> PyResult<String> {
-        self.run(py, ctx, |v, c| {
-            let source = medvault_fhir::ImportSource::new(&[path])
-                .map_err(|e| BindError::invalid(e.to_string()))?;
-            let report = medvault_fhir::import(
-                v,
-                c,
-                source,
-                medvault_fhir::ImportOptions::default(),
-                &mut |_| {},
-            )
-            .map_err(|e| {
-                let e_text = e.to_string();
-                match e {
-                    medvault_fhir::ImportError::Input { error, committed } => BindError::invalid(
-                        format!("{error} ({committed} records committed before it)"),
-                    ),
-                    medvault_fhir::ImportError::Vault { error, .. } => BindError::from(error),
-                    // Not reachable through `import` (its reject sink discards).
-                    medvault_fhir::ImportError::Rejects { .. } => BindError {
-                        kind: "storage".into(),
-                        message: e_text,
-                    },
-                }
-            })?;
-            Ok(serde_json::json!({
-                "records": report.records,
-                "per_type": report.per_type,
-                "replaced": report.replaced,
-                "skipped": report.skipped,
-                "rejected": report.rejected,
-                "batches": report.batches,
-                "bytes": report.bytes,
-            })
-            .to_string())
-        })
+        self.run(py, ctx, |v, c| Ok(text::import_fhir(v, c, path)?))
     }
 
     /// Number of access-log entries (not logged).

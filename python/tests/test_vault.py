@@ -225,6 +225,9 @@ def test_import_fhir_and_find(vault, tmp_path):
     assert report["per_type"] == {"Condition": 1, "Patient": 1}
     got = vault.records_of(NURSE, "p1", "Patient")
     assert got == [(RecordKey("p1", "Patient", "p1"), patient)]
+    # The same file again: both resources are held with the same text already.
+    again = vault.import_fhir(admin, src)
+    assert (again["records"], again["replaced"], again["unchanged"]) == (0, 0, 2)
     with pytest.raises(medvault.NotFoundError):
         vault.find(NURSE, "Patient", "no-such-index", ["x"])
 

@@ -179,7 +179,7 @@ pub fn log(
             escape(&what)
         )?;
         if let Some(r) = &e.reason {
-            write!(out, " reason={r:?}")?;
+            write!(out, " reason=\"{}\"", escape(r))?;
         }
         if !e.note.is_empty() {
             write!(out, " ({})", escape(&e.note))?;
@@ -190,20 +190,7 @@ pub fn log(
     Ok(())
 }
 
-/// `s` with control characters (newlines, escapes) written as `\u{..}` escapes.
+/// `s` with control characters escaped as JSON escapes them (see [`crate::human::escape`]).
 pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    std::borrow::Cow::Owned(
-        s.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_unicode().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
+    crate::human::escape(s)
 }

@@ -25,6 +25,18 @@ pub fn get(
     pretty: bool,
     args: &AccessArgs,
 ) -> CliResult {
+    // Checked before the vault is opened (and the passphrase asked for).
+    if !fields.is_empty() && record_id.is_none() {
+        let missing = if collection.is_none() {
+            "COLLECTION and RECORD_ID"
+        } else {
+            "RECORD_ID"
+        };
+        return Err(Failure::usage(format!(
+            "--fields needs one record: missing {missing} (get VAULT SUBJECT COLLECTION \
+             RECORD_ID --fields a,b; without --fields, get prints whole records)"
+        )));
+    }
     let (ctx, vault) = access::open(path, args)?;
     let mut out = std::io::stdout().lock();
     if let (Some(collection), Some(record_id)) = (collection, record_id) {
@@ -35,12 +47,19 @@ pub fn get(
             let names: Vec<&str> = fields.iter().map(String::as_str).collect();
             vault.get_fields_json(&ctx, &key, &names)
         }
-        .map_err(|e| not_found_as(e, "no such record"))?;
+        .map_err(|e| not_found_as(e, || no_record(&key)))?;
         write_json(&mut out, &value, pretty)?;
     } else {
         let mut records = vault.records_of_json(&ctx, subject, collection)?;
         if records.is_empty() {
-            return Err(Failure::new(Code::NotFound, "no records for this subject"));
+            let what = match collection {
+                Some(c) => format!("no {} records", escape(c)),
+                None => "no records".to_owned(),
+            };
+            return Err(Failure::new(
+                Code::NotFound,
+                format!("{what} of subject {}", escape(subject)),
+            ));
         }
         medvault_fhir::export::sort_patient_first(&mut records);
         for (_, value) in &records {
@@ -61,11 +80,22 @@ fn write_json(out: &mut dyn Write, value: &JsonText, pretty: bool) -> CliResult 
     Ok(())
 }
 
-fn not_found_as(e: Error, what: &str) -> Failure {
+/// `e`, with a "not found" that names what was not found (`what()`).
+fn not_found_as(e: Error, what: impl FnOnce() -> String) -> Failure {
     match e {
-        Error::NotFound => Failure::new(Code::NotFound, what),
+        Error::NotFound => Failure::new(Code::NotFound, what()),
         e => e.into(),
     }
+}
+
+/// `no record COLLECTION/RECORD_ID of subject SUBJECT` (ids escaped for the terminal).
+fn no_record(key: &RecordKey) -> String {
+    format!(
+        "no record {}/{} of subject {}",
+        escape(&key.collection),
+        escape(&key.record_id),
+        escape(&key.subject)
+    )
 }
 
 /// `medvault put VAULT SUBJECT COLLECTION RECORD_ID` with one JSON object on stdin.
@@ -220,7 +250,11 @@ fn find_failure(
             };
             Failure::new(
                 Code::NoSuchIndex,
-                format!("no index {index:?} on {collection}: {known}"),
+                format!(
+                    "no index {} on {}: {known}",
+                    escape(index),
+                    escape(collection)
+                ),
             )
         }
         (Some(s), _) if s.spec.parts.len() != given => {
@@ -244,9 +278,10 @@ pub fn delete(
     args: &AccessArgs,
 ) -> CliResult {
     let (ctx, vault) = access::open(path, args)?;
+    let key = RecordKey::new(subject, collection, record_id);
     vault
-        .delete(&ctx, &RecordKey::new(subject, collection, record_id))
-        .map_err(|e| not_found_as(e, "no such record"))?;
+        .delete(&ctx, &key)
+        .map_err(|e| not_found_as(e, || no_record(&key)))?;
     println!(
         "deleted record {}/{} of subject {}",
         escape(collection),
@@ -298,7 +333,7 @@ pub fn erase(path: &Path, subject: &str, yes: bool, args: &AccessArgs) -> CliRes
     let vault = access::open_vault(path, &ctx)?;
     let n = vault
         .erase_subject(&ctx, subject)
-        .map_err(|e| not_found_as(e, "no such subject"))?;
+        .map_err(|e| not_found_as(e, || format!("no subject {}", escape(subject))))?;
     println!(
         "erased subject {}: {}; its data keys are destroyed and the database rewritten without them; \
          the vault remembers the erasure and refuses to re-create the subject (`medvault readmit` if the patient returns)",
@@ -319,7 +354,7 @@ pub fn readmit(path: &Path, subject: &str, args: &AccessArgs) -> CliResult {
     let vault = access::open_vault(path, &ctx)?;
     vault
         .readmit_subject(&ctx, subject, &reason)
-        .map_err(|e| not_found_as(e, "this subject is not remembered as erased"))?;
+        .map_err(|e| not_found_as(e, || "this subject is not remembered as erased".to_owned()))?;
     println!(
         "re-admitted subject {}: its records may be written or imported again (the re-admission is in the access log)",
         escape(subject)

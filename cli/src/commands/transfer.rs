@@ -58,6 +58,10 @@ pub fn import(
     let flushed = rejects.finish();
     let report = result?;
     flushed.map_err(|e| Failure::other(format!("cannot write {}: {e}", reject_path.display())))?;
+    // A clean import leaves no reject file of an earlier one (fhir::RejectFile::finish).
+    let removed = rejects
+        .removed_stale()
+        .then(|| reject_path.display().to_string());
     let secs = started.elapsed().as_secs_f64();
     for e in &report.rejects {
         eprintln!("medvault: warning: rejected: {e}");
@@ -71,15 +75,31 @@ pub fn import(
     let mut out = std::io::stdout().lock();
     let written = report.records + report.replaced;
     if json {
+        let skipped_in: Vec<serde_json::Value> = report
+            .skipped_in
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "file": k.path.display().to_string(),
+                    "count": k.count,
+                    "positions": k.positions.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                    "why": k.why,
+                })
+            })
+            .collect();
         let v = serde_json::json!({
             "records": report.records,
             "created": report.records,
             "replaced": report.replaced,
+            "unchanged": report.unchanged,
+            "compared": report.compared,
             "per_type": report.per_type,
             "skipped": report.skipped,
+            "skipped_in": skipped_in,
             "rejected": report.rejected,
             "refused_erased": report.refused_erased,
             "reject_file": (report.rejected > 0).then(|| reject_path.display().to_string()),
+            "reject_file_removed": removed,
             "batches": report.batches,
             "bytes": report.bytes,
             "seconds": secs,
@@ -88,20 +108,20 @@ pub fn import(
     } else {
         writeln!(
             out,
-            "imported {} records from {} ({}) in {secs:.2} s: {:.0} records/s, {} atomic batches",
-            report.records,
+            "imported {} from {} ({}) in {secs:.2} s: {:.0} records/s, {}",
+            crate::human::count(written, "record"),
             crate::human::count(files as u64, "file"),
             crate::human::bytes(report.bytes),
             written as f64 / secs.max(1e-9),
-            report.batches
+            crate::human::count_as(report.batches, "atomic batch", "atomic batches")
         )?;
         for (t, n) in &report.per_type {
             writeln!(out, "  {t:<28} {n:>9}")?;
         }
         writeln!(
             out,
-            "created {}, replaced {} (same resourceType/id again in this import), skipped {}, rejected {}",
-            report.records, report.replaced, report.skipped, report.rejected
+            "created {}, replaced {}, unchanged {}, skipped {}, rejected {}",
+            report.records, report.replaced, report.unchanged, report.skipped, report.rejected
         )?;
         if report.refused_erased > 0 {
             writeln!(
@@ -110,18 +130,68 @@ pub fn import(
                 crate::human::count(report.refused_erased, "record")
             )?;
         }
+        // Unindented: the indented lines above are the per-type table.
+        for k in &report.skipped_in {
+            writeln!(
+                out,
+                "skipped in {}: {} ({}): {}",
+                k.path.display(),
+                crate::human::count_as(k.count, "position", "positions"),
+                positions(&k.positions, k.count),
+                k.why
+            )?;
+        }
+        if !report.compared {
+            writeln!(
+                out,
+                "note: this access context may not read the vault, so resources already \
+                 there were not compared (none counted unchanged)"
+            )?;
+        }
+        if let Some(p) = &removed {
+            writeln!(out, "removed the reject file of an earlier import: {p}")?;
+        }
     }
     if report.rejected > 0 {
         return Err(Failure::new(
             Code::Rejected,
             format!(
-                "{} lines or entries rejected, listed in {}; every valid resource was imported",
-                report.rejected,
+                "{} rejected, listed in {}; every valid resource was imported",
+                crate::human::count_as(report.rejected, "line or entry", "lines or entries"),
                 reject_path.display()
             ),
         ));
     }
     Ok(())
+}
+
+/// The kept positions of a file's skips, `count` in all: `lines 2, 4`, or each position
+/// as `fhir::Position` writes it (`line 3, Bundle.entry[0]`; `Bundle.entry[2]`), with
+/// `...` when more were skipped than kept.
+fn positions(kept: &[fhir::Position], count: u64) -> String {
+    let lines: Option<Vec<u64>> = kept
+        .iter()
+        .map(|p| match p {
+            fhir::Position::Line(n) => Some(*n),
+            _ => None,
+        })
+        .collect();
+    let mut text = match lines {
+        Some(ns) => {
+            let ns: Vec<String> = ns.iter().map(u64::to_string).collect();
+            let word = if ns.len() == 1 { "line" } else { "lines" };
+            format!("{word} {}", ns.join(", "))
+        }
+        None => kept
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    if count > kept.len() as u64 {
+        text.push_str(", ...");
+    }
+    text
 }
 
 /// `medvault export VAULT [SUBJECT...]`: FHIR NDJSON on stdout.

@@ -108,3 +108,36 @@ impl Medvault {
         self.ok(&args);
     }
 }
+
+/// `p` as `&str` (the tests' paths are UTF-8).
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The exit code of a run that exited (was not killed).
+pub fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited, not killed")
+}
+
+/// stderr of a run, as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// stdout of a run, as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The error line of a failed run: exactly one line, `medvault: error: ...`, besides any
+/// `medvault: warning: ...` lines.
+pub fn one_error_line(out: &Output) -> String {
+    let err = stderr(out);
+    let errors: Vec<&str> = err
+        .lines()
+        .filter(|l| !l.starts_with("medvault: warning:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line expected: {err}");
+    assert!(errors[0].starts_with("medvault: error: "), "{err}");
+    errors[0].to_owned()
+}
