@@ -56,6 +56,14 @@ impl Killed {
     pub fn by_sigkill(&self) -> bool {
         self.status.signal() == Some(9)
     }
+
+    /// True when the child either died of SIGKILL or exited successfully by itself. The
+    /// two cannot be told apart by `exited_first` alone: a child that exits between the
+    /// check and the kill is a zombie that SIGKILL does not touch, and `wait` returns its
+    /// own exit status (found as a flaky "died by itself" with an empty stderr).
+    pub fn finished_or_killed(&self) -> bool {
+        self.status.success() || self.by_sigkill()
+    }
 }
 
 impl CrashChild {
@@ -77,6 +85,26 @@ impl CrashChild {
             line.clear();
         }
         false
+    }
+
+    /// Reads the child's stdout up to and including the first line equal to `line`
+    /// (trimmed), and returns the lines read; stops early when the output ends. Lets a
+    /// test kill a child at a point of its progress rather than after a time, which a
+    /// loaded or an idle machine would move.
+    #[allow(dead_code)]
+    pub fn read_through(&mut self, line: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut buf = String::new();
+        while self.stdout.read_line(&mut buf).unwrap() > 0 {
+            let got = buf.trim().to_owned();
+            buf.clear();
+            let hit = got == line;
+            lines.push(got);
+            if hit {
+                break;
+            }
+        }
+        lines
     }
 
     /// Lets the child run for `delay`, then kills it with SIGKILL and collects what it
