@@ -52,6 +52,7 @@ mod golden_tests;
 mod header;
 pub mod index;
 mod keyring;
+pub mod logstore;
 pub mod record;
 pub mod storage;
 mod vault;
