@@ -41,6 +41,7 @@ pub mod audit;
 #[doc(hidden)]
 pub mod bench_internals;
 mod codec;
+pub mod commit;
 pub mod context;
 pub mod crypto;
 mod error;
