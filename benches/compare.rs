@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use medvault::bench_internals::RecordSealer;
 use medvault::storage::SledOptions;
+use medvault::testing::bench::RecordSealer;
 use medvault::{
     AccessContext, Action, Durability, KdfParams, KeySource, Purpose, RecordKey, RotationScope,
     Vault, VaultOptions,

@@ -8,10 +8,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use medvault::fhir::{default_indexes, synth};
 use medvault::{
     AccessContext, Action, Durability, KeySource, Purpose, RecordKey, Vault, VaultOptions,
 };
+use medvault_fhir::{default_indexes, synth};
 use serde_json::Value;
 
 struct Fixture {

@@ -2,7 +2,7 @@
 //! all fields, get of one field, the scan of one subject (`records_of`), a batched import
 //! (`put_many` of 1000), `verify`, root-key and data-key rotation; on the ~1 KiB 12-field
 //! records of `workload` and on synthetic FHIR patients (`fhir::synth::generate`); plus
-//! the record codec alone (`codec/*`, through the hidden `bench_internals`).
+//! the record codec alone (`codec/*`, through the hidden `testing::bench`, feature `testing`).
 //!
 //! Vaults use a raw root key (no Argon2id) and live in a temporary directory.
 
@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use medvault::bench_internals::RecordSealer;
+use medvault::testing::bench::RecordSealer;
 use medvault::{
     AccessContext, Action, Durability, KeySource, Purpose, RecordKey, Vault, VaultOptions,
 };
@@ -217,8 +217,8 @@ fn rotation(c: &mut Criterion) {
 }
 
 fn fhir(c: &mut Criterion) {
-    let patients: Vec<_> = medvault::fhir::synth::generate(200, 1).collect();
-    let split = |p: &medvault::fhir::synth::SynthPatient| -> Vec<(RecordKey, Value)> {
+    let patients: Vec<_> = medvault_fhir::synth::generate(200, 1).collect();
+    let split = |p: &medvault_fhir::synth::SynthPatient| -> Vec<(RecordKey, Value)> {
         p.resources
             .iter()
             .map(|r| {

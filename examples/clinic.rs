@@ -1,13 +1,13 @@
 //! A small clinic application embedding medvault: the front desk registers a patient, a
 //! doctor records a visit, billing sees only what it needs, the patient asks for a copy
 //! of their data and then for erasure, and the data-protection officer reviews who
-//! accessed the record. Run with `cargo run --example clinic`.
+//! accessed the record. Run with `cargo run --release --example clinic`.
 //!
 //! The root key comes from the clinic's key-management service; here a random one stands
 //! in for it. Every call names who acts and why, and leaves an access-log entry.
 
-use medvault::fhir::{self, ImportOptions, ImportSource, synth};
 use medvault::{AccessContext, KeySource, LogQuery, Purpose, RecordKey, Vault};
+use medvault_fhir::{self as fhir, ImportOptions, ImportSource, synth};
 use serde::{Deserialize, Serialize};
 
 /// The clinic's own record type for a visit (not FHIR: any serde type is a record).

@@ -38,16 +38,11 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;
-#[doc(hidden)]
-pub mod bench_internals;
 mod codec;
 pub mod commit;
 pub mod context;
 pub mod crypto;
 mod error;
-pub mod fhir;
-#[doc(hidden)]
-pub mod fuzzing;
 #[cfg(test)]
 mod golden_tests;
 mod header;
@@ -56,6 +51,9 @@ mod keyring;
 pub mod logstore;
 pub mod record;
 pub mod storage;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 mod vault;
 
 pub use audit::{Action, Checkpoint, LogEntry, Outcome, Target};

@@ -11,11 +11,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::crash::{CrashChild, child_command};
 use common::{care, options_with, raw_key};
 use medvault::{Action, Durability, LogQuery, Outcome, RecordKey, Vault};
 use rand::rngs::StdRng;
@@ -160,7 +159,6 @@ fn kill_rounds(durability: Durability, rounds: u64, seed: u64) -> (u64, usize, u
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("v");
     drop(Vault::create_with(&dir, raw_key(), options_with(durability)).unwrap());
-    let exe = std::env::current_exe().unwrap();
     let mode = match durability {
         Durability::Background => "background",
         _ => "writes",
@@ -170,27 +168,20 @@ fn kill_rounds(durability: Durability, rounds: u64, seed: u64) -> (u64, usize, u
     let mut records = 0;
     let mut kills_after_acks = 0;
     for round in 0..rounds {
-        let mut child = Command::new(&exe)
-            .args(["--exact", CHILD, "--nocapture", "--ignored"])
-            .env(ENV_DIR, &dir)
-            .env(ENV_SEED, (seed ^ round).to_string())
-            .env(ENV_DURABILITY, mode)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.gen_range(20..300)));
-        let exited = child.try_wait().unwrap();
-        // `Child::kill` sends SIGKILL on Unix: no destructor, no flush, no unwinding.
-        child.kill().unwrap();
-        let out = child.wait_with_output().unwrap();
+        let child = CrashChild::spawn(
+            child_command(CHILD)
+                .env(ENV_DIR, &dir)
+                .env(ENV_SEED, (seed ^ round).to_string())
+                .env(ENV_DURABILITY, mode),
+        );
+        let out = child.kill_after(Duration::from_millis(rng.gen_range(20..300)));
         assert!(
-            exited.is_none() && out.status.signal() == Some(9),
+            !out.exited_first && out.by_sigkill(),
             "round {round}: the child exited by itself ({:?}): {}",
             out.status,
-            String::from_utf8_lossy(&out.stderr)
+            out.stderr
         );
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = &out.stdout;
         let before = acked.len();
         for line in text.lines() {
             let Some(rest) = line.strip_prefix("ACK ") else {
@@ -238,26 +229,20 @@ fn background_durability_stays_atomic_under_sigkill() {
 #[test]
 fn a_create_killed_at_any_point_leaves_no_vault_or_a_whole_one() {
     const ROUNDS: u64 = 12;
-    let exe = std::env::current_exe().unwrap();
     let mut rng = StdRng::seed_from_u64(0xc4ea7e);
     let mut whole = 0;
     for round in 0..ROUNDS {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("v");
-        let mut child = Command::new(&exe)
-            .args(["--exact", CHILD, "--nocapture", "--ignored"])
-            .env(ENV_DIR, &dir)
-            .env(ENV_SEED, round.to_string())
-            .env(ENV_DURABILITY, "create")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..40)));
-        child.kill().unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.signal(), Some(9), "round {round}");
-        let created = String::from_utf8_lossy(&out.stdout).contains("CREATED");
+        let child = CrashChild::spawn(
+            child_command(CHILD)
+                .env(ENV_DIR, &dir)
+                .env(ENV_SEED, round.to_string())
+                .env(ENV_DURABILITY, "create"),
+        );
+        let out = child.kill_after(Duration::from_millis(rng.gen_range(0..40)));
+        assert!(out.by_sigkill(), "round {round}");
+        let created = out.stdout.contains("CREATED");
         let c = care("crash-auditor");
         match Vault::open_with(&dir, raw_key(), options_with(Durability::Writes)) {
             Ok(v) => {

@@ -1,13 +1,13 @@
 //! Replays every fuzz target's committed seed corpus (`fuzz/seeds/<target>/`) and a
 //! freshly built set of seeds through the same checks the fuzz targets run
-//! (`medvault::fuzzing`), so the corpus is exercised by a plain `cargo test` on stable.
+//! (`medvault_testkit`, and through it `medvault::testing::fuzz`), so the corpus is exercised by a plain `cargo test` on stable.
 //!
 //! `MEDVAULT_BLESS=1 cargo test --test fuzz_seeds` rewrites the generated seeds (files
 //! named `gen-*`); seeds added by hand or minimized from a crash keep their names.
 
 use std::path::{Path, PathBuf};
 
-use medvault::fuzzing;
+use medvault_testkit as fuzzing;
 
 fn seed_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,11 +9,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
-use medvault::fhir::default_indexes;
 use medvault::{
     AccessContext, Action, Durability, Error, IndexSpec, KeySource, LogQuery, Normalization,
     Purpose, RecordKey, Vault, VaultOptions,
 };
+use medvault_fhir::default_indexes;
 use serde_json::{Value, json};
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
@@ -328,7 +328,7 @@ fn no_value_in_clear_and_16_bit_indexes_stay_exact() {
 // ----- small synthetic vaults ---------------------------------------------------------
 
 fn synth(n: usize) -> Vec<Patient> {
-    medvault::fhir::synth::generate(n, 8)
+    medvault_fhir::synth::generate(n, 8)
         .map(|s| Patient {
             id: s.id,
             value: s.resources[0].clone(),

@@ -4,13 +4,14 @@
 //! and every reverse entry lists exactly its record's entries.
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test
 
-use std::io::BufRead;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use medvault::fhir::{default_indexes, synth};
+use common::crash::{CrashChild, child_command};
 use medvault::{AccessContext, Action, KeySource, Purpose, RecordKey, Vault, VaultOptions};
+use medvault_fhir::{default_indexes, synth};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
@@ -109,29 +110,13 @@ fn index_child() {
 
 /// Starts the child, waits until it opened the vault, kills it after `delay`.
 fn run_and_kill(dir: &Path, seed: u64, delay: Duration) {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "index_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, seed.to_string())
-        .env(DIR_ENV, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while out.read_line(&mut line).unwrap() > 0 && !line.contains("ready") {
-        line.clear();
-    }
-    assert!(line.contains("ready"), "child did not start");
-    std::thread::sleep(delay);
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
+    let mut child = CrashChild::spawn(
+        child_command("index_child")
+            .env(CHILD_ENV, seed.to_string())
+            .env(DIR_ENV, dir),
+    );
+    assert!(child.wait_ready(), "child did not start");
+    child.kill_after(delay);
 }
 
 #[test]

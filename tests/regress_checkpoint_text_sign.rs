@@ -2,7 +2,8 @@
 //! of `01` was accepted (Rust's `from_str_radix` takes a sign), so one checkpoint had
 //! several texts.
 
-use medvault::{Checkpoint, fuzzing};
+use medvault::Checkpoint;
+use medvault::testing::fuzz as fuzzing;
 
 const GOLDEN: &str = include_str!("golden/checkpoint.txt");
 

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::crash::{CrashChild, child_command};
 use medvault::{
     AccessContext, Action, Error, KdfParams, KeySource, Purpose, RecordKey, RotationScope, Vault,
 };
@@ -78,48 +77,33 @@ fn rotation_child() {
             v.rotate_data_keys(&ctx(), &RotationScope::All, &mut |_| {})
                 .unwrap();
         }
-        _ => {
-            v.rotate_root_key(
-                &ctx(),
-                key(g + 1),
-                KdfParams::insecure_for_tests(),
-                &mut |_| {},
-            )
-            .unwrap();
-        }
+        _ => rotate_root(&v, g),
     }
     println!("done");
+}
+
+/// Rotates `v`'s root key from `key(g)` to `key(g + 1)`.
+fn rotate_root(v: &Vault, g: u8) {
+    v.rotate_root_key(
+        &ctx(),
+        key(g + 1),
+        KdfParams::insecure_for_tests(),
+        &mut |_| {},
+    )
+    .unwrap();
 }
 
 /// Starts the child, waits for it to have opened the vault, kills it after `delay`.
 /// Returns whether it had finished before the kill.
 fn run_and_kill(kind: &str, dir: &Path, g: u8, delay: Duration) -> bool {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "rotation_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, kind)
-        .env(DIR_ENV, dir)
-        .env(KEY_ENV, g.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while out.read_line(&mut line).unwrap() > 0 && !line.contains("ready") {
-        line.clear();
-    }
-    std::thread::sleep(delay);
-    child.kill().unwrap(); // SIGKILL on Unix
-    child.wait().unwrap();
-    let mut rest = String::new();
-    let _ = std::io::Read::read_to_string(&mut out, &mut rest);
-    rest.contains("done")
+    let mut child = CrashChild::spawn(
+        child_command("rotation_child")
+            .env(CHILD_ENV, kind)
+            .env(DIR_ENV, dir)
+            .env(KEY_ENV, g.to_string()),
+    );
+    child.wait_ready();
+    child.kill_after(delay).stdout.contains("done")
 }
 
 #[test]
@@ -196,13 +180,7 @@ fn root_key_rotation_survives_sigkill_20_times() {
             Err(e) => panic!("unexpected error opening with the new key: {e}"),
         }
         let v = Vault::open(&dir, key(g)).unwrap();
-        v.rotate_root_key(
-            &ctx(),
-            key(g + 1),
-            KdfParams::insecure_for_tests(),
-            &mut |_| {},
-        )
-        .unwrap();
+        rotate_root(&v, g);
         drop(v);
         assert!(matches!(Vault::open(&dir, key(g)), Err(Error::WrongKey)));
         g += 1;

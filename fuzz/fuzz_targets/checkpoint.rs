@@ -1,6 +1,6 @@
-//! Fuzz target `checkpoint`: see fuzz/README.md and `medvault::fuzzing::check_checkpoint`.
+//! Fuzz target `checkpoint`: see fuzz/README.md and `medvault::testing::fuzz::check_checkpoint`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    medvault::fuzzing::check_checkpoint(data);
+    medvault::testing::fuzz::check_checkpoint(data);
 });

@@ -1,6 +1,6 @@
-//! Fuzz target `header`: see fuzz/README.md and `medvault::fuzzing::check_header`.
+//! Fuzz target `header`: see fuzz/README.md and `medvault::testing::fuzz::check_header`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    medvault::fuzzing::check_header(data);
+    medvault::testing::fuzz::check_header(data);
 });

@@ -1,6 +1,6 @@
-//! Fuzz target `index`: see fuzz/README.md and `medvault::fuzzing::check_index`.
+//! Fuzz target `index`: see fuzz/README.md and `medvault::testing::fuzz::check_index`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    medvault::fuzzing::check_index(data);
+    medvault::testing::fuzz::check_index(data);
 });

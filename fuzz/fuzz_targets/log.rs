@@ -1,6 +1,6 @@
-//! Fuzz target `log`: see fuzz/README.md and `medvault::fuzzing::check_log`.
+//! Fuzz target `log`: see fuzz/README.md and `medvault::testing::fuzz::check_log`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    medvault::fuzzing::check_log(data);
+    medvault::testing::fuzz::check_log(data);
 });

@@ -1,6 +1,6 @@
-//! Fuzz target `record`: see fuzz/README.md and `medvault::fuzzing::check_record`.
+//! Fuzz target `record`: see fuzz/README.md and `medvault::testing::fuzz::check_record`.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    medvault::fuzzing::check_record(data);
+    medvault::testing::fuzz::check_record(data);
 });

@@ -9,11 +9,13 @@
 
 mod entry;
 
+pub(crate) use entry::decode_body;
+#[cfg(feature = "testing")]
+pub(crate) use entry::parse_target;
 #[cfg(test)]
 pub(crate) use entry::test_clock;
 pub use entry::{Action, LogEntry, Outcome, Target};
 pub(crate) use entry::{PendingEntry, hex, open_target, seal_target};
-pub(crate) use entry::{decode_body, parse_target};
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -291,7 +293,8 @@ impl AuditLog {
     }
 
     /// A checkpoint MACed under this log's key for an arbitrary `(next_seq, link)`: lets
-    /// the fuzz harness (`crate::fuzzing`) reach the checkpoint comparisons of `verify`.
+    /// the fuzz harness (`crate::testing::fuzz`) reach the checkpoint comparisons of `verify`.
+    #[cfg(feature = "testing")]
     pub(crate) fn checkpoint_at(&self, next_seq: u64, link: [u8; 32]) -> Checkpoint {
         Checkpoint {
             vault_id: self.vault_id,

@@ -1,16 +1,16 @@
 //! Shared helpers of the integration tests: test vaults, access contexts, the lookup of
 //! the FHIR test data, file walking and hashing, a parser of the record-value layout
-//! (docs/FORMAT.md §6) for tamper tests, and a runner of the built `medvault` binary.
+//! (docs/FORMAT.md §6) for tamper tests, and the SIGKILL crash-test harness ([`crash`]).
 
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 // Tests: a failure should abort the test with the panic message.
 #![allow(clippy::unwrap_used)]
 
+pub mod crash;
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use medvault::storage::MemoryStorage;
 use medvault::{
@@ -70,13 +70,23 @@ pub fn all_entries(vault: &Vault) -> Vec<LogEntry> {
     vault.audit_query(&ctx(), &LogQuery::default()).unwrap()
 }
 
+/// The workspace root: the nearest folder at or above the test's package that holds
+/// the workspace's `Cargo.lock` (this file is also compiled by `cli/tests`).
+pub fn workspace_root() -> PathBuf {
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR"));
+    pkg.ancestors()
+        .find(|a| a.join("Cargo.lock").is_file())
+        .unwrap_or(pkg)
+        .to_path_buf()
+}
+
 /// Where the FHIR R4 NDJSON test data lives: `$MEDVAULT_FHIR_DATA`, else
-/// `$CARGO_MANIFEST_DIR/../shared/data/fhir-r4-ndjson`. `None` (with a note on stderr)
+/// `<workspace root>/../shared/data/fhir-r4-ndjson`. `None` (with a note on stderr)
 /// when absent, except under `CI=true`, where absence fails the test.
 pub fn fhir_data_dir() -> Option<PathBuf> {
     let dir = match std::env::var_os("MEDVAULT_FHIR_DATA") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/fhir-r4-ndjson"),
+        None => workspace_root().join("../shared/data/fhir-r4-ndjson"),
     };
     if dir.is_dir() {
         return Some(dir);
@@ -222,97 +232,6 @@ impl RecordLayout {
 pub fn raw_get(storage: &MemoryStorage, key: &[u8]) -> Vec<u8> {
     use medvault::storage::Storage;
     storage.get(key).unwrap().unwrap()
-}
-
-/// Runs the built `medvault` binary with only the MEDVAULT_* variables given here (the
-/// caller's environment could otherwise leak a passphrase or an actor into a test).
-pub struct Medvault {
-    env: Vec<(String, String)>,
-}
-
-impl Default for Medvault {
-    fn default() -> Self {
-        Medvault::new()
-    }
-}
-
-impl Medvault {
-    /// A maintenance operator with passphrase `pw`.
-    pub fn new() -> Self {
-        Medvault {
-            env: vec![
-                ("MEDVAULT_PASSPHRASE".into(), "pw".into()),
-                ("MEDVAULT_ACTOR".into(), "test-operator".into()),
-                ("MEDVAULT_PURPOSE".into(), "maintenance".into()),
-            ],
-        }
-    }
-
-    /// Sets (or with `None` removes) a variable.
-    pub fn env(mut self, key: &str, value: Option<&str>) -> Self {
-        self.env.retain(|(k, _)| k != key);
-        if let Some(v) = value {
-            self.env.push((key.into(), v.into()));
-        }
-        self
-    }
-
-    /// Runs `medvault ARGS` with `stdin` fed in.
-    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_medvault"));
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("MEDVAULT_") {
-                cmd.env_remove(&k);
-            }
-        }
-        cmd.env_remove("CI");
-        for (k, v) in &self.env {
-            cmd.env(k, v);
-        }
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn medvault");
-        {
-            let mut i = child.stdin.take().expect("stdin");
-            // A command that does not read stdin may have exited already.
-            let _ = i.write_all(stdin);
-        }
-        child.wait_with_output().expect("wait for medvault")
-    }
-
-    /// Runs `medvault ARGS` with empty stdin.
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.run_with_stdin(args, b"")
-    }
-
-    /// Runs and asserts exit status 0; returns stdout as text.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "medvault {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("stdout is UTF-8")
-    }
-
-    /// Creates a vault at `path` with the cheapest Argon2id parameters.
-    pub fn init_fast(&self, path: &Path) {
-        let p = path.to_str().expect("UTF-8 path");
-        self.ok(&[
-            "init",
-            p,
-            "--kdf-memory",
-            "1",
-            "--kdf-iterations",
-            "1",
-            "--kdf-lanes",
-            "1",
-        ]);
-    }
 }
 
 /// Parses NDJSON into `(resourceType, id) -> resource`; panics on a duplicate.

@@ -1,4 +1,4 @@
-//! The demo's input: synthetic patients from `medvault::fhir::synth`, written as FHIR
+//! The demo's input: synthetic patients from `medvault_fhir::synth`, written as FHIR
 //! Bulk Data NDJSON files (one file per resource type), as an EHR export would deliver
 //! them, so that the demo imports through the same path as `medvault import`.
 
@@ -8,7 +8,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use medvault::RecordKey;
-use medvault::fhir::synth;
+use medvault_fhir::synth;
 use serde_json::Value;
 
 use crate::exit::{CliResult, Failure};

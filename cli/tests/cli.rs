@@ -2,13 +2,16 @@
 //! plaintext identifier in vault files, Bundle import, every exit code, and the demo.
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test with its message
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use common::{Medvault, by_type_and_id, copy_tree, fhir_data_dir, needles_found_under};
+use common::{by_type_and_id, copy_tree, fhir_data_dir, needles_found_under};
 use serde_json::{Value, json};
+use support::{FAST_KDF, Medvault};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -448,17 +451,9 @@ fn rotations_keep_every_record_readable() {
     );
 
     let rotated = Medvault::new().env("MEDVAULT_NEW_PASSPHRASE", Some("pw2"));
-    let out = rotated.run(&[
-        "rotate",
-        "root",
-        v,
-        "--kdf-memory",
-        "1",
-        "--kdf-iterations",
-        "1",
-        "--kdf-lanes",
-        "1",
-    ]);
+    let mut args = vec!["rotate", "root", v];
+    args.extend_from_slice(&FAST_KDF);
+    let out = rotated.run(&args);
     assert_eq!(
         code(&out),
         Some(0),

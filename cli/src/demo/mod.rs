@@ -13,11 +13,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use medvault::fhir::{self, ImportOptions, ImportSource};
 use medvault::{
     AccessContext, Action, Error, KdfParams, KeySource, LogQuery, Outcome, Purpose, RecordKey,
     RotationScope, Vault, VaultOptions,
 };
+use medvault_fhir::{self as fhir, ImportOptions, ImportSource};
 use serde_json::Value;
 
 use crate::exit::{CliResult, Failure};

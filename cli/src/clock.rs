@@ -1,6 +1,9 @@
 //! UTC times for the access log: milliseconds since the Unix epoch to RFC 3339 text and
-//! back, by the civil-calendar algorithms of Howard Hinnant (public domain), so that no
-//! time-zone database is involved: the log is in UTC and so is everything shown here.
+//! back, by the civil-calendar algorithms of Howard Hinnant (public domain,
+//! `medvault_fhir::civil`), so that no time-zone database is involved: the log is in UTC
+//! and so is everything shown here.
+
+use medvault_fhir::civil::{civil_from_days, days_from_civil};
 
 /// `ms` since the epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_ms(ms: u64) -> String {
@@ -69,28 +72,6 @@ pub fn parse_ms(s: &str) -> Option<u64> {
         return None;
     }
     Some(days as u64 * 86_400_000 + ms)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The blind indexes a FHIR vault gets by default (issue 8): how clinic software looks
-//! patients up. An import into a new vault adds them with [`crate::Vault::add_index`].
+//! patients up. An import into a new vault adds them with [`medvault::Vault::add_index`].
 
-use crate::index::{IndexPath, IndexSpec, Normalization};
+use medvault::{IndexPath, IndexSpec, Normalization};
 
 fn spec(collection: &str, name: &str, parts: &[&str], n: Normalization) -> IndexSpec {
     IndexSpec {

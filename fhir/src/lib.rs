@@ -1,4 +1,7 @@
-//! FHIR R4 import parsing and synthetic patient generation.
+//! # medvault-fhir
+//!
+//! FHIR R4 import and export for a medvault vault, and (feature `synth`) synthetic
+//! patient generation.
 //!
 //! Import turns FHIR R4 resources into [`FhirRecord`]s keyed by
 //! `(subject, collection, record_id)`:
@@ -31,10 +34,17 @@
 //! and fixed descriptions, because every resource is personal health data
 //! and errors end up in logs and terminals.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
+#![deny(clippy::unwrap_used)]
+
 mod bundle;
+pub mod civil;
 pub mod export;
 pub mod import;
 mod indexes;
+#[cfg(any(test, feature = "synth"))]
 pub mod synth;
 
 pub use export::{ExportError, ExportProgress, ExportReport, export_ndjson};

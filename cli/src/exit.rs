@@ -6,7 +6,7 @@ use std::fmt;
 use std::process::ExitCode;
 
 use medvault::Error;
-use medvault::fhir::{ExportError, FhirError, ImportError};
+use medvault_fhir::{ExportError, FhirError, ImportError};
 
 /// Exit codes (docs/CLI.md). 2 is also clap's code for a malformed command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use medvault::fhir::{self, ExportError};
 use medvault::storage::{SledOptions, SledStorage, Storage, WriteBatch};
 use medvault::{AccessContext, Checkpoint, Error, KeySource, Vault};
+use medvault_fhir::{self as fhir, ExportError};
 
 use crate::exit::{CliResult, Failure};
 

@@ -10,10 +10,10 @@ use std::io::Write;
 
 use serde_json::Value;
 
-use crate::context::AccessContext;
-use crate::error::Error;
-use crate::record::RecordKey;
-use crate::vault::Vault;
+use medvault::AccessContext;
+use medvault::Error;
+use medvault::RecordKey;
+use medvault::Vault;
 
 /// Where an export stands, passed to the progress callback after each subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,13 +79,7 @@ pub fn export_ndjson(
             // A subject asked for by name that holds nothing (never written, or erased).
             return Err(Error::NotFound.into());
         }
-        records.sort_by(|(a, _), (b, _)| {
-            (a.collection != "Patient", &a.collection, &a.record_id).cmp(&(
-                b.collection != "Patient",
-                &b.collection,
-                &b.record_id,
-            ))
-        });
+        sort_patient_first(&mut records);
         for (_, value) in &records {
             line.clear();
             // A `Value` always encodes; the error is mapped without its text all the same.
@@ -104,4 +98,16 @@ pub fn export_ndjson(
     }
     out.flush()?;
     Ok(report)
+}
+
+/// Sorts one subject's records the way [`export_ndjson`] writes them: the Patient first,
+/// then the others by `(collection, record id)`.
+pub fn sort_patient_first<T>(records: &mut [(RecordKey, T)]) {
+    records.sort_by(|(a, _), (b, _)| {
+        (a.collection != "Patient", &a.collection, &a.record_id).cmp(&(
+            b.collection != "Patient",
+            &b.collection,
+            &b.record_id,
+        ))
+    });
 }

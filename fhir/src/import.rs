@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::{FhirError, ImportItem, ImportSource};
-use crate::audit::Action;
-use crate::context::AccessContext;
-use crate::error::Error;
-use crate::record::RecordKey;
-use crate::vault::Vault;
+use medvault::AccessContext;
+use medvault::Action;
+use medvault::Error;
+use medvault::RecordKey;
+use medvault::Vault;
 
 /// Default number of records per atomic batch.
 pub const DEFAULT_BATCH_RECORDS: usize = 1000;

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use medvault::fhir::{self, ImportOptions, ImportSource};
+use medvault_fhir::{self as fhir, ImportOptions, ImportSource};
 
 use crate::access;
 use crate::args::AccessArgs;

@@ -42,13 +42,7 @@ pub fn get(
         if records.is_empty() {
             return Err(Failure::new(Code::NotFound, "no records for this subject"));
         }
-        records.sort_by(|(a, _), (b, _)| {
-            (a.collection != "Patient", &a.collection, &a.record_id).cmp(&(
-                b.collection != "Patient",
-                &b.collection,
-                &b.record_id,
-            ))
-        });
+        medvault_fhir::export::sort_patient_first(&mut records);
         for (_, value) in &records {
             write_json(&mut out, value, pretty)?;
         }

@@ -71,7 +71,7 @@ pub enum Command {
         #[arg(
             long,
             value_name = "N",
-            default_value_t = medvault::fhir::import::DEFAULT_BATCH_RECORDS,
+            default_value_t = medvault_fhir::import::DEFAULT_BATCH_RECORDS,
             value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize)
         )]
         batch: usize,

@@ -11,14 +11,14 @@ use serde_json::{Map, Value, json};
 use super::synth::generate;
 use super::*;
 
-/// The CC0 Synthea sample data shipped in the workspace's `shared/` folder
-/// (beside the crate), or `$MEDVAULT_FHIR_DATA` if set. Absent → skip with a
+/// The CC0 Synthea sample data shipped in the `shared/` folder beside the workspace
+/// (this crate is `fhir/` in it), or `$MEDVAULT_FHIR_DATA` if set. Absent → skip with a
 /// note, except under `CI=true` where it must be there.
 fn data_dir(sub: &str) -> Option<PathBuf> {
     let base = std::env::var_os("MEDVAULT_FHIR_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/fhir-r4-ndjson")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/fhir-r4-ndjson")
         });
     let dir = base.join(sub);
     if dir.is_dir() {

@@ -1,0 +1,104 @@
+//! The CLI tests' own helper: a runner of the built `medvault` binary. The helpers shared
+//! with the core's tests (test data lookup, file walking) are `tests/common` at the top
+//! level, included by path.
+
+// Tests: a failure should abort the test with the panic message.
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+/// The cheapest Argon2id parameters, as `init` and `rotate root` options.
+pub const FAST_KDF: [&str; 6] = [
+    "--kdf-memory",
+    "1",
+    "--kdf-iterations",
+    "1",
+    "--kdf-lanes",
+    "1",
+];
+
+/// Runs the built `medvault` binary with only the MEDVAULT_* variables given here (the
+/// caller's environment could otherwise leak a passphrase or an actor into a test).
+pub struct Medvault {
+    env: Vec<(String, String)>,
+}
+
+impl Default for Medvault {
+    fn default() -> Self {
+        Medvault::new()
+    }
+}
+
+impl Medvault {
+    /// A maintenance operator with passphrase `pw`.
+    pub fn new() -> Self {
+        Medvault {
+            env: vec![
+                ("MEDVAULT_PASSPHRASE".into(), "pw".into()),
+                ("MEDVAULT_ACTOR".into(), "test-operator".into()),
+                ("MEDVAULT_PURPOSE".into(), "maintenance".into()),
+            ],
+        }
+    }
+
+    /// Sets (or with `None` removes) a variable.
+    pub fn env(mut self, key: &str, value: Option<&str>) -> Self {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.into(), v.into()));
+        }
+        self
+    }
+
+    /// Runs `medvault ARGS` with `stdin` fed in.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_medvault"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("MEDVAULT_") {
+                cmd.env_remove(&k);
+            }
+        }
+        cmd.env_remove("CI");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn medvault");
+        {
+            let mut i = child.stdin.take().expect("stdin");
+            // A command that does not read stdin may have exited already.
+            let _ = i.write_all(stdin);
+        }
+        child.wait_with_output().expect("wait for medvault")
+    }
+
+    /// Runs `medvault ARGS` with empty stdin.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, b"")
+    }
+
+    /// Runs and asserts exit status 0; returns stdout as text.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "medvault {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("stdout is UTF-8")
+    }
+
+    /// Creates a vault at `path` with the cheapest Argon2id parameters.
+    pub fn init_fast(&self, path: &Path) {
+        let p = path.to_str().expect("UTF-8 path");
+        let mut args = vec!["init", p];
+        args.extend_from_slice(&FAST_KDF);
+        self.ok(&args);
+    }
+}

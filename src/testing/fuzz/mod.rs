@@ -1,0 +1,652 @@
+//! Entry points for the decoder fuzz targets under `fuzz/` and for the seed tests.
+//!
+//! **Not API.** Compiled only with the `testing` feature, hidden from the docs, exempt
+//! from semver, and only in the core crate because the decoders it reaches are
+//! crate-private. Each `check_*` function takes the fuzzer's bytes and *panics* when a
+//! property fails (that is how libFuzzer learns of a bug); returning normally means the
+//! input was handled correctly, which for hostile input usually means a typed error. The
+//! same functions replay the committed seed corpus (`fuzz/seeds/<target>/`) under a plain
+//! `cargo test`. What each target checks is in `fuzz/README.md`. The model-based and
+//! tamper targets, which need only the public API, live in `medvault-testkit`.
+//!
+//! Inputs are decoded by a small byte cursor ([`Input`]), which plays the role
+//! `arbitrary::Unstructured` plays elsewhere: hand-rolled so that the library gains no
+//! dependency and committed seeds keep their meaning across `arbitrary` releases.
+//! Every target that needs keys uses fixed fixture keys, so seeds built by
+//! [`decoder_seeds`] get past authentication and the fuzzer can mutate from there.
+
+use serde_json::{Value, json};
+
+use crate::audit::{AuditLog, ENTRY_PREFIX, HEAD_KEY, PendingEntry, decode_body, parse_target};
+use crate::crypto::{AeadKey, KdfParams, KeySource, SecretKey, sha256};
+use crate::header::{Header, header_mac_key};
+use crate::keyring::{Keyring, SubjectTag};
+use crate::record::{
+    Binding, PlainField, RecordKey, join_fields, parse_meta, parse_record, seal_record,
+    split_fields,
+};
+use crate::storage::{MemoryStorage, Storage, WriteBatch};
+use crate::{AccessContext, Action, Checkpoint, Error, Outcome, Purpose, Target};
+
+mod seeds;
+
+pub use seeds::decoder_seeds;
+
+/// Runs the decoder check of `target` on `data`. Returns `false` for a name that is not
+/// a decoder target.
+pub fn check_decoder(target: &str, data: &[u8]) -> bool {
+    match target {
+        "header" => check_header(data),
+        "index" => check_index(data),
+        "subject_entry" => check_subject_entry(data),
+        "record" => check_record(data),
+        "log" => check_log(data),
+        "checkpoint" => check_checkpoint(data),
+        _ => return false,
+    }
+    true
+}
+
+/// The storage key of the access-log head (docs/FORMAT.md, key-space table).
+pub const LOG_HEAD_KEY: &[u8] = HEAD_KEY;
+
+/// The first byte of every access-log entry's storage key.
+pub const LOG_ENTRY_PREFIX: u8 = ENTRY_PREFIX;
+
+/// The storage key of access-log entry `seq`: [`LOG_ENTRY_PREFIX`] || `seq` (u64,
+/// big-endian).
+pub fn log_entry_key(seq: u64) -> Vec<u8> {
+    let mut k = vec![ENTRY_PREFIX];
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+// ----- fixture keys ------------------------------------------------------------------
+
+const ROOT: [u8; 32] = [0x5a; 32];
+const NEXT_ROOT: [u8; 32] = [0xa5; 32];
+const PASSPHRASE: &str = "fuzz";
+const VAULT_ID: [u8; 16] = [0x42; 16];
+const VAULT_SECRET: [u8; 32] = [0x33; 32];
+const DEK_V1: [u8; 32] = [0x44; 32];
+const DEK_V2: [u8; 32] = [0x45; 32];
+const AUDIT_KEY: [u8; 32] = [0x46; 32];
+const TAG: SubjectTag = [0x77; 16];
+const SUBJECT: &str = "fuzz-subject";
+const STORAGE_KEY: &[u8] = b"r-fuzz-storage-key";
+
+fn root() -> SecretKey {
+    SecretKey::from_bytes(ROOT)
+}
+
+fn dek(version: u32) -> Option<AeadKey> {
+    match version {
+        1 => Some(AeadKey::new(&SecretKey::from_bytes(DEK_V1))),
+        2 => Some(AeadKey::new(&SecretKey::from_bytes(DEK_V2))),
+        _ => None,
+    }
+}
+
+fn audit_key() -> AeadKey {
+    AeadKey::new(&SecretKey::from_bytes(AUDIT_KEY))
+}
+
+/// A byte cursor over the fuzzer's input: reads past the end yield zeros, so every
+/// input decodes to something.
+pub struct Input<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Input<'a> {
+    /// A cursor at the start of `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Input { data, pos: 0 }
+    }
+
+    /// True once every byte was read.
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    /// The next byte (0 past the end).
+    pub fn byte(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos = self.pos.saturating_add(1);
+        b
+    }
+
+    /// The next two bytes, big-endian.
+    pub fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.byte(), self.byte()])
+    }
+
+    /// A number below `n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        usize::from(self.byte()) % n.max(1)
+    }
+
+    /// Up to `n` next bytes (fewer at the end).
+    pub fn bytes(&mut self, n: usize) -> &'a [u8] {
+        let start = self.pos.min(self.data.len());
+        let end = start.saturating_add(n).min(self.data.len());
+        self.pos = self.pos.saturating_add(n);
+        &self.data[start..end]
+    }
+
+    /// Everything not yet read.
+    pub fn rest(&mut self) -> &'a [u8] {
+        let start = self.pos.min(self.data.len());
+        self.pos = self.data.len();
+        &self.data[start..]
+    }
+}
+
+/// Panics unless `e` is one of the typed errors a decoder may return for bad bytes;
+/// `what` names the call in the panic message.
+pub fn assert_decode_error(e: &Error, what: &str) {
+    assert!(
+        matches!(
+            e,
+            Error::Integrity { .. }
+                | Error::UnsupportedVersion { .. }
+                | Error::UnknownKeyVersion(_)
+                | Error::WrongKey
+                | Error::ExcessiveWork(_)
+                | Error::InvalidInput(_)
+                | Error::LogTampered { .. }
+                | Error::NotFound
+        ),
+        "{what}: unexpected error kind {}",
+        e.kind_name()
+    );
+}
+
+// ----- header ------------------------------------------------------------------------
+
+fn cheap(p: &KdfParams) -> bool {
+    p.memory_kib <= 256 && p.iterations <= 2 && p.lanes <= 2
+}
+
+/// Header target. `data[0]` picks a mode, the rest is a header file: mode 0 as given;
+/// 1 with its SHA-256 checksum recomputed (to reach the parser); 2 with the MAC under the
+/// fixture root recomputed too (to reach the key check, bridges and wrapped secret).
+///
+/// Properties: `decode`/`unlock` never panic and fail with a typed error; an unlocked
+/// header re-encodes to exactly the input (the encoding is canonical); a wrong key is
+/// `WrongKey` only when the header itself is intact.
+pub fn check_header(data: &[u8]) {
+    let mut inp = Input::new(data);
+    let mode = inp.byte() % 3;
+    let mut bytes = inp.rest().to_vec();
+    if mode >= 1 && bytes.len() >= 64 {
+        let n = bytes.len();
+        if mode == 2 {
+            let mac = header_mac_key(&root()).mac_raw(&[&bytes[..n - 64]]);
+            bytes[n - 64..n - 32].copy_from_slice(&mac);
+        }
+        let sum = sha256(&[&bytes[..n - 32]]);
+        bytes[n - 32..].copy_from_slice(&sum);
+    }
+    let decoded = Header::decode(&bytes);
+    if let Err(e) = &decoded {
+        assert_decode_error(e, "header decode");
+    }
+    let mut sources = vec![KeySource::raw(ROOT), KeySource::raw(NEXT_ROOT)];
+    if let Ok((h, _)) = &decoded {
+        let specs = std::iter::once(&h.root).chain(h.pending.as_ref().map(|p| &p.next));
+        if specs.filter_map(|s| s.kdf.as_ref()).all(|(p, _)| cheap(p)) {
+            sources.push(KeySource::passphrase(PASSPHRASE));
+        }
+    }
+    for source in &sources {
+        match Header::unlock(&bytes, source) {
+            Ok((h, u)) => {
+                let (d, _) = decoded
+                    .as_ref()
+                    .unwrap_or_else(|_| panic!("header: unlock succeeded where decode failed"));
+                assert_eq!(d, &h, "header: unlock and decode disagree");
+                assert_eq!(
+                    h.encode(&u.root),
+                    bytes,
+                    "header: an unlocked header does not re-encode to its bytes"
+                );
+                assert_eq!(
+                    h.pending.is_some(),
+                    u.next_root.is_some(),
+                    "header: pending rotation without a next root"
+                );
+            }
+            Err(e) => assert_decode_error(&e, "header unlock"),
+        }
+    }
+}
+
+// ----- subject entry -----------------------------------------------------------------
+
+fn fixture_keyring(with_next: bool) -> Keyring {
+    let next = SecretKey::from_bytes(NEXT_ROOT);
+    Keyring::new(VAULT_ID, &root(), 0, with_next.then_some((&next, 1)), 16)
+}
+
+/// Subject-entry target (wrapped DEKs, wrapped audit key, sealed subject id). `data[0]`
+/// bit 0: a root-key rotation is pending (entries may be wrapped under generation 0 or
+/// 1). The rest is the stored entry of the fixture subject.
+///
+/// Properties: decode never panics and fails with a typed error; a decoded entry
+/// re-encodes (fresh nonces) to an entry that decodes to the same subject, current
+/// version and keys.
+pub fn check_subject_entry(data: &[u8]) {
+    let mut inp = Input::new(data);
+    let with_next = inp.byte() & 1 == 1;
+    let bytes = inp.rest();
+    let ring = fixture_keyring(with_next);
+    let keys = match ring.decode_entry(&TAG, bytes) {
+        Ok(k) => k,
+        Err(e) => return assert_decode_error(&e, "subject entry"),
+    };
+    let again = ring.encode_entry(&keys);
+    let back = ring
+        .decode_entry(&TAG, &again)
+        .unwrap_or_else(|e| panic!("subject entry: re-encoded entry fails: {e}"));
+    assert_eq!(keys.subject.as_str(), back.subject.as_str());
+    let (a, b) = (keys.lock(), back.lock());
+    assert_eq!(a.current, b.current);
+    assert_eq!(a.versions.len(), b.versions.len());
+    for ((x, _, _), (y, _, _)) in a.versions.iter().zip(&b.versions) {
+        assert_eq!(x.version, y.version);
+        let env = x.aead.seal(b"probe", b"same key");
+        assert!(
+            y.aead.open(b"probe", &env).is_some(),
+            "subject entry: DEK changed on re-encode"
+        );
+    }
+    let env = keys.audit.seal(b"probe", b"same key");
+    assert!(back.audit.open(b"probe", &env).is_some());
+}
+
+// ----- record ------------------------------------------------------------------------
+
+/// Opens a stored record value the way the vault does (docs/FORMAT.md §5): meta first
+/// (bound to the storage key), ids checked by the caller, then the wanted fields.
+fn open_record(bytes: &[u8], want: Option<&[&str]>) -> crate::Result<(RecordKey, Vec<PlainField>)> {
+    let sealed = parse_record(bytes)?;
+    let dek = dek(sealed.key_version).ok_or(Error::UnknownKeyVersion(sealed.key_version))?;
+    let placeholder = RecordKey::new(SUBJECT, "", "");
+    let bind = Binding {
+        vault_id: &VAULT_ID,
+        storage_key: STORAGE_KEY,
+        key: &placeholder,
+        key_version: sealed.key_version,
+    };
+    let meta = sealed.open_meta(&dek, &bind)?;
+    let key = RecordKey::new(SUBJECT, meta.collection.clone(), meta.record_id.clone());
+    let bind = Binding { key: &key, ..bind };
+    let fields = sealed.open_fields(&dek, &bind, &meta, want)?;
+    Ok((key, fields))
+}
+
+fn seal_fixture_record(key: &RecordKey, version: u32, fields: &[PlainField]) -> Vec<u8> {
+    let bind = Binding {
+        vault_id: &VAULT_ID,
+        storage_key: STORAGE_KEY,
+        key,
+        key_version: version,
+    };
+    let dek = dek(version).unwrap_or_else(|| panic!("no fixture DEK {version}"));
+    seal_record(&dek, &bind, fields)
+}
+
+/// Record target. `data[0] % 3` picks a mode:
+/// 0. the rest is a stored record value under the fixture DEKs (versions 1, 2): parse,
+///    open meta and fields, rebuild the JSON. An opened record re-sealed and reopened
+///    gives the same value; opening one field gives that field of the full value.
+/// 1. the rest is an opened meta block (`data[1]` = expected field count): parser only.
+/// 2. the rest is CBOR: as one field's value, it decodes (or is refused) without panic;
+///    a decoded value survives split → join unchanged. The CBOR is also decoded to a
+///    generic value and split into fields (the hand-rolled CBOR walker of `split_fields`)
+///    and joined back to the same encoding.
+pub fn check_record(data: &[u8]) {
+    let mut inp = Input::new(data);
+    match inp.byte() % 3 {
+        0 => {
+            let bytes = inp.rest();
+            let (key, fields) = match open_record(bytes, None) {
+                Ok(x) => x,
+                Err(e) => return assert_decode_error(&e, "record value"),
+            };
+            let value: Value = match join_fields(&fields) {
+                Ok(v) => v,
+                Err(e) => return assert_decode_error(&e, "record fields"),
+            };
+            let version = parse_record(bytes).map(|s| s.key_version).unwrap_or(1);
+            let resealed = seal_fixture_record(&key, version, &fields);
+            let (_, back) = open_record(&resealed, None)
+                .unwrap_or_else(|e| panic!("record: re-sealed record fails: {e}"));
+            let back: Value =
+                join_fields(&back).unwrap_or_else(|e| panic!("record: re-sealed fields fail: {e}"));
+            assert_eq!(back, value, "record: value changed on re-seal");
+            if let Some(first) = fields.first() {
+                let name = first.name.as_str();
+                let (_, one) = open_record(bytes, Some(&[name]))
+                    .unwrap_or_else(|e| panic!("record: one field fails: {e}"));
+                let one: Value = join_fields(&one)
+                    .unwrap_or_else(|e| panic!("record: one field does not join: {e}"));
+                assert_eq!(one.get(name), value.get(name), "record: field differs");
+                assert_eq!(one.as_object().map(|m| m.len()), Some(1));
+            }
+        }
+        1 => {
+            let n = usize::from(inp.byte());
+            match parse_meta(inp.rest(), n) {
+                Ok(m) => assert_eq!(m.names.len(), n),
+                Err(e) => assert_decode_error(&e, "record meta"),
+            }
+        }
+        _ => {
+            let cbor = inp.rest();
+            let one = [PlainField {
+                name: "f".to_owned(),
+                value: zeroize::Zeroizing::new(cbor.to_vec()),
+            }];
+            match join_fields::<Value>(&one) {
+                Ok(v) => {
+                    let fields = split_fields(&v)
+                        .unwrap_or_else(|e| panic!("record: a decoded map does not split: {e}"));
+                    let back: Value = join_fields(&fields)
+                        .unwrap_or_else(|e| panic!("record: split fields do not join: {e}"));
+                    assert_eq!(back, v, "record: split/join changed the value");
+                }
+                Err(e) => assert_decode_error(&e, "field value"),
+            }
+            if let Ok(v) = ciborium::from_reader::<ciborium::Value, _>(cbor)
+                && let Ok(fields) = split_fields(&v)
+            {
+                let back: ciborium::Value = join_fields(&fields)
+                    .unwrap_or_else(|e| panic!("record: split CBOR does not join: {e}"));
+                let (mut x, mut y) = (Vec::new(), Vec::new());
+                let _ = ciborium::into_writer(&v, &mut x);
+                let _ = ciborium::into_writer(&back, &mut y);
+                assert_eq!(x, y, "record: split/join changed a CBOR map");
+            }
+        }
+    }
+}
+
+// ----- access log --------------------------------------------------------------------
+
+fn fixture_log(mem: &MemoryStorage) -> crate::Result<AuditLog> {
+    AuditLog::open(VAULT_ID, &SecretKey::from_bytes(VAULT_SECRET), mem)
+}
+
+/// Splits `bytes` into u16-length-prefixed chunks.
+fn chunks(inp: &mut Input<'_>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while !inp.is_empty() && out.len() < 256 {
+        let n = usize::from(inp.u16());
+        out.push(inp.bytes(n).to_vec());
+    }
+    out
+}
+
+/// Frames chunks as [`chunks`] reads them.
+fn frame(parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in parts {
+        let n = u16::try_from(p.len()).unwrap_or(u16::MAX);
+        out.extend_from_slice(&n.to_be_bytes());
+        out.extend_from_slice(&p[..usize::from(n)]);
+    }
+    out
+}
+
+/// Access-log target. `data[0] % 3` picks a mode:
+/// 0. the rest is a stored log: u16-length-prefixed chunks, the first the head value
+///    (empty: no head), then entries `0, 1, ...` (empty: entry missing). Opening reads
+///    the head; `verify` walks the chain. When `verify` passes, every entry decodes,
+///    every target opens under the fixture audit key, one more entry appended on top
+///    verifies too, and a checkpoint of the log verifies.
+/// 1. the rest is an opened entry body: decoded, and re-encoded to the same bytes.
+/// 2. the rest is an opened target: parsed, sealed again and reopened unchanged.
+pub fn check_log(data: &[u8]) {
+    let mut inp = Input::new(data);
+    match inp.byte() % 3 {
+        0 => {
+            let parts = chunks(&mut inp);
+            let mem = MemoryStorage::new();
+            let mut it = parts.into_iter();
+            if let Some(head) = it.next()
+                && !head.is_empty()
+            {
+                mem.raw_put(HEAD_KEY, &head);
+            }
+            for (seq, e) in it.enumerate() {
+                if !e.is_empty() {
+                    mem.raw_put(&log_entry_key(seq as u64), &e);
+                }
+            }
+            let log = match fixture_log(&mem) {
+                Ok(l) => l,
+                Err(e) => return assert_decode_error(&e, "access-log head"),
+            };
+            let n = match log.verify(&mem, None) {
+                Ok(n) => n,
+                Err(e) => {
+                    assert_decode_error(&e, "access-log verify");
+                    // Reading entries without the chain check must not panic either.
+                    if let Err(e) = log.for_each(&mem, 0, |_, _| Ok(true)) {
+                        assert_decode_error(&e, "access-log read");
+                    }
+                    return;
+                }
+            };
+            let mut seen = 0u64;
+            log.for_each(&mem, 0, |e, sealed| {
+                assert_eq!(e.seq, seen, "access log: entries out of order");
+                seen += 1;
+                if let (Some(tag), Some(sealed)) = (e.subject_pseudonym, sealed)
+                    && !sealed.is_empty()
+                {
+                    crate::audit::open_target(&audit_key(), &VAULT_ID, &tag, &sealed)
+                        .unwrap_or_else(|e| panic!("access log: verified target fails: {e}"));
+                }
+                Ok(true)
+            })
+            .unwrap_or_else(|e| panic!("access log: verified log does not read: {e}"));
+            assert_eq!(
+                seen, n,
+                "access log: verify and read disagree on the length"
+            );
+            let cp = log.checkpoint();
+            let ctx = AccessContext::new("fuzz", Purpose::Maintenance);
+            let e = PendingEntry::new(&ctx, Action::Verify, Outcome::Ok);
+            log.commit(&mem, WriteBatch::new(), &[e])
+                .unwrap_or_else(|e| panic!("access log: append failed: {e}"));
+            assert_eq!(
+                log.verify(&mem, Some(&cp))
+                    .unwrap_or_else(|e| panic!("access log: append broke the chain: {e}")),
+                n + 1
+            );
+        }
+        1 => {
+            let pt = inp.rest();
+            match decode_body(0, pt) {
+                Ok(b) => {
+                    let e = b.entry;
+                    let outcome_len = match &e.outcome {
+                        Outcome::Failed(k) => k.len(),
+                        _ => 0,
+                    };
+                    if outcome_len <= 64 && e.note.len() <= 1024 {
+                        let p = PendingEntry {
+                            time_ms: e.time_ms,
+                            ctx_actor: e.actor.clone(),
+                            purpose: e.purpose,
+                            reason: e.reason.clone(),
+                            action: e.action,
+                            outcome: e.outcome.clone(),
+                            subject: e
+                                .subject_pseudonym
+                                .map(|t| (t, b.sealed_target.clone().unwrap_or_default())),
+                            note: e.note.clone(),
+                        };
+                        assert_eq!(&p.body()[..], pt, "access log: body does not re-encode");
+                    }
+                }
+                Err(e) => assert_decode_error(&e, "access-log body"),
+            }
+        }
+        _ => match parse_target(inp.rest()) {
+            Ok(t) => {
+                let sealed = crate::audit::seal_target(&audit_key(), &VAULT_ID, &TAG, &t);
+                let back = crate::audit::open_target(&audit_key(), &VAULT_ID, &TAG, &sealed)
+                    .unwrap_or_else(|e| panic!("access log: target does not reopen: {e}"));
+                assert_eq!(back, t, "access log: target changed on re-seal");
+            }
+            Err(e) => assert_decode_error(&e, "access-log target"),
+        },
+    }
+}
+
+// ----- checkpoint --------------------------------------------------------------------
+
+/// A fixture log of three entries and the genuine `(next_seq, link)` after each.
+fn checkpoint_fixture() -> (MemoryStorage, AuditLog, Vec<Checkpoint>) {
+    let mem = MemoryStorage::new();
+    let log = match fixture_log(&mem) {
+        Ok(l) => l,
+        Err(e) => panic!("checkpoint fixture: {e}"),
+    };
+    let ctx = AccessContext::new("fuzz", Purpose::Maintenance);
+    let mut genuine = vec![log.checkpoint()];
+    for _ in 0..3 {
+        let e = PendingEntry::new(&ctx, Action::Verify, Outcome::Ok);
+        if let Err(e) = log.commit(&mem, WriteBatch::new(), &[e]) {
+            panic!("checkpoint fixture: {e}");
+        }
+        genuine.push(log.checkpoint());
+    }
+    (mem, log, genuine)
+}
+
+/// Checkpoint target. `data[0] % 2` picks a mode:
+/// 0. the rest is parsed as the binary form and (when UTF-8) as the text form. A parsed
+///    checkpoint re-encodes to the same bytes, and to the same text up to case and
+///    surrounding white space (one checkpoint, one text).
+/// 1. the rest is `next_seq (8) || link (32)`, MACed under the fixture log's checkpoint
+///    key: `verify` accepts it iff it names a point the log really passed through.
+pub fn check_checkpoint(data: &[u8]) {
+    let mut inp = Input::new(data);
+    if inp.byte().is_multiple_of(2) {
+        let bytes = inp.rest();
+        match Checkpoint::from_bytes(bytes) {
+            Ok(cp) => {
+                assert_eq!(
+                    cp.to_bytes(),
+                    bytes,
+                    "checkpoint: binary form not canonical"
+                );
+                assert_eq!(Checkpoint::from_text(&cp.to_text()).ok(), Some(cp));
+            }
+            Err(e) => assert_decode_error(&e, "checkpoint bytes"),
+        }
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            match Checkpoint::from_text(s) {
+                Ok(cp) => {
+                    assert_eq!(
+                        cp.to_text(),
+                        s.trim().to_ascii_lowercase(),
+                        "checkpoint: two texts for one checkpoint"
+                    );
+                }
+                Err(e) => assert_decode_error(&e, "checkpoint text"),
+            }
+        }
+    } else {
+        let next_seq = u64::from_be_bytes(inp.bytes(8).try_into().unwrap_or([0; 8]));
+        let mut link = [0u8; 32];
+        let l = inp.bytes(32);
+        link[..l.len()].copy_from_slice(l);
+        let (mem, log, genuine) = checkpoint_fixture();
+        let cp = log.checkpoint_at(next_seq, link);
+        let is_genuine = genuine
+            .iter()
+            .any(|g| g.next_seq == next_seq && g.link == link);
+        match log.verify(&mem, Some(&cp)) {
+            Ok(n) => {
+                assert!(is_genuine, "checkpoint: a forged point verifies");
+                assert_eq!(n, 3);
+            }
+            Err(e) => {
+                assert!(!is_genuine, "checkpoint: a genuine point fails: {e}");
+                assert_decode_error(&e, "checkpoint verify");
+            }
+        }
+    }
+}
+
+// ----- blind indexes -----------------------------------------------------------------
+
+fn index_registry(mem: &MemoryStorage) -> crate::Result<crate::index::Registry> {
+    crate::index::Registry::load(mem, &SecretKey::from_bytes(VAULT_SECRET), VAULT_ID)
+}
+
+/// Index target. `data[0] % 3` picks a mode:
+/// 0. the rest is a reverse entry (a record's list of index entries): decoded, and
+///    re-encoded to the same bytes.
+/// 1. the rest is `index id (8) || sealed definition`, loaded as the vault does at open
+///    under the fixture vault secret; a loaded definition re-seals and reloads to the
+///    same spec and build state.
+/// 2. the rest is an index path (UTF-8): parsed, and its text form parses back to it.
+pub fn check_index(data: &[u8]) {
+    let mut inp = Input::new(data);
+    match inp.byte() % 3 {
+        0 => {
+            let bytes = inp.rest();
+            match crate::index::decode_reverse(bytes) {
+                Ok(entries) => assert_eq!(
+                    crate::index::encode_reverse(&entries),
+                    bytes,
+                    "index: reverse entry does not re-encode"
+                ),
+                Err(e) => assert_decode_error(&e, "index reverse entry"),
+            }
+        }
+        1 => {
+            let id = inp.bytes(crate::index::INDEX_ID_LEN).to_vec();
+            let sealed = inp.rest();
+            let mem = MemoryStorage::new();
+            let mut key = vec![b'i'];
+            key.extend_from_slice(&id);
+            mem.raw_put(&key, sealed);
+            let reg = match index_registry(&mem) {
+                Ok(r) => r,
+                Err(e) => return assert_decode_error(&e, "index definition"),
+            };
+            let defs = reg.snapshot().defs;
+            assert_eq!(defs.len(), 1, "index: one stored definition, one loaded");
+            for d in defs.iter() {
+                let again = MemoryStorage::new();
+                again.raw_put(&crate::index::def_key(&d.id), &reg.seal(d));
+                let back = index_registry(&again)
+                    .unwrap_or_else(|e| panic!("index: re-sealed definition fails: {e}"));
+                let b = back.snapshot().defs;
+                assert_eq!(b.len(), 1);
+                assert_eq!(b[0].spec, d.spec, "index: spec changed on re-seal");
+                assert_eq!(b[0].state, d.state, "index: state changed on re-seal");
+            }
+        }
+        _ => {
+            if let Ok(text) = std::str::from_utf8(inp.rest()) {
+                match crate::IndexPath::parse(text) {
+                    Ok(p) => assert_eq!(
+                        crate::IndexPath::parse(&p.to_string()).ok(),
+                        Some(p),
+                        "index: a path does not survive its text form"
+                    ),
+                    Err(e) => assert_decode_error(&e, "index path"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The decoder targets' seeds (see [`decoder_seeds`]).
+
+use super::*;
+
+/// A valid input for every decoder target and mode, built with the fixture keys: part of
+/// the seed corpus committed under `fuzz/seeds/<target>/` (the rest comes from
+/// `medvault_testkit::seeds`; regenerate with `MEDVAULT_BLESS=1 cargo test --test
+/// fuzz_seeds`). Nonces are random, so each generation differs in bytes but not in
+/// meaning. Returns `(target, name, bytes)`.
+pub fn decoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    let mut out: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
+    let with_mode = |mode: u8, b: &[u8]| {
+        let mut v = vec![mode];
+        v.extend_from_slice(b);
+        v
+    };
+
+    // header
+    let expect = |r: crate::Result<(Header, crate::header::Unlocked)>| match r {
+        Ok(x) => x,
+        Err(e) => panic!("seed: {e}"),
+    };
+    let (h, u) = expect(Header::create(&KeySource::raw(ROOT), KdfParams::default()));
+    let raw = h.encode(&u.root);
+    for mode in 0..3 {
+        out.push(("header", format!("raw-mode{mode}"), with_mode(mode, &raw)));
+    }
+    let (h, u) = expect(Header::create(
+        &KeySource::passphrase(PASSPHRASE),
+        KdfParams::insecure_for_tests(),
+    ));
+    out.push((
+        "header",
+        "passphrase".into(),
+        with_mode(0, &h.encode(&u.root)),
+    ));
+    let (h, u) = expect(Header::create(&KeySource::raw(ROOT), KdfParams::default()));
+    if let Ok((hp, _)) = h.begin_rotation(&u.root, &KeySource::raw(NEXT_ROOT), KdfParams::default())
+    {
+        out.push((
+            "header",
+            "rotating".into(),
+            with_mode(2, &hp.encode(&u.root)),
+        ));
+    }
+
+    // subject entry
+    for (name, with_next, versions) in [("one-version", false, 1), ("two-versions", true, 2)] {
+        let ring = fixture_keyring(with_next);
+        let keys = match ring.load_or_create(&TAG, SUBJECT, |_| Ok(None)) {
+            Ok(k) => k,
+            Err(e) => panic!("seed: {e}"),
+        };
+        for _ in 1..versions {
+            let _ = ring.add_version(&keys);
+        }
+        out.push((
+            "subject_entry",
+            name.into(),
+            with_mode(u8::from(with_next), &ring.encode_entry(&keys)),
+        ));
+    }
+
+    // record
+    let key = RecordKey::new(SUBJECT, "Observation", "obs-1");
+    let value = json!({"code": "85354-9", "value": 120, "note": null, "list": [1, 2.5, "x"]});
+    let fields = match split_fields(&value) {
+        Ok(f) => f,
+        Err(e) => panic!("seed: {e}"),
+    };
+    for version in [1, 2] {
+        out.push((
+            "record",
+            format!("value-v{version}"),
+            with_mode(0, &seal_fixture_record(&key, version, &fields)),
+        ));
+    }
+    let mut meta = Vec::new();
+    for s in ["Observation", "obs-1"] {
+        crate::codec::put_lp16(&mut meta, s.as_bytes());
+    }
+    meta.extend_from_slice(&2u16.to_be_bytes());
+    for s in ["code", "value"] {
+        crate::codec::put_lp16(&mut meta, s.as_bytes());
+    }
+    let mut m = vec![1, 2];
+    m.extend_from_slice(&meta);
+    out.push(("record", "meta".into(), m));
+    for (i, f) in fields.iter().enumerate() {
+        out.push(("record", format!("cbor-{i}"), with_mode(2, &f.value)));
+    }
+    let mut whole = Vec::new();
+    let _ = ciborium::into_writer(&value, &mut whole);
+    out.push(("record", "cbor-map".into(), with_mode(2, &whole)));
+
+    // log
+    let mem = MemoryStorage::new();
+    if let Ok(log) = fixture_log(&mem) {
+        let ctx = AccessContext::new("nurse", Purpose::Care);
+        let btg = AccessContext::new("dr", Purpose::Emergency).with_reason("why");
+        let t = Target {
+            subject: SUBJECT.into(),
+            collection: Some("Observation".into()),
+            record_id: Some("obs-1".into()),
+            fields: vec!["code".into(), "value".into()],
+        };
+        let mut e1 = PendingEntry::new(&ctx, Action::Write, Outcome::Ok);
+        e1.subject = Some((
+            TAG,
+            crate::audit::seal_target(&audit_key(), &VAULT_ID, &TAG, &t),
+        ));
+        let mut e2 = PendingEntry::new(&btg, Action::Read, Outcome::Failed("not_found".into()));
+        e2.subject = Some((TAG, Vec::new()));
+        e2.note = "note".into();
+        let e3 = PendingEntry::new(&ctx, Action::Verify, Outcome::Denied);
+        let bodies: Vec<Vec<u8>> = [&e1, &e2, &e3].iter().map(|e| e.body().to_vec()).collect();
+        if log.commit(&mem, WriteBatch::new(), &[e1, e2, e3]).is_ok() {
+            let mut parts = vec![mem.get(HEAD_KEY).ok().flatten().unwrap_or_default()];
+            for seq in 0..3 {
+                parts.push(
+                    mem.get(&log_entry_key(seq))
+                        .ok()
+                        .flatten()
+                        .unwrap_or_default(),
+                );
+            }
+            out.push(("log", "three-entries".into(), with_mode(0, &frame(&parts))));
+            out.push((
+                "log",
+                "head-only-empty".into(),
+                with_mode(0, &frame(&parts[..1])),
+            ));
+        }
+        for (i, b) in bodies.iter().enumerate() {
+            out.push(("log", format!("body-{i}"), with_mode(1, b)));
+        }
+        let mut pt = Vec::new();
+        for s in [SUBJECT, "Observation", "obs-1"] {
+            crate::codec::put_lp16(&mut pt, s.as_bytes());
+        }
+        pt.extend_from_slice(&1u16.to_be_bytes());
+        crate::codec::put_lp16(&mut pt, b"code");
+        out.push(("log", "target".into(), with_mode(2, &pt)));
+    }
+
+    // checkpoint
+    let (_, _, genuine) = checkpoint_fixture();
+    if let Some(cp) = genuine.last() {
+        out.push(("checkpoint", "bytes".into(), with_mode(0, &cp.to_bytes())));
+        out.push((
+            "checkpoint",
+            "text".into(),
+            with_mode(0, cp.to_text().as_bytes()),
+        ));
+    }
+    for (i, g) in genuine.iter().enumerate() {
+        let mut b = vec![1];
+        b.extend_from_slice(&g.next_seq.to_be_bytes());
+        b.extend_from_slice(&g.link);
+        out.push(("checkpoint", format!("point-{i}"), b));
+    }
+
+    // index
+    let mem = MemoryStorage::new();
+    if let Ok(reg) = index_registry(&mem) {
+        let specs = [
+            crate::IndexSpec::new(
+                "Patient",
+                "by-name",
+                &["name[].family", "birthDate"],
+                crate::Normalization::Name,
+            ),
+            crate::IndexSpec::new(
+                "Observation",
+                "by-code",
+                &["code.coding[].code"],
+                crate::Normalization::Identifier,
+            )
+            .map(|s| s.truncated(20)),
+        ];
+        for (i, spec) in specs.into_iter().flatten().enumerate() {
+            for (j, state) in [
+                crate::index::BuildState::Ready,
+                crate::index::BuildState::Building {
+                    cursor: Some(vec![b'r'; 33]),
+                },
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let def = reg.make(spec.clone(), state);
+                let mut b = vec![1];
+                b.extend_from_slice(&def.id);
+                b.extend_from_slice(&reg.seal(&def));
+                out.push(("index", format!("def-{i}-{j}"), b));
+            }
+            for (k, p) in spec.parts.iter().enumerate() {
+                let text = p.to_string();
+                out.push((
+                    "index",
+                    format!("path-{i}-{k}"),
+                    with_mode(2, text.as_bytes()),
+                ));
+            }
+        }
+        // Entries are index id (8) || value hash (1 to 16 bytes).
+        let fwd = vec![vec![7u8; 8 + 16], vec![9u8; 8 + 3]];
+        out.push((
+            "index",
+            "reverse".into(),
+            with_mode(0, &crate::index::encode_reverse(&fwd)),
+        ));
+    }
+    out
+}

@@ -1,0 +1,327 @@
+//! The `tamper` target: a real vault's stored bytes mutated, then opened and used.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use medvault::storage::{MemoryStorage, Storage};
+use medvault::testing::fuzz::{
+    Input, LOG_ENTRY_PREFIX, LOG_HEAD_KEY, assert_decode_error, log_entry_key,
+};
+use medvault::{
+    AccessContext, Error, KeySource, LogQuery, Purpose, RecordKey, RotationScope, Vault,
+    VaultOptions,
+};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::model::project;
+
+const TAMPER_ROOT: [u8; 32] = [0x7a; 32];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Item {
+    Header,
+    Key(Vec<u8>),
+}
+
+struct TamperFixture {
+    mem: MemoryStorage,
+    /// Header, head, log entries, subject entries, records, in a fixed logical order.
+    items: Vec<Item>,
+    records: BTreeMap<RecordKey, Value>,
+    subjects: BTreeSet<String>,
+    actors: BTreeSet<String>,
+}
+
+fn tamper_fixture() -> &'static TamperFixture {
+    static F: OnceLock<TamperFixture> = OnceLock::new();
+    F.get_or_init(build_tamper_fixture)
+}
+
+fn build_tamper_fixture() -> TamperFixture {
+    let mem = MemoryStorage::new();
+    let v = Vault::create_in(
+        Box::new(mem.clone()),
+        KeySource::raw(TAMPER_ROOT),
+        VaultOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("tamper fixture: {e}"));
+    let nurse = AccessContext::new("nurse-1", Purpose::Care);
+    let btg = AccessContext::new("dr-7", Purpose::Emergency).with_reason("emergency");
+    let dpo = AccessContext::new("dpo", Purpose::PatientRequest);
+    let puts: Vec<(RecordKey, Value)> = vec![
+        (
+            RecordKey::new("alice", "Observation", "1"),
+            json!({"a": 1, "b": "alice-one", "c": [1, 2]}),
+        ),
+        (
+            RecordKey::new("alice", "Observation", "2"),
+            json!({"a": 2, "b": "alice-two"}),
+        ),
+        (
+            RecordKey::new("bob", "Condition", "1"),
+            json!({"a": 3, "d": {"x": null}}),
+        ),
+        (
+            RecordKey::new("carol", "Observation", "1"),
+            json!({"b": "carol"}),
+        ),
+        (RecordKey::new("dave", "Observation", "1"), json!({"a": 4})),
+    ];
+    let mut subject_keys = Vec::new();
+    let mut record_keys = Vec::new();
+    let mut records = BTreeMap::new();
+    for (k, val) in &puts {
+        let before: BTreeSet<Vec<u8>> = mem.dump().into_iter().map(|(k, _)| k).collect();
+        v.put(&nurse, k, val)
+            .unwrap_or_else(|e| panic!("tamper fixture: {e}"));
+        for (key, _) in mem.dump() {
+            if before.contains(&key) {
+                continue;
+            }
+            match key.first() {
+                Some(b'k') => subject_keys.push(key),
+                Some(b'r') => record_keys.push(key),
+                _ => {}
+            }
+        }
+        records.insert(k.clone(), val.clone());
+    }
+    let _: Value = v
+        .get(&nurse, &puts[0].0)
+        .unwrap_or_else(|e| panic!("tamper fixture: {e}"));
+    let _: Value = v
+        .get_fields(&btg, &puts[2].0, &["a"])
+        .unwrap_or_else(|e| panic!("tamper fixture: {e}"));
+    // bob's record moves to data-key version 2 (version 1 retired): a subject entry and
+    // a record that have been through a rotation.
+    let maint = AccessContext::new("ops", Purpose::Maintenance);
+    v.rotate_data_keys(
+        &maint,
+        &RotationScope::Subjects(vec!["bob".to_owned()]),
+        &mut |_| {},
+    )
+    .unwrap_or_else(|e| panic!("tamper fixture: {e}"));
+    v.erase_subject(&dpo, "dave")
+        .unwrap_or_else(|e| panic!("tamper fixture: {e}"));
+    records.remove(&puts[4].0);
+    drop(v);
+    let live: BTreeSet<Vec<u8>> = mem.dump().into_iter().map(|(k, _)| k).collect();
+    let mut items = vec![Item::Header, Item::Key(LOG_HEAD_KEY.to_vec())];
+    items.extend(
+        live.iter()
+            .filter(|k| k.first() == Some(&LOG_ENTRY_PREFIX))
+            .cloned()
+            .map(Item::Key),
+    );
+    items.extend(
+        subject_keys
+            .into_iter()
+            .chain(record_keys)
+            .filter(|k| live.contains(k))
+            .map(Item::Key),
+    );
+    TamperFixture {
+        mem,
+        items,
+        records,
+        subjects: ["alice", "bob", "carol"].map(str::to_owned).into(),
+        actors: ["medvault", "nurse-1", "dr-7", "dpo", "ops", "tamper"]
+            .map(str::to_owned)
+            .into(),
+    }
+}
+
+fn read_item(mem: &MemoryStorage, item: &Item) -> Option<Vec<u8>> {
+    match item {
+        Item::Header => mem.raw_header(),
+        Item::Key(k) => mem.get(k).ok().flatten(),
+    }
+}
+
+fn write_item(mem: &MemoryStorage, item: &Item, value: Option<&[u8]>) {
+    match (item, value) {
+        (Item::Header, Some(v)) => mem.raw_set_header(v),
+        (Item::Header, None) => mem.raw_set_header(&[]),
+        (Item::Key(k), Some(v)) => mem.raw_put(k, v),
+        (Item::Key(k), None) => mem.raw_delete(k),
+    }
+}
+
+fn is_log_key(k: &[u8]) -> bool {
+    k == LOG_HEAD_KEY || k.first() == Some(&LOG_ENTRY_PREFIX)
+}
+
+/// Tamper target: a real vault (memory storage, raw key; three live subjects, one
+/// erased, one data-key-rotated, four records, reads including break-the-glass) has its
+/// stored bytes mutated
+/// per the input — flip, set, truncate or extend a byte string, delete a value, copy or
+/// swap values between items, plant a copy under a new key, recompute the header's
+/// checksum — and is then opened and used. Every call must return the right data or an
+/// error: a record read equals what was written, listings hold only genuine records and
+/// subjects, access-log entries name only genuine actors, before and after a data-key
+/// rotation over the tampered data; a changed log fails `verify` and an untouched log
+/// passes it. Never a panic, never a hang.
+pub fn check_tamper(data: &[u8]) {
+    let fx = tamper_fixture();
+    let mem = fx.mem.deep_clone();
+    let mut inp = Input::new(data);
+    let n_items = fx.items.len();
+    let mut touched = Vec::new();
+    for _ in 0..8 {
+        if inp.is_empty() {
+            break;
+        }
+        let op = inp.below(9);
+        let item = fx.items[inp.below(n_items)].clone();
+        let cur = read_item(&mem, &item);
+        match op {
+            0..=3 => {
+                let Some(mut b) = cur else { continue };
+                let at = usize::from(inp.u16()) % b.len().max(1);
+                let x = inp.byte();
+                match op {
+                    0 if !b.is_empty() => b[at] ^= x.max(1),
+                    1 if !b.is_empty() => b[at] = x,
+                    2 => b.truncate(at),
+                    _ => b.extend_from_slice(inp.bytes(usize::from(x % 64))),
+                }
+                write_item(&mem, &item, Some(&b));
+            }
+            4 => write_item(&mem, &item, None),
+            5 | 6 => {
+                let other = fx.items[inp.below(n_items)].clone();
+                let theirs = read_item(&mem, &other);
+                write_item(&mem, &item, theirs.as_deref());
+                if op == 6 {
+                    write_item(&mem, &other, cur.as_deref());
+                    touched.push(other);
+                }
+            }
+            7 => {
+                // Plant a copy under a new key sharing the item's prefix: a record moved
+                // within its subject, a subject entry under another tag, a log entry far
+                // beyond the head.
+                let (Item::Key(k), Some(val)) = (&item, cur) else {
+                    continue;
+                };
+                let mut nk = k.clone();
+                if k.first() == Some(&LOG_ENTRY_PREFIX) {
+                    nk = log_entry_key(10_000 + u64::from(inp.byte()));
+                } else if let Some(last) = nk.last_mut() {
+                    *last ^= inp.byte().max(1);
+                }
+                let planted = Item::Key(nk);
+                write_item(&mem, &planted, Some(&val));
+                touched.push(planted);
+                continue;
+            }
+            _ => {
+                let Some(mut b) = mem.raw_header() else {
+                    continue;
+                };
+                if b.len() >= 32 {
+                    let n = b.len();
+                    let sum: [u8; 32] = Sha256::digest(&b[..n - 32]).into();
+                    b[n - 32..].copy_from_slice(&sum);
+                    mem.raw_set_header(&b);
+                }
+                touched.push(Item::Header);
+                continue;
+            }
+        }
+        touched.push(item);
+    }
+    let log_changed = touched.iter().any(|it| match it {
+        Item::Key(k) if is_log_key(k) => read_item(&mem, it) != read_item(&fx.mem, it),
+        _ => false,
+    });
+
+    let v = match Vault::open_in(
+        Box::new(mem.clone()),
+        KeySource::raw(TAMPER_ROOT),
+        VaultOptions::default(),
+    ) {
+        Ok(v) => v,
+        Err(e) => return assert_decode_error(&e, "tamper: open"),
+    };
+    let ctx = AccessContext::new("tamper", Purpose::Care);
+    check_tampered_reads(&v, fx, &ctx);
+    // A data-key rotation over tampered data re-encrypts only what opens, or stops
+    // with an error; either way the reads that follow are still right or errors.
+    let maint = AccessContext::new("tamper", Purpose::Maintenance);
+    if let Err(e) = v.rotate_data_keys(&maint, &RotationScope::All, &mut |_| {})
+        && !matches!(e, Error::KeyInUse { .. })
+    {
+        assert_decode_error(&e, "tamper: rotate_data_keys");
+    }
+    check_tampered_reads(&v, fx, &ctx);
+    let fresh = RecordKey::new("alice", "Observation", "fresh");
+    let val = json!({"a": 99});
+    if v.put(&ctx, &fresh, &val).is_ok() {
+        match v.get::<Value>(&ctx, &fresh) {
+            Ok(got) => assert_eq!(got, val, "tamper: a fresh write reads back wrong"),
+            Err(e) => assert_decode_error(&e, "tamper: get after put"),
+        }
+    }
+    match v.verify(&ctx, None) {
+        Ok(_) => assert!(!log_changed, "tamper: a changed access log verifies"),
+        Err(e) => {
+            assert!(log_changed, "tamper: an untouched access log fails: {e}");
+            assert_decode_error(&e, "tamper: verify");
+        }
+    }
+}
+
+/// Every read of the tampered vault returns the right data or a typed error.
+fn check_tampered_reads(v: &Vault, fx: &TamperFixture, ctx: &AccessContext) {
+    for (k, want) in &fx.records {
+        match v.get::<Value>(ctx, k) {
+            Ok(got) => assert_eq!(&got, want, "tamper: a read returned wrong data"),
+            Err(e) => assert_decode_error(&e, "tamper: get"),
+        }
+        match v.get_fields::<Value>(ctx, k, &["b"]) {
+            Ok(got) => assert_eq!(got, project(want, &["b"]), "tamper: wrong field"),
+            Err(e) => assert_decode_error(&e, "tamper: get_fields"),
+        }
+    }
+    for s in &fx.subjects {
+        match v.records_of::<Value>(ctx, s, None) {
+            Ok(list) => {
+                let mut seen = BTreeSet::new();
+                for (k, got) in list {
+                    assert_eq!(
+                        fx.records.get(&k),
+                        Some(&got),
+                        "tamper: a listing returned wrong data"
+                    );
+                    assert_eq!(&k.subject, s, "tamper: a listing crossed subjects");
+                    assert!(seen.insert(k), "tamper: a record listed twice");
+                }
+            }
+            Err(e) => assert_decode_error(&e, "tamper: records_of"),
+        }
+    }
+    match v.subjects(ctx) {
+        Ok(list) => {
+            for s in list {
+                assert!(fx.subjects.contains(&s), "tamper: a forged subject listed");
+            }
+        }
+        Err(e) => assert_decode_error(&e, "tamper: subjects"),
+    }
+    match v.audit_query(ctx, &LogQuery::default()) {
+        Ok(entries) => {
+            for e in entries {
+                assert!(fx.actors.contains(&e.actor), "tamper: a forged log entry");
+                if let Some(t) = e.target {
+                    assert!(
+                        fx.subjects.contains(&t.subject) || t.subject == "dave",
+                        "tamper: a forged log target"
+                    );
+                }
+            }
+        }
+        Err(e) => assert_decode_error(&e, "tamper: audit_query"),
+    }
+}

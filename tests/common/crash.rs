@@ -1,0 +1,93 @@
+//! The SIGKILL crash-test harness: a test binary re-runs itself as a child that runs
+//! one `#[ignore]`d child test alone, the parent optionally waits until the child says
+//! it is ready, lets it work for a while, then kills it with SIGKILL (`Child::kill` on
+//! Unix: no destructor, no flush, no unwinding) and checks what the child left on disk.
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+/// A command that runs this test binary's ignored test `child_test`, alone and with
+/// its output uncaptured, stdout and stderr piped. The caller adds the child's
+/// environment and passes it to [`CrashChild::spawn`].
+pub fn child_command(child_test: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        child_test,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+/// A running child.
+pub struct CrashChild {
+    child: Child,
+    stdout: BufReader<ChildStdout>,
+}
+
+/// What a killed child left: whether it had exited by itself before the kill, its exit
+/// status, and its stdout (after the ready line, when [`CrashChild::wait_ready`] was
+/// called) and stderr.
+pub struct Killed {
+    pub exited_first: bool,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Killed {
+    /// True when the child died of SIGKILL (signal 9).
+    pub fn by_sigkill(&self) -> bool {
+        self.status.signal() == Some(9)
+    }
+}
+
+impl CrashChild {
+    /// Starts `cmd` (made by [`child_command`]).
+    pub fn spawn(cmd: &mut Command) -> CrashChild {
+        let mut child = cmd.spawn().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        CrashChild { child, stdout }
+    }
+
+    /// Reads the child's stdout until a line containing `ready`; false when the
+    /// output ended first (the child exited or failed before it was ready).
+    pub fn wait_ready(&mut self) -> bool {
+        let mut line = String::new();
+        while self.stdout.read_line(&mut line).unwrap() > 0 {
+            if line.contains("ready") {
+                return true;
+            }
+            line.clear();
+        }
+        false
+    }
+
+    /// Lets the child run for `delay`, then kills it with SIGKILL and collects what it
+    /// printed.
+    pub fn kill_after(mut self, delay: Duration) -> Killed {
+        std::thread::sleep(delay);
+        let exited_first = self.child.try_wait().unwrap().is_some();
+        // `Child::kill` sends SIGKILL on Unix.
+        self.child.kill().unwrap();
+        let status = self.child.wait().unwrap();
+        let mut stdout = String::new();
+        let _ = self.stdout.read_to_string(&mut stdout);
+        let mut stderr = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        Killed {
+            exited_first,
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
