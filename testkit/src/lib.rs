@@ -32,6 +32,8 @@ pub const TARGETS: &[&str] = &[
     "record",
     "log",
     "checkpoint",
+    "segment",
+    "anchor",
     "model",
     "tamper",
 ];

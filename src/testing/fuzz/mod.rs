@@ -28,8 +28,10 @@ use crate::record::{
 use crate::storage::{MemoryStorage, Storage, WriteBatch};
 use crate::{AccessContext, Action, Checkpoint, Error, Outcome, Purpose, Target};
 
+mod logstore;
 mod seeds;
 
+pub use logstore::{check_anchor, check_segment};
 pub use seeds::decoder_seeds;
 
 /// Runs the decoder check of `target` on `data`. Returns `false` for a name that is not
@@ -42,6 +44,8 @@ pub fn check_decoder(target: &str, data: &[u8]) -> bool {
         "record" => check_record(data),
         "log" => check_log(data),
         "checkpoint" => check_checkpoint(data),
+        "segment" => check_segment(data),
+        "anchor" => check_anchor(data),
         _ => return false,
     }
     true

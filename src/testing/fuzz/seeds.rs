@@ -8,7 +8,7 @@ use super::*;
 /// fuzz_seeds`). Nonces are random, so each generation differs in bytes but not in
 /// meaning. Returns `(target, name, bytes)`.
 pub fn decoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
-    let mut out: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
+    let mut out: Vec<(&'static str, String, Vec<u8>)> = super::logstore::logstore_seeds();
     let with_mode = |mode: u8, b: &[u8]| {
         let mut v = vec![mode];
         v.extend_from_slice(b);
