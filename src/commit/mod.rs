@@ -585,7 +585,12 @@ impl Committer {
     ///
     /// Errors: [`Error::LogTampered`] naming the first bad entry; [`Error::Integrity`]
     /// naming the anchor, the marker, or "record store does not match the state digest".
-    pub fn verify(&self) -> Result<Verified> {
+    ///
+    /// `pin`, when given, is a checkpoint's `(next_seq, link)`: the chain must contain
+    /// entry `next_seq - 1` with that link (the genesis link for 0), else
+    /// [`Error::LogTampered`] "log is shorter than the checkpoint" or "log diverges from
+    /// the checkpoint".
+    pub fn verify(&self, pin: Option<(u64, [u8; 32])>) -> Result<Verified> {
         let h = lock(&self.head);
         let anchor = anchor::newest(&self.keys.anchor, &self.vault_id, &self.log.read_anchor()?)
             .map_err(|e| Error::integrity(format!("anchor: {e}")))?
@@ -595,6 +600,7 @@ impl Committer {
         let mut link = self.keys.genesis();
         let mut anchor_ok = anchor.log_end.next_seq == 0 && anchor.log_link == link;
         let mut marker_ok = h.applied.pos.next_seq == 0 && h.applied.link == link;
+        let mut pin_ok = pin.is_none_or(|(n, l)| n == 0 && ct_eq(&l, &link));
         for item in self.log.read(0)? {
             let (f, pos) = item.map_err(|e| match e {
                 Error::Integrity { .. } => bad(expected, "entry missing, damaged or cut"),
@@ -614,6 +620,14 @@ impl Committer {
             if pos == h.applied.pos {
                 marker_ok = ct_eq(&link, &h.applied.link);
             }
+            if let Some((n, l)) = pin
+                && n == expected
+            {
+                if !ct_eq(&l, &link) {
+                    return Err(bad(f.seq, "log diverges from the checkpoint"));
+                }
+                pin_ok = true;
+            }
             if expected >= h.end.next_seq {
                 break;
             }
@@ -625,6 +639,12 @@ impl Committer {
             return Err(bad(
                 expected.saturating_sub(1),
                 "head does not match the last entry",
+            ));
+        }
+        if !pin_ok {
+            return Err(bad(
+                expected,
+                "log is shorter than the checkpoint (rolled back or deleted)",
             ));
         }
         if !anchor_ok {
@@ -672,6 +692,72 @@ impl Committer {
             entries: expected,
             pairs,
         })
+    }
+}
+
+impl Drop for Committer {
+    /// A clean close leaves everything durable and the anchor synced (best effort: a
+    /// failure here leaves what a crash would, which open handles).
+    fn drop(&mut self) {
+        let _ = self.sync_all();
+    }
+}
+
+/// A thread that runs the group commit every period while its [`Committer`] lives: the
+/// `Background` durability mode's flush, and the one that carries reads' entries to disk
+/// under `Writes`. Stops (and is joined) on drop.
+pub struct Flusher {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Committer {
+    /// Starts a [`Flusher`] for `committer` with period `every`. It holds only a weak
+    /// reference, so dropping the committer ends it too. Errors: the thread could not be
+    /// spawned.
+    pub fn spawn_flusher(
+        committer: &Arc<Committer>,
+        every: std::time::Duration,
+    ) -> Result<Flusher> {
+        let weak = Arc::downgrade(committer);
+        let stop: Arc<(Mutex<bool>, Condvar)> = Arc::default();
+        let s2 = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("medvault-group-commit".into())
+            .spawn(move || {
+                loop {
+                    {
+                        let (m, cv) = &*s2;
+                        let g = lock(m);
+                        let (g, _) = cv
+                            .wait_timeout_while(g, every, |stopped| !*stopped)
+                            .unwrap_or_else(|p| p.into_inner());
+                        if *g {
+                            return;
+                        }
+                    }
+                    let Some(c) = weak.upgrade() else { return };
+                    // A failure leaves the durable point where it was; the next round or
+                    // an explicit sync retries and reports it.
+                    let _ = c.make_durable(c.end());
+                }
+            })
+            .map_err(|e| Error::Storage(crate::error::StorageError::from(e)))?;
+        Ok(Flusher {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        let (m, cv) = &*self.stop;
+        *lock(m) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

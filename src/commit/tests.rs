@@ -301,7 +301,7 @@ fn every_crash_point_leaves_both_stores_agreeing_with_the_log() {
             Committer::open(parts(Arc::new(records.clone()), Arc::new(log_img.clone())))
                 .unwrap_or_else(|e| panic!("image {n} ({what}): open: {e}"));
         recovered += usize::from(!opened.not_applied.is_empty());
-        c2.verify()
+        c2.verify(None)
             .unwrap_or_else(|e| panic!("image {n} ({what}): verify: {e}"));
         let happened = commits_in_log(log_img);
         // Commits happen in order, and every acknowledged one is there.
@@ -319,7 +319,7 @@ fn every_crash_point_leaves_both_stores_agreeing_with_the_log() {
         // And the vault goes on: one more commit, durable, verified.
         let d = c2.commit(batch_of(99), body("commit 99")).unwrap();
         c2.make_durable(d.end).unwrap();
-        c2.verify().unwrap();
+        c2.verify(None).unwrap();
     }
     // The kills between steps 1 and 2 (and before a flush) did leave logged changes that
     // recovery had to record as not applied.
@@ -358,9 +358,9 @@ fn a_failed_apply_is_logged_as_not_applied() {
     records.set_faults(FaultPlan::default());
     assert_eq!(commits_in_log(&log), vec![0]);
     assert!(records.get(b"c1").unwrap().is_none());
-    c.verify().unwrap();
+    c.verify(None).unwrap();
     commit_durable(&c, 2);
-    c.verify().unwrap();
+    c.verify(None).unwrap();
 }
 
 #[test]
@@ -385,7 +385,7 @@ fn a_failure_that_cannot_be_logged_poisons_until_reopen_records_it() {
     let (c, opened) = reopen(&records, &log).unwrap();
     assert_eq!(opened.not_applied, vec![2]);
     assert_eq!(commits_in_log(&log), vec![0]);
-    c.verify().unwrap();
+    c.verify(None).unwrap();
 }
 
 #[test]
@@ -401,7 +401,7 @@ fn a_failed_append_changes_nothing() {
     assert_eq!((records.dump(), log.frames()), before);
     log.set_faults(LogFaults::default());
     commit_durable(&c, 1);
-    c.verify().unwrap();
+    c.verify(None).unwrap();
 }
 
 #[test]
@@ -445,7 +445,7 @@ fn rollbacks_cuts_and_stray_pairs_are_named() {
     log2.set_frames(log.frames());
     log2.set_anchor(old_anchor);
     let (c, _) = reopen(&records, &log2).unwrap();
-    c.verify().unwrap();
+    c.verify(None).unwrap();
     drop(c);
 
     // Anchor deleted; marker deleted.
@@ -464,7 +464,7 @@ fn rollbacks_cuts_and_stray_pairs_are_named() {
             _ => r.raw_put(b"c2", b"changed"),
         }
         let (c, _) = reopen(&r, &log).unwrap();
-        let e = c.verify().unwrap_err().to_string();
+        let e = c.verify(None).unwrap_err().to_string();
         assert!(e.contains("state digest"), "{e}");
     }
 
@@ -476,7 +476,7 @@ fn rollbacks_cuts_and_stray_pairs_are_named() {
     t.set_frames(frames.clone());
     t.set_anchor(log.read_anchor().unwrap());
     let (c, _) = reopen(&records, &t).unwrap();
-    assert!(matches!(c.verify(), Err(Error::LogTampered { .. })));
+    assert!(matches!(c.verify(None), Err(Error::LogTampered { .. })));
 }
 
 #[test]
@@ -514,7 +514,7 @@ fn group_commit_covers_concurrent_commits() {
         (1..=200).contains(&used),
         "{used} fdatasyncs for 200 commits"
     );
-    assert_eq!(c.verify().unwrap().pairs, 200);
+    assert_eq!(c.verify(None).unwrap().pairs, 200);
 }
 
 #[test]
@@ -537,7 +537,40 @@ fn segment_files_and_sled_round_trip_through_reopen() {
     let log = Arc::new(SegmentLog::open(d.path(), ID, SegmentOptions::default()).unwrap());
     let (c, opened) = Committer::open(parts(records, log)).unwrap();
     assert_eq!(opened, Opened::default());
-    let v = c.verify().unwrap();
+    let v = c.verify(None).unwrap();
     assert_eq!(v.entries, 21);
     assert_eq!(commits_in_log(c.log()), (0..20).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_checkpoint_pin_is_checked_by_verify() {
+    let (c, _, log) = memory_vault();
+    commit_durable(&c, 0);
+    let (n, l) = c.head();
+    commit_durable(&c, 1);
+    c.verify(Some((n, l))).unwrap();
+    c.verify(Some((0, c.keys().genesis()))).unwrap();
+    assert!(matches!(
+        c.verify(Some((n, [0; 32]))),
+        Err(Error::LogTampered { .. })
+    ));
+    assert!(matches!(
+        c.verify(Some((c.end() + 1, l))),
+        Err(Error::LogTampered { .. })
+    ));
+    drop(log);
+}
+
+#[test]
+fn the_flusher_makes_commits_durable_without_a_caller_waiting() {
+    let (c, _, log) = memory_vault();
+    let c = Arc::new(c);
+    let f = Committer::spawn_flusher(&c, std::time::Duration::from_millis(5)).unwrap();
+    let d = c.commit(batch_of(0), body("commit 0")).unwrap();
+    let start = std::time::Instant::now();
+    while log.after_power_loss().frames().len() < d.end as usize {
+        assert!(start.elapsed().as_secs() < 10, "the flusher never synced");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    drop(f);
 }
