@@ -10,6 +10,7 @@
 //! since the last flush, (5) write the anchor. A log write is never behind the record
 //! store it describes; the record store is never behind the anchor.
 
+pub mod changes;
 pub mod digest;
 pub mod marker;
 
@@ -76,6 +77,8 @@ impl CommitKeys {
 pub trait Sealer: Send + Sync {
     /// Seals the plaintext body of entry `seq` (AEAD, bound to `seq`).
     fn seal(&self, seq: u64, body: &[u8]) -> Vec<u8>;
+    /// Opens the sealed body of entry `seq`; `None` when it fails authentication.
+    fn open(&self, seq: u64, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>>;
     /// The plaintext body of an entry saying that the change logged at `seq` did not
     /// reach the record store (outcome failed, `not_applied`).
     fn not_applied_body(&self, seq: u64) -> Zeroizing<Vec<u8>>;
@@ -380,11 +383,16 @@ impl Committer {
             return Err(Error::invalid("a commit without an access-log entry"));
         }
         let change = !batch.is_empty() || force_marker;
-        let digest = if change {
+        let (digest, listed) = if change {
             self.digest_after(h.digest, &batch)?
         } else {
-            h.digest
+            (h.digest, Vec::new())
         };
+        // Every entry carries its share of the commit's change list, sealed with it.
+        let lists = changes::spread(&listed, entries.len());
+        for (body, list) in entries.iter_mut().zip(lists) {
+            changes::append(body, list);
+        }
         let flags = if change { FLAG_CHANGE } else { 0 };
         let first = h.end.next_seq;
         let mut link = h.link;
@@ -438,9 +446,16 @@ impl Committer {
     /// deleted value's term out, every put value's term in. Reads each key's old value
     /// (under the commit lock, so nothing changes meanwhile); later ops of the batch see
     /// earlier ones.
-    fn digest_after(&self, mut d: StateDigest, batch: &WriteBatch) -> Result<StateDigest> {
+    /// Also returns the change list: each key the batch leaves changed (in batch order,
+    /// last write wins), with the digest term of its new value or `None` when deleted.
+    fn digest_after(
+        &self,
+        mut d: StateDigest,
+        batch: &WriteBatch,
+    ) -> Result<(StateDigest, Vec<changes::Change>)> {
         let mut seen: std::collections::HashMap<&[u8], Option<&[u8]>> =
             std::collections::HashMap::new();
+        let mut listed = Vec::with_capacity(batch.len());
         for op in &batch.ops {
             let (key, new) = match op {
                 Op::Put(k, v) => (k.as_slice(), Some(v.as_slice())),
@@ -457,12 +472,16 @@ impl Committer {
             if let Some(t) = old_term {
                 d.toggle(&t);
             }
-            if let Some(v) = new {
-                d.toggle(&self.keys.term(key, v));
+            let new_term = new.map(|v| self.keys.term(key, v));
+            if let Some(t) = &new_term {
+                d.toggle(t);
             }
-            seen.insert(key, new);
+            if seen.insert(key, new).is_some() {
+                listed.retain(|(k, _): &changes::Change| k.as_slice() != key);
+            }
+            listed.push((key.to_vec(), new_term));
         }
-        Ok(d)
+        Ok((d, listed))
     }
 
     /// Appends one "not applied" entry per sequence number (no change flag).
@@ -471,7 +490,8 @@ impl Committer {
         let mut frames = Vec::with_capacity(seqs.len());
         for (i, &of) in seqs.iter().enumerate() {
             let seq = h.end.next_seq + i as u64;
-            let body = self.sealer.not_applied_body(of);
+            let mut body = self.sealer.not_applied_body(of);
+            changes::append(&mut body, Some(&[]));
             let sealed = self.sealer.seal(seq, &body);
             link = self.keys.link(&link, FRAME_VERSION, 0, seq, &sealed);
             frames.push(Frame {
@@ -683,15 +703,111 @@ impl Committer {
             pairs += 1;
         }
         if !ct_eq(&d.0, &h.digest.0) {
-            return Err(Error::integrity(
-                "record store does not match the state digest (a record, subject entry or \
-                 index entry was added, removed, rolled back or altered)",
-            ));
+            return Err(Error::integrity(format!(
+                "record store does not match the state digest: {}",
+                self.name_differences()
+            )));
         }
         Ok(Verified {
             entries: expected,
             pairs,
         })
+    }
+}
+
+impl Committer {
+    /// The diagnostic pass after a state-digest mismatch: replays the change lists of
+    /// the whole log into the expected digest term of every key, compares with a scan,
+    /// and names what differs: records and subject entries by storage key (hex, never a
+    /// logical id), index entries as a category. Best effort: a failure to read says so.
+    fn name_differences(&self) -> String {
+        let mut expect: std::collections::BTreeMap<Vec<u8>, [u8; 32]> = Default::default();
+        let mut unlisted = false;
+        let replay = (|| -> Result<()> {
+            for item in self.log.read(0)? {
+                let (f, _) = item?;
+                let Some(pt) = self.sealer.open(f.seq, &f.body) else {
+                    return Err(Error::integrity("entry fails authentication"));
+                };
+                if f.flags & FLAG_CHANGE == 0 {
+                    continue;
+                }
+                match changes::split(&pt)?.1 {
+                    None => unlisted = true,
+                    Some(list) => {
+                        for (k, t) in list {
+                            match t {
+                                Some(t) => {
+                                    expect.insert(k, t);
+                                }
+                                None => {
+                                    expect.remove(&k);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if replay.is_err() {
+            return "a record, subject entry or index entry was added, removed, rolled back \
+                    or altered (the log's change lists could not be read to say which)"
+                .into();
+        }
+        let mut found = Vec::new();
+        let mut index = false;
+        let mut note = |k: &[u8], what: &str| {
+            if matches!(k.first(), Some(b'x' | b'y')) {
+                index = true;
+            } else if found.len() < 8 {
+                found.push(format!("{} {} {what}", key_kind(k), crate::audit::hex(k)));
+            }
+        };
+        for kv in self.records.scan(&[], None) {
+            let Ok((k, v)) = kv else {
+                return "the record store could not be scanned to say which key differs".into();
+            };
+            if self.is_excluded(&k) {
+                continue;
+            }
+            match expect.remove(&k) {
+                None => note(
+                    &k,
+                    "is not written by any logged change (added or resurrected)",
+                ),
+                Some(t) if !ct_eq(&t, &self.keys.term(&k, &v)) => note(
+                    &k,
+                    "differs from its last logged write (altered or rolled back)",
+                ),
+                Some(_) => {}
+            }
+        }
+        for k in expect.keys() {
+            note(k, "is missing (deleted)");
+        }
+        if index {
+            found.push("index entries differ".into());
+        }
+        if found.is_empty() {
+            found.push(if unlisted {
+                "a change too large to list in the log differs".into()
+            } else {
+                "the digest differs but no key does (digest or marker forged)".into()
+            });
+        }
+        found.join("; ")
+    }
+}
+
+/// What a record-store key holds, by its prefix (docs/FORMAT.md, key space).
+fn key_kind(k: &[u8]) -> &'static str {
+    match k.first() {
+        Some(b'r') => "record",
+        Some(b'k') => "subject entry",
+        Some(b'i') => "index definition",
+        Some(b'c') => "rotation state",
+        _ => "key",
     }
 }
 

@@ -26,6 +26,9 @@ impl Sealer for PlainSealer {
         v.extend_from_slice(body);
         v
     }
+    fn open(&self, seq: u64, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        (sealed.get(..8)? == seq.to_be_bytes()).then(|| Zeroizing::new(sealed[8..].to_vec()))
+    }
     fn not_applied_body(&self, seq: u64) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(format!("not-applied {seq}").into_bytes())
     }
@@ -218,7 +221,8 @@ fn commits_in_log(log: &dyn LogStore) -> Vec<u64> {
     let mut not_applied = Vec::new();
     for item in log.read(0).unwrap() {
         let (f, _) = item.unwrap();
-        let text = String::from_utf8(f.body[8..].to_vec()).unwrap();
+        let (entry, _) = changes::split(&f.body[8..]).unwrap();
+        let text = String::from_utf8(entry.to_vec()).unwrap();
         if let Some(s) = text.strip_prefix("not-applied ") {
             not_applied.push(s.parse::<u64>().unwrap());
         } else if let Some(i) = text.strip_prefix("commit ") {
@@ -466,6 +470,16 @@ fn rollbacks_cuts_and_stray_pairs_are_named() {
         let (c, _) = reopen(&r, &log).unwrap();
         let e = c.verify(None).unwrap_err().to_string();
         assert!(e.contains("state digest"), "{e}");
+        // The diagnostic names the key, in hex, and what happened to it.
+        let (key, what): (&[u8], &str) = match tamper {
+            0 => (b"zz", "added or resurrected"),
+            1 => (b"c2", "missing"),
+            _ => (b"c2", "altered or rolled back"),
+        };
+        assert!(
+            e.contains(&crate::audit::hex(key)) && e.contains(what),
+            "{e}"
+        );
     }
 
     // A frame altered past the marker is refused at open; before it, by verify.
