@@ -1,6 +1,6 @@
 //! The change list each entry of a change commit carries inside its sealed body: which
 //! record-store keys the commit put (with the keyed digest of the stored value) or
-//! deleted (docs/FORMAT.md, "Change list"). It binds every stored value to the log entry
+//! deleted (docs/FORMAT.md "Change list"). It binds every stored value to the log entry
 //! of its write, and lets `verify` name which key differs when the state digest does not
 //! match.
 //!

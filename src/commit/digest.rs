@@ -1,5 +1,5 @@
 //! The state digest: a running 256-bit digest of the record store's whole live key space
-//! (docs/FORMAT.md, "State digest"), `XOR` over live pairs of
+//! (docs/FORMAT.md "State digest"), `XOR` over live pairs of
 //! `HMAC-SHA256(digest key, u32 len(key) || key || u32 len(value) || value)`.
 //!
 //! XOR makes it order-free and incremental: a commit adds the term of every value it

@@ -1,5 +1,5 @@
 //! The applied marker: one record-store value, written in every batch that changes the
-//! record store, saying how far in the log the store's content goes (docs/FORMAT.md,
+//! record store, saying how far in the log the store's content goes (docs/FORMAT.md
 //! "Applied marker"). Open compares it with the log and the anchor.
 
 use crate::crypto::{MacKey, ct_eq};

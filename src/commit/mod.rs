@@ -800,7 +800,7 @@ impl Committer {
     }
 }
 
-/// What a record-store key holds, by its prefix (docs/FORMAT.md, key space).
+/// What a record-store key holds, by its prefix (docs/FORMAT.md "Storage key space").
 fn key_kind(k: &[u8]) -> &'static str {
     match k.first() {
         Some(b'r') => "record",

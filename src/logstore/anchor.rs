@@ -1,5 +1,5 @@
 //! The anchor: a small record, kept outside the record store, of how far the log and the
-//! record store were durable together (docs/FORMAT.md, "Anchor file"). Open refuses a log
+//! record store were durable together (docs/FORMAT.md "Anchor file"). Open refuses a log
 //! shorter than the anchor and a record store behind it; that is what catches a record
 //! store cut or rolled back on its own, which its own applied marker cannot.
 //!

@@ -1,6 +1,6 @@
 //! Segment files: the log as append-only files `VAULT/log/<first seq, 20 digits>.seg`,
 //! each bounded in size so that whole old segments can later be dropped by a retention
-//! rule, and the anchor as `VAULT/anchor` (docs/FORMAT.md, "Log segment files").
+//! rule, and the anchor as `VAULT/anchor` (docs/FORMAT.md "Log segment files").
 //!
 //! Appends are one `pwrite` at the segment's end; a failed one is cut back, so the file
 //! never holds a partial frame followed by more. A segment is fdatasynced before the

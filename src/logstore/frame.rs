@@ -1,5 +1,5 @@
 //! Byte layout of a log segment: the segment header and the frames after it
-//! (docs/FORMAT.md, "Log segment files"). Pure codecs, no I/O, so the fuzz targets and
+//! (docs/FORMAT.md "Log segment files"). Pure codecs, no I/O, so the fuzz targets and
 //! the tests reach them directly.
 //!
 //! A frame carries its own length and an unkeyed checksum, so a torn last write (a crash
