@@ -674,7 +674,10 @@ impl Vault {
                 key,
                 key_version: dek.version,
             };
-            batch.put(sk.clone(), seal_record(&dek.aead, &bind, &fields));
+            batch.put(
+                sk.clone(),
+                seal_record(&dek.aead, &bind, self.log.len(), &fields),
+            );
             let target = Target {
                 subject: key.subject.clone(),
                 collection: Some(key.collection.clone()),

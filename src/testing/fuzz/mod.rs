@@ -298,7 +298,7 @@ fn seal_fixture_record(key: &RecordKey, version: u32, fields: &[PlainField]) -> 
         key_version: version,
     };
     let dek = dek(version).unwrap_or_else(|| panic!("no fixture DEK {version}"));
-    seal_record(&dek, &bind, fields)
+    seal_record(&dek, &bind, 1, fields)
 }
 
 /// Record target. `data[0] % 3` picks a mode:
