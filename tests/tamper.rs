@@ -138,7 +138,7 @@ fn unknown_record_format_version_is_unsupported() {
     let k = key("alice", "o1");
     let sk = put(&storage, &vault, &k, &record());
     let orig = raw_get(&storage, &sk);
-    for v in [0u8, 2, 0x7f, 0xff] {
+    for v in [0u8, 1, 3, 0x7f, 0xff] {
         let mut t = orig.clone();
         t[0] = v;
         storage.raw_put(&sk, &t);
