@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::crash::{CrashChild, child_command};
+use common::crash::{CrashChild, child_command, child_env};
 use medvault::{AccessContext, Action, KeySource, Purpose, RecordKey, Vault, VaultOptions};
 use medvault_fhir::{default_indexes, synth};
 use rand::{Rng, SeedableRng};
@@ -63,10 +63,9 @@ fn condition(subject: &str, n: u64) -> (RecordKey, Value) {
 #[test]
 #[ignore = "child process of the crash test"]
 fn index_child() {
-    let Ok(seed) = std::env::var(CHILD_ENV) else {
+    let Some((seed, dir)) = child_env(CHILD_ENV, DIR_ENV) else {
         return;
     };
-    let dir = PathBuf::from(std::env::var(DIR_ENV).unwrap());
     let v = Vault::open_with(&dir, key(), options()).unwrap();
     let ps = patients();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed.parse().unwrap());

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::crash::{CrashChild, child_command};
+use common::crash::{CrashChild, child_command, child_env};
 use medvault::{
     AccessContext, Action, Error, KdfParams, KeySource, Purpose, RecordKey, RotationScope, Vault,
 };
@@ -65,10 +65,9 @@ fn check(v: &Vault, all: &[(RecordKey, Value)]) {
 #[test]
 #[ignore = "child process of the crash tests"]
 fn rotation_child() {
-    let Ok(kind) = std::env::var(CHILD_ENV) else {
+    let Some((kind, dir)) = child_env(CHILD_ENV, DIR_ENV) else {
         return;
     };
-    let dir = PathBuf::from(std::env::var(DIR_ENV).unwrap());
     let g: u8 = std::env::var(KEY_ENV).unwrap().parse().unwrap();
     let v = Vault::open(&dir, key(g)).unwrap();
     println!("ready");
@@ -80,6 +79,20 @@ fn rotation_child() {
         _ => rotate_root(&v, g),
     }
     println!("done");
+}
+
+/// Every record written to a test vault, in order.
+type Records = Vec<(RecordKey, Value)>;
+
+/// A vault of the test data's patients in a fresh temporary folder: (the folder, kept
+/// alive by the caller; the vault's path; every record written). `None` (skip) without
+/// the test data.
+fn fixture() -> Option<(tempfile::TempDir, PathBuf, Records)> {
+    let data = data_dir()?;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let all = build(&dir, &data);
+    Some((tmp, dir, all))
 }
 
 /// Rotates `v`'s root key from `key(g)` to `key(g + 1)`.
@@ -108,10 +121,9 @@ fn run_and_kill(kind: &str, dir: &Path, g: u8, delay: Duration) -> bool {
 
 #[test]
 fn data_key_rotation_survives_sigkill_30_times() {
-    let Some(data) = data_dir() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("v");
-    let all = build(&dir, &data);
+    let Some((_tmp, dir, all)) = fixture() else {
+        return;
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xD47A);
     let (mut interrupted, mut finished) = (0, 0);
     for _ in 0..30 {
@@ -145,10 +157,9 @@ fn data_key_rotation_survives_sigkill_30_times() {
 
 #[test]
 fn root_key_rotation_survives_sigkill_20_times() {
-    let Some(data) = data_dir() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("v");
-    let all = build(&dir, &data);
+    let Some((_tmp, dir, all)) = fixture() else {
+        return;
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x2007);
     let mut g = 0u8;
     let (mut both, mut old_only, mut new_only) = (0, 0, 0);

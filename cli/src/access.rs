@@ -41,6 +41,14 @@ pub fn opener(ctx: &AccessContext) -> AccessContext {
     }
 }
 
+/// The access context of `args` and the vault at `path` opened under it (see
+/// [`context`] and [`open_vault`]).
+pub fn open(path: &Path, args: &AccessArgs) -> CliResult<(AccessContext, Vault)> {
+    let ctx = context(args)?;
+    let vault = open_vault(path, &ctx)?;
+    Ok((ctx, vault))
+}
+
 /// Opens the vault at `path` with the root key from the environment or a prompt.
 pub fn open_vault(path: &Path, ctx: &AccessContext) -> CliResult<Vault> {
     // Checked before the passphrase is asked for.

@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -23,6 +24,15 @@ pub fn child_command(child_test: &str) -> Command {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     cmd
+}
+
+/// In a child test: its role (the value of `role_var`) and the vault folder (the value
+/// of `dir_var`), or `None` when the test runs on its own rather than as a child (it
+/// should then return at once).
+pub fn child_env(role_var: &str, dir_var: &str) -> Option<(String, PathBuf)> {
+    let role = std::env::var(role_var).ok()?;
+    let dir = PathBuf::from(std::env::var_os(dir_var).unwrap());
+    Some((role, dir))
 }
 
 /// A running child.

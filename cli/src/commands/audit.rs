@@ -61,8 +61,7 @@ pub fn verify(path: &Path, checkpoint: Option<&Path>, args: &AccessArgs) -> CliR
 
 /// `medvault audit checkpoint VAULT`: the token on stdout.
 pub fn checkpoint(path: &Path, args: &AccessArgs) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (ctx, vault) = access::open(path, args)?;
     let cp = vault.checkpoint(&ctx)?;
     println!("{}", cp.to_text());
     Ok(())

@@ -24,8 +24,7 @@ pub fn get(
     pretty: bool,
     args: &AccessArgs,
 ) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (ctx, vault) = access::open(path, args)?;
     let mut out = std::io::stdout().lock();
     if let (Some(collection), Some(record_id)) = (collection, record_id) {
         let key = RecordKey::new(subject, collection, record_id);
@@ -129,8 +128,7 @@ pub fn find(
     list: bool,
     args: &AccessArgs,
 ) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (ctx, vault) = access::open(path, args)?;
     let mut out = std::io::stdout().lock();
     if list {
         for s in vault.indexes() {
@@ -177,8 +175,7 @@ pub fn delete(
     record_id: &str,
     args: &AccessArgs,
 ) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (ctx, vault) = access::open(path, args)?;
     vault
         .delete(&ctx, &RecordKey::new(subject, collection, record_id))
         .map_err(|e| not_found_as(e, "no such record"))?;
@@ -187,8 +184,7 @@ pub fn delete(
 
 /// `medvault subjects VAULT`: every subject id, sorted, one per line.
 pub fn subjects(path: &Path, args: &AccessArgs) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (ctx, vault) = access::open(path, args)?;
     let mut ids = vault.subjects(&ctx)?;
     ids.sort();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());

@@ -13,8 +13,7 @@ use crate::secrets;
 
 /// `medvault rotate root VAULT`: rewraps every subject's data keys under a new root key.
 pub fn root(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (ctx, vault) = access::open(path, args)?;
     let new_key = secrets::next_root_key()?;
     let params = match new_key {
         KeySource::Passphrase(_) => {
@@ -40,8 +39,7 @@ pub fn root(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
 /// `medvault rotate data VAULT [--resume] [--subject S]...`: re-encrypts records under
 /// new data keys. An interrupted rotation is finished first; `--resume` does only that.
 pub fn data(path: &Path, resume: bool, subjects: &[String], args: &AccessArgs) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (ctx, vault) = access::open(path, args)?;
     let scope = if subjects.is_empty() {
         RotationScope::All
     } else {

@@ -86,8 +86,7 @@ pub fn import(
 
 /// `medvault export VAULT [SUBJECT...]`: FHIR NDJSON on stdout.
 pub fn export(path: &Path, subjects: &[String], args: &AccessArgs) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (ctx, vault) = access::open(path, args)?;
     let total = if subjects.is_empty() {
         vault.stats()?.subjects
     } else {

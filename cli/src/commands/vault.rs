@@ -46,8 +46,7 @@ pub fn init(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
 
 /// `medvault stats VAULT`: counts and sizes, no patient data.
 pub fn stats(path: &Path, json: bool, args: &AccessArgs) -> CliResult {
-    let ctx = access::context(args)?;
-    let vault = access::open_vault(path, &ctx)?;
+    let (_, vault) = access::open(path, args)?;
     let s = vault.stats()?;
     if json {
         let text = serde_json::to_string(&s).map_err(|e| Failure::other(e.to_string()))?;
