@@ -6,7 +6,8 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use medvault::KdfParams;
-use medvault::crypto::{AeadKey, MacKey, Passphrase, SecretKey};
+use medvault::Passphrase;
+use medvault::testing::crypto::{AeadKey, MacKey, SecretKey};
 
 fn aead(c: &mut Criterion) {
     let key = AeadKey::new(&SecretKey::random());

@@ -2,23 +2,23 @@
 //! (docs/FORMAT.md). A decoder never indexes without a check, bounds every length by the
 //! bytes that remain before allocating, and names the structure in its error.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Structure};
 
 /// A cursor over bytes read from disk.
 pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
-    what: &'static str,
+    what: Structure,
 }
 
 impl<'a> Reader<'a> {
     /// A reader over `buf`; `what` names the structure in errors.
-    pub(crate) fn new(buf: &'a [u8], what: &'static str) -> Self {
+    pub(crate) fn new(buf: &'a [u8], what: Structure) -> Self {
         Reader { buf, pos: 0, what }
     }
 
     fn short(&self) -> Error {
-        Error::integrity(format!("{}: truncated", self.what))
+        Error::integrity(self.what, "truncated")
     }
 
     /// The next `n` bytes.
@@ -63,10 +63,7 @@ impl<'a> Reader<'a> {
     pub(crate) fn lp32(&mut self, max: usize) -> Result<&'a [u8]> {
         let n = self.u32()? as usize;
         if n > max {
-            return Err(Error::integrity(format!(
-                "{}: length over its bound",
-                self.what
-            )));
+            return Err(Error::integrity(self.what, "length over its bound"));
         }
         self.bytes(n)
     }
@@ -74,7 +71,7 @@ impl<'a> Reader<'a> {
     /// A u16-length-prefixed UTF-8 string.
     pub(crate) fn str16(&mut self) -> Result<&'a str> {
         let b = self.lp16()?;
-        std::str::from_utf8(b).map_err(|_| Error::integrity(format!("{}: bad UTF-8", self.what)))
+        std::str::from_utf8(b).map_err(|_| Error::integrity(self.what, "bad UTF-8"))
     }
 
     /// Bytes not yet read.
@@ -87,7 +84,7 @@ impl<'a> Reader<'a> {
         if self.pos == self.buf.len() {
             Ok(())
         } else {
-            Err(Error::integrity(format!("{}: trailing bytes", self.what)))
+            Err(Error::integrity(self.what, "trailing bytes"))
         }
     }
 }
@@ -112,14 +109,14 @@ mod tests {
 
     #[test]
     fn reader_bounds() {
-        let mut r = Reader::new(&[0, 5, 1, 2], "t");
+        let mut r = Reader::new(&[0, 5, 1, 2], Structure::Header);
         assert!(r.lp16().is_err());
-        let mut r = Reader::new(&[0, 2, 1, 2], "t");
+        let mut r = Reader::new(&[0, 2, 1, 2], Structure::Header);
         assert_eq!(r.lp16().unwrap(), &[1, 2]);
         r.finish().unwrap();
-        let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xff], "t");
+        let mut r = Reader::new(&[0xff, 0xff, 0xff, 0xff], Structure::Header);
         assert!(r.lp32(10).is_err());
-        let mut r = Reader::new(&[1], "t");
+        let mut r = Reader::new(&[1], Structure::Header);
         assert!(r.u64().is_err());
     }
 }

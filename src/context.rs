@@ -1,7 +1,7 @@
 //! Who is acting and why. Every data-touching call takes an [`AccessContext`]; it is
 //! validated before anything is read and recorded in the access log entry of the call.
 
-use crate::error::{Error, Result};
+use crate::error::{Denial, Error, InputKind, Result};
 
 /// Maximum length of an actor id, in bytes.
 pub const MAX_ACTOR_LEN: usize = 256;
@@ -93,6 +93,7 @@ impl std::str::FromStr for Purpose {
             .find(|p| p.name() == s)
             .ok_or_else(|| {
                 Error::invalid(
+                    InputKind::Context,
                     "unknown purpose; expected one of care, emergency, administration, billing, \
                  research, patient-request, maintenance",
                 )
@@ -137,22 +138,29 @@ impl AccessContext {
     /// actor or reason, and [`Error::AccessDenied`] for break-the-glass without a reason.
     pub fn validate(&self) -> Result<()> {
         if self.actor.trim().is_empty() {
-            return Err(Error::invalid("the access context needs a non-empty actor"));
+            return Err(Error::invalid(
+                InputKind::Context,
+                "the access context needs a non-empty actor",
+            ));
         }
         if self.actor.len() > MAX_ACTOR_LEN {
-            return Err(Error::invalid("actor id longer than 256 bytes"));
+            return Err(Error::invalid(
+                InputKind::Context,
+                "actor id longer than 256 bytes",
+            ));
         }
         if let Some(r) = &self.reason
             && r.len() > MAX_REASON_LEN
         {
-            return Err(Error::invalid("reason longer than 1024 bytes"));
+            return Err(Error::invalid(
+                InputKind::Context,
+                "reason longer than 1024 bytes",
+            ));
         }
         if self.purpose == Purpose::Emergency
             && self.reason.as_deref().is_none_or(|r| r.trim().is_empty())
         {
-            return Err(Error::AccessDenied(
-                "break-the-glass (emergency) access requires a reason",
-            ));
+            return Err(Error::AccessDenied(Denial::BreakGlassWithoutReason));
         }
         Ok(())
     }

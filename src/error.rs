@@ -2,6 +2,7 @@
 //! plaintext, key bytes or a logical identifier (subject, record id, actor), so an error
 //! can be logged or shown to an operator as it is.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Result alias used across the crate.
@@ -9,8 +10,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in medvault.
 ///
+/// Each variant carries typed sub-kinds a caller can match ([`Structure`], [`LogFault`],
+/// [`Denial`], [`InputKind`]); the free text beside them is for people, not programs.
 /// AEAD failures stay opaque: a tag mismatch is reported as [`Error::Integrity`] naming
-/// *which structure* failed (e.g. `"field envelope"`), never why inside the cipher.
+/// *which structure* failed (e.g. [`Structure::FieldEnvelope`]), never why inside the
+/// cipher.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,21 +22,21 @@ pub enum Error {
     /// open, before any data is touched; distinct from corruption.
     #[error("wrong key: the supplied passphrase or root key does not open this vault")]
     WrongKey,
-    /// Stored bytes failed an integrity check (tag mismatch, bad MAC, truncation, broken
-    /// log chain). `what` names the structure and, for the access log, the first bad
-    /// sequence number; it never contains plaintext.
-    #[error("integrity failure: {what}")]
+    /// Stored bytes failed an integrity check (tag mismatch, bad MAC, truncation,
+    /// malformed encoding). Never contains plaintext.
+    #[error("integrity failure: {structure}: {detail}")]
     Integrity {
-        /// Which structure failed and how (no secret or personal data).
-        what: String,
+        /// Which structure failed.
+        structure: Structure,
+        /// How (no secret or personal data), e.g. `"MAC mismatch"`, `"truncated"`.
+        detail: Cow<'static, str>,
     },
     /// The record, subject or key does not exist (or was erased).
     #[error("not found")]
     NotFound,
-    /// The access context does not allow this operation (e.g. break-the-glass without a
-    /// reason). The attempt itself is logged.
+    /// The access context does not allow this operation. The attempt itself is logged.
     #[error("access denied: {0}")]
-    AccessDenied(&'static str),
+    AccessDenied(Denial),
     /// A ciphertext names a data-key version this vault does not hold (e.g. retired, or
     /// written by a newer handle). Not corruption.
     #[error("unknown key version {0}")]
@@ -50,22 +54,23 @@ pub enum Error {
     #[error("key-derivation parameters demand excessive work ({0})")]
     ExcessiveWork(&'static str),
     /// The caller passed something malformed: an id too long or empty, a record whose top
-    /// level is not a map, a field name too long, an unknown purpose.
+    /// level is not a map, a field name too long, an unknown purpose. [`Invalid::kind`]
+    /// says which input.
     #[error("invalid input: {0}")]
-    InvalidInput(String),
+    InvalidInput(Invalid),
     /// The storage backend failed (I/O error, injected fault, sled error). Corruption the
     /// backend detects with its own checksums is reported as [`Error::Integrity`] instead
     /// (see [`StorageError::corrupt`]).
     #[error("storage: {0}")]
     Storage(StorageError),
     /// `verify` found the access log tampered with: `seq` is the first bad sequence
-    /// number, `what` says what is wrong (missing, link mismatch, truncated tail, ...).
-    #[error("access log fails verification at entry {seq}: {what}")]
+    /// number, `fault` what is wrong with it.
+    #[error("access log fails verification at entry {seq}: {fault}")]
     LogTampered {
         /// First bad sequence number.
         seq: u64,
         /// What is wrong with it.
-        what: &'static str,
+        fault: LogFault,
     },
     /// A data-key version cannot be retired: `records` records still use it.
     #[error("data-key version {version} is still used by {records} records")]
@@ -80,15 +85,208 @@ pub enum Error {
     AlreadyExists,
 }
 
+/// Which stored structure failed an integrity check ([`Error::Integrity`]). The layouts
+/// are in docs/FORMAT.md under the headings named below.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Structure {
+    /// The vault header (docs/FORMAT.md "Header").
+    Header,
+    /// A subject key entry (docs/FORMAT.md "Subject key entry"), or its absence where a
+    /// record needs it.
+    SubjectEntry,
+    /// A record value's outer layout or storage key (docs/FORMAT.md "Record value").
+    RecordValue,
+    /// A record's sealed meta block.
+    RecordMeta,
+    /// A sealed field envelope of a record.
+    FieldEnvelope,
+    /// A field's CBOR value after it was opened.
+    FieldValue,
+    /// An access-log entry or its storage key (docs/FORMAT.md "Access-log entry").
+    LogEntry,
+    /// The sealed target of an access-log entry.
+    LogTarget,
+    /// The access-log head (docs/FORMAT.md "Log head").
+    LogHead,
+    /// A checkpoint (docs/FORMAT.md "Checkpoint").
+    Checkpoint,
+    /// A sealed blind-index definition (docs/INDEXES.md).
+    IndexDefinition,
+    /// A blind-index entry key.
+    IndexEntry,
+    /// A record's reverse index entry.
+    IndexReverseEntry,
+    /// The data-key rotation state (docs/FORMAT.md "Data-key rotation state").
+    RotationState,
+    /// The storage backend's own files (e.g. a sled checksum).
+    Storage,
+    /// An access-log segment file: its header, a frame, a missing or cut segment
+    /// (docs/FORMAT.md "Log segment files").
+    LogSegment,
+    /// The anchor file (docs/FORMAT.md "Anchor file").
+    Anchor,
+    /// The record store's applied marker (docs/FORMAT.md "Applied marker").
+    AppliedMarker,
+    /// The record store as a whole against the log: behind or ahead of it, or not
+    /// matching the state digest (docs/FORMAT.md "State digest").
+    RecordStore,
+}
+
+impl fmt::Display for Structure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Structure::Header => "header",
+            Structure::SubjectEntry => "subject entry",
+            Structure::RecordValue => "record value",
+            Structure::RecordMeta => "record meta",
+            Structure::FieldEnvelope => "field envelope",
+            Structure::FieldValue => "field value",
+            Structure::LogEntry => "access-log entry",
+            Structure::LogTarget => "access-log target",
+            Structure::LogHead => "access-log head",
+            Structure::Checkpoint => "checkpoint",
+            Structure::IndexDefinition => "index definition",
+            Structure::IndexEntry => "index entry",
+            Structure::IndexReverseEntry => "index reverse entry",
+            Structure::RotationState => "rotation state",
+            Structure::Storage => "storage",
+            Structure::LogSegment => "access-log segment",
+            Structure::Anchor => "anchor",
+            Structure::AppliedMarker => "applied marker",
+            Structure::RecordStore => "record store",
+        })
+    }
+}
+
+/// What `verify` found wrong at the first bad access-log entry ([`Error::LogTampered`]).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LogFault {
+    /// The head is missing: the log was deleted.
+    HeadMissing,
+    /// The head fails its MAC.
+    HeadMac,
+    /// An entry's storage key is malformed.
+    MalformedKey,
+    /// An entry is missing (a gap in the sequence).
+    EntryMissing,
+    /// An entry's bytes are malformed.
+    EntryMalformed,
+    /// An entry has an unknown format version.
+    UnknownVersion,
+    /// An entry's chain link does not match: modified, moved or forged.
+    LinkMismatch,
+    /// An entry's body fails authentication.
+    BodyAuthentication,
+    /// The log diverges from the checkpoint given.
+    DivergesFromCheckpoint,
+    /// Entries are missing at the tail (truncated).
+    TruncatedTail,
+    /// An entry lies beyond the head.
+    BeyondHead,
+    /// The head does not match the last entry.
+    HeadMismatch,
+    /// The log is shorter than the checkpoint given (rolled back or deleted).
+    ShorterThanCheckpoint,
+}
+
+impl fmt::Display for LogFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFault::HeadMissing => "access-log head missing (log deleted)",
+            LogFault::HeadMac => "access-log head fails its MAC",
+            LogFault::MalformedKey => "malformed entry key",
+            LogFault::EntryMissing => "entry missing",
+            LogFault::EntryMalformed => "entry malformed",
+            LogFault::UnknownVersion => "entry has an unknown format version",
+            LogFault::LinkMismatch => "link mismatch: entry modified, moved or forged",
+            LogFault::BodyAuthentication => "entry body fails authentication",
+            LogFault::DivergesFromCheckpoint => "log diverges from the checkpoint",
+            LogFault::TruncatedTail => "entries missing at the tail (truncated)",
+            LogFault::BeyondHead => "entry beyond the head",
+            LogFault::HeadMismatch => "head does not match the last entry",
+            LogFault::ShorterThanCheckpoint => {
+                "log is shorter than the checkpoint (rolled back or deleted)"
+            }
+        })
+    }
+}
+
+/// Why an access context was refused ([`Error::AccessDenied`]).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Denial {
+    /// Break-the-glass (emergency) access without a stated reason.
+    BreakGlassWithoutReason,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Denial::BreakGlassWithoutReason => {
+                "break-the-glass (emergency) access requires a reason"
+            }
+        })
+    }
+}
+
+/// Which input was malformed ([`Invalid::kind`]).
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum InputKind {
+    /// A subject, collection or record id (empty or too long).
+    Id,
+    /// A record value (not a map, too large, too deep, bad field names) or the type it
+    /// is read into.
+    Record,
+    /// An access context (actor, reason, purpose name).
+    Context,
+    /// An index spec, path or query.
+    Index,
+    /// A checkpoint given to `verify` (text form, length, other vault).
+    Checkpoint,
+    /// Key-derivation parameters below Argon2's minimums, or rejected by Argon2.
+    KdfParams,
+    /// A key operation that cannot be done (e.g. retire the current version, a pending
+    /// root rotation to another key, versions exhausted).
+    KeyOperation,
+    /// An action name, or an action an operation does not log.
+    Action,
+    /// Output that could not be encoded (e.g. JSON).
+    Output,
+}
+
+/// The payload of [`Error::InvalidInput`]: which input, and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    /// Which input was malformed.
+    pub kind: InputKind,
+    /// What is wrong with it (no secret or personal data).
+    pub detail: Cow<'static, str>,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
 impl Error {
-    /// Shorthand for an [`Error::Integrity`] naming a structure.
-    pub(crate) fn integrity(what: impl Into<String>) -> Self {
-        Error::Integrity { what: what.into() }
+    /// Shorthand for an [`Error::Integrity`] naming a structure and what is wrong.
+    pub(crate) fn integrity(structure: Structure, detail: impl Into<Cow<'static, str>>) -> Self {
+        Error::Integrity {
+            structure,
+            detail: detail.into(),
+        }
     }
 
     /// Shorthand for an [`Error::InvalidInput`].
-    pub(crate) fn invalid(msg: impl Into<String>) -> Self {
-        Error::InvalidInput(msg.into())
+    pub(crate) fn invalid(kind: InputKind, detail: impl Into<Cow<'static, str>>) -> Self {
+        Error::InvalidInput(Invalid {
+            kind,
+            detail: detail.into(),
+        })
     }
 
     /// A short, stable name of the error kind, as recorded in access-log outcomes.
@@ -145,9 +343,7 @@ impl StorageError {
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
         if e.corrupt {
-            Error::Integrity {
-                what: format!("storage: {}", e.message),
-            }
+            Error::integrity(Structure::Storage, e.message)
         } else {
             Error::Storage(e)
         }

@@ -24,9 +24,10 @@ use serde_json::json;
 
 use crate::audit::test_clock;
 use crate::crypto::test_rng;
+use crate::danger::{FaultPlan, FaultyStorage, RawAccess};
 use crate::header::Header;
 use crate::keyring::Keyring;
-use crate::storage::{FaultPlan, MemoryStorage};
+use crate::storage::MemoryStorage;
 use crate::{
     AccessContext, Action, Checkpoint, Error, IndexSpec, KdfParams, KeySource, LogEntry,
     Normalization, Outcome, Purpose, RecordKey, RotationScope, Target, Vault, VaultOptions,
@@ -133,7 +134,7 @@ fn build_all() -> Vec<(String, Vec<u8>)> {
     // encoders the vault uses): create, write, read, break-the-glass read of one field,
     // a failed read, a checkpoint.
     let _rng = test_rng::seed(RNG_SEED);
-    let mem = MemoryStorage::new();
+    let mem = FaultyStorage::memory();
     let v = Vault::create_in(
         Box::new(mem.clone()),
         KeySource::raw(ROOT),
@@ -271,8 +272,8 @@ fn golden_encoders_are_unchanged() {
 }
 
 /// A memory store holding exactly the committed golden vault.
-fn golden_vault_storage() -> MemoryStorage {
-    let mem = MemoryStorage::new();
+fn golden_vault_storage() -> FaultyStorage<MemoryStorage> {
+    let mem = FaultyStorage::memory();
     mem.raw_set_header(golden("header_raw.bin"));
     let keys = std::str::from_utf8(golden("storage_keys.txt")).unwrap();
     for line in keys.lines() {

@@ -2,7 +2,7 @@
 //! parameters and salt, or raw), a key-check value, the vault secret wrapped under the
 //! root key, and an optional pending root-key rotation. Authenticated twice: an unkeyed
 //! SHA-256 checksum tells corruption from a wrong key, and an HMAC under a root-derived
-//! key authenticates the content once the key is known. Layout in docs/FORMAT.md §2.
+//! key authenticates the content once the key is known. Layout in docs/FORMAT.md "Header".
 
 use crate::codec::Reader;
 use crate::crypto::kdf::SALT_LEN;
@@ -10,7 +10,7 @@ use crate::crypto::{
     AeadKey, KdfParams, KeySource, MacKey, RootKey, SecretKey, aead::OVERHEAD, ct_eq, derive_key,
     sha256,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result, Structure};
 
 /// Header format version written by this build.
 pub const HEADER_VERSION: u8 = 1;
@@ -64,17 +64,17 @@ pub(crate) struct Unlocked {
 
 /// The AEAD key that wraps keys under a root key: HKDF(root, "medvault/v1/kek").
 pub(crate) fn wrapping_key(root: &RootKey) -> AeadKey {
-    AeadKey::new(&derive_key(root, &[b"medvault/v1/kek"]))
+    AeadKey::new(&derive_key(root.secret(), &[b"medvault/v1/kek"]))
 }
 
 fn key_check(root: &RootKey, vault_id: &[u8; 16], generation: u32) -> [u8; 32] {
-    MacKey::new(&derive_key(root, &[b"medvault/v1/key-check"]))
+    MacKey::new(&derive_key(root.secret(), &[b"medvault/v1/key-check"]))
         .mac_parts(&[vault_id, &generation.to_be_bytes()])
 }
 
 /// The key of the header MAC: HKDF(root, "medvault/v1/header-mac").
 pub(crate) fn header_mac_key(root: &RootKey) -> MacKey {
-    MacKey::new(&derive_key(root, &[b"medvault/v1/header-mac"]))
+    MacKey::new(&derive_key(root.secret(), &[b"medvault/v1/header-mac"]))
 }
 
 /// Wraps a 256-bit key under `kek` with the given AAD; returns the fixed-size envelope.
@@ -113,7 +113,9 @@ fn bridge_aad(vault_id: &[u8; 16], from: u32, to: u32) -> Vec<u8> {
 /// the reverse) is a wrong key.
 fn derive_root(spec: &RootSpec, source: &KeySource) -> Result<RootKey> {
     match (&spec.kdf, source) {
-        (Some((params, salt)), KeySource::Passphrase(p)) => params.derive(p, salt),
+        (Some((params, salt)), KeySource::Passphrase(p)) => {
+            params.derive(p, salt).map(RootKey::from_secret)
+        }
         (None, KeySource::Raw(k)) => Ok(k.clone()),
         _ => Err(Error::WrongKey),
     }
@@ -132,7 +134,7 @@ impl RootSpec {
             KeySource::Passphrase(p) => {
                 let mut salt = [0u8; SALT_LEN];
                 crate::crypto::random_bytes(&mut salt);
-                let root = kdf.derive(p, &salt)?;
+                let root = RootKey::from_secret(kdf.derive(p, &salt)?);
                 (Some((kdf, salt)), root)
             }
             KeySource::Raw(k) => (None, k.clone()),
@@ -182,7 +184,8 @@ impl RootSpec {
                 // header two encodings (found by the `header` fuzz target).
                 if memory_kib != 0 || iterations != 0 || lanes != 0 || salt != [0; SALT_LEN] {
                     return Err(Error::integrity(
-                        "header: raw-key spec carries key-derivation parameters",
+                        Structure::Header,
+                        "raw-key spec carries key-derivation parameters",
                     ));
                 }
                 None
@@ -195,7 +198,12 @@ impl RootSpec {
                 },
                 salt,
             )),
-            _ => return Err(Error::integrity("header: unknown key-derivation kind")),
+            _ => {
+                return Err(Error::integrity(
+                    Structure::Header,
+                    "unknown key-derivation kind",
+                ));
+            }
         };
         Ok(RootSpec {
             kdf,
@@ -241,19 +249,19 @@ impl Header {
         kdf: KdfParams,
     ) -> Result<(Header, RootKey)> {
         let g = self.root.generation;
-        let next_gen = g
-            .checked_add(1)
-            .ok_or_else(|| Error::invalid("root-key generation exhausted"))?;
+        let next_gen = g.checked_add(1).ok_or_else(|| {
+            Error::invalid(InputKind::KeyOperation, "root-key generation exhausted")
+        })?;
         let (next, next_root) = RootSpec::new(source, kdf, &self.vault_id, next_gen)?;
         let new_under_old = wrap_key(
             &wrapping_key(current),
             &bridge_aad(&self.vault_id, g, next_gen),
-            &next_root,
+            next_root.secret(),
         );
         let old_under_new = wrap_key(
             &wrapping_key(&next_root),
             &bridge_aad(&self.vault_id, next_gen, g),
-            current,
+            current.secret(),
         );
         let mut h = self.clone();
         h.pending = Some(PendingRoot {
@@ -267,10 +275,9 @@ impl Header {
     /// Completes a root-key rotation: the pending root becomes current and the vault
     /// secret is rewrapped under it.
     pub fn finish_rotation(&self, next_root: &RootKey, vault_secret: &SecretKey) -> Result<Header> {
-        let p = self
-            .pending
-            .as_ref()
-            .ok_or_else(|| Error::invalid("no root-key rotation is pending"))?;
+        let p = self.pending.as_ref().ok_or_else(|| {
+            Error::invalid(InputKind::KeyOperation, "no root-key rotation is pending")
+        })?;
         let wrapped_secret = wrap_key(
             &wrapping_key(next_root),
             &secret_aad(&self.vault_id, p.next.generation),
@@ -314,13 +321,13 @@ impl Header {
     pub fn decode(bytes: &[u8]) -> Result<(Header, usize)> {
         let version = *bytes
             .first()
-            .ok_or_else(|| Error::integrity("header: empty"))?;
+            .ok_or_else(|| Error::integrity(Structure::Header, "empty"))?;
         if bytes.len() < 64 + 1 + MAGIC.len() {
-            return Err(Error::integrity("header: truncated"));
+            return Err(Error::integrity(Structure::Header, "truncated"));
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
         if !ct_eq(&sha256(&[body]), sum) {
-            return Err(Error::integrity("header: checksum mismatch"));
+            return Err(Error::integrity(Structure::Header, "checksum mismatch"));
         }
         if version != HEADER_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -329,10 +336,10 @@ impl Header {
             });
         }
         let mac_at = body.len() - 32;
-        let mut r = Reader::new(&body[..mac_at], "header");
+        let mut r = Reader::new(&body[..mac_at], Structure::Header);
         r.u8()?;
         if r.bytes(4)? != MAGIC {
-            return Err(Error::integrity("header: bad magic"));
+            return Err(Error::integrity(Structure::Header, "bad magic"));
         }
         let vault_id = r.array()?;
         let root = RootSpec::decode(&mut r)?;
@@ -344,7 +351,7 @@ impl Header {
                 new_under_old: r.array()?,
                 old_under_new: r.array()?,
             }),
-            _ => return Err(Error::integrity("header: bad pending flag")),
+            _ => return Err(Error::integrity(Structure::Header, "bad pending flag")),
         };
         r.finish()?;
         let _ = ROOT_SPEC_LEN;
@@ -376,7 +383,8 @@ impl Header {
                             &bridge_aad(&vid, h.root.generation, p.next.generation),
                             &p.new_under_old,
                         )
-                        .ok_or_else(|| Error::integrity("header: root bridge"))?,
+                        .map(RootKey::from_secret)
+                        .ok_or_else(|| Error::integrity(Structure::Header, "root bridge"))?,
                     ),
                     None => None,
                 };
@@ -397,19 +405,19 @@ impl Header {
                     &bridge_aad(&vid, p.next.generation, h.root.generation),
                     &p.old_under_new,
                 )
-                .ok_or_else(|| Error::integrity("header: root bridge"))?;
-                (old, Some(k))
+                .ok_or_else(|| Error::integrity(Structure::Header, "root bridge"))?;
+                (RootKey::from_secret(old), Some(k))
             }
         };
         if !header_mac_key(&root).verify_raw(&[&bytes[..mac_at]], &bytes[mac_at..mac_at + 32]) {
-            return Err(Error::integrity("header: MAC mismatch"));
+            return Err(Error::integrity(Structure::Header, "MAC mismatch"));
         }
         let vault_secret = unwrap_key(
             &wrapping_key(&root),
             &secret_aad(&vid, h.root.generation),
             &h.wrapped_secret,
         )
-        .ok_or_else(|| Error::integrity("header: wrapped vault secret"))?;
+        .ok_or_else(|| Error::integrity(Structure::Header, "wrapped vault secret"))?;
         Ok((
             h,
             Unlocked {
@@ -498,10 +506,13 @@ mod tests {
         let bytes = hp.encode(&u.root);
         let (_, a) = Header::unlock(&bytes, &pw("old")).unwrap();
         let (_, b) = Header::unlock(&bytes, &KeySource::raw([7; 32])).unwrap();
-        assert_eq!(a.root.expose_secret(), b.root.expose_secret());
         assert_eq!(
-            a.next_root.unwrap().expose_secret(),
-            b.next_root.unwrap().expose_secret()
+            a.root.secret().expose_secret(),
+            b.root.secret().expose_secret()
+        );
+        assert_eq!(
+            a.next_root.unwrap().secret().expose_secret(),
+            b.next_root.unwrap().secret().expose_secret()
         );
         let done = hp.finish_rotation(&next, &u.vault_secret).unwrap();
         let bytes = done.encode(&next);

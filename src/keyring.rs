@@ -1,6 +1,6 @@
 //! The keyring: one set of keys per subject, stored only wrapped under the root key.
 //!
-//! A subject entry (docs/FORMAT.md §4) holds every live data-key (DEK) version, the
+//! A subject entry (docs/FORMAT.md "Subject key entry") holds every live data-key (DEK) version, the
 //! subject's audit key (seals the identifying part of its access-log entries, so that
 //! erasure unlinks them) and the subject's logical id sealed under the audit key. Each
 //! key has a usage counter whose high-water mark is persisted ahead of use, so a crash can
@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, put_lp32};
-use crate::crypto::{AeadKey, SecretKey};
-use crate::error::{Error, Result};
+use crate::crypto::{AeadKey, RootKey, SecretKey};
+use crate::error::{Error, InputKind, Result, Structure};
 use crate::header::{WRAPPED_LEN, unwrap_key, wrap_key, wrapping_key};
+use crate::keyspace;
 
 /// Subject-entry format version.
 pub const SUBJECT_ENTRY_VERSION: u8 = 1;
@@ -95,6 +96,7 @@ impl SubjectKeys {
         let highest = s.versions.iter().map(|(d, _, _)| d.version).max();
         if version == 0 || highest.is_none_or(|h| version > h) {
             return Err(Error::integrity(
+                Structure::SubjectEntry,
                 "data-key version never issued for this subject",
             ));
         }
@@ -139,14 +141,6 @@ impl SubjectKeys {
             .map(|v| v.1)
             .unwrap_or(0)
     }
-}
-
-/// Storage key of a subject entry: `'k' || tag`.
-pub(crate) fn entry_key(tag: &SubjectTag) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
-    k.push(b'k');
-    k.extend_from_slice(tag);
-    k
 }
 
 fn dek_aad(vault_id: &[u8; 16], tag: &SubjectTag, version: u32, root_gen: u32) -> Vec<u8> {
@@ -204,9 +198,9 @@ struct Cache {
 impl Keyring {
     pub fn new(
         vault_id: [u8; 16],
-        root: &SecretKey,
+        root: &RootKey,
         generation: u32,
-        next: Option<(&SecretKey, u32)>,
+        next: Option<(&RootKey, u32)>,
         capacity: usize,
     ) -> Self {
         Keyring {
@@ -246,14 +240,15 @@ impl Keyring {
         match &k.next {
             Some((g, kek)) if *g == generation => Ok(kek.clone()),
             _ => Err(Error::integrity(
-                "subject entry: wrapped under an unknown root generation",
+                Structure::SubjectEntry,
+                "wrapped under an unknown root generation",
             )),
         }
     }
 
     /// Installs the next root key for a rotation (`Some`) or promotes it (`None`:
     /// rotation finished, the next root becomes current).
-    pub fn set_next_root(&self, next: Option<(&SecretKey, u32)>) {
+    pub fn set_next_root(&self, next: Option<(&RootKey, u32)>) {
         let mut k = self.keks();
         match next {
             Some((key, g)) => k.next = Some((g, Arc::new(wrapping_key(key)))),
@@ -332,7 +327,7 @@ impl Keyring {
         if let Some(k) = self.cached(tag) {
             return Ok(Some(k));
         }
-        let Some(bytes) = read(&entry_key(tag))? else {
+        let Some(bytes) = read(&keyspace::subject_entry(tag))? else {
             return Ok(None);
         };
         let keys = Arc::new(self.decode_entry(tag, &bytes)?);
@@ -388,6 +383,7 @@ impl Keyring {
         let mut s = keys.lock();
         if s.versions.len() >= MAX_DEK_VERSIONS {
             return Err(Error::invalid(
+                InputKind::KeyOperation,
                 "too many live data-key versions; retire old versions first",
             ));
         }
@@ -398,7 +394,7 @@ impl Keyring {
             .max()
             .unwrap_or(0)
             .checked_add(1)
-            .ok_or_else(|| Error::invalid("data-key version exhausted"))?;
+            .ok_or_else(|| Error::invalid(InputKind::KeyOperation, "data-key version exhausted"))?;
         let k = SecretKey::random();
         s.versions.push((
             Arc::new(Dek {
@@ -418,7 +414,10 @@ impl Keyring {
     pub fn remove_version(&self, keys: &SubjectKeys, version: u32) -> Result<()> {
         let mut s = keys.lock();
         if s.current == version {
-            return Err(Error::invalid("cannot retire the current data-key version"));
+            return Err(Error::invalid(
+                InputKind::KeyOperation,
+                "cannot retire the current data-key version",
+            ));
         }
         let before = s.versions.len();
         s.versions.retain(|(d, _, _)| d.version != version);
@@ -471,7 +470,7 @@ impl Keyring {
 
     /// Decodes and unwraps a subject entry. [`Error::Integrity`] on any failure.
     pub fn decode_entry(&self, tag: &SubjectTag, bytes: &[u8]) -> Result<SubjectKeys> {
-        let mut r = Reader::new(bytes, "subject entry");
+        let mut r = Reader::new(bytes, Structure::SubjectEntry);
         let v = r.u8()?;
         if v != SUBJECT_ENTRY_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -485,7 +484,8 @@ impl Keyring {
         let n = r.u16()? as usize;
         if n == 0 || n > MAX_DEK_VERSIONS {
             return Err(Error::integrity(
-                "subject entry: bad number of key versions",
+                Structure::SubjectEntry,
+                "bad number of key versions",
             ));
         }
         let mut versions = Vec::with_capacity(n);
@@ -494,7 +494,7 @@ impl Keyring {
             let mark = r.u64()?;
             let wrapped = r.bytes(WRAPPED_LEN)?;
             let key = unwrap_key(&kek, &dek_aad(&self.vault_id, tag, version, gen_), wrapped)
-                .ok_or_else(|| Error::integrity("subject entry: wrapped data key"))?;
+                .ok_or_else(|| Error::integrity(Structure::SubjectEntry, "wrapped data key"))?;
             versions.push((
                 Arc::new(Dek {
                     version,
@@ -506,23 +506,26 @@ impl Keyring {
             ));
         }
         if !versions.iter().any(|(d, _, _)| d.version == current) {
-            return Err(Error::integrity("subject entry: current version missing"));
+            return Err(Error::integrity(
+                Structure::SubjectEntry,
+                "current version missing",
+            ));
         }
         let audit_mark = r.u64()?;
         let wrapped = r.bytes(WRAPPED_LEN)?;
         let audit_key = unwrap_key(&kek, &audit_aad(&self.vault_id, tag, gen_), wrapped)
-            .ok_or_else(|| Error::integrity("subject entry: wrapped audit key"))?;
+            .ok_or_else(|| Error::integrity(Structure::SubjectEntry, "wrapped audit key"))?;
         let audit = AeadKey::new(&audit_key);
         let covered = bytes
             .get(..bytes.len() - r.remaining())
-            .ok_or_else(|| Error::integrity("subject entry: truncated"))?;
+            .ok_or_else(|| Error::integrity(Structure::SubjectEntry, "truncated"))?;
         let sealed_id = r.lp32(4096)?;
         r.finish()?;
         let id = audit
             .open(&id_aad(&self.vault_id, tag, covered), sealed_id)
-            .ok_or_else(|| Error::integrity("subject entry: sealed subject id"))?;
+            .ok_or_else(|| Error::integrity(Structure::SubjectEntry, "sealed subject id"))?;
         let subject = std::str::from_utf8(&id)
-            .map_err(|_| Error::integrity("subject entry: subject id not UTF-8"))?;
+            .map_err(|_| Error::integrity(Structure::SubjectEntry, "subject id not UTF-8"))?;
         Ok(SubjectKeys {
             tag: *tag,
             subject: Zeroizing::new(subject.to_owned()),

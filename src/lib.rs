@@ -41,13 +41,15 @@ pub mod audit;
 mod codec;
 pub mod commit;
 pub mod context;
-pub mod crypto;
+mod crypto;
+pub mod danger;
 mod error;
 #[cfg(test)]
 mod golden_tests;
 mod header;
 pub mod index;
 mod keyring;
+mod keyspace;
 pub mod logstore;
 pub mod record;
 pub mod storage;
@@ -58,8 +60,8 @@ mod vault;
 
 pub use audit::{Action, Checkpoint, LogEntry, Outcome, Target};
 pub use context::{AccessContext, Purpose};
-pub use crypto::{KdfParams, KeySource, Passphrase, RootKey, SecretKey};
-pub use error::{Error, Result, StorageError};
+pub use crypto::{KdfParams, KeySource, Passphrase, RootKey};
+pub use error::{Denial, Error, InputKind, Invalid, LogFault, Result, StorageError, Structure};
 pub use index::{IndexCheck, IndexPath, IndexSpec, IndexStatus, Normalization};
 pub use record::RecordKey;
 pub use vault::{

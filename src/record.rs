@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::codec::{Reader, put_lp16, put_lp32};
 use crate::crypto::AeadKey;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result, Structure};
 
 /// Record-value format version. Version 2 binds every envelope to its write: the record
 /// version and a random write id are in every AAD.
@@ -66,12 +66,16 @@ impl RecordKey {
 /// Checks one id: 1 to [`MAX_ID_LEN`] bytes.
 pub(crate) fn validate_id(what: &str, s: &str) -> Result<()> {
     if s.is_empty() {
-        return Err(Error::invalid(format!("{what} must not be empty")));
+        return Err(Error::invalid(
+            InputKind::Id,
+            format!("{what} must not be empty"),
+        ));
     }
     if s.len() > MAX_ID_LEN {
-        return Err(Error::invalid(format!(
-            "{what} longer than {MAX_ID_LEN} bytes"
-        )));
+        return Err(Error::invalid(
+            InputKind::Id,
+            format!("{what} longer than {MAX_ID_LEN} bytes"),
+        ));
     }
     Ok(())
 }
@@ -88,9 +92,12 @@ pub(crate) struct PlainField {
 pub(crate) fn split_fields<T: Serialize + ?Sized>(value: &T) -> Result<Vec<PlainField>> {
     let mut buf = Zeroizing::new(Vec::with_capacity(1024));
     ciborium::into_writer(value, &mut *buf)
-        .map_err(|_| Error::invalid("the record could not be serialized"))?;
+        .map_err(|_| Error::invalid(InputKind::Record, "the record could not be serialized"))?;
     if buf.len() > MAX_RECORD_BYTES {
-        return Err(Error::invalid("record larger than 64 MiB"));
+        return Err(Error::invalid(
+            InputKind::Record,
+            "record larger than 64 MiB",
+        ));
     }
     let b = &buf[..];
     let (count, mut pos) = match head(b, 0)? {
@@ -98,6 +105,7 @@ pub(crate) fn split_fields<T: Serialize + ?Sized>(value: &T) -> Result<Vec<Plain
         (5, Arg::Indefinite, p) => (None, p),
         _ => {
             return Err(Error::invalid(
+                InputKind::Record,
                 "a record's top level must be a map or struct",
             ));
         }
@@ -119,10 +127,18 @@ pub(crate) fn split_fields<T: Serialize + ?Sized>(value: &T) -> Result<Vec<Plain
                 pos = end;
                 std::str::from_utf8(s).map_err(|_| bad_cbor())?.to_owned()
             }
-            _ => return Err(Error::invalid("record field names must be strings")),
+            _ => {
+                return Err(Error::invalid(
+                    InputKind::Record,
+                    "record field names must be strings",
+                ));
+            }
         };
         if name.len() > MAX_FIELD_NAME_LEN {
-            return Err(Error::invalid("field name longer than 1024 bytes"));
+            return Err(Error::invalid(
+                InputKind::Record,
+                "field name longer than 1024 bytes",
+            ));
         }
         let end = skip(b, pos, 0)?;
         fields.push(PlainField {
@@ -132,13 +148,19 @@ pub(crate) fn split_fields<T: Serialize + ?Sized>(value: &T) -> Result<Vec<Plain
         pos = end;
         i += 1;
         if fields.len() > MAX_FIELDS {
-            return Err(Error::invalid("record has more than 4096 fields"));
+            return Err(Error::invalid(
+                InputKind::Record,
+                "record has more than 4096 fields",
+            ));
         }
     }
     let mut names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
     names.sort_unstable();
     if names.windows(2).any(|w| w[0] == w[1]) {
-        return Err(Error::invalid("record has a field name twice"));
+        return Err(Error::invalid(
+            InputKind::Record,
+            "record has a field name twice",
+        ));
     }
     Ok(fields)
 }
@@ -157,15 +179,16 @@ pub(crate) fn join_fields<T: DeserializeOwned>(fields: &[PlainField]) -> Result<
         buf.extend_from_slice(&f.value);
     }
     ciborium::from_reader(&buf[..]).map_err(|e| match e {
-        ciborium::de::Error::Semantic(..) => {
-            Error::invalid("the stored record does not match the requested type")
-        }
-        _ => Error::integrity("field value: malformed CBOR"),
+        ciborium::de::Error::Semantic(..) => Error::invalid(
+            InputKind::Record,
+            "the stored record does not match the requested type",
+        ),
+        _ => Error::integrity(Structure::FieldValue, "malformed CBOR"),
     })
 }
 
 fn bad_cbor() -> Error {
-    Error::integrity("field value: malformed CBOR")
+    Error::integrity(Structure::FieldValue, "malformed CBOR")
 }
 
 enum Arg {
@@ -217,7 +240,10 @@ fn put_head(out: &mut Vec<u8>, major: u8, n: u64) {
 /// Returns the position just past the CBOR data item at `pos` (RFC 8949 §3).
 fn skip(b: &[u8], pos: usize, depth: usize) -> Result<usize> {
     if depth > MAX_CBOR_DEPTH {
-        return Err(Error::invalid("record nested too deeply"));
+        return Err(Error::invalid(
+            InputKind::Record,
+            "record nested too deeply",
+        ));
     }
     let (major, arg, mut p) = head(b, pos)?;
     match (major, arg) {
@@ -355,7 +381,7 @@ pub(crate) struct SealedRecord<'a> {
 /// Parses a record value's structure (no decryption). [`Error::Integrity`] on any
 /// malformation, [`Error::UnsupportedVersion`] on an unknown version.
 pub(crate) fn parse_record(bytes: &[u8]) -> Result<SealedRecord<'_>> {
-    let mut r = Reader::new(bytes, "record value");
+    let mut r = Reader::new(bytes, Structure::RecordValue);
     let v = r.u8()?;
     if v != RECORD_VERSION {
         return Err(Error::UnsupportedVersion {
@@ -371,7 +397,7 @@ pub(crate) fn parse_record(bytes: &[u8]) -> Result<SealedRecord<'_>> {
     let meta = r.lp32(MAX_RECORD_BYTES)?;
     let n = r.u16()? as usize;
     if n > MAX_FIELDS || n * 4 > r.remaining() {
-        return Err(Error::integrity("record value: bad field count"));
+        return Err(Error::integrity(Structure::RecordValue, "bad field count"));
     }
     let mut fields = Vec::with_capacity(n);
     for _ in 0..n {
@@ -396,12 +422,15 @@ pub(crate) struct Meta {
 /// Parses an opened meta block that must name `fields` fields. [`Error::Integrity`] when
 /// malformed.
 pub(crate) fn parse_meta(pt: &[u8], fields: usize) -> Result<Meta> {
-    let mut r = Reader::new(pt, "record meta");
+    let mut r = Reader::new(pt, Structure::RecordMeta);
     let collection = r.str16()?.to_owned();
     let record_id = r.str16()?.to_owned();
     let n = r.u16()? as usize;
     if n != fields {
-        return Err(Error::integrity("record meta: field count mismatch"));
+        return Err(Error::integrity(
+            Structure::RecordMeta,
+            "field count mismatch",
+        ));
     }
     let mut names = Vec::with_capacity(n);
     for _ in 0..n {
@@ -420,7 +449,7 @@ impl SealedRecord<'_> {
     pub fn open_meta(&self, dek: &AeadKey, bind: &Binding<'_>) -> Result<Meta> {
         let pt = dek
             .open(&bind.meta_aad(&self.stamp), self.meta)
-            .ok_or_else(|| Error::integrity("record meta: authentication failed"))?;
+            .ok_or_else(|| Error::integrity(Structure::RecordMeta, "authentication failed"))?;
         parse_meta(&pt, self.fields.len())
     }
 
@@ -444,9 +473,9 @@ impl SealedRecord<'_> {
             }
             aad.truncate(base);
             put_lp16(&mut aad, name.as_bytes());
-            let value = dek
-                .open(&aad, env)
-                .ok_or_else(|| Error::integrity("field envelope: authentication failed"))?;
+            let value = dek.open(&aad, env).ok_or_else(|| {
+                Error::integrity(Structure::FieldEnvelope, "authentication failed")
+            })?;
             out.push(PlainField {
                 name: name.clone(),
                 value,

@@ -9,6 +9,7 @@
 
 mod common;
 
+use medvault::danger::RawAccess;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -51,8 +52,8 @@ fn populated() -> (MemoryStorage, Vault) {
 #[track_caller]
 fn assert_tampered_at(v: &Vault, cp: Option<&Checkpoint>, seq: u64, why: &str) {
     match v.verify(&ctx(), cp) {
-        Err(Error::LogTampered { seq: s, what }) => {
-            assert_eq!(s, seq, "{why}: reported {what:?} at {s}, expected {seq}")
+        Err(Error::LogTampered { seq: s, fault }) => {
+            assert_eq!(s, seq, "{why}: reported {fault:?} at {s}, expected {seq}")
         }
         other => panic!("{why}: expected LogTampered at {seq}, got {other:?}"),
     }

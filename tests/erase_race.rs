@@ -3,6 +3,7 @@
 //! (an orphan record that no key opens). After any interleaving, every stored record opens.
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test
 
+use medvault::danger::RawAccess;
 use std::sync::Arc;
 
 use medvault::storage::MemoryStorage;

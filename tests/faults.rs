@@ -1,5 +1,6 @@
 //! Fault injection: I/O errors and torn writes at chosen points of put / put_many /
-//! delete / erase / verify / open / create, on the memory backend's `FaultPlan`.
+//! delete / erase / verify / open / create, injected by `danger::FaultyStorage` over the
+//! memory backend (and, for one case, over sled).
 //!
 //! Every failing call must report `Error::Storage`; afterwards (same handle, and after a
 //! reopen) every acknowledged write reads back, and the access log verifies. A torn
@@ -10,7 +11,8 @@
 
 use std::collections::BTreeMap;
 
-use medvault::storage::{FaultPlan, MemoryStorage, Storage};
+use medvault::danger::{FaultPlan, FaultyStorage, RawAccess};
+use medvault::storage::{MemoryStorage, SledOptions, SledStorage, Storage};
 use medvault::{AccessContext, Action, Error, KeySource, Purpose, RecordKey, Vault, VaultOptions};
 use serde_json::{Value, json};
 
@@ -24,7 +26,7 @@ fn dpo() -> AccessContext {
     AccessContext::new("dpo", Purpose::PatientRequest)
 }
 
-fn open(mem: &MemoryStorage) -> Vault {
+fn open(mem: &FaultyStorage<MemoryStorage>) -> Vault {
     Vault::open_in(
         Box::new(mem.clone()),
         KeySource::raw(ROOT),
@@ -38,8 +40,12 @@ fn key(s: &str, r: &str) -> RecordKey {
 }
 
 /// A vault with two subjects and three acknowledged records.
-fn baseline() -> (MemoryStorage, Vault, BTreeMap<RecordKey, Value>) {
-    let mem = MemoryStorage::new();
+fn baseline() -> (
+    FaultyStorage<MemoryStorage>,
+    Vault,
+    BTreeMap<RecordKey, Value>,
+) {
+    let mem = FaultyStorage::memory();
     let v = Vault::create_in(
         Box::new(mem.clone()),
         KeySource::raw(ROOT),
@@ -83,7 +89,7 @@ fn assert_consistent(v: &Vault, acked: &BTreeMap<RecordKey, Value>, what: &str) 
 /// Same handle, then (that handle closed: one handle per store) a reopen: both
 /// consistent. Returns the reopened handle.
 fn assert_consistent_both(
-    mem: &MemoryStorage,
+    mem: &FaultyStorage<MemoryStorage>,
     v: Vault,
     acked: &BTreeMap<RecordKey, Value>,
 ) -> Vault {
@@ -258,7 +264,7 @@ fn failed_open_changes_nothing() {
 fn failed_create_leaves_no_vault_and_can_be_retried() {
     // The header is written last; if that fails there is no vault (open: NotFound), and
     // a second create clears what the first left and succeeds.
-    let mem = MemoryStorage::new();
+    let mem = FaultyStorage::memory();
     mem.set_faults(FaultPlan {
         fail_header_writes: true,
         ..FaultPlan::default()
@@ -292,7 +298,7 @@ fn failed_create_leaves_no_vault_and_can_be_retried() {
     assert_consistent_both(&mem, v, &acked);
     // Writes failing during create: nothing is written, the error is typed, and a
     // retry works.
-    let mem = MemoryStorage::new();
+    let mem = FaultyStorage::memory();
     mem.set_faults(fail_writes());
     storage_err(
         Vault::create_in(
@@ -484,7 +490,7 @@ fn write_fault_at_each_point_of_a_sequence() {
 /// The memory backend's own contract, which the tests above rely on.
 #[test]
 fn fault_plan_fires_as_documented() {
-    let mem = MemoryStorage::new();
+    let mem = FaultyStorage::memory();
     mem.set_faults(plan(1, 1));
     let mut b = medvault::storage::WriteBatch::new();
     b.put(b"a".to_vec(), b"1".to_vec());
@@ -499,4 +505,48 @@ fn fault_plan_fires_as_documented() {
         vec![b"a".to_vec(), b"b".to_vec()],
         "torn after one op"
     );
+}
+
+/// The same fault as `failed_put_is_typed_and_leaves_no_trace`, injected over sled: the
+/// failed put is typed, leaves no trace, and what was acknowledged reads back (same
+/// handle, and after a reopen of the directory without the wrapper).
+#[test]
+fn failed_put_over_sled_is_typed_and_leaves_no_trace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v");
+    std::fs::create_dir_all(&path).expect("mkdir");
+    let sled = SledStorage::open(&path, &SledOptions::default()).expect("sled");
+    let faulty = FaultyStorage::new(sled);
+    let faults = faulty.handle();
+    let v = Vault::create_in(
+        Box::new(faulty),
+        KeySource::raw(ROOT),
+        VaultOptions::default(),
+    )
+    .expect("create");
+    let mut acked = BTreeMap::new();
+    for (k, val) in [
+        (key("alice", "1"), json!({"a": 1, "b": "one"})),
+        (key("bob", "1"), json!({"b": "bob"})),
+    ] {
+        v.put(&nurse(), &k, &val).expect("baseline put");
+        acked.insert(k, val);
+    }
+    for (k, what) in [
+        (key("alice", "1"), "overwrite over sled"),
+        (key("carol", "1"), "first record of a new subject over sled"),
+    ] {
+        faults.set_faults(fail_writes());
+        storage_err(v.put(&nurse(), &k, &json!({"a": 100})), what);
+        faults.set_faults(FaultPlan::default());
+        assert_consistent(&v, &acked, what);
+        let after: medvault::Result<Value> = v.get(&nurse(), &k);
+        match acked.get(&k) {
+            Some(old) => assert_eq!(&after.expect(what), old),
+            None => assert!(matches!(after, Err(Error::NotFound)), "{what}"),
+        }
+    }
+    drop(v);
+    let v = Vault::open(&path, KeySource::raw(ROOT)).expect("reopen over sled");
+    assert_consistent(&v, &acked, "sled reopened");
 }

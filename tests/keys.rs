@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use medvault::storage::{FaultPlan, MemoryStorage};
+use medvault::danger::{FaultPlan, FaultyStorage, RawAccess};
+use medvault::storage::MemoryStorage;
 use medvault::{
     AccessContext, Error, KdfParams, KeySource, Purpose, RecordKey, RotationScope, Vault,
     VaultOptions,
@@ -50,7 +51,7 @@ fn check_all(v: &Vault, all: &[(RecordKey, Value)]) {
 }
 
 /// Key versions of every stored record value (byte 0 = format, bytes 1..5 = version).
-fn record_versions(m: &MemoryStorage) -> Vec<u32> {
+fn record_versions(m: &FaultyStorage<MemoryStorage>) -> Vec<u32> {
     m.dump()
         .into_iter()
         .filter(|(k, _)| k[0] == b'r')
@@ -58,8 +59,8 @@ fn record_versions(m: &MemoryStorage) -> Vec<u32> {
         .collect()
 }
 
-fn mem_vault(opts: VaultOptions) -> (MemoryStorage, Vault) {
-    let m = MemoryStorage::new();
+fn mem_vault(opts: VaultOptions) -> (FaultyStorage<MemoryStorage>, Vault) {
+    let m = FaultyStorage::memory();
     let v = Vault::create_in(Box::new(m.clone()), raw(1), opts).unwrap();
     (m, v)
 }

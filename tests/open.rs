@@ -8,6 +8,7 @@
 
 mod common;
 
+use medvault::danger::RawAccess;
 use std::path::Path;
 
 use common::{care, ctx, hash_tree, memory_vault, raw_key};
@@ -111,7 +112,7 @@ fn rechecksum(h: &mut [u8]) {
     h[n..].copy_from_slice(&sum);
 }
 
-// Header layout (docs/FORMAT.md §3): version u8, magic [4], vault_id [16], then the root
+// Header layout (docs/FORMAT.md "Header"): version u8, magic [4], vault_id [16], then the root
 // spec: kind u8, memory_kib u32, iterations u32, lanes u32, salt [16], ...
 const MEMORY_AT: usize = 22;
 const ITERATIONS_AT: usize = 26;
@@ -433,14 +434,14 @@ fn an_interrupted_create_can_be_retried() {
     // The header is written last; a create that fails before it leaves only the
     // log's first entry and head behind. That is no vault: open says NotFound, and a
     // new create must succeed over it.
-    let s = MemoryStorage::new();
-    s.set_faults(medvault::storage::FaultPlan {
+    let s = medvault::danger::FaultyStorage::memory();
+    s.set_faults(medvault::danger::FaultPlan {
         fail_header_writes: true,
         ..Default::default()
     });
     let r = Vault::create_in(Box::new(s.clone()), raw_key(), common::options()).map(|_| ());
     assert!(matches!(r, Err(Error::Storage(_))), "{r:?}");
-    s.set_faults(medvault::storage::FaultPlan::default());
+    s.set_faults(medvault::danger::FaultPlan::default());
     let r = Vault::open_in(Box::new(s.clone()), raw_key(), common::options()).map(|_| ());
     assert!(matches!(r, Err(Error::NotFound)), "{r:?}");
     let v = Vault::create_in(Box::new(s.clone()), raw_key(), common::options()).unwrap();

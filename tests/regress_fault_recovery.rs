@@ -13,7 +13,8 @@
 //!    `failed_create_leaves_no_vault_and_can_be_retried` (the same failed header write,
 //!    `NotFound`, then a create, a put and a reopen), so it has no second copy here.
 
-use medvault::storage::{FaultPlan, MemoryStorage};
+use medvault::danger::{FaultPlan, FaultyStorage};
+use medvault::storage::MemoryStorage;
 use medvault::{AccessContext, Error, KeySource, Purpose, RecordKey, Vault, VaultOptions};
 use serde_json::{Value, json};
 
@@ -23,7 +24,7 @@ fn ctx() -> AccessContext {
     AccessContext::new("nurse", Purpose::Care)
 }
 
-fn open(mem: &MemoryStorage) -> medvault::Result<Vault> {
+fn open(mem: &FaultyStorage<MemoryStorage>) -> medvault::Result<Vault> {
     Vault::open_in(
         Box::new(mem.clone()),
         KeySource::raw(ROOT),
@@ -33,7 +34,7 @@ fn open(mem: &MemoryStorage) -> medvault::Result<Vault> {
 
 #[test]
 fn put_after_a_torn_erase_survives_reopen() {
-    let mem = MemoryStorage::new();
+    let mem = FaultyStorage::memory();
     let v = Vault::create_in(
         Box::new(mem.clone()),
         KeySource::raw(ROOT),

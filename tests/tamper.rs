@@ -8,6 +8,7 @@
 mod common;
 
 use common::{RecordLayout, ctx, memory_vault, raw_get, raw_key, raw_with_prefix, reopen};
+use medvault::danger::RawAccess;
 use medvault::storage::MemoryStorage;
 use medvault::{Error, RecordKey, Result, Vault, VaultOptions};
 use serde_json::{Value, json};

@@ -83,8 +83,12 @@ pub fn export_ndjson(
         for (_, value) in &records {
             line.clear();
             // A `Value` always encodes; the error is mapped without its text all the same.
-            serde_json::to_writer(&mut line, value)
-                .map_err(|_| Error::InvalidInput("JSON encoding failed".to_owned()))?;
+            serde_json::to_writer(&mut line, value).map_err(|_| {
+                Error::InvalidInput(medvault::Invalid {
+                    kind: medvault::InputKind::Output,
+                    detail: "JSON encoding failed".into(),
+                })
+            })?;
             line.push(b'\n');
             out.write_all(&line)?;
             report.records += 1;

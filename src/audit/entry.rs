@@ -1,4 +1,4 @@
-//! Access-log entries: what is recorded, and its byte layout (docs/FORMAT.md §6).
+//! Access-log entries: what is recorded, and its byte layout (docs/FORMAT.md "Access-log entry").
 //!
 //! The body (who, why, what, when, outcome) is sealed under the log key. The part that
 //! names a subject's records (subject id, collection, record id, field names) is sealed a
@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use crate::codec::{Reader, put_lp16, put_lp32};
 use crate::context::{AccessContext, Purpose};
 use crate::crypto::AeadKey;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result, Structure};
 use crate::keyring::SubjectTag;
 
 /// Access-log entry format version.
@@ -67,7 +67,7 @@ impl Action {
         Action::Checkpoint,
     ];
 
-    /// Stable one-byte code (docs/FORMAT.md §6).
+    /// Stable one-byte code (docs/FORMAT.md "Access-log entry").
     pub fn code(self) -> u8 {
         match self {
             Action::Create => 1,
@@ -116,7 +116,7 @@ impl std::str::FromStr for Action {
         Action::ALL
             .into_iter()
             .find(|a| a.name() == s)
-            .ok_or_else(|| Error::invalid("unknown action"))
+            .ok_or_else(|| Error::invalid(InputKind::Action, "unknown action"))
     }
 }
 
@@ -330,14 +330,14 @@ pub(crate) fn open_target(
 ) -> Result<Target> {
     let pt = audit
         .open(&target_aad(vault_id, tag), sealed)
-        .ok_or_else(|| Error::integrity("access-log target: authentication failed"))?;
+        .ok_or_else(|| Error::integrity(Structure::LogTarget, "authentication failed"))?;
     parse_target(&pt)
 }
 
 /// Parses an opened target (the plaintext of [`seal_target`]). [`Error::Integrity`] when
 /// malformed.
 pub(crate) fn parse_target(pt: &[u8]) -> Result<Target> {
-    let mut r = Reader::new(pt, "access-log target");
+    let mut r = Reader::new(pt, Structure::LogTarget);
     let subject = r.str16()?.to_owned();
     let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
     let collection = opt(r.str16()?);
@@ -363,23 +363,28 @@ pub(crate) struct Body {
 }
 
 pub(crate) fn decode_body(seq: u64, pt: &[u8]) -> Result<Body> {
-    let mut r = Reader::new(pt, "access-log entry body");
+    let mut r = Reader::new(pt, Structure::LogEntry);
     let time_ms = r.u64()?;
     let actor = r.str16()?.to_owned();
     let purpose = Purpose::from_code(r.u8()?)
-        .ok_or_else(|| Error::integrity("access-log entry body: unknown purpose"))?;
+        .ok_or_else(|| Error::integrity(Structure::LogEntry, "body: unknown purpose"))?;
     let reason = match r.u8()? {
         0 => None,
         1 => Some(r.str16()?.to_owned()),
-        _ => return Err(Error::integrity("access-log entry body: bad reason flag")),
+        _ => {
+            return Err(Error::integrity(
+                Structure::LogEntry,
+                "body: bad reason flag",
+            ));
+        }
     };
     let action = Action::from_code(r.u8()?)
-        .ok_or_else(|| Error::integrity("access-log entry body: unknown action"))?;
+        .ok_or_else(|| Error::integrity(Structure::LogEntry, "body: unknown action"))?;
     let outcome = match r.u8()? {
         0 => Outcome::Ok,
         1 => Outcome::Denied,
         2 => Outcome::Failed(r.str16()?.to_owned()),
-        _ => return Err(Error::integrity("access-log entry body: bad outcome")),
+        _ => return Err(Error::integrity(Structure::LogEntry, "body: bad outcome")),
     };
     let (subject_pseudonym, sealed_target) = match r.u8()? {
         0 => (None, None),
@@ -387,7 +392,12 @@ pub(crate) fn decode_body(seq: u64, pt: &[u8]) -> Result<Body> {
             let tag: SubjectTag = r.array()?;
             (Some(tag), Some(r.lp32(MAX_BODY)?.to_vec()))
         }
-        _ => return Err(Error::integrity("access-log entry body: bad subject flag")),
+        _ => {
+            return Err(Error::integrity(
+                Structure::LogEntry,
+                "body: bad subject flag",
+            ));
+        }
     };
     let note = r.str16()?.to_owned();
     r.finish()?;

@@ -1,5 +1,6 @@
 //! The access log: append-only, sealed, hash-chained, committed atomically with the data
-//! change it records (docs/FORMAT.md §6-§8).
+//! change it records (docs/FORMAT.md "Access-log entry",
+//! docs/FORMAT.md "Log head", docs/FORMAT.md "Checkpoint").
 //!
 //! Invariants kept here: sequence numbers are gapless and strictly increasing (one commit
 //! lock assigns them and applies the batch); each entry's link is
@@ -21,14 +22,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::codec::{Reader, put_lp32};
 use crate::crypto::{AeadKey, MacKey, SecretKey, ct_eq, derive_key};
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, LogFault, Result, Structure};
+use crate::keyspace;
 use crate::storage::{Storage, WriteBatch};
 pub(crate) use entry::{ENTRY_VERSION, MAX_BODY};
 
-/// Storage key of the log head.
-pub(crate) const HEAD_KEY: &[u8] = b"h";
-/// Key prefix of log entries: `'l' || seq (u64 big-endian)`.
-pub(crate) const ENTRY_PREFIX: u8 = b'l';
 /// Head format version.
 pub const HEAD_VERSION: u8 = 1;
 /// Checkpoint format version.
@@ -53,7 +51,7 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Binary form (docs/FORMAT.md §8): 89 bytes.
+    /// Binary form (docs/FORMAT.md "Checkpoint"): 89 bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(CHECKPOINT_LEN);
         b.push(CHECKPOINT_VERSION);
@@ -67,7 +65,7 @@ impl Checkpoint {
     /// Parses the binary form. [`Error::Integrity`] when malformed (the MAC is checked
     /// by `verify`, which holds the key).
     pub fn from_bytes(b: &[u8]) -> Result<Checkpoint> {
-        let mut r = Reader::new(b, "checkpoint");
+        let mut r = Reader::new(b, Structure::Checkpoint);
         let v = r.u8()?;
         if v != CHECKPOINT_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -92,22 +90,27 @@ impl Checkpoint {
 
     /// Parses the text form (surrounding whitespace ignored).
     pub fn from_text(s: &str) -> Result<Checkpoint> {
-        let h = s
-            .trim()
-            .strip_prefix("mvcp1:")
-            .ok_or_else(|| Error::invalid("a checkpoint starts with mvcp1:"))?;
+        let h = s.trim().strip_prefix("mvcp1:").ok_or_else(|| {
+            Error::invalid(InputKind::Checkpoint, "a checkpoint starts with mvcp1:")
+        })?;
         if h.len() != CHECKPOINT_LEN * 2 {
-            return Err(Error::invalid("checkpoint has the wrong length"));
+            return Err(Error::invalid(
+                InputKind::Checkpoint,
+                "checkpoint has the wrong length",
+            ));
         }
         // Hex digits only: `from_str_radix` alone would also take a sign ("+1").
         if !h.bytes().all(|c| c.is_ascii_hexdigit()) {
-            return Err(Error::invalid("checkpoint is not hex"));
+            return Err(Error::invalid(
+                InputKind::Checkpoint,
+                "checkpoint is not hex",
+            ));
         }
         let mut b = Vec::with_capacity(CHECKPOINT_LEN);
         for i in (0..h.len()).step_by(2) {
             b.push(
                 u8::from_str_radix(&h[i..i + 2], 16)
-                    .map_err(|_| Error::invalid("checkpoint is not hex"))?,
+                    .map_err(|_| Error::invalid(InputKind::Checkpoint, "checkpoint is not hex"))?,
             );
         }
         Checkpoint::from_bytes(&b)
@@ -130,13 +133,6 @@ pub(crate) struct AuditLog {
     /// copies (and on drop zeroizes) the whole AES key schedule.
     seal_keys: Mutex<Vec<(u64, Arc<AeadKey>)>>,
     chain: Mutex<Chain>,
-}
-
-fn entry_key(seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9);
-    k.push(ENTRY_PREFIX);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
 }
 
 fn body_aad(vault_id: &[u8; 16], seq: u64) -> Vec<u8> {
@@ -167,7 +163,7 @@ impl AuditLog {
                 link: [0; 32],
             }),
         };
-        let (next_seq, link) = match storage.get(HEAD_KEY)? {
+        let (next_seq, link) = match storage.get(keyspace::LOG_HEAD)? {
             Some(bytes) => log.decode_head(&bytes)?,
             None => (0, log.genesis()),
         };
@@ -224,7 +220,7 @@ impl AuditLog {
     }
 
     fn decode_head(&self, bytes: &[u8]) -> Result<(u64, [u8; 32])> {
-        let mut r = Reader::new(bytes, "access-log head");
+        let mut r = Reader::new(bytes, Structure::LogHead);
         let v = r.u8()?;
         if v != HEAD_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -237,7 +233,7 @@ impl AuditLog {
         let mac: [u8; 32] = r.array()?;
         r.finish()?;
         if !ct_eq(&self.head_mac(next_seq, &link), &mac) {
-            return Err(Error::integrity("access-log head: MAC mismatch"));
+            return Err(Error::integrity(Structure::LogHead, "MAC mismatch"));
         }
         Ok((next_seq, link))
     }
@@ -265,10 +261,10 @@ impl AuditLog {
             value.push(ENTRY_VERSION);
             put_lp32(&mut value, &sealed);
             value.extend_from_slice(&link);
-            batch.put(entry_key(seq), value);
+            batch.put(keyspace::log_entry(seq), value);
             seq += 1;
         }
-        batch.put(HEAD_KEY.to_vec(), self.encode_head(seq, &link));
+        batch.put(keyspace::LOG_HEAD.to_vec(), self.encode_head(seq, &link));
         storage.apply(batch)?;
         chain.next_seq = seq;
         chain.link = link;
@@ -317,36 +313,39 @@ impl AuditLog {
     /// Walks the whole chain from storage. Returns the number of entries verified, or
     /// [`Error::LogTampered`] naming the first bad sequence number and what is wrong.
     pub fn verify(&self, storage: &dyn Storage, checkpoint: Option<&Checkpoint>) -> Result<u64> {
-        let bad = |seq: u64, what: &'static str| Error::LogTampered { seq, what };
+        let bad = |seq: u64, fault: LogFault| Error::LogTampered { seq, fault };
         if let Some(cp) = checkpoint {
             if cp.vault_id != self.vault_id {
-                return Err(Error::invalid("the checkpoint belongs to another vault"));
+                return Err(Error::invalid(
+                    InputKind::Checkpoint,
+                    "the checkpoint belongs to another vault",
+                ));
             }
             if !ct_eq(&self.checkpoint_mac(cp.next_seq, &cp.link), &cp.mac) {
-                return Err(Error::integrity("checkpoint: MAC mismatch"));
+                return Err(Error::integrity(Structure::Checkpoint, "MAC mismatch"));
             }
         }
         let head = storage
-            .get(HEAD_KEY)?
-            .ok_or_else(|| bad(0, "access-log head missing (log deleted)"))?;
+            .get(keyspace::LOG_HEAD)?
+            .ok_or_else(|| bad(0, LogFault::HeadMissing))?;
         let (head_seq, head_link) = self
             .decode_head(&head)
-            .map_err(|_| bad(0, "access-log head fails its MAC"))?;
+            .map_err(|_| bad(0, LogFault::HeadMac))?;
         let mut expected = 0u64;
         let mut link = self.genesis();
         let mut cp_link_ok = checkpoint.is_none_or(|cp| cp.next_seq == 0 && cp.link == link);
-        let start = [ENTRY_PREFIX];
-        let end = [ENTRY_PREFIX + 1];
+        let start = [keyspace::LOG_ENTRY_PREFIX];
+        let end = [keyspace::LOG_ENTRY_PREFIX + 1];
         for item in storage.scan(&start, Some(&end)) {
             let (k, v) = item?;
             let seq = match <[u8; 8]>::try_from(&k[1..]) {
                 Ok(b) => u64::from_be_bytes(b),
-                Err(_) => return Err(bad(expected, "malformed entry key")),
+                Err(_) => return Err(bad(expected, LogFault::MalformedKey)),
             };
             if seq != expected {
-                return Err(bad(expected, "entry missing"));
+                return Err(bad(expected, LogFault::EntryMissing));
             }
-            let mut r = Reader::new(&v, "access-log entry");
+            let mut r = Reader::new(&v, Structure::LogEntry);
             let parsed = (|| -> Result<(u8, &[u8], [u8; 32])> {
                 let ver = r.u8()?;
                 let sealed = r.lp32(MAX_BODY)?;
@@ -354,43 +353,38 @@ impl AuditLog {
                 r.finish()?;
                 Ok((ver, sealed, l))
             })();
-            let (ver, sealed, stored_link) = parsed.map_err(|_| bad(seq, "entry malformed"))?;
+            let (ver, sealed, stored_link) =
+                parsed.map_err(|_| bad(seq, LogFault::EntryMalformed))?;
             if ver != ENTRY_VERSION {
-                return Err(bad(seq, "entry has an unknown format version"));
+                return Err(bad(seq, LogFault::UnknownVersion));
             }
             link = self.link(&link, seq, sealed);
             if !ct_eq(&link, &stored_link) {
-                return Err(bad(seq, "link mismatch: entry modified, moved or forged"));
+                return Err(bad(seq, LogFault::LinkMismatch));
             }
             expected += 1;
             if let Some(cp) = checkpoint
                 && cp.next_seq == expected
             {
                 if !ct_eq(&cp.link, &link) {
-                    return Err(bad(seq, "log diverges from the checkpoint"));
+                    return Err(bad(seq, LogFault::DivergesFromCheckpoint));
                 }
                 cp_link_ok = true;
             }
         }
         if expected < head_seq {
-            return Err(bad(expected, "entries missing at the tail (truncated)"));
+            return Err(bad(expected, LogFault::TruncatedTail));
         }
         if expected > head_seq {
-            return Err(bad(head_seq, "entry beyond the head"));
+            return Err(bad(head_seq, LogFault::BeyondHead));
         }
         if !ct_eq(&link, &head_link) {
-            return Err(bad(
-                expected.saturating_sub(1),
-                "head does not match the last entry",
-            ));
+            return Err(bad(expected.saturating_sub(1), LogFault::HeadMismatch));
         }
         if let Some(cp) = checkpoint
             && (!cp_link_ok || cp.next_seq > expected)
         {
-            return Err(bad(
-                expected,
-                "log is shorter than the checkpoint (rolled back or deleted)",
-            ));
+            return Err(bad(expected, LogFault::ShorterThanCheckpoint));
         }
         Ok(expected)
     }
@@ -403,14 +397,14 @@ impl AuditLog {
         from: u64,
         mut f: impl FnMut(LogEntry, Option<Vec<u8>>) -> Result<bool>,
     ) -> Result<()> {
-        let start = entry_key(from);
-        let end = [ENTRY_PREFIX + 1];
+        let start = keyspace::log_entry(from);
+        let end = [keyspace::LOG_ENTRY_PREFIX + 1];
         for item in storage.scan(&start, Some(&end)) {
             let (k, v) = item?;
             let seq = <[u8; 8]>::try_from(&k[1..])
                 .map(u64::from_be_bytes)
-                .map_err(|_| Error::integrity("access-log entry key malformed"))?;
-            let mut r = Reader::new(&v, "access-log entry");
+                .map_err(|_| Error::integrity(Structure::LogEntry, "storage key malformed"))?;
+            let mut r = Reader::new(&v, Structure::LogEntry);
             let ver = r.u8()?;
             if ver != ENTRY_VERSION {
                 return Err(Error::UnsupportedVersion {
@@ -424,7 +418,7 @@ impl AuditLog {
                 .open(&body_aad(&self.vault_id, seq), sealed)
                 .ok_or(Error::LogTampered {
                     seq,
-                    what: "entry body fails authentication",
+                    fault: LogFault::BodyAuthentication,
                 })?;
             let body = decode_body(seq, &pt)?;
             if !f(body.entry, body.sealed_target)? {

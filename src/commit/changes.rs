@@ -10,7 +10,7 @@
 //! one entry may list). A commit's changes are spread over its entries in order.
 
 use crate::codec::{Reader, put_lp16};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Structure};
 
 /// Changes one entry may list; a commit with more (spread over its entries) lists none.
 pub const MAX_LISTED_PER_ENTRY: usize = 8192;
@@ -45,13 +45,13 @@ pub fn append(body: &mut Vec<u8>, changes: Option<&[Change]>) {
 /// Splits an opened entry plaintext into the entry body and its change list (`None`:
 /// not listed). [`Error::Integrity`] when malformed.
 pub fn split(pt: &[u8]) -> Result<(&[u8], Option<Vec<Change>>)> {
-    let bad = || Error::integrity("access-log entry: malformed change list");
+    let bad = || Error::integrity(Structure::LogEntry, "malformed change list");
     let at = pt.len().checked_sub(4).ok_or_else(bad)?;
     let mut l = [0u8; 4];
     l.copy_from_slice(&pt[at..]);
     let len = u32::from_be_bytes(l) as usize;
     let start = at.checked_sub(len).ok_or_else(bad)?;
-    let mut r = Reader::new(&pt[start..at], "access-log change list");
+    let mut r = Reader::new(&pt[start..at], Structure::LogEntry);
     let n = r.u32()?;
     if n == UNLISTED {
         r.finish()?;

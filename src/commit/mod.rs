@@ -20,7 +20,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use zeroize::Zeroizing;
 
 use crate::crypto::{MacKey, SecretKey, ct_eq, derive_key};
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, LogFault, Result, Structure};
 use crate::logstore::anchor::{self, AnchorState};
 use crate::logstore::{FLAG_CHANGE, FRAME_VERSION, Frame, LogPos, LogStore, Recovered};
 use crate::storage::{Op, Storage, WriteBatch};
@@ -196,7 +196,10 @@ impl Committer {
     pub fn create(p: Parts, entries: Vec<Zeroizing<Vec<u8>>>) -> Result<Self> {
         let end = p.log.end();
         if end.next_seq != 0 {
-            return Err(Error::invalid("the access log of a new vault is not empty"));
+            return Err(Error::invalid(
+                InputKind::Output,
+                "the access log of a new vault is not empty",
+            ));
         }
         let link = p.keys.genesis();
         let mut digest = StateDigest::default();
@@ -239,11 +242,11 @@ impl Committer {
     pub fn open(p: Parts) -> Result<(Self, Opened)> {
         let (vault_id, keys, records, log) = (&p.vault_id, &p.keys, &p.records, &p.log);
         let anchor = anchor::newest(&keys.anchor, vault_id, &log.read_anchor()?)
-            .map_err(|e| Error::integrity(format!("anchor: {e}")))?;
+            .map_err(|e| Error::integrity(Structure::Anchor, e))?;
         let marker = match records.get(MARKER_KEY)? {
             Some(b) => Some(
                 Marker::decode(&keys.marker, vault_id, &b)
-                    .map_err(|e| Error::integrity(format!("record store: {e}")))?,
+                    .map_err(|e| Error::integrity(Structure::AppliedMarker, e))?,
             ),
             None => None,
         };
@@ -251,26 +254,31 @@ impl Committer {
             (Some(a), Some(m)) => (a, m),
             (None, _) => {
                 return Err(Error::integrity(
-                    "anchor missing (deleted, or replaced by an empty file)",
+                    Structure::Anchor,
+                    "missing (deleted, or replaced by an empty file)",
                 ));
             }
             (Some(_), None) => {
                 return Err(Error::integrity(
-                    "record store is behind the log: it has no applied marker (cut, \
-                     replaced or emptied)",
+                    Structure::RecordStore,
+                    "behind the log: it has no applied marker (cut, replaced or emptied)",
                 ));
             }
         };
         if marker.pos.next_seq < anchor.applied_next {
-            return Err(Error::integrity(format!(
-                "record store is behind the log: rolled back or cut (it holds changes up \
-                 to entry {}, the anchor says {})",
-                marker.pos.next_seq, anchor.applied_next
-            )));
+            return Err(Error::integrity(
+                Structure::RecordStore,
+                format!(
+                    "behind the log: rolled back or cut (it holds changes up to entry {}, the \
+                 anchor says {})",
+                    marker.pos.next_seq, anchor.applied_next
+                ),
+            ));
         }
         if marker.pos.next_seq == anchor.applied_next && !ct_eq(&marker.digest, &anchor.digest) {
             return Err(Error::integrity(
-                "record store does not match the anchor's state digest",
+                Structure::RecordStore,
+                "does not match the anchor's state digest",
             ));
         }
         let from_marker = marker.pos.next_seq >= anchor.log_end.next_seq;
@@ -286,15 +294,16 @@ impl Committer {
                 cut_bytes,
             } => (frames, end, cut_bytes),
             Recovered::Missing(why) if from_marker => {
-                return Err(Error::integrity(format!(
-                    "record store is ahead of the log: the log was cut or rolled back \
-                     ({why})"
-                )));
+                return Err(Error::integrity(
+                    Structure::RecordStore,
+                    format!("ahead of the log: the log was cut or rolled back ({why})"),
+                ));
             }
             Recovered::Missing(why) => {
-                return Err(Error::integrity(format!(
-                    "access log is behind its anchor: cut or rolled back ({why})"
-                )));
+                return Err(Error::integrity(
+                    Structure::LogSegment,
+                    format!("the access log is behind its anchor: cut or rolled back ({why})"),
+                ));
             }
         };
         let mut link = from_link;
@@ -304,7 +313,7 @@ impl Committer {
             if !ct_eq(&want, &f.link) {
                 return Err(Error::LogTampered {
                     seq: f.seq,
-                    what: "link mismatch past the last remembered position",
+                    fault: LogFault::LinkMismatch,
                 });
             }
             link = want;
@@ -380,7 +389,10 @@ impl Committer {
         }
         prepare(&mut batch, &mut entries, self.records.as_ref())?;
         if entries.is_empty() {
-            return Err(Error::invalid("a commit without an access-log entry"));
+            return Err(Error::invalid(
+                InputKind::Output,
+                "a commit without an access-log entry",
+            ));
         }
         let change = !batch.is_empty() || force_marker;
         let (digest, listed) = if change {
@@ -613,9 +625,9 @@ impl Committer {
     pub fn verify(&self, pin: Option<(u64, [u8; 32])>) -> Result<Verified> {
         let h = lock(&self.head);
         let anchor = anchor::newest(&self.keys.anchor, &self.vault_id, &self.log.read_anchor()?)
-            .map_err(|e| Error::integrity(format!("anchor: {e}")))?
-            .ok_or_else(|| Error::integrity("anchor missing (deleted)"))?;
-        let bad = |seq: u64, what: &'static str| Error::LogTampered { seq, what };
+            .map_err(|e| Error::integrity(Structure::Anchor, e))?
+            .ok_or_else(|| Error::integrity(Structure::Anchor, "missing (deleted)"))?;
+        let bad = |seq: u64, fault: LogFault| Error::LogTampered { seq, fault };
         let mut expected = 0u64;
         let mut link = self.keys.genesis();
         let mut anchor_ok = anchor.log_end.next_seq == 0 && anchor.log_link == link;
@@ -623,15 +635,15 @@ impl Committer {
         let mut pin_ok = pin.is_none_or(|(n, l)| n == 0 && ct_eq(&l, &link));
         for item in self.log.read(0)? {
             let (f, pos) = item.map_err(|e| match e {
-                Error::Integrity { .. } => bad(expected, "entry missing, damaged or cut"),
+                Error::Integrity { .. } => bad(expected, LogFault::EntryMalformed),
                 e => e,
             })?;
             if f.seq != expected {
-                return Err(bad(expected, "entry missing"));
+                return Err(bad(expected, LogFault::EntryMissing));
             }
             link = self.keys.link(&link, f.version, f.flags, f.seq, &f.body);
             if !ct_eq(&link, &f.link) {
-                return Err(bad(f.seq, "link mismatch: entry modified, moved or forged"));
+                return Err(bad(f.seq, LogFault::LinkMismatch));
             }
             expected += 1;
             if pos == anchor.log_end {
@@ -644,7 +656,7 @@ impl Committer {
                 && n == expected
             {
                 if !ct_eq(&l, &link) {
-                    return Err(bad(f.seq, "log diverges from the checkpoint"));
+                    return Err(bad(f.seq, LogFault::DivergesFromCheckpoint));
                 }
                 pin_ok = true;
             }
@@ -653,43 +665,42 @@ impl Committer {
             }
         }
         if expected < h.end.next_seq {
-            return Err(bad(expected, "entries missing at the tail (truncated)"));
+            return Err(bad(expected, LogFault::TruncatedTail));
         }
         if !ct_eq(&link, &h.link) {
-            return Err(bad(
-                expected.saturating_sub(1),
-                "head does not match the last entry",
-            ));
+            return Err(bad(expected.saturating_sub(1), LogFault::HeadMismatch));
         }
         if !pin_ok {
-            return Err(bad(
-                expected,
-                "log is shorter than the checkpoint (rolled back or deleted)",
-            ));
+            return Err(bad(expected, LogFault::ShorterThanCheckpoint));
         }
         if !anchor_ok {
             return Err(Error::integrity(
-                "anchor does not name a point of this log (rolled back, forged or from \
-                 another copy)",
+                Structure::Anchor,
+                "does not name a point of this log (forged, or from another copy)",
             ));
         }
         if anchor.applied_next > h.applied.pos.next_seq {
-            return Err(Error::integrity("record store is behind the anchor"));
+            return Err(Error::integrity(
+                Structure::RecordStore,
+                "behind the anchor",
+            ));
         }
         if !marker_ok {
             return Err(Error::integrity(
-                "record store's applied marker does not name a point of this log",
+                Structure::AppliedMarker,
+                "does not name a point of this log",
             ));
         }
         let stored = self
             .records
             .get(MARKER_KEY)?
-            .ok_or_else(|| Error::integrity("record store: applied marker missing"))?;
+            .ok_or_else(|| Error::integrity(Structure::AppliedMarker, "missing"))?;
         let m = Marker::decode(&self.keys.marker, &self.vault_id, &stored)
-            .map_err(|e| Error::integrity(format!("record store: {e}")))?;
+            .map_err(|e| Error::integrity(Structure::AppliedMarker, e))?;
         if m != h.applied {
             return Err(Error::integrity(
-                "record store's applied marker was replaced while open",
+                Structure::AppliedMarker,
+                "replaced while the vault was open",
             ));
         }
         let mut d = StateDigest::default();
@@ -703,10 +714,13 @@ impl Committer {
             pairs += 1;
         }
         if !ct_eq(&d.0, &h.digest.0) {
-            return Err(Error::integrity(format!(
-                "record store does not match the state digest: {}",
-                self.name_differences()
-            )));
+            return Err(Error::integrity(
+                Structure::RecordStore,
+                format!(
+                    "does not match the state digest: {}",
+                    self.name_differences()
+                ),
+            ));
         }
         Ok(Verified {
             entries: expected,
@@ -727,7 +741,10 @@ impl Committer {
             for item in self.log.read(0)? {
                 let (f, _) = item?;
                 let Some(pt) = self.sealer.open(f.seq, &f.body) else {
-                    return Err(Error::integrity("entry fails authentication"));
+                    return Err(Error::integrity(
+                        Structure::LogEntry,
+                        "fails authentication",
+                    ));
                 };
                 if f.flags & FLAG_CHANGE == 0 {
                     continue;

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use super::*;
+use crate::danger::{FaultPlan, FaultyStorage, RawAccess};
 use crate::error::StorageError;
 use crate::logstore::{LogFaults, MemoryLog, SegmentLog, SegmentOptions};
-use crate::storage::{FaultPlan, KeyValue, MemoryStorage, ScanIter};
+use crate::storage::{KeyValue, MemoryStorage, ScanIter};
 
 const ID: [u8; 16] = [0x11; 16];
 
@@ -330,8 +331,10 @@ fn every_crash_point_leaves_both_stores_agreeing_with_the_log() {
     assert!(recovered > 5, "{recovered} recoveries");
 }
 
-fn memory_vault() -> (Committer, MemoryStorage, MemoryLog) {
-    let records = MemoryStorage::new();
+type Records = FaultyStorage<MemoryStorage>;
+
+fn memory_vault() -> (Committer, Records, MemoryLog) {
+    let records = FaultyStorage::memory();
     let log = MemoryLog::new();
     let c = Committer::create(
         parts(Arc::new(records.clone()), Arc::new(log.clone())),
@@ -341,7 +344,7 @@ fn memory_vault() -> (Committer, MemoryStorage, MemoryLog) {
     (c, records, log)
 }
 
-fn reopen(records: &MemoryStorage, log: &MemoryLog) -> Result<(Committer, Opened)> {
+fn reopen(records: &Records, log: &MemoryLog) -> Result<(Committer, Opened)> {
     Committer::open(parts(Arc::new(records.clone()), Arc::new(log.clone())))
 }
 
@@ -412,7 +415,7 @@ fn a_failed_append_changes_nothing() {
 fn rollbacks_cuts_and_stray_pairs_are_named() {
     let (c, records, log) = memory_vault();
     commit_durable(&c, 0);
-    let old_records = records.deep_clone();
+    let old_records = FaultyStorage::new(records.inner().deep_clone());
     let old_log = log.frames();
     let old_anchor = log.read_anchor().unwrap();
     for i in 1..4 {
@@ -427,7 +430,7 @@ fn rollbacks_cuts_and_stray_pairs_are_named() {
 
     // Record store rolled back on its own.
     let m = msg(reopen(&old_records, &log));
-    assert!(m.contains("record store is behind the log"), "{m}");
+    assert!(m.contains("record store: behind the log"), "{m}");
 
     // Log cut back (anchor kept): the log is behind its anchor / the record store.
     let cut = MemoryLog::new();
@@ -442,7 +445,7 @@ fn rollbacks_cuts_and_stray_pairs_are_named() {
     // Log and anchor rolled back together: the record store is ahead.
     cut.set_anchor(old_anchor.clone());
     let m = msg(reopen(&records, &cut));
-    assert!(m.contains("record store is ahead of the log"), "{m}");
+    assert!(m.contains("record store: ahead of the log"), "{m}");
 
     // Anchor alone rolled back: nothing a read returns changes; opens and verifies.
     let log2 = MemoryLog::new();
@@ -454,14 +457,14 @@ fn rollbacks_cuts_and_stray_pairs_are_named() {
 
     // Anchor deleted; marker deleted.
     log2.set_anchor([None, None]);
-    assert!(msg(reopen(&records, &log2)).contains("anchor missing"));
-    let r2 = records.deep_clone();
+    assert!(msg(reopen(&records, &log2)).contains("anchor: missing"));
+    let r2 = FaultyStorage::new(records.inner().deep_clone());
     r2.raw_delete(MARKER_KEY);
     assert!(msg(reopen(&r2, &log)).contains("no applied marker"));
 
     // A pair added, removed or altered behind the engine: verify names the digest.
     for tamper in 0..3 {
-        let r = records.deep_clone();
+        let r = FaultyStorage::new(records.inner().deep_clone());
         match tamper {
             0 => r.raw_put(b"zz", b"new"),
             1 => r.raw_delete(b"c2"),

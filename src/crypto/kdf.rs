@@ -7,7 +7,7 @@
 use zeroize::Zeroizing;
 
 use super::{KEY_LEN, Passphrase, SecretKey};
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result};
 
 /// Salt length in bytes (RFC 9106 section 3.1 recommends 128 bits).
 pub const SALT_LEN: usize = 16;
@@ -68,6 +68,7 @@ impl KdfParams {
         if self.iterations == 0 || self.lanes == 0 || self.memory_kib < MIN_MEMORY_KIB * self.lanes
         {
             return Err(Error::invalid(
+                InputKind::KdfParams,
                 "Argon2id parameters below the minimum (t >= 1, p >= 1, m >= 8*p KiB)",
             ));
         }
@@ -80,13 +81,20 @@ impl KdfParams {
         self.check()?;
         let params =
             argon2::Params::new(self.memory_kib, self.iterations, self.lanes, Some(KEY_LEN))
-                .map_err(|_| Error::invalid("Argon2id parameters rejected"))?;
+                .map_err(|_| {
+                    Error::invalid(InputKind::KdfParams, "Argon2id parameters rejected")
+                })?;
         let argon =
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = Zeroizing::new([0u8; KEY_LEN]);
         argon
             .hash_password_into(passphrase.expose_secret(), salt, out.as_mut())
-            .map_err(|_| Error::invalid("Argon2id rejected the passphrase or salt"))?;
+            .map_err(|_| {
+                Error::invalid(
+                    InputKind::KdfParams,
+                    "Argon2id rejected the passphrase or salt",
+                )
+            })?;
         Ok(SecretKey::from_bytes(*out))
     }
 }

@@ -12,7 +12,7 @@ use rand::RngCore;
 use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-pub use aead::{AeadKey, NONCE_LEN, TAG_LEN};
+pub use aead::AeadKey;
 pub use kdf::KdfParams;
 
 /// Length in bytes of every symmetric key in medvault (AES-256, HMAC-SHA256 keys).
@@ -51,8 +51,33 @@ impl std::fmt::Debug for SecretKey {
 }
 
 /// The root key (KEK): from a passphrase through Argon2id, or supplied raw by a KMS/HSM.
-/// Never stored; it wraps data keys and the vault secret.
-pub type RootKey = SecretKey;
+/// Never stored; it wraps data keys and the vault secret. A type of its own, so that it
+/// cannot be passed where another key is expected.
+#[derive(Clone)]
+pub struct RootKey(SecretKey);
+
+impl RootKey {
+    /// Wraps 256 bits of root-key material (e.g. from a KMS or HSM).
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> Self {
+        RootKey(SecretKey::from_bytes(bytes))
+    }
+
+    /// Wraps a derived key (Argon2id output).
+    pub(crate) fn from_secret(key: SecretKey) -> Self {
+        RootKey(key)
+    }
+
+    /// The key material, for the header's key schedule.
+    pub(crate) fn secret(&self) -> &SecretKey {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RootKey([redacted])")
+    }
+}
 
 /// A passphrase, zeroized on drop, never printed.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -94,7 +119,7 @@ impl KeySource {
 
     /// Shorthand for [`KeySource::Raw`].
     pub fn raw(bytes: [u8; KEY_LEN]) -> Self {
-        KeySource::Raw(SecretKey::from_bytes(bytes))
+        KeySource::Raw(RootKey::from_bytes(bytes))
     }
 }
 

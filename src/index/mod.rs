@@ -20,8 +20,9 @@ use zeroize::Zeroizing;
 
 use crate::codec::{Reader, put_lp16};
 use crate::crypto::{AeadKey, MacKey, SecretKey, derive_key};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Structure};
 use crate::keyring::SubjectTag;
+use crate::keyspace;
 use crate::record::PlainField;
 use crate::storage::{Storage, WriteBatch, prefix_end};
 
@@ -30,12 +31,6 @@ pub use spec::{
     IndexPath, IndexSpec, MAX_PARTS, MAX_PATH_LEN, MAX_SEGMENTS, MAX_VALUES_PER_RECORD,
 };
 
-/// Storage prefix of forward index entries.
-pub(crate) const ENTRY_PREFIX: u8 = b'x';
-/// Storage prefix of reverse entries (a record's list of index entries).
-pub(crate) const REVERSE_PREFIX: u8 = b'y';
-/// Storage prefix of sealed index definitions.
-pub(crate) const DEF_PREFIX: u8 = b'i';
 /// Format version of a sealed index definition.
 pub const INDEX_DEF_VERSION: u8 = 1;
 /// Format version of a reverse entry.
@@ -147,11 +142,7 @@ impl IndexDef {
     /// `index_id || value_hash`: the part of a forward key before the record suffix,
     /// also the prefix a lookup scans.
     pub fn entry_prefix(&self, hash: &[u8]) -> Vec<u8> {
-        let mut p = Vec::with_capacity(1 + INDEX_ID_LEN + hash.len());
-        p.push(ENTRY_PREFIX);
-        p.extend_from_slice(&self.id);
-        p.extend_from_slice(hash);
-        p
+        keyspace::index_entry_prefix(&self.id, hash)
     }
 
     /// The index entries (`index_id || value_hash`, without prefix and suffix) of a
@@ -184,47 +175,13 @@ pub(crate) fn index_id(secret: &SecretKey, collection: &str, name: &str) -> Inde
     id
 }
 
-/// Storage key of a definition: `i || index_id`.
-pub(crate) fn def_key(id: &IndexId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + INDEX_ID_LEN);
-    k.push(DEF_PREFIX);
-    k.extend_from_slice(id);
-    k
-}
-
-/// Forward key: `x || entry (index_id || value_hash) || subject_tag || record_tag`, where
-/// `suffix` is a record storage key without its `r` prefix.
-pub(crate) fn forward_key(entry: &[u8], suffix: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + entry.len() + suffix.len());
-    k.push(ENTRY_PREFIX);
-    k.extend_from_slice(entry);
-    k.extend_from_slice(suffix);
-    k
-}
-
-/// Reverse key of a record: `y || subject_tag || record_tag`.
-pub(crate) fn reverse_key(suffix: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(1 + suffix.len());
-    k.push(REVERSE_PREFIX);
-    k.extend_from_slice(suffix);
-    k
-}
-
-/// Prefix of every reverse key of a subject: `y || subject_tag`.
-pub(crate) fn reverse_prefix(tag: &SubjectTag) -> Vec<u8> {
-    let mut k = Vec::with_capacity(17);
-    k.push(REVERSE_PREFIX);
-    k.extend_from_slice(tag);
-    k
-}
-
 /// The record suffix (`subject_tag || record_tag`) of a forward key.
 pub(crate) fn suffix_of_forward(key: &[u8]) -> Result<&[u8]> {
     key.len()
         .checked_sub(SUFFIX_LEN)
         .filter(|s| *s > INDEX_ID_LEN)
         .and_then(|s| key.get(s..))
-        .ok_or_else(|| Error::integrity("index entry key malformed"))
+        .ok_or_else(|| Error::integrity(Structure::IndexEntry, "storage key malformed"))
 }
 
 /// Reverse-entry value: `version (1) || count u16 || count × (len u8 || entry)`, where
@@ -242,7 +199,7 @@ pub(crate) fn encode_reverse(entries: &[Vec<u8>]) -> Vec<u8> {
 
 /// Decodes a reverse entry (bounded; never panics on input from disk).
 pub(crate) fn decode_reverse(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
-    let mut r = Reader::new(bytes, "index reverse entry");
+    let mut r = Reader::new(bytes, Structure::IndexReverseEntry);
     let v = r.u8()?;
     if v != REVERSE_ENTRY_VERSION {
         return Err(Error::UnsupportedVersion {
@@ -252,13 +209,16 @@ pub(crate) fn decode_reverse(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     }
     let n = usize::from(r.u16()?);
     if n.saturating_mul(1 + INDEX_ID_LEN + 1) > r.remaining() {
-        return Err(Error::integrity("index reverse entry: bad count"));
+        return Err(Error::integrity(Structure::IndexReverseEntry, "bad count"));
     }
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let len = usize::from(r.u8()?);
         if !(INDEX_ID_LEN + 1..=INDEX_ID_LEN + 16).contains(&len) {
-            return Err(Error::integrity("index reverse entry: bad entry length"));
+            return Err(Error::integrity(
+                Structure::IndexReverseEntry,
+                "bad entry length",
+            ));
         }
         out.push(r.bytes(len)?.to_vec());
     }
@@ -269,10 +229,10 @@ pub(crate) fn decode_reverse(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
 /// Queues the removal of a record's index entries (forward keys and reverse entry), read
 /// from its reverse entry. Call under the commit lock.
 pub(crate) fn unindex(storage: &dyn Storage, suffix: &[u8], batch: &mut WriteBatch) -> Result<()> {
-    let rk = reverse_key(suffix);
+    let rk = keyspace::reverse(suffix);
     if let Some(v) = storage.get(&rk)? {
         for e in decode_reverse(&v)? {
-            batch.delete(forward_key(&e, suffix));
+            batch.delete(keyspace::index_entry(&e, suffix));
         }
         batch.delete(rk);
     }
@@ -285,7 +245,7 @@ pub(crate) fn unindex_subject(
     tag: &SubjectTag,
     batch: &mut WriteBatch,
 ) -> Result<u64> {
-    let prefix = reverse_prefix(tag);
+    let prefix = keyspace::subject_reverse(tag);
     let end = prefix_end(&prefix);
     let mut n = 0;
     for item in storage.scan(&prefix, end.as_deref()) {
@@ -293,9 +253,11 @@ pub(crate) fn unindex_subject(
         let suffix = k
             .get(1..)
             .filter(|s| s.len() == SUFFIX_LEN)
-            .ok_or_else(|| Error::integrity("index reverse key malformed"))?;
+            .ok_or_else(|| {
+                Error::integrity(Structure::IndexReverseEntry, "storage key malformed")
+            })?;
         for e in decode_reverse(&v)? {
-            batch.delete(forward_key(&e, suffix));
+            batch.delete(keyspace::index_entry(&e, suffix));
             n += 1;
         }
         batch.delete(k);
@@ -365,7 +327,7 @@ impl DefCodec {
     fn open(&self, secret: &SecretKey, id: &IndexId, bytes: &[u8]) -> Result<IndexDef> {
         let (&v, env) = bytes
             .split_first()
-            .ok_or_else(|| Error::integrity("index definition: empty"))?;
+            .ok_or_else(|| Error::integrity(Structure::IndexDefinition, "empty"))?;
         if v != INDEX_DEF_VERSION {
             return Err(Error::UnsupportedVersion {
                 what: "index definition",
@@ -375,22 +337,25 @@ impl DefCodec {
         let pt = self
             .aead
             .open(&self.aad(id), env)
-            .ok_or_else(|| Error::integrity("index definition: authentication failed"))?;
-        let mut r = Reader::new(&pt, "index definition");
+            .ok_or_else(|| Error::integrity(Structure::IndexDefinition, "authentication failed"))?;
+        let mut r = Reader::new(&pt, Structure::IndexDefinition);
         let collection = r.str16()?.to_owned();
         let name = r.str16()?.to_owned();
         let normalization = Normalization::from_code(r.u8()?)
-            .ok_or_else(|| Error::integrity("index definition: unknown normalization"))?;
+            .ok_or_else(|| Error::integrity(Structure::IndexDefinition, "unknown normalization"))?;
         let bits = r.u8()?;
         let n = usize::from(r.u8()?);
         if n > MAX_PARTS {
-            return Err(Error::integrity("index definition: too many parts"));
+            return Err(Error::integrity(
+                Structure::IndexDefinition,
+                "too many parts",
+            ));
         }
         let mut parts = Vec::with_capacity(n);
         for _ in 0..n {
             parts.push(
                 IndexPath::parse(r.str16()?)
-                    .map_err(|_| Error::integrity("index definition: bad path"))?,
+                    .map_err(|_| Error::integrity(Structure::IndexDefinition, "bad path"))?,
             );
         }
         let state = match r.u8()? {
@@ -399,10 +364,15 @@ impl DefCodec {
                 cursor: match r.u8()? {
                     0 => None,
                     1 => Some(r.lp16()?.to_vec()),
-                    _ => return Err(Error::integrity("index definition: bad cursor flag")),
+                    _ => {
+                        return Err(Error::integrity(
+                            Structure::IndexDefinition,
+                            "bad cursor flag",
+                        ));
+                    }
                 },
             },
-            _ => return Err(Error::integrity("index definition: bad state")),
+            _ => return Err(Error::integrity(Structure::IndexDefinition, "bad state")),
         };
         r.finish()?;
         let spec = IndexSpec {
@@ -413,11 +383,12 @@ impl DefCodec {
             truncate_bits: (bits != 0).then_some(bits),
         };
         spec.validate()
-            .map_err(|_| Error::integrity("index definition: out of bounds"))?;
+            .map_err(|_| Error::integrity(Structure::IndexDefinition, "out of bounds"))?;
         let def = IndexDef::new(secret, spec, state);
         if def.id != *id {
             return Err(Error::integrity(
-                "index definition: stored under another id",
+                Structure::IndexDefinition,
+                "stored under another id",
             ));
         }
         Ok(def)
@@ -458,15 +429,20 @@ impl Registry {
     pub fn load(storage: &dyn Storage, secret: &SecretKey, vault_id: [u8; 16]) -> Result<Self> {
         let codec = DefCodec::new(secret, vault_id);
         let mut defs = Vec::new();
-        for item in storage.scan(&[DEF_PREFIX], Some(&[DEF_PREFIX + 1])) {
+        for item in storage.scan(
+            &[keyspace::INDEX_DEF_PREFIX],
+            Some(&[keyspace::INDEX_DEF_PREFIX + 1]),
+        ) {
             let (k, v) = item?;
-            let id: IndexId = k
-                .get(1..)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| Error::integrity("index definition key malformed"))?;
+            let id: IndexId = k.get(1..).and_then(|s| s.try_into().ok()).ok_or_else(|| {
+                Error::integrity(Structure::IndexDefinition, "storage key malformed")
+            })?;
             defs.push(Arc::new(codec.open(secret, &id, &v)?));
         }
-        let mut reverse = storage.scan(&[REVERSE_PREFIX], Some(&[REVERSE_PREFIX + 1]));
+        let mut reverse = storage.scan(
+            &[keyspace::REVERSE_PREFIX],
+            Some(&[keyspace::REVERSE_PREFIX + 1]),
+        );
         let used = !defs.is_empty() || reverse.next().transpose()?.is_some();
         drop(reverse);
         Ok(Registry {
@@ -560,7 +536,7 @@ impl ReverseCache {
         entries: Vec<Vec<u8>>,
         batch: &mut WriteBatch,
     ) -> Result<()> {
-        let rk = reverse_key(suffix);
+        let rk = keyspace::reverse(suffix);
         let old = match self.lists.get(&rk) {
             Some(l) => l.clone(),
             None => match storage.get(&rk)? {
@@ -570,12 +546,12 @@ impl ReverseCache {
         };
         for e in &old {
             if !entries.contains(e) {
-                batch.delete(forward_key(e, suffix));
+                batch.delete(keyspace::index_entry(e, suffix));
             }
         }
         for e in &entries {
             if !old.contains(e) {
-                batch.put(forward_key(e, suffix), Vec::new());
+                batch.put(keyspace::index_entry(e, suffix), Vec::new());
             }
         }
         if entries.is_empty() {
@@ -597,7 +573,7 @@ impl ReverseCache {
         entries: Vec<Vec<u8>>,
         batch: &mut WriteBatch,
     ) -> Result<()> {
-        let rk = reverse_key(suffix);
+        let rk = keyspace::reverse(suffix);
         let mut list = match self.lists.get(&rk) {
             Some(l) => l.clone(),
             None => match storage.get(&rk)? {

@@ -9,7 +9,7 @@ use ciborium::Value;
 use zeroize::Zeroizing;
 
 use super::Normalization;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result, Structure};
 use crate::record::{PlainField, validate_id};
 
 /// Maximum number of parts of a compound index.
@@ -48,7 +48,10 @@ impl IndexPath {
     /// `[`/`]` other than a trailing `[]`, more than 16 segments or 1024 bytes.
     pub fn parse(path: &str) -> Result<IndexPath> {
         if path.is_empty() || path.len() > MAX_PATH_LEN {
-            return Err(Error::invalid("index path must be 1 to 1024 bytes"));
+            return Err(Error::invalid(
+                InputKind::Index,
+                "index path must be 1 to 1024 bytes",
+            ));
         }
         let mut segments = Vec::new();
         for part in path.split('.') {
@@ -58,6 +61,7 @@ impl IndexPath {
             };
             if name.is_empty() || name.contains(['[', ']']) {
                 return Err(Error::invalid(
+                    InputKind::Index,
                     "index path segments are member names, each optionally followed by []",
                 ));
             }
@@ -67,7 +71,10 @@ impl IndexPath {
             });
         }
         if segments.len() > MAX_SEGMENTS {
-            return Err(Error::invalid("index path has more than 16 segments"));
+            return Err(Error::invalid(
+                InputKind::Index,
+                "index path has more than 16 segments",
+            ));
         }
         Ok(IndexPath { segments })
     }
@@ -84,7 +91,7 @@ impl IndexPath {
             return Ok(());
         };
         let value: Value = ciborium::from_reader(&field.value[..])
-            .map_err(|_| Error::integrity("record field: bad CBOR"))?;
+            .map_err(|_| Error::integrity(Structure::FieldValue, "bad CBOR"))?;
         walk(&value, &self.segments, true, out);
         Ok(())
     }
@@ -212,12 +219,18 @@ impl IndexSpec {
         validate_id("collection", &self.collection)?;
         validate_id("index name", &self.name)?;
         if self.parts.is_empty() || self.parts.len() > MAX_PARTS {
-            return Err(Error::invalid("an index has 1 to 8 parts"));
+            return Err(Error::invalid(
+                InputKind::Index,
+                "an index has 1 to 8 parts",
+            ));
         }
         if let Some(b) = self.truncate_bits
             && !(1..=128).contains(&b)
         {
-            return Err(Error::invalid("truncate_bits must be 1 to 128"));
+            return Err(Error::invalid(
+                InputKind::Index,
+                "truncate_bits must be 1 to 128",
+            ));
         }
         Ok(())
     }
@@ -257,7 +270,12 @@ impl IndexSpec {
             .iter()
             .try_fold(1usize, |acc, p| acc.checked_mul(p.len()))
             .filter(|n| *n <= MAX_VALUES_PER_RECORD)
-            .ok_or_else(|| Error::invalid("a record yields more than 4096 values for one index"))?;
+            .ok_or_else(|| {
+                Error::invalid(
+                    InputKind::Index,
+                    "a record yields more than 4096 values for one index",
+                )
+            })?;
         let mut out: Vec<Vec<Zeroizing<String>>> = Vec::with_capacity(total);
         out.push(Vec::new());
         for part in &per_part {
@@ -279,10 +297,10 @@ impl IndexSpec {
     /// the number of parts.
     pub(crate) fn query(&self, values: &[&str]) -> Result<Option<Vec<Zeroizing<String>>>> {
         if values.len() != self.parts.len() {
-            return Err(Error::invalid(format!(
-                "this index takes {} values, one per part",
-                self.parts.len()
-            )));
+            return Err(Error::invalid(
+                InputKind::Index,
+                format!("this index takes {} values, one per part", self.parts.len()),
+            ));
         }
         let t: Vec<Zeroizing<String>> =
             values.iter().map(|v| self.normalization.apply(v)).collect();

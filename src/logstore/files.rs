@@ -303,10 +303,10 @@ impl LogStore for SegmentLog {
         let mut buf = Vec::with_capacity(frames.iter().map(Frame::encoded_len).sum());
         for (i, f) in frames.iter().enumerate() {
             if f.seq != w.end.next_seq + i as u64 {
-                return Err(Error::invalid("log append out of sequence"));
+                return Err(super::misuse("log append out of sequence"));
             }
             if f.body.len() > MAX_FRAME_BODY {
-                return Err(Error::invalid("log entry over its size bound"));
+                return Err(super::misuse("log entry over its size bound"));
             }
             f.encode_into(&mut buf);
         }
@@ -415,7 +415,7 @@ impl LogStore for SegmentLog {
 
     fn write_anchor(&self, slot: usize, bytes: &[u8]) -> Result<()> {
         if slot > 1 || bytes.len() != SLOT_LEN {
-            return Err(Error::invalid("anchor slot out of range"));
+            return Err(super::misuse("anchor slot out of range"));
         }
         let mut g = self.anchor.lock().unwrap_or_else(|p| p.into_inner());
         if g.is_none() {

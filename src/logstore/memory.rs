@@ -125,7 +125,7 @@ impl LogStore for MemoryLog {
         }
         for (i, f) in frames.iter().enumerate() {
             if f.seq != (s.frames.len() + i) as u64 {
-                return Err(Error::invalid("log append out of sequence"));
+                return Err(super::misuse("log append out of sequence"));
             }
         }
         s.appends += 1;
@@ -169,7 +169,7 @@ impl LogStore for MemoryLog {
         let cell = s
             .anchor
             .get_mut(slot)
-            .ok_or_else(|| Error::invalid("anchor slot out of range"))?;
+            .ok_or_else(|| super::misuse("anchor slot out of range"))?;
         *cell = Some(bytes.to_vec());
         Ok(())
     }

@@ -18,7 +18,7 @@ pub use files::{SegmentLog, SegmentOptions};
 pub use frame::{FLAG_CHANGE, FRAME_VERSION, Frame};
 pub use memory::{LogFaults, MemoryLog};
 
-use crate::error::{Error, Result, StorageError};
+use crate::error::{Error, Result, StorageError, Structure};
 
 /// A position in the log: the next sequence number there, and where the frame with that
 /// number starts (or will start): the segment (named by its first seq) and the byte
@@ -117,8 +117,13 @@ pub trait LogStore: Send + Sync {
 }
 
 /// An integrity error of the log store (no content in the message).
-pub(crate) fn corrupt(what: impl Into<String>) -> Error {
-    Error::integrity(what)
+pub(crate) fn corrupt(what: impl Into<std::borrow::Cow<'static, str>>) -> Error {
+    Error::integrity(Structure::LogSegment, what)
+}
+
+/// A caller's misuse of the log store (an internal bug if it happens).
+pub(crate) fn misuse(what: &'static str) -> Error {
+    Error::invalid(crate::error::InputKind::Output, what)
 }
 
 /// An I/O error of the log store.

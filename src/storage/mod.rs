@@ -7,10 +7,10 @@
 //! also across a crash); `write_header` replaces the header atomically and durably;
 //! `flush` makes every applied batch durable.
 
-mod memory;
+pub(crate) mod memory;
 mod sled_backend;
 
-pub use memory::{FaultPlan, MemoryStorage};
+pub use memory::MemoryStorage;
 pub use sled_backend::{DirLock, SledOptions, SledStorage};
 
 use crate::error::StorageError;

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::crypto::{AeadKey, MacKey, SecretKey};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, Structure};
 use crate::record::{Binding, RecordKey, join_fields, parse_record, seal_record, split_fields};
 
 /// Seals and opens record values the way a vault does, under one in-memory data key,
@@ -45,26 +45,15 @@ impl RecordSealer {
     }
 
     /// The storage key a vault gives `key`: `'r' || subject tag (16) || record tag (16)`,
-    /// two HMAC-SHA256 pseudonyms (33 bytes).
+    /// two HMAC-SHA256 pseudonyms (33 bytes), made by the vault's own key-space code
+    /// (`crate::keyspace::record`).
     pub fn storage_key(&self, key: &RecordKey) -> Vec<u8> {
-        let st = self
-            .pseudonyms
-            .mac_parts(&[b"subject", key.subject.as_bytes()]);
-        let rt = self.pseudonyms.mac_parts(&[
-            b"record",
-            key.subject.as_bytes(),
-            key.collection.as_bytes(),
-            key.record_id.as_bytes(),
-        ]);
-        let mut k = Vec::with_capacity(33);
-        k.push(b'r');
-        k.extend_from_slice(&st[..16]);
-        k.extend_from_slice(&rt[..16]);
-        k
+        let tag = crate::keyspace::subject_tag(&self.pseudonyms, &key.subject);
+        crate::keyspace::record(&self.pseudonyms, &tag, key)
     }
 
     /// Seals `value` as record `key`: returns `(storage key, record value)` as a vault
-    /// would store them (docs/FORMAT.md §5). Fails like [`crate::Vault::put`] on input.
+    /// would store them (docs/FORMAT.md "Record value"). Fails like [`crate::Vault::put`] on input.
     pub fn seal<T: Serialize + ?Sized>(
         &self,
         key: &RecordKey,
@@ -106,7 +95,8 @@ impl RecordSealer {
         let meta = sealed.open_meta(&self.dek, &bind)?;
         if meta.collection != key.collection || meta.record_id != key.record_id {
             return Err(Error::integrity(
-                "record meta: ids do not match the record key",
+                Structure::RecordMeta,
+                "ids do not match the record key",
             ));
         }
         let fields = sealed.open_fields(&self.dek, &bind, &meta, want)?;

@@ -10,4 +10,8 @@
 //! * [`bench`]: the record codec on its own, for `benches/`.
 
 pub mod bench;
+/// The crypto primitives, for `benches/primitives.rs` only (crate-private otherwise).
+pub mod crypto {
+    pub use crate::crypto::{AeadKey, MacKey, SecretKey};
+}
 pub mod fuzz;

@@ -9,15 +9,17 @@ use std::time::Instant;
 
 use serde::de::DeserializeOwned;
 
-use super::{RECORD_PREFIX, Vault, lock};
-use crate::audit::{Action, Outcome, PendingEntry, Target};
+use super::commit::{Flush, noted};
+use super::{Vault, lock};
+use crate::audit::{Action, Outcome, Target};
 use crate::context::AccessContext;
-use crate::error::{Error, Result};
+use crate::error::{Error, InputKind, Result, Structure};
 use crate::index::{
-    BuildState, ENTRY_PREFIX, IndexCheck, IndexDef, IndexSpec, IndexStatus, REVERSE_PREFIX,
-    ReverseCache, Snapshot, decode_reverse, def_key, suffix_of_forward,
+    BuildState, IndexCheck, IndexDef, IndexSpec, IndexStatus, ReverseCache, Snapshot,
+    decode_reverse, suffix_of_forward,
 };
 use crate::keyring::{SubjectKeys, SubjectTag};
+use crate::keyspace;
 use crate::record::{PlainField, RecordKey, join_fields};
 use crate::storage::{WriteBatch, prefix_end};
 
@@ -108,9 +110,9 @@ impl Vault {
         let tag: SubjectTag = suffix
             .get(..16)
             .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| Error::integrity("index entry key malformed"))?;
+            .ok_or_else(|| Error::integrity(Structure::IndexEntry, "storage key malformed"))?;
         let mut sk = Vec::with_capacity(1 + suffix.len());
-        sk.push(RECORD_PREFIX);
+        sk.push(keyspace::RECORD_PREFIX);
         sk.extend_from_slice(suffix);
         let mut attempts = 0;
         loop {
@@ -154,6 +156,7 @@ impl Vault {
             let def = self.indexes.get(collection, index).ok_or(Error::NotFound)?;
             if !def.built() {
                 return Err(Error::invalid(
+                    InputKind::Index,
                     "index still being built: resume it with add_index, or use find_by_scan",
                 ));
             }
@@ -169,7 +172,10 @@ impl Vault {
                 candidates += 1;
                 let suffix = suffix_of_forward(&k)?;
                 if suffix.len() + prefix.len() != k.len() {
-                    return Err(Error::integrity("index entry key malformed"));
+                    return Err(Error::integrity(
+                        Structure::IndexEntry,
+                        "storage key malformed",
+                    ));
                 }
                 let Some(o) = self.open_by_suffix(suffix, None)? else {
                     continue;
@@ -203,10 +209,10 @@ impl Vault {
             let want = def.spec.fields();
             let mut found = Vec::new();
             let mut candidates = 0u64;
-            for item in self
-                .storage
-                .scan(&[RECORD_PREFIX], Some(&[RECORD_PREFIX + 1]))
-            {
+            for item in self.storage.scan(
+                &[keyspace::RECORD_PREFIX],
+                Some(&[keyspace::RECORD_PREFIX + 1]),
+            ) {
                 let (k, v) = item?;
                 candidates += 1;
                 let Some((_, coll, fields)) = self.open_stored(&k, &v, &want)? else {
@@ -237,10 +243,13 @@ impl Vault {
     ) -> Result<Vec<(RecordKey, T)>> {
         let mut out = Vec::with_capacity(found.len());
         let mut entries = Vec::with_capacity(found.len() + 1);
-        let mut search = PendingEntry::new(ctx, Action::Search, Outcome::Ok);
-        search.note = format!(
-            "{how}: collection={collection} index={index} candidates={candidates} matches={}",
-            found.len()
+        let search = noted(
+            ctx,
+            Action::Search,
+            format!(
+                "{how}: collection={collection} index={index} candidates={candidates} matches={}",
+                found.len()
+            ),
         );
         entries.push(search);
         let mut subjects: Vec<Arc<SubjectKeys>> = Vec::new();
@@ -268,7 +277,7 @@ impl Vault {
             out.push((o.key, value));
         }
         let refs: Vec<&Arc<SubjectKeys>> = subjects.iter().collect();
-        self.commit(WriteBatch::new(), entries, &refs, false)?;
+        self.commit(WriteBatch::new(), entries, &refs, Flush::Read)?;
         Ok(out)
     }
 
@@ -326,16 +335,23 @@ impl Vault {
                         return Err(Error::AlreadyExists);
                     }
                     let mut batch = WriteBatch::new();
-                    batch.put(def_key(&def.id), self.indexes.seal(&def));
-                    let mut e = PendingEntry::new(ctx, Action::Write, Outcome::Ok);
-                    e.note = format!(
-                        "index {}/{} defined: parts={} bits={}",
-                        spec.collection,
-                        spec.name,
-                        spec.parts.len(),
-                        spec.bits()
-                    );
-                    self.commit(batch, vec![e], &[], true)?;
+                    batch.put(keyspace::index_def(&def.id), self.indexes.seal(&def));
+                    self.commit(
+                        batch,
+                        vec![noted(
+                            ctx,
+                            Action::Write,
+                            format!(
+                                "index {}/{} defined: parts={} bits={}",
+                                spec.collection,
+                                spec.name,
+                                spec.parts.len(),
+                                spec.bits()
+                            ),
+                        )],
+                        &[],
+                        Flush::Write,
+                    )?;
                     // Installed under the commit lock: a commit either applied before
                     // (and the build below reads it) or indexes with this definition.
                     let _g = lock(&self.commit_lock);
@@ -343,7 +359,7 @@ impl Vault {
                     drop(_g);
                     self.indexes
                         .get(&spec.collection, &spec.name)
-                        .ok_or_else(|| Error::integrity("index definition vanished"))?
+                        .ok_or_else(|| Error::integrity(Structure::IndexDefinition, "vanished"))?
                 }
             };
             self.build_index(ctx, &def, progress)
@@ -358,7 +374,7 @@ impl Vault {
         let tag: SubjectTag = k
             .get(1..17)
             .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| Error::integrity("record key malformed"))?;
+            .ok_or_else(|| Error::integrity(Structure::RecordValue, "storage key malformed"))?;
         let mut bytes = v.to_vec();
         let mut attempts = 0;
         loop {
@@ -395,9 +411,9 @@ impl Vault {
                 s.push(0); // the smallest key after the cursor
                 s
             }
-            None => vec![RECORD_PREFIX],
+            None => vec![keyspace::RECORD_PREFIX],
         };
-        let end = [RECORD_PREFIX + 1];
+        let end = [keyspace::RECORD_PREFIX + 1];
         let started = Instant::now();
         let mut total = 0u64;
         for item in self.storage.scan(&start_of(&cursor), Some(&end)) {
@@ -446,16 +462,19 @@ impl Vault {
             };
             let next = self.indexes.make(def.spec.clone(), state.clone());
             let mut batch = WriteBatch::new();
-            batch.put(def_key(&def.id), self.indexes.seal(&next));
-            let mut e = PendingEntry::new(ctx, Action::Write, Outcome::Ok);
-            e.note = format!(
-                "index {}/{}: {} of {total} records scanned",
-                def.spec.collection,
-                def.spec.name,
-                done + items.len() as u64
+            batch.put(keyspace::index_def(&def.id), self.indexes.seal(&next));
+            let e = noted(
+                ctx,
+                Action::Write,
+                format!(
+                    "index {}/{}: {} of {total} records scanned",
+                    def.spec.collection,
+                    def.spec.name,
+                    done + items.len() as u64
+                ),
             );
             let mut added = 0u64;
-            self.commit_with(batch, vec![e], &[], &[], true, |b| {
+            self.commit_with(batch, vec![e], &[], &[], Flush::Write, None, |b, _| {
                 let mut rc = ReverseCache::default();
                 for (k, read, entries) in &staged {
                     // A record rewritten since it was read was indexed by that write
@@ -476,13 +495,16 @@ impl Vault {
         }
         let mut batch = WriteBatch::new();
         let ready = self.indexes.make(def.spec.clone(), BuildState::Ready);
-        batch.put(def_key(&def.id), self.indexes.seal(&ready));
-        let mut e = PendingEntry::new(ctx, Action::Write, Outcome::Ok);
-        e.note = format!(
-            "index {}/{} built: {indexed} records indexed",
-            def.spec.collection, def.spec.name
+        batch.put(keyspace::index_def(&def.id), self.indexes.seal(&ready));
+        let e = noted(
+            ctx,
+            Action::Write,
+            format!(
+                "index {}/{} built: {indexed} records indexed",
+                def.spec.collection, def.spec.name
+            ),
         );
-        self.commit(batch, vec![e], &[], true)?;
+        self.commit(batch, vec![e], &[], Flush::Write)?;
         self.indexes.set_state(&def.id, BuildState::Ready);
         Ok(indexed)
     }
@@ -506,24 +528,24 @@ impl Vault {
             want.dedup();
             let mut check = IndexCheck::default();
             let mut expected: HashMap<Vec<u8>, HashSet<Vec<u8>>> = HashMap::new();
-            for item in self
-                .storage
-                .scan(&[RECORD_PREFIX], Some(&[RECORD_PREFIX + 1]))
-            {
+            for item in self.storage.scan(
+                &[keyspace::RECORD_PREFIX],
+                Some(&[keyspace::RECORD_PREFIX + 1]),
+            ) {
                 let (k, _) = item?;
                 check.records += 1;
                 let suffix = &k[1..];
-                let o = self
-                    .open_by_suffix(suffix, Some(&want))?
-                    .ok_or_else(|| Error::integrity("record without subject keys"))?;
+                let o = self.open_by_suffix(suffix, Some(&want))?.ok_or_else(|| {
+                    Error::integrity(Structure::SubjectEntry, "missing for a stored record")
+                })?;
                 let entries = entries_for(&snap, &o.key.collection, &o.fields)?;
                 expected.insert(suffix.to_vec(), entries.into_iter().collect());
             }
             let mut actual: HashMap<Vec<u8>, HashSet<Vec<u8>>> = HashMap::new();
-            for item in self
-                .storage
-                .scan(&[ENTRY_PREFIX], Some(&[ENTRY_PREFIX + 1]))
-            {
+            for item in self.storage.scan(
+                &[keyspace::INDEX_ENTRY_PREFIX],
+                Some(&[keyspace::INDEX_ENTRY_PREFIX + 1]),
+            ) {
                 let (k, _) = item?;
                 check.entries += 1;
                 let suffix = suffix_of_forward(&k)?;
@@ -545,10 +567,10 @@ impl Vault {
                 check.dangling += act.iter().filter(|e| !exp.contains(*e)).count() as u64;
             }
             let mut seen = HashSet::new();
-            for item in self
-                .storage
-                .scan(&[REVERSE_PREFIX], Some(&[REVERSE_PREFIX + 1]))
-            {
+            for item in self.storage.scan(
+                &[keyspace::REVERSE_PREFIX],
+                Some(&[keyspace::REVERSE_PREFIX + 1]),
+            ) {
                 let (k, v) = item?;
                 let suffix = k[1..].to_vec();
                 let listed: HashSet<Vec<u8>> = decode_reverse(&v)?.into_iter().collect();
@@ -561,12 +583,19 @@ impl Vault {
             check.reverse_mismatches += actual.keys().filter(|s| !seen.contains(*s)).count() as u64;
             Ok(check)
         })?;
-        let mut e = PendingEntry::new(ctx, Action::Verify, Outcome::Ok);
-        e.note = format!(
-            "indexes: records={} entries={} missing={} dangling={} reverse_mismatches={}",
-            check.records, check.entries, check.missing, check.dangling, check.reverse_mismatches
-        );
-        self.commit(WriteBatch::new(), vec![e], &[], false)?;
+        self.log_only(
+            ctx,
+            Action::Verify,
+            format!(
+                "indexes: records={} entries={} missing={} dangling={} reverse_mismatches={}",
+                check.records,
+                check.entries,
+                check.missing,
+                check.dangling,
+                check.reverse_mismatches
+            ),
+            Flush::Read,
+        )?;
         Ok(check)
     }
 }

@@ -9,18 +9,19 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::{SUBJECT_PREFIX, Vault, lock};
+use super::commit::{Flush, noted};
+use super::{Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target};
 use crate::codec::Reader;
 use crate::context::AccessContext;
 use crate::crypto::{KdfParams, KeySource, MacKey, ct_eq, derive_key};
-use crate::error::{Error, Result};
-use crate::keyring::{SubjectKeys, SubjectTag, entry_key};
+use crate::error::{Error, InputKind, Result, Structure};
+use crate::keyring::{SubjectKeys, SubjectTag};
+use crate::keyspace;
 use crate::record::{Binding, parse_record, seal_record};
 use crate::storage::{WriteBatch, prefix_end};
 
 /// Storage key of the persisted data-key rotation state.
-const ROTATION_KEY: &[u8] = b"c";
 /// Rotation-state format version.
 pub const ROTATION_STATE_VERSION: u8 = 1;
 /// Records re-encrypted per atomic batch.
@@ -154,20 +155,20 @@ impl Vault {
     }
 
     fn load_rotation_state(&self) -> Result<Option<RotationState>> {
-        let Some(bytes) = self.storage.get(ROTATION_KEY)? else {
+        let Some(bytes) = self.storage.get(keyspace::ROTATION_STATE)? else {
             return Ok(None);
         };
         if bytes.len() < 33 {
-            return Err(Error::integrity("rotation state: truncated"));
+            return Err(Error::integrity(Structure::RotationState, "truncated"));
         }
         let (body, mac) = bytes.split_at(bytes.len() - 32);
         if !ct_eq(
             &self.rotation_mac_key().mac_raw(&[&self.vault_id(), body]),
             mac,
         ) {
-            return Err(Error::integrity("rotation state: MAC mismatch"));
+            return Err(Error::integrity(Structure::RotationState, "MAC mismatch"));
         }
-        let mut r = Reader::new(body, "rotation state");
+        let mut r = Reader::new(body, Structure::RotationState);
         let v = r.u8()?;
         if v != ROTATION_STATE_VERSION {
             return Err(Error::UnsupportedVersion {
@@ -180,7 +181,10 @@ impl Vault {
             1 => {
                 let n = r.u32()? as usize;
                 if n.saturating_mul(16) > r.remaining() {
-                    return Err(Error::integrity("rotation state: bad subject count"));
+                    return Err(Error::integrity(
+                        Structure::RotationState,
+                        "bad subject count",
+                    ));
                 }
                 let mut tags = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -188,12 +192,17 @@ impl Vault {
                 }
                 Some(tags)
             }
-            _ => return Err(Error::integrity("rotation state: bad scope")),
+            _ => return Err(Error::integrity(Structure::RotationState, "bad scope")),
         };
         let cursor = match r.u8()? {
             0 => None,
             1 => Some(r.array()?),
-            _ => return Err(Error::integrity("rotation state: bad cursor flag")),
+            _ => {
+                return Err(Error::integrity(
+                    Structure::RotationState,
+                    "bad cursor flag",
+                ));
+            }
         };
         r.finish()?;
         Ok(Some(RotationState { subjects, cursor }))
@@ -202,27 +211,29 @@ impl Vault {
     /// True when a data-key rotation was started and not finished (e.g. the process was
     /// killed); [`Vault::rotate_data_keys`] resumes it.
     pub fn data_key_rotation_pending(&self) -> Result<bool> {
-        Ok(self.storage.get(ROTATION_KEY)?.is_some())
+        Ok(self.storage.get(keyspace::ROTATION_STATE)?.is_some())
     }
 
     fn all_subject_tags(&self) -> Result<Vec<SubjectTag>> {
         let mut tags = Vec::new();
-        for item in self
-            .storage
-            .scan(&[SUBJECT_PREFIX], Some(&[SUBJECT_PREFIX + 1]))
-        {
+        for item in self.storage.scan(
+            &[keyspace::SUBJECT_PREFIX],
+            Some(&[keyspace::SUBJECT_PREFIX + 1]),
+        ) {
             let (k, _) = item?;
             let t: SubjectTag = k
                 .get(1..17)
                 .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| Error::integrity("subject entry key malformed"))?;
+                .ok_or_else(|| {
+                    Error::integrity(Structure::SubjectEntry, "storage key malformed")
+                })?;
             tags.push(t);
         }
         Ok(tags)
     }
 
     fn count_records(&self, tag: &SubjectTag) -> Result<u64> {
-        let prefix = Self::subject_records_prefix(tag);
+        let prefix = keyspace::subject_records(tag);
         let end = prefix_end(&prefix);
         let mut n = 0;
         for item in self.storage.scan(&prefix, end.as_deref()) {
@@ -235,7 +246,7 @@ impl Vault {
     /// Counts a subject's records sealed under a version other than `keep` (or equal to
     /// `only`, when given).
     fn count_on_versions(&self, tag: &SubjectTag, only: Option<u32>, keep: u32) -> Result<u64> {
-        let prefix = Self::subject_records_prefix(tag);
+        let prefix = keyspace::subject_records(tag);
         let end = prefix_end(&prefix);
         let mut n = 0;
         for item in self.storage.scan(&prefix, end.as_deref()) {
@@ -283,10 +294,16 @@ impl Vault {
                         cursor: None,
                     };
                     let mut batch = WriteBatch::new();
-                    batch.put(ROTATION_KEY.to_vec(), self.encode_rotation_state(&st));
-                    let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
-                    e.note = "data-key rotation started".into();
-                    self.commit(batch, vec![e], &[], true)?;
+                    batch.put(
+                        keyspace::ROTATION_STATE.to_vec(),
+                        self.encode_rotation_state(&st),
+                    );
+                    self.commit(
+                        batch,
+                        vec![noted(ctx, Action::KeyRotation, "data-key rotation started")],
+                        &[],
+                        Flush::Write,
+                    )?;
                     st
                 }
             };
@@ -337,13 +354,20 @@ impl Vault {
             self.retire_old_versions(ctx, &held, &state, &mut meter, progress)?;
         }
         let mut batch = WriteBatch::new();
-        batch.delete(ROTATION_KEY.to_vec());
-        let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
-        e.note = format!(
-            "data-key rotation finished: subjects={} records={}",
-            report.subjects, report.records
-        );
-        self.commit(batch, vec![e], &[], true)?;
+        batch.delete(keyspace::ROTATION_STATE.to_vec());
+        self.commit(
+            batch,
+            vec![noted(
+                ctx,
+                Action::KeyRotation,
+                format!(
+                    "data-key rotation finished: subjects={} records={}",
+                    report.subjects, report.records
+                ),
+            )],
+            &[],
+            Flush::Write,
+        )?;
         Ok(report)
     }
 
@@ -362,7 +386,7 @@ impl Vault {
             }
         }
         if !entries.is_empty() {
-            self.commit(WriteBatch::new(), entries, &touched, false)?;
+            self.commit(WriteBatch::new(), entries, &touched, Flush::Read)?;
         }
         Ok(())
     }
@@ -382,7 +406,7 @@ impl Vault {
         let mut rekeyed = 0u64;
         let mut pending = Rekey::default();
         for keys in held {
-            let prefix = Self::subject_records_prefix(&keys.tag);
+            let prefix = keyspace::subject_records(&keys.tag);
             let end = prefix_end(&prefix);
             let current = keys.current_dek(0)?.version;
             let mut count = 0u64;
@@ -438,16 +462,18 @@ impl Vault {
         let n = p.expected.len() as u64;
         let mut entries = p.entries;
         if entries.is_empty() {
-            let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
-            e.note = format!("re-encrypted {n} records");
-            entries.push(e);
+            entries.push(noted(
+                ctx,
+                Action::KeyRotation,
+                format!("re-encrypted {n} records"),
+            ));
         }
         let mut uses = p.uses;
         uses.sort_unstable();
         uses.dedup();
         let refs: Vec<&Arc<SubjectKeys>> = held.iter().collect();
         let expected = p.expected;
-        self.commit_with(p.batch, entries, &refs, &uses, false, |b| {
+        self.commit_with(p.batch, entries, &refs, &uses, Flush::Read, None, |b, _| {
             // Keep only records nobody rewrote since we read them: a concurrent write is
             // already under the current version (or is caught before retirement).
             let mut stale = Vec::new();
@@ -481,12 +507,18 @@ impl Vault {
     ) -> Result<()> {
         for _ in 0..8 {
             let mut batch = WriteBatch::new();
-            batch.put(ROTATION_KEY.to_vec(), self.encode_rotation_state(state));
-            let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
-            e.note = format!("retired old data-key versions of {} subjects", held.len());
+            batch.put(
+                keyspace::ROTATION_STATE.to_vec(),
+                self.encode_rotation_state(state),
+            );
+            let e = noted(
+                ctx,
+                Action::KeyRotation,
+                format!("retired old data-key versions of {} subjects", held.len()),
+            );
             let refs: Vec<&Arc<SubjectKeys>> = held.iter().collect();
             let mut in_use = false;
-            let r = self.commit_with(batch, vec![e], &refs, &[], true, |b| {
+            let r = self.commit_with(batch, vec![e], &refs, &[], Flush::Write, None, |b, _| {
                 for keys in held {
                     let current = keys.current_dek(0)?.version;
                     if self.count_on_versions(&keys.tag, None, current)? > 0 {
@@ -508,7 +540,10 @@ impl Vault {
                         self.keyring.remove_version(keys, *v)?;
                     }
                     if !old.is_empty() {
-                        b.put(entry_key(&keys.tag), self.keyring.encode_entry(keys));
+                        b.put(
+                            keyspace::subject_entry(&keys.tag),
+                            self.keyring.encode_entry(keys),
+                        );
                     }
                 }
                 Ok(())
@@ -529,7 +564,8 @@ impl Vault {
             }
         }
         Err(Error::integrity(
-            "data-key rotation: records keep appearing under an old version",
+            Structure::RotationState,
+            "records keep appearing under an old version",
         ))
     }
 
@@ -554,18 +590,32 @@ impl Vault {
                 return Err(Error::UnknownKeyVersion(version));
             }
             if keys.current_dek(0)?.version == version {
-                return Err(Error::invalid("cannot retire the current data-key version"));
+                return Err(Error::invalid(
+                    InputKind::KeyOperation,
+                    "cannot retire the current data-key version",
+                ));
             }
             let e = self.subject_key_entry(ctx, &keys, format!("retired data-key v{version}"));
-            self.commit_with(WriteBatch::new(), vec![e], &[&keys], &[], true, |b| {
-                let records = self.count_on_versions(&tag, Some(version), 0)?;
-                if records > 0 {
-                    return Err(Error::KeyInUse { version, records });
-                }
-                self.keyring.remove_version(&keys, version)?;
-                b.put(entry_key(&tag), self.keyring.encode_entry(&keys));
-                Ok(())
-            })?;
+            self.commit_with(
+                WriteBatch::new(),
+                vec![e],
+                &[&keys],
+                &[],
+                Flush::Write,
+                None,
+                |b, _| {
+                    let records = self.count_on_versions(&tag, Some(version), 0)?;
+                    if records > 0 {
+                        return Err(Error::KeyInUse { version, records });
+                    }
+                    self.keyring.remove_version(&keys, version)?;
+                    b.put(
+                        keyspace::subject_entry(&tag),
+                        self.keyring.encode_entry(&keys),
+                    );
+                    Ok(())
+                },
+            )?;
             Ok(keys)
         })?;
         drop(keys);
@@ -599,12 +649,12 @@ impl Vault {
                     // Resume: the new key must be the pending one.
                     let bytes = header.encode(&current);
                     let (_, u) = crate::header::Header::unlock(&bytes, &new_key).map_err(|_| {
-                        Error::invalid(
+                        Error::invalid(InputKind::KeyOperation,
                             "a root-key rotation to another key is pending; rerun it with that key",
                         )
                     })?;
                     let next = u.next_root.ok_or_else(|| {
-                        Error::integrity("header: pending rotation without next root")
+                        Error::integrity(Structure::Header, "pending rotation without next root")
                     })?;
                     let _ = p;
                     (header.clone(), next)
@@ -619,12 +669,15 @@ impl Vault {
                 .pending
                 .as_ref()
                 .map(|p| p.next.generation)
-                .ok_or_else(|| Error::integrity("header: no pending rotation"))?;
+                .ok_or_else(|| Error::integrity(Structure::Header, "no pending rotation"))?;
             self.keyring.set_next_root(Some((&next_root, next_gen)));
             *lock(&self.header) = pending_header.clone();
-            let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
-            e.note = format!("root-key rotation to generation {next_gen} started");
-            self.commit(WriteBatch::new(), vec![e], &[], true)?;
+            self.log_only(
+                ctx,
+                Action::KeyRotation,
+                format!("root-key rotation to generation {next_gen} started"),
+                Flush::Write,
+            )?;
 
             let tags = self.all_subject_tags()?;
             let mut meter = Meter {
@@ -634,12 +687,15 @@ impl Vault {
             };
             let mut rewrapped = 0u64;
             for chunk in tags.chunks(REWRAP_BATCH) {
-                let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
-                e.note = format!("rewrapped {} subject entries", chunk.len());
+                let e = noted(
+                    ctx,
+                    Action::KeyRotation,
+                    format!("rewrapped {} subject entries", chunk.len()),
+                );
                 let mut n = 0u64;
-                self.commit_with(WriteBatch::new(), vec![e], &[], &[], false, |b| {
+                self.commit_with(WriteBatch::new(), vec![e], &[], &[], Flush::Read, None, |b, _| {
                     for tag in chunk {
-                        let Some(bytes) = self.storage.get(&entry_key(tag))? else {
+                        let Some(bytes) = self.storage.get(&keyspace::subject_entry(tag))? else {
                             continue; // erased meanwhile
                         };
                         if bytes.get(1..5) == Some(&next_gen.to_be_bytes()[..]) {
@@ -649,7 +705,7 @@ impl Vault {
                             Some(k) => k,
                             None => Arc::new(self.keyring.decode_entry(tag, &bytes)?),
                         };
-                        b.put(entry_key(tag), self.keyring.encode_entry(&keys));
+                        b.put(keyspace::subject_entry(tag), self.keyring.encode_entry(&keys));
                         n += 1;
                     }
                     Ok(())
@@ -663,11 +719,14 @@ impl Vault {
             self.keyring.set_next_root(None);
             *lock(&self.header) = done;
             *lock(&self.root) = next_root;
-            let mut e = PendingEntry::new(ctx, Action::KeyRotation, Outcome::Ok);
-            e.note = format!(
-                "root-key rotation to generation {next_gen} finished: {rewrapped} entries rewrapped"
-            );
-            self.commit(WriteBatch::new(), vec![e], &[], true)?;
+            self.log_only(
+                ctx,
+                Action::KeyRotation,
+                format!(
+                    "root-key rotation to generation {next_gen} finished: {rewrapped} entries rewrapped"
+                ),
+                Flush::Write,
+            )?;
             Ok(rewrapped)
         })
     }

@@ -1,5 +1,6 @@
 //! The `tamper` target: a real vault's stored bytes mutated, then opened and used.
 
+use medvault::danger::RawAccess;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 

@@ -1,6 +1,7 @@
 //! Shared helpers of the integration tests: test vaults, access contexts, the lookup of
 //! the FHIR test data, file walking and hashing, a parser of the record-value layout
-//! (docs/FORMAT.md §6) for tamper tests, and the SIGKILL crash-test harness ([`crash`]).
+//! (docs/FORMAT.md "Record value") for tamper tests, and the SIGKILL crash-test harness
+//! ([`crash`]).
 
 // Each test file compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
@@ -9,6 +10,7 @@
 
 pub mod crash;
 
+use medvault::danger::RawAccess;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -162,7 +164,7 @@ pub fn raw_with_prefix(storage: &MemoryStorage, prefix: u8) -> Vec<(Vec<u8>, Vec
         .collect()
 }
 
-/// A record value split into its parts (docs/FORMAT.md §6): `u8 version, u32
+/// A record value split into its parts (docs/FORMAT.md "Record value"): `u8 version, u32
 /// key_version, u32 len + sealed meta, u16 n, n × (u32 len + field envelope)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordLayout {

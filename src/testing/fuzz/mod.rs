@@ -15,12 +15,14 @@
 //! Every target that needs keys uses fixed fixture keys, so seeds built by
 //! [`decoder_seeds`] get past authentication and the fuzzer can mutate from there.
 
+use crate::danger::RawAccess;
 use serde_json::{Value, json};
 
-use crate::audit::{AuditLog, ENTRY_PREFIX, HEAD_KEY, PendingEntry, decode_body, parse_target};
-use crate::crypto::{AeadKey, KdfParams, KeySource, SecretKey, sha256};
+use crate::audit::{AuditLog, PendingEntry, decode_body, parse_target};
+use crate::crypto::{AeadKey, KdfParams, KeySource, RootKey, SecretKey, sha256};
 use crate::header::{Header, header_mac_key};
 use crate::keyring::{Keyring, SubjectTag};
+use crate::keyspace::{LOG_ENTRY_PREFIX as ENTRY_PREFIX, LOG_HEAD as HEAD_KEY};
 use crate::record::{
     Binding, PlainField, RecordKey, join_fields, parse_meta, parse_record, seal_record,
     split_fields,
@@ -51,7 +53,7 @@ pub fn check_decoder(target: &str, data: &[u8]) -> bool {
     true
 }
 
-/// The storage key of the access-log head (docs/FORMAT.md, key-space table).
+/// The storage key of the access-log head (docs/FORMAT.md "Storage key space").
 pub const LOG_HEAD_KEY: &[u8] = HEAD_KEY;
 
 /// The first byte of every access-log entry's storage key.
@@ -60,9 +62,7 @@ pub const LOG_ENTRY_PREFIX: u8 = ENTRY_PREFIX;
 /// The storage key of access-log entry `seq`: [`LOG_ENTRY_PREFIX`] || `seq` (u64,
 /// big-endian).
 pub fn log_entry_key(seq: u64) -> Vec<u8> {
-    let mut k = vec![ENTRY_PREFIX];
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+    crate::keyspace::log_entry(seq)
 }
 
 // ----- fixture keys ------------------------------------------------------------------
@@ -79,8 +79,8 @@ const TAG: SubjectTag = [0x77; 16];
 const SUBJECT: &str = "fuzz-subject";
 const STORAGE_KEY: &[u8] = b"r-fuzz-storage-key";
 
-fn root() -> SecretKey {
-    SecretKey::from_bytes(ROOT)
+fn root() -> RootKey {
+    RootKey::from_bytes(ROOT)
 }
 
 fn dek(version: u32) -> Option<AeadKey> {
@@ -229,7 +229,7 @@ pub fn check_header(data: &[u8]) {
 // ----- subject entry -----------------------------------------------------------------
 
 fn fixture_keyring(with_next: bool) -> Keyring {
-    let next = SecretKey::from_bytes(NEXT_ROOT);
+    let next = RootKey::from_bytes(NEXT_ROOT);
     Keyring::new(VAULT_ID, &root(), 0, with_next.then_some((&next, 1)), 16)
 }
 
@@ -271,7 +271,7 @@ pub fn check_subject_entry(data: &[u8]) {
 
 // ----- record ------------------------------------------------------------------------
 
-/// Opens a stored record value the way the vault does (docs/FORMAT.md §5): meta first
+/// Opens a stored record value the way the vault does (docs/FORMAT.md "Record value"): meta first
 /// (bound to the storage key), ids checked by the caller, then the wanted fields.
 fn open_record(bytes: &[u8], want: Option<&[&str]>) -> crate::Result<(RecordKey, Vec<PlainField>)> {
     let sealed = parse_record(bytes)?;
@@ -631,7 +631,7 @@ pub fn check_index(data: &[u8]) {
             assert_eq!(defs.len(), 1, "index: one stored definition, one loaded");
             for d in defs.iter() {
                 let again = MemoryStorage::new();
-                again.raw_put(&crate::index::def_key(&d.id), &reg.seal(d));
+                again.raw_put(&crate::keyspace::index_def(&d.id), &reg.seal(d));
                 let back = index_registry(&again)
                     .unwrap_or_else(|e| panic!("index: re-sealed definition fails: {e}"));
                 let b = back.snapshot().defs;

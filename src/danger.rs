@@ -1,0 +1,190 @@
+//! **Dangerous knobs for tests** (rustls's model): fault injection over any storage
+//! backend, and raw access to a memory store's bytes. Nothing here is needed to use a
+//! vault, and everything here can break the guarantees a vault gives (a fault plan makes
+//! every commit fail; raw access rewrites sealed bytes behind the access log). Only
+//! tests, fuzzers and benchmarks should name this module.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::StorageError;
+use crate::storage::{KeyValue, MemoryStorage, ScanIter, Storage, WriteBatch};
+
+pub use crate::storage::memory::RawAccess;
+
+/// Which faults a [`FaultyStorage`] injects.
+#[derive(Clone, Debug, Default)]
+pub struct FaultPlan {
+    /// Fail every batch once this many batches have been applied.
+    pub fail_writes_after: Option<u64>,
+    /// Fail every read (`read_header`, `get`, `scan`, `last_in`).
+    pub fail_reads: bool,
+    /// Fail `flush`.
+    pub fail_flush: bool,
+    /// When the write fault fires, first apply this many operations of the failing batch
+    /// (a torn write, as a non-atomic backend would leave on a crash) before reporting
+    /// the error.
+    pub torn_ops: usize,
+    /// Fail header writes.
+    pub fail_header_writes: bool,
+}
+
+#[derive(Default)]
+struct Faults {
+    plan: FaultPlan,
+    batches: u64,
+}
+
+/// A [`Storage`] that injects the faults of a [`FaultPlan`] into any backend `S` (the
+/// memory backend, sled, ...): failed reads, writes from the N-th batch on, torn batches,
+/// failed flushes and header writes. Clones share the fault state (and, when `S`'s clones
+/// share their data, as [`MemoryStorage`]'s do, the data), so a test can change the plan
+/// while a vault holds the store. Injected failures are [`StorageError`]s
+/// (`"injected fault: ..."`).
+#[derive(Clone)]
+pub struct FaultyStorage<S> {
+    inner: S,
+    faults: Arc<Mutex<Faults>>,
+}
+
+impl<S: Storage> FaultyStorage<S> {
+    /// Wraps `inner` with no fault planned.
+    pub fn new(inner: S) -> Self {
+        FaultyStorage {
+            inner,
+            faults: Arc::default(),
+        }
+    }
+
+    /// Replaces the fault plan and resets the batch counter.
+    pub fn set_faults(&self, plan: FaultPlan) {
+        let mut f = self.lock();
+        f.plan = plan;
+        f.batches = 0;
+    }
+
+    /// A handle that changes this store's fault plan after the store itself was handed
+    /// to a vault (for backends that cannot be cloned, such as sled).
+    pub fn handle(&self) -> FaultHandle {
+        FaultHandle {
+            faults: self.faults.clone(),
+        }
+    }
+
+    /// The wrapped backend (no fault injected through it).
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Faults> {
+        // A panic while holding the lock (a test assertion) leaves plain data behind.
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn reads_fail(&self) -> bool {
+        self.lock().plan.fail_reads
+    }
+}
+
+/// Changes the fault plan of the [`FaultyStorage`] it came from
+/// ([`FaultyStorage::handle`]).
+#[derive(Clone)]
+pub struct FaultHandle {
+    faults: Arc<Mutex<Faults>>,
+}
+
+impl FaultHandle {
+    /// Replaces the fault plan and resets the batch counter.
+    pub fn set_faults(&self, plan: FaultPlan) {
+        let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
+        f.plan = plan;
+        f.batches = 0;
+    }
+}
+
+impl FaultyStorage<MemoryStorage> {
+    /// A fresh memory store behind a fault injector.
+    pub fn memory() -> Self {
+        FaultyStorage::new(MemoryStorage::new())
+    }
+}
+
+impl<S> std::ops::Deref for FaultyStorage<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.inner
+    }
+}
+
+fn injected(what: &str) -> StorageError {
+    StorageError::new(format!("injected fault: {what}"))
+}
+
+impl<S: Storage> Storage for FaultyStorage<S> {
+    fn read_header(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        if self.reads_fail() {
+            return Err(injected("read"));
+        }
+        self.inner.read_header()
+    }
+
+    fn write_header(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        if self.lock().plan.fail_header_writes {
+            return Err(injected("header write"));
+        }
+        self.inner.write_header(bytes)
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        if self.reads_fail() {
+            return Err(injected("read"));
+        }
+        self.inner.get(key)
+    }
+
+    fn scan(&self, start: &[u8], end: Option<&[u8]>) -> ScanIter<'_> {
+        if self.reads_fail() {
+            return Box::new(std::iter::once(Err(injected("read"))));
+        }
+        self.inner.scan(start, end)
+    }
+
+    fn last_in(&self, start: &[u8], end: &[u8]) -> Result<Option<KeyValue>, StorageError> {
+        if self.reads_fail() {
+            return Err(injected("read"));
+        }
+        self.inner.last_in(start, end)
+    }
+
+    fn apply(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let torn = {
+            let mut f = self.lock();
+            let fire = matches!(f.plan.fail_writes_after, Some(n) if f.batches >= n);
+            f.batches += 1;
+            fire.then_some(f.plan.torn_ops)
+        };
+        let Some(torn) = torn else {
+            return self.inner.apply(batch);
+        };
+        if torn > 0 {
+            let mut part = WriteBatch::new();
+            part.ops = batch.ops.into_iter().take(torn).collect();
+            self.inner.apply(part)?;
+        }
+        Err(injected("write"))
+    }
+
+    fn flush(&self) -> Result<(), StorageError> {
+        if self.lock().plan.fail_flush {
+            return Err(injected("flush"));
+        }
+        self.inner.flush()
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StorageError> {
+        self.inner.size_on_disk()
+    }
+
+    fn purge(&self) -> Result<(), StorageError> {
+        self.inner.purge()
+    }
+}

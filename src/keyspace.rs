@@ -1,0 +1,205 @@
+//! The storage key space: every key prefix and key constructor of the one sled tree (or
+//! any [`crate::storage::Storage`]), in one place. docs/FORMAT.md "Storage key space (one
+//! sled tree)" is the table of this module; a test checks that the table lists exactly
+//! the prefixes defined here.
+//!
+//! Logical ids never reach a key: subjects and records are named by keyed pseudonyms
+//! (`subject_tag`, `record_tag`, HMAC-SHA256 under the pseudonym key, truncated to 128
+//! bits; docs/FORMAT.md "Keys derived from the vault secret").
+
+use crate::crypto::MacKey;
+use crate::keyring::SubjectTag;
+use crate::record::RecordKey;
+
+/// `'c'`: the data-key rotation state, present only while a rotation is pending
+/// (docs/FORMAT.md "Data-key rotation state (`'c'`), version 1").
+pub(crate) const ROTATION_STATE: &[u8] = b"c";
+/// `'h'`: the access-log head (docs/FORMAT.md "Log head (`'h'`), version 1").
+pub(crate) const LOG_HEAD: &[u8] = b"h";
+/// `'i' || index_id (8)`: a blind-index definition (docs/INDEXES.md).
+pub(crate) const INDEX_DEF_PREFIX: u8 = b'i';
+/// `'k' || subject_tag (16)`: a subject key entry.
+pub(crate) const SUBJECT_PREFIX: u8 = b'k';
+/// `'l' || u64 seq (big-endian)`: an access-log entry.
+pub(crate) const LOG_ENTRY_PREFIX: u8 = b'l';
+/// `'p'`: empty; present from an erasure until the purge that follows it has completed.
+pub(crate) const PURGE_PENDING: &[u8] = b"p";
+/// `'r' || subject_tag (16) || record_tag (16)`: a record value.
+pub(crate) const RECORD_PREFIX: u8 = b'r';
+/// `'x' || index_id || value_hash || subject_tag || record_tag`: a blind-index entry.
+pub(crate) const INDEX_ENTRY_PREFIX: u8 = b'x';
+/// `'y' || subject_tag || record_tag`: the index-entry keys of one record.
+pub(crate) const REVERSE_PREFIX: u8 = b'y';
+
+/// Every prefix byte in use, sorted (what docs/FORMAT.md's key-space table must list).
+#[cfg(test)]
+pub(crate) const ALL_PREFIXES: [u8; 9] = [
+    ROTATION_STATE[0],
+    LOG_HEAD[0],
+    INDEX_DEF_PREFIX,
+    SUBJECT_PREFIX,
+    LOG_ENTRY_PREFIX,
+    PURGE_PENDING[0],
+    RECORD_PREFIX,
+    INDEX_ENTRY_PREFIX,
+    REVERSE_PREFIX,
+];
+
+/// Length of a record storage key: prefix, subject tag, record tag.
+pub(crate) const RECORD_KEY_LEN: usize = 1 + 16 + 16;
+
+/// `[prefix, prefix + 1)`: the scan bounds of every key under a one-byte prefix.
+pub(crate) fn prefix_range(prefix: u8) -> ([u8; 1], [u8; 1]) {
+    ([prefix], [prefix + 1])
+}
+
+/// The keyed pseudonym of a subject:
+/// `mac_parts(pseudonym key; "subject", subject)[0..16]`.
+pub(crate) fn subject_tag(pseudonyms: &MacKey, subject: &str) -> SubjectTag {
+    let m = pseudonyms.mac_parts(&[b"subject", subject.as_bytes()]);
+    let mut t = [0u8; 16];
+    t.copy_from_slice(&m[..16]);
+    SubjectTag::from(t)
+}
+
+/// Storage key of record `key` of the subject tagged `tag`:
+/// `'r' || subject_tag || mac_parts(pseudonym key; "record", subject, collection,
+/// record_id)[0..16]`.
+pub(crate) fn record(pseudonyms: &MacKey, tag: &SubjectTag, key: &RecordKey) -> Vec<u8> {
+    let m = pseudonyms.mac_parts(&[
+        b"record",
+        key.subject.as_bytes(),
+        key.collection.as_bytes(),
+        key.record_id.as_bytes(),
+    ]);
+    let mut k = Vec::with_capacity(RECORD_KEY_LEN);
+    k.push(RECORD_PREFIX);
+    k.extend_from_slice(tag.as_ref());
+    k.extend_from_slice(&m[..16]);
+    k
+}
+
+/// Prefix of every record of a subject: `'r' || subject_tag`.
+pub(crate) fn subject_records(tag: &SubjectTag) -> Vec<u8> {
+    let mut p = Vec::with_capacity(17);
+    p.push(RECORD_PREFIX);
+    p.extend_from_slice(tag.as_ref());
+    p
+}
+
+/// Storage key of a subject entry: `'k' || subject_tag`.
+pub(crate) fn subject_entry(tag: &SubjectTag) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(SUBJECT_PREFIX);
+    k.extend_from_slice(tag.as_ref());
+    k
+}
+
+/// Storage key of access-log entry `seq`: `'l' || u64 seq` (big-endian, so keys sort
+/// in sequence order).
+pub(crate) fn log_entry(seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(LOG_ENTRY_PREFIX);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Storage key of a blind-index definition: `'i' || index_id`.
+pub(crate) fn index_def(id: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(INDEX_DEF_PREFIX);
+    k.extend_from_slice(id);
+    k
+}
+
+/// `'x' || index_id || value_hash`: the part of a forward key before the record
+/// suffix, also the prefix a lookup scans.
+pub(crate) fn index_entry_prefix(id: &[u8], hash: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(1 + id.len() + hash.len());
+    p.push(INDEX_ENTRY_PREFIX);
+    p.extend_from_slice(id);
+    p.extend_from_slice(hash);
+    p
+}
+
+/// Forward key: `'x' || entry (index_id || value_hash) || subject_tag || record_tag`,
+/// where `suffix` is a record storage key without its `'r'` prefix.
+pub(crate) fn index_entry(entry: &[u8], suffix: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + entry.len() + suffix.len());
+    k.push(INDEX_ENTRY_PREFIX);
+    k.extend_from_slice(entry);
+    k.extend_from_slice(suffix);
+    k
+}
+
+/// Reverse key of a record: `'y' || subject_tag || record_tag` (`suffix` is the record
+/// storage key without its `'r'` prefix).
+pub(crate) fn reverse(suffix: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + suffix.len());
+    k.push(REVERSE_PREFIX);
+    k.extend_from_slice(suffix);
+    k
+}
+
+/// Prefix of every reverse key of a subject: `'y' || subject_tag`.
+pub(crate) fn subject_reverse(tag: &SubjectTag) -> Vec<u8> {
+    let mut k = Vec::with_capacity(17);
+    k.push(REVERSE_PREFIX);
+    k.extend_from_slice(tag.as_ref());
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The prefix bytes listed in docs/FORMAT.md's key-space table, read from the
+    /// Markdown source (an oracle independent of this module).
+    fn documented_prefixes() -> BTreeSet<u8> {
+        let doc = include_str!("../docs/FORMAT.md");
+        let mut in_table = false;
+        let mut out = BTreeSet::new();
+        for line in doc.lines() {
+            if line.starts_with('#') {
+                in_table = line.contains("Storage key space");
+                continue;
+            }
+            if !in_table {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("| `'") {
+                let c = rest.as_bytes()[0];
+                assert_eq!(rest.as_bytes()[1], b'\'', "malformed key cell: {line}");
+                assert!(out.insert(c), "prefix {:?} listed twice", c as char);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn format_md_key_space_table_matches_the_module() {
+        let documented = documented_prefixes();
+        let defined: BTreeSet<u8> = ALL_PREFIXES.iter().copied().collect();
+        assert_eq!(defined.len(), ALL_PREFIXES.len(), "a prefix defined twice");
+        assert_eq!(
+            documented.iter().map(|c| *c as char).collect::<String>(),
+            defined.iter().map(|c| *c as char).collect::<String>(),
+            "docs/FORMAT.md key-space table vs src/keyspace.rs"
+        );
+    }
+
+    #[test]
+    fn record_keys_have_the_documented_shape() {
+        let k = MacKey::new(&crate::crypto::SecretKey::from_bytes([7u8; 32]));
+        let tag = subject_tag(&k, "alice");
+        let rk = record(&k, &tag, &RecordKey::new("alice", "Observation", "1"));
+        assert_eq!(rk.len(), RECORD_KEY_LEN);
+        assert_eq!(rk[0], b'r');
+        assert_eq!(&rk[1..17], tag.as_ref());
+        assert!(rk.starts_with(&subject_records(&tag)));
+        assert_eq!(subject_entry(&tag)[0], b'k');
+        assert_eq!(log_entry(258), [b'l', 0, 0, 0, 0, 0, 0, 1, 2]);
+    }
+}

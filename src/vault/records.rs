@@ -1,0 +1,486 @@
+//! Records: writes (`put`, `put_many`), deletes, erasure and purge, reads (`get`,
+//! `get_fields`, `records_of`, `export_records_of`) and the subject list. Every call
+//! commits its entries through the commit path (`commit.rs`).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::commit::{Erasure, Flush, record_target};
+use super::{Vault, lock};
+use crate::audit::{Action, Outcome, PendingEntry, Target};
+use crate::context::AccessContext;
+use crate::error::{Error, InputKind, Result, Structure};
+use crate::keyring::{SubjectKeys, SubjectTag};
+use crate::keyspace;
+use crate::record::{
+    Binding, PlainField, RecordKey, join_fields, parse_record, seal_record, split_fields,
+    validate_id,
+};
+use crate::storage::{WriteBatch, prefix_end};
+
+impl Vault {
+    // ----- writes ------------------------------------------------------------------------
+
+    /// Stores `value` as record `key`, replacing any previous version. `T`'s top level
+    /// must serialize to a map or struct; each top-level field is sealed separately with
+    /// AES-256-GCM under the subject's current data key (created on the subject's first
+    /// write). Logged as `write`. Fails with [`Error::InvalidInput`] (ids too long or
+    /// empty, not a map, over 64 MiB), [`Error::AccessDenied`], [`Error::Storage`].
+    pub fn put<T: Serialize + ?Sized>(
+        &self,
+        ctx: &AccessContext,
+        key: &RecordKey,
+        value: &T,
+    ) -> Result<()> {
+        self.write_records(ctx, std::iter::once((key, value)), Action::Write)
+            .map(|_| ())
+    }
+
+    /// Stores many records in one atomic commit (all or none), each with its own log
+    /// entry (`action`: [`Action::Write`] or [`Action::Import`]). Returns the number of
+    /// records written. This is the bulk path of `import`.
+    pub fn put_many<'a, T: Serialize + ?Sized + 'a>(
+        &self,
+        ctx: &AccessContext,
+        items: impl IntoIterator<Item = (&'a RecordKey, &'a T)>,
+        action: Action,
+    ) -> Result<usize> {
+        if !matches!(action, Action::Write | Action::Import) {
+            return Err(Error::invalid(
+                InputKind::Action,
+                "put_many logs a write or an import",
+            ));
+        }
+        self.write_records(ctx, items, action)
+    }
+
+    fn write_records<'a, T: Serialize + ?Sized + 'a>(
+        &self,
+        ctx: &AccessContext,
+        items: impl IntoIterator<Item = (&'a RecordKey, &'a T)>,
+        action: Action,
+    ) -> Result<usize> {
+        let items: Vec<(&RecordKey, &T)> = items.into_iter().collect();
+        // A concurrent data-key rotation may retire the version a record was sealed
+        // under before the commit; the commit refuses it and the records are resealed.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.write_records_once(ctx, &items, action) {
+                Err(Error::UnknownKeyVersion(_)) if attempts < 4 => continue,
+                r => {
+                    if r.is_err() {
+                        self.log_failure(ctx, action, None, &r);
+                    }
+                    return r;
+                }
+            }
+        }
+    }
+
+    fn write_records_once<T: Serialize + ?Sized>(
+        &self,
+        ctx: &AccessContext,
+        items: &[(&RecordKey, &T)],
+        action: Action,
+    ) -> Result<usize> {
+        ctx.validate()?;
+        let mut batch = WriteBatch::new();
+        let mut entries = Vec::with_capacity(items.len());
+        let mut subjects: Vec<Arc<SubjectKeys>> = Vec::new();
+        let mut uses: Vec<(SubjectTag, u32)> = Vec::new();
+        let vid = self.vault_id();
+        let snap = self.indexes.snapshot();
+        let mut staged = Vec::with_capacity(items.len());
+        for (key, value) in items {
+            key.validate()?;
+            let fields = split_fields(*value)?;
+            let tag = self.subject_tag(&key.subject);
+            let keys = match subjects.iter().find(|k| k.tag == tag) {
+                Some(k) => k.clone(),
+                None => {
+                    let k = self
+                        .keyring
+                        .load_or_create(&tag, &key.subject, self.read_fn())?;
+                    if k.current_usage() > self.options.dek_message_bound {
+                        self.keyring.add_version(&k)?;
+                    }
+                    subjects.push(k.clone());
+                    k
+                }
+            };
+            let dek = keys.current_dek(fields.len() as u64 + 1)?;
+            if !uses.contains(&(tag, dek.version)) {
+                uses.push((tag, dek.version));
+            }
+            let sk = self.record_storage_key(&tag, key);
+            let bind = Binding {
+                vault_id: &vid,
+                storage_key: &sk,
+                key,
+                key_version: dek.version,
+            };
+            batch.put(
+                sk.clone(),
+                seal_record(&dek.aead, &bind, self.log.len(), &fields),
+            );
+            let target = record_target(key, fields.iter().map(|f| f.name.clone()).collect());
+            staged.push(self.stage_index(&snap, sk, &key.collection, fields)?);
+            entries.push(self.entry_for(
+                ctx,
+                action,
+                Outcome::Ok,
+                Some(&keys),
+                None,
+                Some(&target),
+            ));
+        }
+        let n = entries.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let refs: Vec<&Arc<SubjectKeys>> = subjects.iter().collect();
+        // Index entries are computed under the commit lock's view of the definitions (an
+        // index added since the snapshot is applied too) and replace the old ones.
+        self.commit_with(batch, entries, &refs, &uses, Flush::Write, None, |b, _| {
+            self.apply_index(&snap, &mut staged, b)
+        })?;
+        Ok(n)
+    }
+
+    /// Deletes record `key`. Logged as `delete`. Fails with [`Error::NotFound`] when
+    /// there is no such record.
+    pub fn delete(&self, ctx: &AccessContext, key: &RecordKey) -> Result<()> {
+        let tag = self.subject_tag(&key.subject);
+        let r = self.guarded_record(ctx, Action::Delete, key, || {
+            key.validate()?;
+            let sk = self.record_storage_key(&tag, key);
+            if self.storage.get(&sk)?.is_none() {
+                return Err(Error::NotFound);
+            }
+            let keys = self.keyring.load(&tag, self.read_fn())?.ok_or_else(|| {
+                Error::integrity(Structure::SubjectEntry, "missing for a stored record")
+            })?;
+            let mut batch = WriteBatch::new();
+            batch.delete(sk.clone());
+            let target = record_target(key, Vec::new());
+            let e = self.entry_for(
+                ctx,
+                Action::Delete,
+                Outcome::Ok,
+                Some(&keys),
+                None,
+                Some(&target),
+            );
+            Ok((batch, e, keys, sk))
+        })?;
+        let (batch, e, keys, sk) = r;
+        let res = self
+            .commit_with(batch, vec![e], &[&keys], &[], Flush::Write, None, |b, _| {
+                // Under the commit lock: the entries of the version being deleted.
+                crate::index::unindex(self.storage.as_ref(), &sk[1..], b)
+            })
+            .map(|_| ());
+        if res.is_err() {
+            self.log_failure(ctx, Action::Delete, Some(tag), &res);
+        }
+        res
+    }
+
+    /// Erases a subject (GDPR art. 17) by crypto-shredding: its data keys, audit key and
+    /// every record are deleted in one atomic commit. Its access-log entries stay
+    /// verifiable but name it only by its keyed pseudonym. Returns the number of records
+    /// erased. Fails with [`Error::NotFound`] for an unknown subject.
+    pub fn erase_subject(&self, ctx: &AccessContext, subject: &str) -> Result<u64> {
+        let tag = self.subject_tag(subject);
+        let r = self.guarded(ctx, Action::Erase, Some(tag), || {
+            validate_id("subject", subject)?;
+            let mut e = PendingEntry::new(ctx, Action::Erase, Outcome::Ok);
+            e.subject = Some((tag, Vec::new()));
+            let mut n = 0u64;
+            let erasure = Erasure { tag };
+            // Flushed below whatever the durability, as every erasure is.
+            self.commit_with(
+                WriteBatch::new(),
+                vec![e],
+                &[],
+                &[],
+                Flush::Caller,
+                Some(erasure),
+                |batch, entries| {
+                    let ek = keyspace::subject_entry(&tag);
+                    if self.storage.get(&ek)?.is_none() {
+                        return Err(Error::NotFound);
+                    }
+                    let prefix = keyspace::subject_records(&tag);
+                    let end = prefix_end(&prefix);
+                    for item in self.storage.scan(&prefix, end.as_deref()) {
+                        let (k, _) = item?;
+                        batch.delete(k);
+                        n += 1;
+                    }
+                    crate::index::unindex_subject(self.storage.as_ref(), &tag, batch)?;
+                    batch.delete(ek);
+                    // Until a purge has rewritten the database, sled's files still hold
+                    // the erased bytes: the marker makes the next open finish the job
+                    // after a crash.
+                    batch.put(keyspace::PURGE_PENDING.to_vec(), Vec::new());
+                    for e in entries {
+                        e.note = format!("records={n}");
+                    }
+                    Ok(())
+                },
+            )?;
+            Ok(n)
+        })?;
+        self.group_flush()?;
+        if self.options.purge_after_erase {
+            self.purge_storage()?;
+        }
+        Ok(r)
+    }
+
+    /// Rewrites the database so that no vault file holds deleted or erased data any more
+    /// (sled keeps removed values in its log segments until they are cleaned). Blocks
+    /// every other call while it runs; O(size of the vault). Logged as `erase` with a
+    /// note. See SECURITY.md for what remains outside the vault (backups, the disk).
+    pub fn purge(&self, ctx: &AccessContext) -> Result<()> {
+        self.guarded(ctx, Action::Erase, None, || self.purge_storage())?;
+        self.log_only(ctx, Action::Erase, "storage purged", Flush::Write)?;
+        Ok(())
+    }
+
+    fn purge_storage(&self) -> Result<()> {
+        let _g = lock(&self.commit_lock);
+        self.storage.purge()?;
+        let mut done = WriteBatch::new();
+        done.delete(keyspace::PURGE_PENDING.to_vec());
+        self.storage.apply(done)?;
+        self.storage.flush()?;
+        Ok(())
+    }
+
+    // ----- reads -------------------------------------------------------------------------
+
+    /// Reads record `key` whole into `T` (e.g. `serde_json::Value` or the caller's
+    /// struct). Logged as `read`, naming every field, before the value is returned.
+    /// Fails with [`Error::NotFound`], [`Error::Integrity`] (tampered or corrupted),
+    /// [`Error::UnknownKeyVersion`], [`Error::AccessDenied`].
+    pub fn get<T: DeserializeOwned>(&self, ctx: &AccessContext, key: &RecordKey) -> Result<T> {
+        self.read_record(ctx, key, None)
+    }
+
+    /// Reads only the named top-level fields of record `key` (absent names are skipped)
+    /// into `T`; the other fields are not decrypted. Logged as `read`, naming the fields
+    /// returned.
+    pub fn get_fields<T: DeserializeOwned>(
+        &self,
+        ctx: &AccessContext,
+        key: &RecordKey,
+        fields: &[&str],
+    ) -> Result<T> {
+        self.read_record(ctx, key, Some(fields))
+    }
+
+    fn read_record<T: DeserializeOwned>(
+        &self,
+        ctx: &AccessContext,
+        key: &RecordKey,
+        want: Option<&[&str]>,
+    ) -> Result<T> {
+        let tag = self.subject_tag(&key.subject);
+        let (value, keys, names) = self.guarded_record(ctx, Action::Read, key, || {
+            key.validate()?;
+            let sk = self.record_storage_key(&tag, key);
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let bytes = self.storage.get(&sk)?.ok_or(Error::NotFound)?;
+                let keys = self.keyring.load(&tag, self.read_fn())?.ok_or_else(|| {
+                    Error::integrity(Structure::SubjectEntry, "missing for a stored record")
+                })?;
+                match self.open_record(&keys, &sk, Some(key), &bytes, want) {
+                    // A data-key rotation re-encrypted the record and retired the version
+                    // between our two reads: read the record again.
+                    Err(Error::UnknownKeyVersion(_)) if attempts < 4 => continue,
+                    Err(e) => return Err(e),
+                    Ok((fields, _)) => {
+                        let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
+                        let value: T = join_fields(&fields)?;
+                        return Ok((value, keys, names));
+                    }
+                }
+            }
+        })?;
+        let target = record_target(key, names);
+        let e = self.entry_for(
+            ctx,
+            Action::Read,
+            Outcome::Ok,
+            Some(&keys),
+            None,
+            Some(&target),
+        );
+        self.commit(WriteBatch::new(), vec![e], &[&keys], Flush::Read)?;
+        Ok(value)
+    }
+
+    /// Opens a stored record value: its meta block and the wanted fields. When `expect`
+    /// is given, the sealed ids must equal it.
+    pub(super) fn open_record(
+        &self,
+        keys: &SubjectKeys,
+        storage_key: &[u8],
+        expect: Option<&RecordKey>,
+        bytes: &[u8],
+        want: Option<&[&str]>,
+    ) -> Result<(Vec<PlainField>, RecordKey)> {
+        self.open_record_of(keys, storage_key, expect, bytes, want, None)?
+            .ok_or_else(|| Error::integrity(Structure::RecordMeta, "unexpected collection"))
+    }
+
+    /// [`Vault::open_record`] that returns `None`, without opening any field, when the
+    /// record's collection is not `only_collection`.
+    pub(super) fn open_record_of(
+        &self,
+        keys: &SubjectKeys,
+        storage_key: &[u8],
+        expect: Option<&RecordKey>,
+        bytes: &[u8],
+        want: Option<&[&str]>,
+        only_collection: Option<&str>,
+    ) -> Result<Option<(Vec<PlainField>, RecordKey)>> {
+        let sealed = parse_record(bytes)?;
+        let dek = keys.dek(sealed.key_version)?;
+        let vid = self.vault_id();
+        // The meta block is bound to the storage key, which is a keyed hash of the ids.
+        let placeholder = RecordKey::new(keys.subject.as_str(), "", "");
+        let bind = Binding {
+            vault_id: &vid,
+            storage_key,
+            key: expect.unwrap_or(&placeholder),
+            key_version: sealed.key_version,
+        };
+        let meta = sealed.open_meta(&dek.aead, &bind)?;
+        let key = RecordKey {
+            subject: keys.subject.to_string(),
+            collection: meta.collection.clone(),
+            record_id: meta.record_id.clone(),
+        };
+        if let Some(e) = expect
+            && *e != key
+        {
+            return Err(Error::integrity(
+                Structure::RecordMeta,
+                "ids do not match the record key",
+            ));
+        }
+        if only_collection.is_some_and(|c| c != key.collection) {
+            return Ok(None);
+        }
+        let bind = Binding { key: &key, ..bind };
+        let fields = sealed.open_fields(&dek.aead, &bind, &meta, want)?;
+        Ok(Some((fields, key)))
+    }
+
+    /// Reads every record of `subject` (optionally only of `collection`), each into `T`,
+    /// in storage order. One `read` entry names the subject and the number of records,
+    /// appended before anything is returned. Returns an empty list for an unknown subject.
+    pub fn records_of<T: DeserializeOwned>(
+        &self,
+        ctx: &AccessContext,
+        subject: &str,
+        collection: Option<&str>,
+    ) -> Result<Vec<(RecordKey, T)>> {
+        self.scan_subject(ctx, subject, collection, Action::Read)
+    }
+
+    /// [`Vault::records_of`] for taking the records out of the vault (a FHIR export, a
+    /// GDPR art. 15/20 copy): logged as `export` instead of `read`.
+    pub fn export_records_of<T: DeserializeOwned>(
+        &self,
+        ctx: &AccessContext,
+        subject: &str,
+    ) -> Result<Vec<(RecordKey, T)>> {
+        self.scan_subject(ctx, subject, None, Action::Export)
+    }
+
+    fn scan_subject<T: DeserializeOwned>(
+        &self,
+        ctx: &AccessContext,
+        subject: &str,
+        collection: Option<&str>,
+        action: Action,
+    ) -> Result<Vec<(RecordKey, T)>> {
+        let tag = self.subject_tag(subject);
+        let (out, keys) = self.guarded(ctx, action, Some(tag), || {
+            validate_id("subject", subject)?;
+            let Some(keys) = self.keyring.load(&tag, self.read_fn())? else {
+                return Ok((Vec::new(), None));
+            };
+            let prefix = keyspace::subject_records(&tag);
+            let end = prefix_end(&prefix);
+            let mut out = Vec::new();
+            for item in self.storage.scan(&prefix, end.as_deref()) {
+                let (k, v) = item?;
+                if let Some((fields, key)) =
+                    self.open_record_of(&keys, &k, None, &v, None, collection)?
+                {
+                    out.push((key, join_fields::<T>(&fields)?));
+                }
+            }
+            Ok((out, Some(keys)))
+        })?;
+        let target = Target {
+            subject: subject.to_owned(),
+            collection: collection.map(str::to_owned),
+            record_id: None,
+            fields: Vec::new(),
+        };
+        let mut e = self.entry_for(
+            ctx,
+            action,
+            Outcome::Ok,
+            keys.as_deref(),
+            Some(tag),
+            Some(&target),
+        );
+        e.note = format!("records={}", out.len());
+        let subs: Vec<&Arc<SubjectKeys>> = keys.iter().collect();
+        self.commit(WriteBatch::new(), vec![e], &subs, Flush::Read)?;
+        Ok(out)
+    }
+
+    /// Lists every subject id (decrypted from the keyring; erased subjects are gone).
+    /// Logged as `search`.
+    pub fn subjects(&self, ctx: &AccessContext) -> Result<Vec<String>> {
+        let out = self.guarded(ctx, Action::Search, None, || {
+            let mut out = Vec::new();
+            let (start, end) = keyspace::prefix_range(keyspace::SUBJECT_PREFIX);
+            for item in self.storage.scan(&start, Some(&end)) {
+                let (k, v) = item?;
+                let tag: SubjectTag =
+                    k.get(1..17)
+                        .and_then(|s| s.try_into().ok())
+                        .ok_or_else(|| {
+                            Error::integrity(Structure::SubjectEntry, "storage key malformed")
+                        })?;
+                let keys = match self.keyring.cached(&tag) {
+                    Some(k) => k,
+                    None => Arc::new(self.keyring.decode_entry(&tag, &v)?),
+                };
+                out.push(keys.subject.to_string());
+            }
+            Ok(out)
+        })?;
+        self.log_only(
+            ctx,
+            Action::Search,
+            format!("list subjects: {}", out.len()),
+            Flush::Read,
+        )?;
+        Ok(out)
+    }
+}
