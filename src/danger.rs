@@ -187,4 +187,12 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     fn purge(&self) -> Result<(), StorageError> {
         self.inner.purge()
     }
+
+    fn log_store(
+        &self,
+        vault_id: [u8; 16],
+        create: bool,
+    ) -> crate::Result<Arc<dyn crate::logstore::LogStore>> {
+        self.inner.log_store(vault_id, create)
+    }
 }

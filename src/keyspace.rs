@@ -14,14 +14,13 @@ use crate::record::RecordKey;
 /// `'c'`: the data-key rotation state, present only while a rotation is pending
 /// (docs/FORMAT.md "Data-key rotation state (`'c'`), version 1").
 pub(crate) const ROTATION_STATE: &[u8] = b"c";
-/// `'h'`: the access-log head (docs/FORMAT.md "Log head (`'h'`), version 1").
-pub(crate) const LOG_HEAD: &[u8] = b"h";
+/// `'a'`: the applied marker, written in every batch that changes the record store
+/// (docs/FORMAT.md "Applied marker"). The access log itself is not in the record store.
+pub(crate) const APPLIED_MARKER: &[u8] = crate::commit::MARKER_KEY;
 /// `'i' || index_id (8)`: a blind-index definition (docs/INDEXES.md).
 pub(crate) const INDEX_DEF_PREFIX: u8 = b'i';
 /// `'k' || subject_tag (16)`: a subject key entry.
 pub(crate) const SUBJECT_PREFIX: u8 = b'k';
-/// `'l' || u64 seq (big-endian)`: an access-log entry.
-pub(crate) const LOG_ENTRY_PREFIX: u8 = b'l';
 /// `'p'`: empty; present from an erasure until the purge that follows it has completed.
 pub(crate) const PURGE_PENDING: &[u8] = b"p";
 /// `'r' || subject_tag (16) || record_tag (16)`: a record value.
@@ -33,12 +32,11 @@ pub(crate) const REVERSE_PREFIX: u8 = b'y';
 
 /// Every prefix byte in use, sorted (what docs/FORMAT.md's key-space table must list).
 #[cfg(test)]
-pub(crate) const ALL_PREFIXES: [u8; 9] = [
+pub(crate) const ALL_PREFIXES: [u8; 8] = [
+    APPLIED_MARKER[0],
     ROTATION_STATE[0],
-    LOG_HEAD[0],
     INDEX_DEF_PREFIX,
     SUBJECT_PREFIX,
-    LOG_ENTRY_PREFIX,
     PURGE_PENDING[0],
     RECORD_PREFIX,
     INDEX_ENTRY_PREFIX,
@@ -95,13 +93,11 @@ pub(crate) fn subject_entry(tag: &SubjectTag) -> Vec<u8> {
     k
 }
 
-/// Storage key of access-log entry `seq`: `'l' || u64 seq` (big-endian, so keys sort
-/// in sequence order).
-pub(crate) fn log_entry(seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9);
-    k.push(LOG_ENTRY_PREFIX);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+/// The record-store keys outside the state digest besides the applied marker: the
+/// purge marker, which the purge removes without a commit (docs/FORMAT.md "State
+/// digest").
+pub(crate) fn outside_digest(key: &[u8]) -> bool {
+    key == PURGE_PENDING
 }
 
 /// Storage key of a blind-index definition: `'i' || index_id`.
@@ -200,6 +196,5 @@ mod tests {
         assert_eq!(&rk[1..17], tag.as_ref());
         assert!(rk.starts_with(&subject_records(&tag)));
         assert_eq!(subject_entry(&tag)[0], b'k');
-        assert_eq!(log_entry(258), [b'l', 0, 0, 0, 0, 0, 0, 1, 2]);
     }
 }

@@ -49,10 +49,13 @@ pub enum Action {
     Verify,
     /// A checkpoint was issued.
     Checkpoint,
+    /// Recovery at open recorded that a logged change never reached the record store
+    /// (outcome failed, `not_applied`; the note names the entry).
+    Recovery,
 }
 
 impl Action {
-    const ALL: [Action; 12] = [
+    const ALL: [Action; 13] = [
         Action::Create,
         Action::Open,
         Action::Read,
@@ -65,6 +68,7 @@ impl Action {
         Action::KeyRotation,
         Action::Verify,
         Action::Checkpoint,
+        Action::Recovery,
     ];
 
     /// Stable one-byte code (docs/FORMAT.md "Access-log entry").
@@ -82,6 +86,7 @@ impl Action {
             Action::KeyRotation => 10,
             Action::Verify => 11,
             Action::Checkpoint => 12,
+            Action::Recovery => 13,
         }
     }
 
@@ -105,6 +110,7 @@ impl Action {
             Action::KeyRotation => "key_rotation",
             Action::Verify => "verify",
             Action::Checkpoint => "checkpoint",
+            Action::Recovery => "recovery",
         }
     }
 }

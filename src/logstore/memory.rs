@@ -79,6 +79,26 @@ impl MemoryLog {
         }
     }
 
+    /// A deep copy with its own state (frames, anchor), no faults.
+    pub fn deep_clone(&self) -> MemoryLog {
+        let s = self.lock();
+        let st = State {
+            frames: s.frames.clone(),
+            synced: s.synced,
+            anchor: s.anchor.clone(),
+            anchor_synced: s.anchor_synced.clone(),
+            ..State::default()
+        };
+        MemoryLog {
+            state: Arc::new(Mutex::new(st)),
+        }
+    }
+
+    /// Empties the log (frames, anchor, faults).
+    pub fn reset(&self) {
+        *self.lock() = State::default();
+    }
+
     /// A copy of every frame (for tamper tests).
     pub fn frames(&self) -> Vec<Frame> {
         self.lock().frames.clone()

@@ -14,7 +14,7 @@ mod files;
 pub mod frame;
 mod memory;
 
-pub use files::{SegmentLog, SegmentOptions};
+pub use files::{ANCHOR_FILE, LOG_DIR, SegmentLog, SegmentOptions};
 pub use frame::{FLAG_CHANGE, FRAME_VERSION, Frame};
 pub use memory::{LogFaults, MemoryLog};
 

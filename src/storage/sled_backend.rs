@@ -282,6 +282,29 @@ impl Storage for SledStorage {
     /// cleaned. A purge copies the live pairs into a fresh database and swaps it in
     /// (protocol at `recover_purge`), so no file of the vault holds deleted data.
     /// Blocks every other storage call meanwhile.
+    fn log_store(
+        &self,
+        vault_id: [u8; 16],
+        create: bool,
+    ) -> crate::Result<std::sync::Arc<dyn crate::logstore::LogStore>> {
+        use crate::logstore::{SegmentLog, SegmentOptions};
+        let log = if create {
+            // Only reached without a header: what an interrupted create left is no vault.
+            for p in [crate::logstore::LOG_DIR, crate::logstore::ANCHOR_FILE] {
+                let path = self.dir.join(p);
+                if path.is_dir() {
+                    fs::remove_dir_all(&path)?;
+                } else if path.exists() {
+                    fs::remove_file(&path)?;
+                }
+            }
+            SegmentLog::create(&self.dir, vault_id, SegmentOptions::default())?
+        } else {
+            SegmentLog::open(&self.dir, vault_id, SegmentOptions::default())?
+        };
+        Ok(std::sync::Arc::new(log))
+    }
+
     fn purge(&self) -> Result<(), StorageError> {
         let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
         guard.flush()?;

@@ -15,7 +15,7 @@ impl Vault {
     /// the first bad sequence number and what is wrong with it.
     pub fn verify(&self, ctx: &AccessContext, checkpoint: Option<&Checkpoint>) -> Result<u64> {
         let n = self.guarded(ctx, Action::Verify, None, || {
-            self.log.verify(self.storage.as_ref(), checkpoint)
+            self.log.verify(&self.committer, checkpoint)
         })?;
         self.log_only(ctx, Action::Verify, format!("entries={n}"), Flush::Read)?;
         Ok(n)
@@ -26,12 +26,12 @@ impl Vault {
     pub fn checkpoint(&self, ctx: &AccessContext) -> Result<Checkpoint> {
         self.guarded(ctx, Action::Checkpoint, None, || Ok(()))?;
         self.log_only(ctx, Action::Checkpoint, "", Flush::Write)?;
-        Ok(self.log.checkpoint())
+        Ok(self.log.checkpoint(self.committer.head()))
     }
 
     /// Number of access-log entries.
     pub fn log_len(&self) -> u64 {
-        self.log.len()
+        self.committer.end()
     }
 
     /// Returns the access-log entries matching `q`, decoded; targets are shown for
@@ -43,7 +43,7 @@ impl Vault {
             let vid = self.vault_id();
             let mut out = Vec::new();
             self.log
-                .for_each(self.storage.as_ref(), 0, |mut e, sealed| {
+                .for_each(self.committer.log(), 0, |mut e, sealed| {
                     let keep = want_tag.is_none_or(|t| e.subject_pseudonym == Some(t))
                         && q.actor.as_deref().is_none_or(|a| a == e.actor)
                         && q.purpose.is_none_or(|p| p == e.purpose)

@@ -124,7 +124,7 @@ impl Vault {
             };
             batch.put(
                 sk.clone(),
-                seal_record(&dek.aead, &bind, self.log.len(), &fields),
+                seal_record(&dek.aead, &bind, self.committer.end(), &fields),
             );
             let target = record_target(key, fields.iter().map(|f| f.name.clone()).collect());
             staged.push(self.stage_index(&snap, sk, &key.collection, fields)?);

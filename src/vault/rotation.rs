@@ -426,7 +426,7 @@ impl Vault {
                 };
                 pending.batch.put(
                     k.clone(),
-                    seal_record(&dek.aead, &bind, self.log.len(), &fields),
+                    seal_record(&dek.aead, &bind, self.committer.end(), &fields),
                 );
                 pending.expected.push((k, v));
                 pending.uses.push((keys.tag, dek.version));

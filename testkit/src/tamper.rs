@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use medvault::storage::{MemoryStorage, Storage};
-use medvault::testing::fuzz::{
-    Input, LOG_ENTRY_PREFIX, LOG_HEAD_KEY, assert_decode_error, log_entry_key,
-};
+use medvault::logstore::LogStore;
+use medvault::logstore::frame::{Decoded, decode_frame};
+use medvault::testing::fuzz::{Input, assert_decode_error};
 use medvault::{
     AccessContext, Error, KeySource, LogQuery, Purpose, RecordKey, RotationScope, Vault,
     VaultOptions,
@@ -23,11 +23,16 @@ const TAMPER_ROOT: [u8; 32] = [0x7a; 32];
 enum Item {
     Header,
     Key(Vec<u8>),
+    /// Frame `i` of the access log, as a segment holds it.
+    Frame(usize),
+    /// Anchor slot 0 or 1.
+    Anchor(usize),
 }
 
 struct TamperFixture {
     mem: MemoryStorage,
-    /// Header, head, log entries, subject entries, records, in a fixed logical order.
+    /// Header, anchor slots, log frames, applied marker, subject entries, records, in a
+    /// fixed logical order.
     items: Vec<Item>,
     records: BTreeMap<RecordKey, Value>,
     subjects: BTreeSet<String>,
@@ -108,13 +113,11 @@ fn build_tamper_fixture() -> TamperFixture {
     records.remove(&puts[4].0);
     drop(v);
     let live: BTreeSet<Vec<u8>> = mem.dump().into_iter().map(|(k, _)| k).collect();
-    let mut items = vec![Item::Header, Item::Key(LOG_HEAD_KEY.to_vec())];
-    items.extend(
-        live.iter()
-            .filter(|k| k.first() == Some(&LOG_ENTRY_PREFIX))
-            .cloned()
-            .map(Item::Key),
-    );
+    let mut items = vec![Item::Header, Item::Anchor(0), Item::Anchor(1)];
+    items.extend((0..mem.memory_log().frames().len()).map(Item::Frame));
+    items.push(Item::Key(
+        medvault::testing::fuzz::APPLIED_MARKER_KEY.to_vec(),
+    ));
     items.extend(
         subject_keys
             .into_iter()
@@ -137,6 +140,12 @@ fn read_item(mem: &MemoryStorage, item: &Item) -> Option<Vec<u8>> {
     match item {
         Item::Header => mem.raw_header(),
         Item::Key(k) => mem.get(k).ok().flatten(),
+        Item::Frame(i) => mem.memory_log().frames().get(*i).map(|f| {
+            let mut b = Vec::new();
+            f.encode_into(&mut b);
+            b
+        }),
+        Item::Anchor(i) => mem.memory_log().read_anchor().ok()?[*i].clone(),
     }
 }
 
@@ -146,11 +155,38 @@ fn write_item(mem: &MemoryStorage, item: &Item, value: Option<&[u8]>) {
         (Item::Header, None) => mem.raw_set_header(&[]),
         (Item::Key(k), Some(v)) => mem.raw_put(k, v),
         (Item::Key(k), None) => mem.raw_delete(k),
+        (Item::Frame(i), v) => {
+            // A value that no longer decodes as a frame is a frame cut out of the log.
+            let log = mem.memory_log();
+            let mut frames = log.frames();
+            let new = v.and_then(|b| match decode_frame(b) {
+                Decoded::Frame(f, _) => Some(f),
+                _ => None,
+            });
+            match (new, *i < frames.len()) {
+                (Some(f), true) => frames[*i] = f,
+                (Some(f), false) => frames.push(f),
+                (None, true) => {
+                    frames.remove(*i);
+                }
+                (None, false) => {}
+            }
+            log.set_frames(frames);
+        }
+        (Item::Anchor(i), v) => {
+            let log = mem.memory_log();
+            let mut slots = log.read_anchor().unwrap_or_default();
+            slots[*i] = v.map(<[u8]>::to_vec);
+            log.set_anchor(slots);
+        }
     }
 }
 
-fn is_log_key(k: &[u8]) -> bool {
-    k == LOG_HEAD_KEY || k.first() == Some(&LOG_ENTRY_PREFIX)
+/// Whether `item` is part of what `verify` checks against the log: every item but the
+/// header (authenticated at open) and the anchor (a lower bound: an older valid slot is
+/// a legitimate state after a crash).
+fn verified_item(item: &Item) -> bool {
+    !matches!(item, Item::Header | Item::Anchor(_))
 }
 
 /// Tamper target: a real vault (memory storage, raw key; three live subjects, one
@@ -203,16 +239,18 @@ pub fn check_tamper(data: &[u8]) {
                 // Plant a copy under a new key sharing the item's prefix: a record moved
                 // within its subject, a subject entry under another tag, a log entry far
                 // beyond the head.
-                let (Item::Key(k), Some(val)) = (&item, cur) else {
-                    continue;
+                let Some(val) = cur else { continue };
+                let planted = match &item {
+                    Item::Key(k) => {
+                        let mut nk = k.clone();
+                        if let Some(last) = nk.last_mut() {
+                            *last ^= inp.byte().max(1);
+                        }
+                        Item::Key(nk)
+                    }
+                    Item::Frame(_) => Item::Frame(usize::MAX),
+                    _ => continue,
                 };
-                let mut nk = k.clone();
-                if k.first() == Some(&LOG_ENTRY_PREFIX) {
-                    nk = log_entry_key(10_000 + u64::from(inp.byte()));
-                } else if let Some(last) = nk.last_mut() {
-                    *last ^= inp.byte().max(1);
-                }
-                let planted = Item::Key(nk);
                 write_item(&mem, &planted, Some(&val));
                 touched.push(planted);
                 continue;
@@ -233,9 +271,11 @@ pub fn check_tamper(data: &[u8]) {
         }
         touched.push(item);
     }
-    let log_changed = touched.iter().any(|it| match it {
-        Item::Key(k) if is_log_key(k) => read_item(&mem, it) != read_item(&fx.mem, it),
-        _ => false,
+    // Since storage v2, `verify` checks the record store against the log too: any change
+    // to a frame or to the record store must fail it.
+    let log_changed = touched.iter().any(|it| {
+        verified_item(it)
+            && (matches!(it, Item::Frame(usize::MAX)) || read_item(&mem, it) != read_item(&fx.mem, it))
     });
 
     let v = match Vault::open_in(
@@ -266,9 +306,9 @@ pub fn check_tamper(data: &[u8]) {
         }
     }
     match v.verify(&ctx, None) {
-        Ok(_) => assert!(!log_changed, "tamper: a changed access log verifies"),
+        Ok(_) => assert!(!log_changed, "tamper: a changed log or record store verifies"),
         Err(e) => {
-            assert!(log_changed, "tamper: an untouched access log fails: {e}");
+            assert!(log_changed, "tamper: an untouched vault fails verify: {e}");
             assert_decode_error(&e, "tamper: verify");
         }
     }
