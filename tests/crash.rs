@@ -108,7 +108,11 @@ fn check(dir: &PathBuf, acked: Option<&BTreeSet<RecordKey>>, round: u64) -> usiz
         .iter()
         .filter(|e| e.action == Action::Recovery)
         .map(|e| {
-            assert_eq!(e.outcome, Outcome::Failed("not_applied".into()), "round {round}");
+            assert_eq!(
+                e.outcome,
+                Outcome::Failed("not_applied".into()),
+                "round {round}"
+            );
             e.note
                 .strip_prefix("entry ")
                 .and_then(|n| n.strip_suffix(" not applied"))

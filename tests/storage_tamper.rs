@@ -47,9 +47,13 @@ fn only_record(storage: &medvault::storage::MemoryStorage) -> (Vec<u8>, Vec<u8>)
 #[test]
 fn record_rollback_fails_verify() {
     let (storage, vault) = memory_vault();
-    vault.put(&ctx(), &key("p1"), &json!({"birthDate": "1970-01-01"})).unwrap();
+    vault
+        .put(&ctx(), &key("p1"), &json!({"birthDate": "1970-01-01"}))
+        .unwrap();
     let (sk, old) = only_record(&storage);
-    vault.put(&ctx(), &key("p1"), &json!({"birthDate": "1980-02-02"})).unwrap();
+    vault
+        .put(&ctx(), &key("p1"), &json!({"birthDate": "1980-02-02"}))
+        .unwrap();
     vault.verify(&ctx(), None).unwrap();
     storage.raw_put(&sk, &old);
     // A read alone does not know the latest write (SECURITY.md says so); verify does.
@@ -60,9 +64,21 @@ fn record_rollback_fails_verify() {
 fn a_record_spliced_from_two_writes_fails_on_read() {
     let (storage, vault) = memory_vault();
     let k = key("p1");
-    vault.put(&ctx(), &k, &json!({"birthDate": "1970-01-01", "name": "Ann"})).unwrap();
+    vault
+        .put(
+            &ctx(),
+            &k,
+            &json!({"birthDate": "1970-01-01", "name": "Ann"}),
+        )
+        .unwrap();
     let (sk, first) = only_record(&storage);
-    vault.put(&ctx(), &k, &json!({"birthDate": "1980-02-02", "name": "Bea"})).unwrap();
+    vault
+        .put(
+            &ctx(),
+            &k,
+            &json!({"birthDate": "1980-02-02", "name": "Bea"}),
+        )
+        .unwrap();
     let second = raw_get(&storage, &sk);
     let a = RecordLayout::parse(&first).unwrap();
     let mut b = RecordLayout::parse(&second).unwrap();
@@ -79,13 +95,22 @@ fn a_record_spliced_from_two_writes_fails_on_read() {
 fn a_dropped_field_fails_on_read() {
     let (storage, vault) = memory_vault();
     let k = key("p1");
-    vault.put(&ctx(), &k, &json!({"birthDate": "1970-01-01", "name": "Ann"})).unwrap();
+    vault
+        .put(
+            &ctx(),
+            &k,
+            &json!({"birthDate": "1970-01-01", "name": "Ann"}),
+        )
+        .unwrap();
     let (sk, orig) = only_record(&storage);
     let mut l = RecordLayout::parse(&orig).unwrap();
     l.fields.remove(0);
     storage.raw_put(&sk, &l.encode());
     let r: Result<Value> = vault.get(&ctx(), &k);
-    assert!(is_integrity(&r), "a record with a dropped field read as {r:?}");
+    assert!(
+        is_integrity(&r),
+        "a record with a dropped field read as {r:?}"
+    );
     let r: Result<Value> = vault.get_fields(&ctx(), &k, &["name"]);
     assert!(is_integrity(&r), "{r:?}");
 }
@@ -112,8 +137,8 @@ fn subject_entry_deletion_fails_verify() {
 #[test]
 fn index_entry_deletion_fails_verify() {
     let (storage, vault) = memory_vault();
-    let spec = IndexSpec::new("Patient", "family", &["name[].family"], Normalization::Name)
-        .unwrap();
+    let spec =
+        IndexSpec::new("Patient", "family", &["name[].family"], Normalization::Name).unwrap();
     vault.add_index(&ctx(), spec, &mut |_| {}).unwrap();
     vault
         .put(&ctx(), &key("p1"), &json!({"name": [{"family": "Smith"}]}))
@@ -148,8 +173,12 @@ fn resurrection_of_an_erased_subject_fails_verify() {
 fn disk_vault(dir: &std::path::Path, records: usize) {
     let v = Vault::create_with(dir, raw_key(), options()).unwrap();
     for i in 0..records {
-        v.put(&ctx(), &key(&format!("p{i}")), &json!({"n": i, "pad": "x".repeat(200)}))
-            .unwrap();
+        v.put(
+            &ctx(),
+            &key(&format!("p{i}")),
+            &json!({"n": i, "pad": "x".repeat(200)}),
+        )
+        .unwrap();
     }
 }
 
@@ -171,7 +200,11 @@ fn the_sled_file_cut_to_4_kib_fails_open() {
     assert!(std::fs::metadata(&db).unwrap().len() > 4096);
     cut(&db, 4096);
     let r = open_disk(&dir);
-    assert!(is_integrity(&r), "a vault whose sled file was cut opened: {:?}", r.err());
+    assert!(
+        is_integrity(&r),
+        "a vault whose sled file was cut opened: {:?}",
+        r.err()
+    );
 }
 
 #[test]
@@ -185,7 +218,10 @@ fn the_log_cut_fails_open() {
     let r = open_disk(&dir);
     let msg = format!("{:?}", r.as_ref().err());
     assert!(is_integrity(&r), "a vault whose log was cut opened: {msg}");
-    assert!(msg.contains("ahead of the log") || msg.contains("behind its anchor"), "{msg}");
+    assert!(
+        msg.contains("ahead of the log") || msg.contains("behind its anchor"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -199,7 +235,8 @@ fn an_anchor_rollback_alone_changes_nothing_and_with_sled_rolled_back_fails_open
     {
         let v = open_disk(&dir).unwrap();
         for i in 5..10 {
-            v.put(&ctx(), &key(&format!("p{i}")), &json!({"n": i})).unwrap();
+            v.put(&ctx(), &key(&format!("p{i}")), &json!({"n": i}))
+                .unwrap();
         }
     }
     // The anchor alone put back: every read is unchanged, and verify passes.

@@ -243,14 +243,28 @@ impl AuditLog {
 
 impl Sealer for AuditLog {
     fn seal(&self, seq: u64, body: &[u8]) -> Vec<u8> {
-        self.seal_key(seq).seal(&body_aad(&self.vault_id, seq), body)
+        self.seal_key(seq)
+            .seal(&body_aad(&self.vault_id, seq), body)
     }
 
     fn open(&self, seq: u64, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         if sealed.len() > MAX_BODY + 64 {
             return None;
         }
-        self.seal_key(seq).open(&body_aad(&self.vault_id, seq), sealed)
+        self.seal_key(seq)
+            .open(&body_aad(&self.vault_id, seq), sealed)
+    }
+
+    fn not_applied_of(&self, body: &[u8]) -> Option<u64> {
+        let e = decode_body(0, body).ok()?.entry;
+        if e.action != Action::Recovery {
+            return None;
+        }
+        e.note
+            .strip_prefix("entry ")?
+            .strip_suffix(" not applied")?
+            .parse()
+            .ok()
     }
 
     fn not_applied_body(&self, seq: u64) -> Zeroizing<Vec<u8>> {
@@ -258,7 +272,11 @@ impl Sealer for AuditLog {
             crate::vault::SYSTEM_ACTOR,
             crate::context::Purpose::Maintenance,
         );
-        let mut e = PendingEntry::new(&ctx, Action::Recovery, Outcome::Failed("not_applied".into()));
+        let mut e = PendingEntry::new(
+            &ctx,
+            Action::Recovery,
+            Outcome::Failed("not_applied".into()),
+        );
         e.note = format!("entry {seq} not applied");
         e.body()
     }

@@ -82,6 +82,9 @@ pub trait Sealer: Send + Sync {
     /// The plaintext body of an entry saying that the change logged at `seq` did not
     /// reach the record store (outcome failed, `not_applied`).
     fn not_applied_body(&self, seq: u64) -> Zeroizing<Vec<u8>>;
+    /// The `seq` an opened entry body (change list stripped) says was not applied, when
+    /// it is such an entry ([`Sealer::not_applied_body`]).
+    fn not_applied_of(&self, body: &[u8]) -> Option<u64>;
 }
 
 /// The result of a commit: the entries' sequence numbers `first..end`.
@@ -738,6 +741,9 @@ impl Committer {
         let mut expect: std::collections::BTreeMap<Vec<u8>, [u8; 32]> = Default::default();
         let mut unlisted = false;
         let replay = (|| -> Result<()> {
+            // Change lists by seq, then those of commits later logged as not applied
+            // dropped: what remains, in order, is what the store must hold.
+            let mut lists = std::collections::BTreeMap::new();
             for item in self.log.read(0)? {
                 let (f, _) = item?;
                 let Some(pt) = self.sealer.open(f.seq, &f.body) else {
@@ -746,10 +752,16 @@ impl Committer {
                         "fails authentication",
                     ));
                 };
-                if f.flags & FLAG_CHANGE == 0 {
-                    continue;
+                let (body, list) = changes::split(&pt)?;
+                if let Some(of) = self.sealer.not_applied_of(body) {
+                    lists.remove(&of);
                 }
-                match changes::split(&pt)?.1 {
+                if f.flags & FLAG_CHANGE != 0 {
+                    lists.insert(f.seq, list);
+                }
+            }
+            for list in lists.into_values() {
+                match list {
                     None => unlisted = true,
                     Some(list) => {
                         for (k, t) in list {

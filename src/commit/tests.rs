@@ -30,6 +30,13 @@ impl Sealer for PlainSealer {
     fn open(&self, seq: u64, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         (sealed.get(..8)? == seq.to_be_bytes()).then(|| Zeroizing::new(sealed[8..].to_vec()))
     }
+    fn not_applied_of(&self, body: &[u8]) -> Option<u64> {
+        std::str::from_utf8(body)
+            .ok()?
+            .strip_prefix("not-applied ")?
+            .parse()
+            .ok()
+    }
     fn not_applied_body(&self, seq: u64) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(format!("not-applied {seq}").into_bytes())
     }

@@ -4,9 +4,9 @@ use medvault::danger::RawAccess;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
-use medvault::storage::{MemoryStorage, Storage};
 use medvault::logstore::LogStore;
 use medvault::logstore::frame::{Decoded, decode_frame};
+use medvault::storage::{MemoryStorage, Storage};
 use medvault::testing::fuzz::{Input, assert_decode_error};
 use medvault::{
     AccessContext, Error, KeySource, LogQuery, Purpose, RecordKey, RotationScope, Vault,
@@ -275,7 +275,8 @@ pub fn check_tamper(data: &[u8]) {
     // to a frame or to the record store must fail it.
     let log_changed = touched.iter().any(|it| {
         verified_item(it)
-            && (matches!(it, Item::Frame(usize::MAX)) || read_item(&mem, it) != read_item(&fx.mem, it))
+            && (matches!(it, Item::Frame(usize::MAX))
+                || read_item(&mem, it) != read_item(&fx.mem, it))
     });
 
     let v = match Vault::open_in(
@@ -306,7 +307,10 @@ pub fn check_tamper(data: &[u8]) {
         }
     }
     match v.verify(&ctx, None) {
-        Ok(_) => assert!(!log_changed, "tamper: a changed log or record store verifies"),
+        Ok(_) => assert!(
+            !log_changed,
+            "tamper: a changed log or record store verifies"
+        ),
         Err(e) => {
             assert!(log_changed, "tamper: an untouched vault fails verify: {e}");
             assert_decode_error(&e, "tamper: verify");

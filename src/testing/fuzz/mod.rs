@@ -22,12 +22,12 @@ use std::sync::Arc;
 
 use crate::audit::{AuditLog, PendingEntry, decode_body, parse_target};
 use crate::commit::{CommitKeys, Committer, Parts};
-use crate::logstore::anchor::SLOT_LEN;
-use crate::logstore::frame::{Decoded, decode_frame};
-use crate::logstore::{Frame, LogStore, MemoryLog};
 use crate::crypto::{AeadKey, KdfParams, KeySource, RootKey, SecretKey, sha256};
 use crate::header::{Header, header_mac_key};
 use crate::keyring::{Keyring, SubjectTag};
+use crate::logstore::anchor::SLOT_LEN;
+use crate::logstore::frame::{Decoded, decode_frame};
+use crate::logstore::{Frame, LogStore, MemoryLog};
 use crate::record::{
     Binding, PlainField, RecordKey, join_fields, parse_meta, parse_record, seal_record,
     split_fields,
@@ -443,7 +443,11 @@ pub fn check_log(data: &[u8]) {
             let log = MemoryLog::new();
             let mut it = parts.into_iter();
             let anchor = it.next().unwrap_or_default();
-            let slot = |i: usize| anchor.get(i * SLOT_LEN..(i + 1) * SLOT_LEN).map(<[u8]>::to_vec);
+            let slot = |i: usize| {
+                anchor
+                    .get(i * SLOT_LEN..(i + 1) * SLOT_LEN)
+                    .map(<[u8]>::to_vec)
+            };
             log.set_anchor([slot(0), slot(1)]);
             if let Some(m) = it.next()
                 && !m.is_empty()

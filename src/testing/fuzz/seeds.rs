@@ -123,7 +123,11 @@ pub fn decoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
                 .map(|s| s.clone().unwrap_or_else(|| vec![0; SLOT_LEN]))
                 .collect::<Vec<_>>()
                 .concat();
-            let marker = mem.get(APPLIED_MARKER_KEY).ok().flatten().unwrap_or_default();
+            let marker = mem
+                .get(APPLIED_MARKER_KEY)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
             let mut parts = vec![anchor, marker];
             for f in log.frames() {
                 let mut b = Vec::new();
