@@ -18,7 +18,7 @@ fn key(id: &str) -> RecordKey {
     RecordKey::new("alice", "Patient", id)
 }
 
-fn is_integrity<T: std::fmt::Debug>(r: &Result<T>) -> bool {
+fn is_integrity<T>(r: &Result<T>) -> bool {
     matches!(r, Err(Error::Integrity { .. }))
 }
 
