@@ -30,7 +30,7 @@ use medvault::{
     Vault, VaultOptions,
 };
 use serde_json::json;
-use workload::{ONE_FIELD, OneField, Rec, cbor, from_cbor, key, raw_key, record, sample};
+use workload::{ONE_FIELD, OneField, Rec, from_plain, key, plain, raw_key, record, sample};
 
 const ROOT_KEY: [u8; 32] = [0x42; 32];
 const ROOT_KEY_2: [u8; 32] = [0x43; 32];
@@ -172,7 +172,7 @@ fn vault_options(cfg: &Cfg, durability: Durability) -> VaultOptions {
 #[cfg(feature = "compare-sqlcipher")]
 mod sqlc {
     //! SQLCipher 4 through rusqlite: one table keyed by the three ids, the record as a
-    //! CBOR blob (the same bytes raw sled holds), WAL mode, a raw key (no PBKDF2).
+    //! JSON blob (the same bytes raw sled holds), WAL mode, a raw key (no PBKDF2).
     use super::*;
     use rusqlite::{Connection, params};
 
@@ -231,7 +231,7 @@ mod sqlc {
                         k.subject,
                         k.collection,
                         k.record_id,
-                        cbor(&record(i))
+                        plain(&record(i))
                     ])
                     .expect("insert");
                 }
@@ -244,7 +244,7 @@ mod sqlc {
                 .conn
                 .prepare_cached("INSERT INTO records VALUES (?1, ?2, ?3, ?4)")
                 .expect("prepare");
-            st.execute(params![k.subject, k.collection, k.record_id, cbor(r)])
+            st.execute(params![k.subject, k.collection, k.record_id, plain(r)])
                 .expect("insert");
         }
 
@@ -258,7 +258,7 @@ mod sqlc {
             let b: Vec<u8> = st
                 .query_row(params![k.subject, k.collection, k.record_id], |r| r.get(0))
                 .expect("get");
-            from_cbor(&b)
+            from_plain(&b)
         }
 
         pub fn scan(&self) -> u64 {
@@ -275,7 +275,7 @@ mod sqlc {
                     row.get(2).expect("r"),
                 );
                 let b: &[u8] = row.get_ref(3).expect("body").as_blob().expect("blob");
-                let r: Rec = from_cbor(b);
+                let r: Rec = from_plain(b);
                 std::hint::black_box(r);
                 n += 1;
             }
@@ -421,7 +421,7 @@ fn round(cfg: &Cfg, r: usize, fig: &mut Figures, notes: &mut BTreeMap<String, St
         let (_, t) = timed(|| {
             for i in 0..n {
                 let k = key(i);
-                db.insert(raw_key(&k), cbor(&record(i))).expect("insert");
+                db.insert(raw_key(&k), plain(&record(i))).expect("insert");
             }
         });
         t
@@ -494,7 +494,7 @@ fn round(cfg: &Cfg, r: usize, fig: &mut Figures, notes: &mut BTreeMap<String, St
     };
 
     // --- disk use after import (everything flushed) -------------------------------------
-    let plain: u64 = (0..n).map(|i| cbor(&record(i)).len() as u64).sum();
+    let plain: u64 = (0..n).map(|i| plain(&record(i)).len() as u64).sum();
     vault.sync().expect("sync");
     fig.add("disk.medvault", dir_bytes(&vpath) as f64 / plain as f64);
     if let Some(s) = &sled_db {
@@ -545,7 +545,7 @@ fn round(cfg: &Cfg, r: usize, fig: &mut Figures, notes: &mut BTreeMap<String, St
             timed(|| {
                 for k in &rk {
                     let v = s.get(k).expect("get").expect("present");
-                    std::hint::black_box(from_cbor::<OneField>(&v));
+                    std::hint::black_box(from_plain::<OneField>(&v));
                 }
             })
             .1
@@ -554,7 +554,7 @@ fn round(cfg: &Cfg, r: usize, fig: &mut Figures, notes: &mut BTreeMap<String, St
             timed(|| {
                 for k in &rk {
                     let v = s.get(k).expect("get").expect("present");
-                    std::hint::black_box(from_cbor::<Rec>(&v));
+                    std::hint::black_box(from_plain::<Rec>(&v));
                 }
             })
             .1
@@ -762,7 +762,7 @@ fn round(cfg: &Cfg, r: usize, fig: &mut Figures, notes: &mut BTreeMap<String, St
                 let mut count = 0u64;
                 for kv in s.iter() {
                     let (_, v) = kv.expect("iter");
-                    std::hint::black_box(from_cbor::<Rec>(&v));
+                    std::hint::black_box(from_plain::<Rec>(&v));
                     count += 1;
                 }
                 count

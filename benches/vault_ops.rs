@@ -138,14 +138,14 @@ fn codec(c: &mut Criterion) {
     let k = key(12_345);
     let r = record(12_345);
     let (sk, sealed) = sealer.seal(&k, &r).expect("seal");
-    let plain = workload::cbor(&r);
+    let plain = workload::plain(&r);
     let mut g = c.benchmark_group("codec/1KiB_12fields");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("cbor_encode_plain", |b| {
-        b.iter(|| workload::cbor(black_box(&r)))
+    g.bench_function("json_encode_plain", |b| {
+        b.iter(|| workload::plain(black_box(&r)))
     });
-    g.bench_function("cbor_decode_plain", |b| {
-        b.iter(|| workload::from_cbor::<Rec>(black_box(&plain)))
+    g.bench_function("json_decode_plain", |b| {
+        b.iter(|| workload::from_plain::<Rec>(black_box(&plain)))
     });
     g.bench_function("seal_record", |b| {
         b.iter(|| sealer.seal(black_box(&k), black_box(&r)))

@@ -1,15 +1,32 @@
 //! **Dangerous knobs for tests** (rustls's model): fault injection over any storage
-//! backend, and raw access to a memory store's bytes. Nothing here is needed to use a
+//! backend, raw access to a memory store's bytes, and low-cost KDF parameters. Nothing here is needed to use a
 //! vault, and everything here can break the guarantees a vault gives (a fault plan makes
 //! every commit fail; raw access rewrites sealed bytes behind the access log). Only
 //! tests, fuzzers and benchmarks should name this module.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::crypto::KdfParams;
 use crate::error::StorageError;
 use crate::storage::{KeyValue, MemoryStorage, ScanIter, Storage, WriteBatch};
 
 pub use crate::storage::memory::RawAccess;
+
+/// Low-cost Argon2id parameters for tests and examples only (m = 64 KiB, t = 1, p = 1):
+/// they offer no real resistance to guessing a passphrase. Never use them for a real
+/// vault; the default ([`KdfParams::default`]) is RFC 9106's second recommended option.
+///
+/// ```
+/// let p = medvault::danger::insecure_kdf_params();
+/// assert_eq!((p.memory_kib, p.iterations, p.lanes), (64, 1, 1));
+/// ```
+pub fn insecure_kdf_params() -> KdfParams {
+    KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        lanes: 1,
+    }
+}
 
 /// Which faults a [`FaultyStorage`] injects.
 #[derive(Clone, Debug, Default)]
@@ -190,7 +207,7 @@ impl<S: Storage> Storage for FaultyStorage<S> {
 
     fn log_store(
         &self,
-        vault_id: [u8; 16],
+        vault_id: crate::VaultId,
         create: bool,
     ) -> crate::Result<Arc<dyn crate::logstore::LogStore>> {
         self.inner.log_store(vault_id, create)

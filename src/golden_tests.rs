@@ -20,13 +20,11 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test
 
-use serde_json::json;
-
 use crate::audit::test_clock;
 use crate::crypto::test_rng;
 use crate::danger::{FaultPlan, FaultyStorage, RawAccess};
 use crate::header::Header;
-use crate::keyring::Keyring;
+use crate::keyring::{Keyring, SubjectTag};
 use crate::storage::MemoryStorage;
 use crate::{
     AccessContext, Action, Checkpoint, Error, IndexSpec, KdfParams, KeySource, LogEntry,
@@ -91,17 +89,16 @@ fn record_key() -> RecordKey {
     RecordKey::new(SUBJECT, "Observation", "bp-1")
 }
 
+/// The record as exact JSON text (a decimal with a trailing zero, a `\u` escape): the
+/// field plaintexts in record.bin are these member values byte for byte.
+const RECORD_TEXT: &str = r#"{"resourceType":"Observation","id":"bp-1","code":{"coding":[{"system":"http://loinc.org","code":"85354-9"}]},"value":120,"unit":"mm[Hg]","final":true,"ratio":1.50,"note":"caf\u00e9 12345678901234567890123"}"#;
+
+fn record_text() -> crate::json::JsonText {
+    crate::json::JsonText::parse(RECORD_TEXT).unwrap()
+}
+
 fn record_value() -> serde_json::Value {
-    json!({
-        "resourceType": "Observation",
-        "id": "bp-1",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
-        "value": 120,
-        "unit": "mm[Hg]",
-        "final": true,
-        "ratio": 1.5,
-        "note": null,
-    })
+    serde_json::from_str(RECORD_TEXT).unwrap()
 }
 
 fn nurse() -> AccessContext {
@@ -141,7 +138,7 @@ fn build_all() -> Vec<(String, Vec<u8>)> {
         VaultOptions::default(),
     )
     .unwrap();
-    v.put(&nurse(), &record_key(), &record_value()).unwrap();
+    v.put_json(&nurse(), &record_key(), &record_text()).unwrap();
     let _: serde_json::Value = v.get(&nurse(), &record_key()).unwrap();
     let _: serde_json::Value = v
         .get_fields(&doctor_btg(), &record_key(), &["value"])
@@ -178,7 +175,7 @@ fn build_all() -> Vec<(String, Vec<u8>)> {
     let _rng = test_rng::seed(RNG_SEED + 1);
     let (h, u) = Header::create(
         &KeySource::passphrase(PASSPHRASE),
-        KdfParams::insecure_for_tests(),
+        crate::danger::insecure_kdf_params(),
     )
     .unwrap();
     out.push(("header_passphrase.bin".to_owned(), h.encode(&u.root)));
@@ -313,6 +310,7 @@ fn golden_files_decode() {
         .collect::<Vec<u8>>()
         .try_into()
         .unwrap();
+    let tag = SubjectTag::from(tag);
     let sk = keyring
         .decode_entry(&tag, golden("subject_entry.bin"))
         .unwrap();
@@ -351,8 +349,12 @@ fn golden_files_decode() {
     )
     .unwrap();
     assert!(v.data_key_rotation_pending().unwrap());
-    let got: serde_json::Value = v.get(&nurse(), &record_key()).unwrap();
-    assert_eq!(got, record_value());
+    let got = v.get_json(&nurse(), &record_key()).unwrap();
+    assert_eq!(got.as_str(), RECORD_TEXT);
+    assert_eq!(
+        got.deserialize::<serde_json::Value>().unwrap(),
+        record_value()
+    );
     // The golden log: 13 entries, plus this open's and this read's.
     assert_eq!(v.verify(&nurse(), Some(&cp)).unwrap(), 15);
     // The blind indexes: both built, both find the record, consistent with it.
@@ -375,15 +377,16 @@ fn golden_files_decode() {
             fields: fields.iter().map(|s| s.to_string()).collect(),
         })
     };
+    // In the record's own member order (exact JSON keeps it).
     let all_fields = [
-        "code",
-        "final",
-        "id",
-        "note",
-        "ratio",
         "resourceType",
-        "unit",
+        "id",
+        "code",
         "value",
+        "unit",
+        "final",
+        "ratio",
+        "note",
     ];
     type Expected<'a> = (
         &'a str,
@@ -494,7 +497,7 @@ fn golden_files_decode() {
     )
     .unwrap();
     let (params, _salt) = h.root.kdf.unwrap();
-    assert_eq!(params, KdfParams::insecure_for_tests());
+    assert_eq!(params, crate::danger::insecure_kdf_params());
     assert!(matches!(
         Header::unlock(
             golden("header_passphrase.bin"),

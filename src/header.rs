@@ -44,7 +44,7 @@ pub(crate) struct PendingRoot {
 /// The decoded header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Header {
-    pub vault_id: [u8; 16],
+    pub vault_id: crate::VaultId,
     pub root: RootSpec,
     /// The vault secret (from which pseudonym, log and index keys derive) wrapped under
     /// the current root key.
@@ -67,9 +67,9 @@ pub(crate) fn wrapping_key(root: &RootKey) -> AeadKey {
     AeadKey::new(&derive_key(root.secret(), &[b"medvault/v1/kek"]))
 }
 
-fn key_check(root: &RootKey, vault_id: &[u8; 16], generation: u32) -> [u8; 32] {
+fn key_check(root: &RootKey, vault_id: &crate::VaultId, generation: u32) -> [u8; 32] {
     MacKey::new(&derive_key(root.secret(), &[b"medvault/v1/key-check"]))
-        .mac_parts(&[vault_id, &generation.to_be_bytes()])
+        .mac_parts(&[vault_id.as_bytes(), &generation.to_be_bytes()])
 }
 
 /// The key of the header MAC: HKDF(root, "medvault/v1/header-mac").
@@ -92,18 +92,18 @@ pub(crate) fn unwrap_key(kek: &AeadKey, aad: &[u8], wrapped: &[u8]) -> Option<Se
     Some(SecretKey::from_bytes(arr))
 }
 
-fn secret_aad(vault_id: &[u8; 16], generation: u32) -> Vec<u8> {
+fn secret_aad(vault_id: &crate::VaultId, generation: u32) -> Vec<u8> {
     let mut aad = b"medvault/v1/vault-secret".to_vec();
     aad.push(HEADER_VERSION);
-    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(vault_id.as_bytes());
     aad.extend_from_slice(&generation.to_be_bytes());
     aad
 }
 
-fn bridge_aad(vault_id: &[u8; 16], from: u32, to: u32) -> Vec<u8> {
+fn bridge_aad(vault_id: &crate::VaultId, from: u32, to: u32) -> Vec<u8> {
     let mut aad = b"medvault/v1/root-bridge".to_vec();
     aad.push(HEADER_VERSION);
-    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(vault_id.as_bytes());
     aad.extend_from_slice(&from.to_be_bytes());
     aad.extend_from_slice(&to.to_be_bytes());
     aad
@@ -111,9 +111,10 @@ fn bridge_aad(vault_id: &[u8; 16], from: u32, to: u32) -> Vec<u8> {
 
 /// Derives the root key for `spec` from `source`. A passphrase for a raw-key vault (or
 /// the reverse) is a wrong key.
-fn derive_root(spec: &RootSpec, source: &KeySource) -> Result<RootKey> {
+fn derive_root(spec: &RootSpec, source: &KeySource, max_work: u64) -> Result<RootKey> {
     match (&spec.kdf, source) {
         (Some((params, salt)), KeySource::Passphrase(p)) => {
+            params.check_within(max_work)?;
             params.derive(p, salt).map(RootKey::from_secret)
         }
         (None, KeySource::Raw(k)) => Ok(k.clone()),
@@ -127,7 +128,7 @@ impl RootSpec {
     pub fn new(
         source: &KeySource,
         kdf: KdfParams,
-        vault_id: &[u8; 16],
+        vault_id: &crate::VaultId,
         generation: u32,
     ) -> Result<(RootSpec, RootKey)> {
         let (kdf, root) = match source {
@@ -150,7 +151,7 @@ impl RootSpec {
         ))
     }
 
-    fn matches(&self, root: &RootKey, vault_id: &[u8; 16]) -> bool {
+    fn matches(&self, root: &RootKey, vault_id: &crate::VaultId) -> bool {
         ct_eq(&key_check(root, vault_id, self.generation), &self.key_check)
     }
 
@@ -216,8 +217,9 @@ impl RootSpec {
 impl Header {
     /// Creates a header for a new vault. Returns it with the unlocked keys.
     pub fn create(source: &KeySource, kdf: KdfParams) -> Result<(Header, Unlocked)> {
-        let mut vault_id = [0u8; 16];
-        crate::crypto::random_bytes(&mut vault_id);
+        let mut id = [0u8; 16];
+        crate::crypto::random_bytes(&mut id);
+        let vault_id = crate::VaultId::from(id);
         let (root_spec, root) = RootSpec::new(source, kdf, &vault_id, 0)?;
         let vault_secret = SecretKey::random();
         let wrapped_secret = wrap_key(
@@ -296,7 +298,7 @@ impl Header {
         let mut out = Vec::with_capacity(512);
         out.push(HEADER_VERSION);
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&self.vault_id);
+        out.extend_from_slice(self.vault_id.as_bytes());
         self.root.encode(&mut out);
         out.extend_from_slice(&self.wrapped_secret);
         match &self.pending {
@@ -341,7 +343,7 @@ impl Header {
         if r.bytes(4)? != MAGIC {
             return Err(Error::integrity(Structure::Header, "bad magic"));
         }
-        let vault_id = r.array()?;
+        let vault_id = crate::VaultId::from(r.array::<16>()?);
         let root = RootSpec::decode(&mut r)?;
         let wrapped_secret = r.array()?;
         let pending = match r.u8()? {
@@ -370,10 +372,22 @@ impl Header {
     /// KDF caps ([`Error::ExcessiveWork`]), key check ([`Error::WrongKey`]), then the
     /// header MAC and the wrapped vault secret ([`Error::Integrity`]). During a pending
     /// root-key rotation either the old or the new key opens.
+    #[cfg(any(test, feature = "testing"))]
     pub fn unlock(bytes: &[u8], source: &KeySource) -> Result<(Header, Unlocked)> {
+        Header::unlock_within(bytes, source, crate::crypto::DEFAULT_MAX_KDF_WORK)
+    }
+
+    /// [`Header::unlock`] with a budget on the Argon2id work (KiB-passes, see
+    /// [`KdfParams::work`]): a header asking for more fails with
+    /// [`Error::ExcessiveWork`] before any derivation.
+    pub fn unlock_within(
+        bytes: &[u8],
+        source: &KeySource,
+        max_work: u64,
+    ) -> Result<(Header, Unlocked)> {
         let (h, mac_at) = Header::decode(bytes)?;
         let vid = h.vault_id;
-        let derived = derive_root(&h.root, source);
+        let derived = derive_root(&h.root, source, max_work);
         let (root, next_root) = match derived {
             Ok(k) if h.root.matches(&k, &vid) => {
                 let next = match &h.pending {
@@ -396,7 +410,7 @@ impl Header {
                     Some(p) => p,
                     None => return Err(first.err().unwrap_or(Error::WrongKey)),
                 };
-                let k = derive_root(&p.next, source)?;
+                let k = derive_root(&p.next, source, max_work)?;
                 if !p.next.matches(&k, &vid) {
                     return Err(Error::WrongKey);
                 }
@@ -440,7 +454,7 @@ mod tests {
 
     #[test]
     fn create_unlock_wrong_key_and_flips() {
-        let kdf = KdfParams::insecure_for_tests();
+        let kdf = crate::danger::insecure_kdf_params();
         let (h, u) = Header::create(&pw("right"), kdf).unwrap();
         let bytes = h.encode(&u.root);
         let (h2, u2) = Header::unlock(&bytes, &pw("right")).unwrap();
@@ -498,7 +512,7 @@ mod tests {
 
     #[test]
     fn rotation_opens_with_either_key() {
-        let kdf = KdfParams::insecure_for_tests();
+        let kdf = crate::danger::insecure_kdf_params();
         let (h, u) = Header::create(&pw("old"), kdf).unwrap();
         let (hp, next) = h
             .begin_rotation(&u.root, &KeySource::raw([7; 32]), kdf)

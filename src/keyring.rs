@@ -24,8 +24,7 @@ pub(crate) const USAGE_RESERVE: u64 = 1 << 16;
 /// Most DEK versions a subject may hold at once (old ones are retired after rotation).
 pub const MAX_DEK_VERSIONS: usize = 64;
 
-/// A pseudonymous subject id on disk: HMAC-SHA256 of the logical id, truncated to 128 bits.
-pub type SubjectTag = [u8; 16];
+pub use crate::ids::SubjectTag;
 
 /// One version of a subject's data key.
 pub(crate) struct Dek {
@@ -143,21 +142,21 @@ impl SubjectKeys {
     }
 }
 
-fn dek_aad(vault_id: &[u8; 16], tag: &SubjectTag, version: u32, root_gen: u32) -> Vec<u8> {
+fn dek_aad(vault_id: &crate::VaultId, tag: &SubjectTag, version: u32, root_gen: u32) -> Vec<u8> {
     let mut aad = b"medvault/v1/dek".to_vec();
     aad.push(SUBJECT_ENTRY_VERSION);
-    aad.extend_from_slice(vault_id);
-    aad.extend_from_slice(tag);
+    aad.extend_from_slice(vault_id.as_bytes());
+    aad.extend_from_slice(tag.as_bytes());
     aad.extend_from_slice(&version.to_be_bytes());
     aad.extend_from_slice(&root_gen.to_be_bytes());
     aad
 }
 
-fn audit_aad(vault_id: &[u8; 16], tag: &SubjectTag, root_gen: u32) -> Vec<u8> {
+fn audit_aad(vault_id: &crate::VaultId, tag: &SubjectTag, root_gen: u32) -> Vec<u8> {
     let mut aad = b"medvault/v1/audit-key".to_vec();
     aad.push(SUBJECT_ENTRY_VERSION);
-    aad.extend_from_slice(vault_id);
-    aad.extend_from_slice(tag);
+    aad.extend_from_slice(vault_id.as_bytes());
+    aad.extend_from_slice(tag.as_bytes());
     aad.extend_from_slice(&root_gen.to_be_bytes());
     aad
 }
@@ -165,11 +164,11 @@ fn audit_aad(vault_id: &[u8; 16], tag: &SubjectTag, root_gen: u32) -> Vec<u8> {
 /// AAD of the sealed subject id: it also covers `entry`, every byte of the subject entry
 /// before the sealed id, so the id's tag authenticates the whole entry (the current
 /// version and the usage marks are not inside any other tag).
-fn id_aad(vault_id: &[u8; 16], tag: &SubjectTag, entry: &[u8]) -> Vec<u8> {
+fn id_aad(vault_id: &crate::VaultId, tag: &SubjectTag, entry: &[u8]) -> Vec<u8> {
     let mut aad = b"medvault/v1/subject-id".to_vec();
     aad.push(SUBJECT_ENTRY_VERSION);
-    aad.extend_from_slice(vault_id);
-    aad.extend_from_slice(tag);
+    aad.extend_from_slice(vault_id.as_bytes());
+    aad.extend_from_slice(tag.as_bytes());
     aad.extend_from_slice(entry);
     aad
 }
@@ -177,7 +176,7 @@ fn id_aad(vault_id: &[u8; 16], tag: &SubjectTag, entry: &[u8]) -> Vec<u8> {
 /// The key-encryption side of the keyring: the root key's wrapping key (and, during a
 /// root-key rotation, the next one) plus the cache of unwrapped subject keys.
 pub(crate) struct Keyring {
-    vault_id: [u8; 16],
+    vault_id: crate::VaultId,
     keks: Mutex<Keks>,
     cache: Mutex<Cache>,
     /// Serializes cache misses (loads and first-write creations) with erasures.
@@ -197,7 +196,7 @@ struct Cache {
 
 impl Keyring {
     pub fn new(
-        vault_id: [u8; 16],
+        vault_id: crate::VaultId,
         root: &RootKey,
         generation: u32,
         next: Option<(&RootKey, u32)>,

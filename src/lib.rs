@@ -8,14 +8,14 @@
 //! committed with an entry in a sealed, hash-chained access log.
 //!
 //! ```
-//! use medvault::{AccessContext, KdfParams, KeySource, Purpose, RecordKey, Vault};
+//! use medvault::{AccessContext, KeySource, Purpose, RecordKey, Vault};
 //! use serde_json::json;
 //!
 //! # fn main() -> medvault::Result<()> {
 //! let dir = tempfile::tempdir()?;
 //! // Low-cost KDF parameters for the example only; the default is RFC 9106's.
 //! let vault = Vault::create(dir.path().join("v"), KeySource::passphrase("s3cret"),
-//!                           KdfParams::insecure_for_tests())?;
+//!                           medvault::danger::insecure_kdf_params())?;
 //! let nurse = AccessContext::new("nurse-42", Purpose::Care);
 //! let key = RecordKey::new("patient-1", "Observation", "bp-1");
 //! vault.put(&nurse, &key, &json!({"code": "85354-9", "value": 120}))?;
@@ -47,7 +47,9 @@ mod error;
 #[cfg(test)]
 mod golden_tests;
 mod header;
+mod ids;
 pub mod index;
+pub mod json;
 mod keyring;
 mod keyspace;
 pub mod logstore;
@@ -60,8 +62,9 @@ mod vault;
 
 pub use audit::{Action, Checkpoint, LogEntry, Outcome, Target};
 pub use context::{AccessContext, Purpose};
-pub use crypto::{KdfParams, KeySource, Passphrase, RootKey};
+pub use crypto::{DEFAULT_MAX_KDF_WORK, KdfParams, KeySource, Passphrase, RootKey};
 pub use error::{Denial, Error, InputKind, Invalid, LogFault, Result, StorageError, Structure};
+pub use ids::{SubjectTag, VaultId};
 pub use index::{IndexCheck, IndexPath, IndexSpec, IndexStatus, Normalization};
 pub use record::RecordKey;
 pub use vault::{

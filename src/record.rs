@@ -1,18 +1,21 @@
-//! The record codec: a caller's `Serialize` value ⇄ separately sealed top-level fields.
+//! The record codec: a record's exact JSON text ⇄ separately sealed top-level fields.
 //!
-//! Field values are encoded as CBOR (RFC 8949): compact, self-describing, an IETF
-//! standard with a maintained serde implementation (`ciborium`). A record value
-//! (docs/FORMAT.md "Record value") holds a sealed *meta* block (collection, record id, field names:
-//! names can reveal facts such as `deceasedDateTime`) and one envelope per field, so one
-//! field can be opened without the others.
+//! A field's plaintext is its value's exact JSON text ([`crate::json::JsonText`]'s
+//! canonical form: number and string tokens as written, member order kept, whitespace
+//! outside strings removed), and its name is the member name as written between the
+//! quotes, escapes included; so what comes out is byte for byte what went in. A record
+//! value (docs/FORMAT.md "Record value") holds a sealed *meta* block (collection, record
+//! id, field names: names can reveal facts such as `deceasedDateTime`) and one envelope
+//! per field, so one field can be opened without the others. A read decrypts the wanted
+//! fields straight into one output buffer ([`crate::json::ObjectBuilder`]).
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, put_lp16, put_lp32};
 use crate::crypto::AeadKey;
 use crate::error::{Error, InputKind, Result, Structure};
+use crate::json::{self, JsonText, ObjectBuilder};
 
 /// Record-value format version. Version 2 binds every envelope to its write: the record
 /// version and a random write id are in every AAD.
@@ -27,7 +30,6 @@ pub const MAX_FIELD_NAME_LEN: usize = 1024;
 pub const MAX_FIELDS: usize = 4096;
 /// Maximum encoded size of one record (all fields), in bytes: 64 MiB.
 pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
-const MAX_CBOR_DEPTH: usize = 256;
 
 /// The address of a record: `(subject, collection, record_id)`, each 1 to 256 bytes of
 /// UTF-8. For FHIR: subject = Patient id, collection = resourceType, record_id = id.
@@ -80,208 +82,120 @@ pub(crate) fn validate_id(what: &str, s: &str) -> Result<()> {
     Ok(())
 }
 
-/// One plaintext field: its name and its CBOR-encoded value.
+/// One plaintext field: its name as written in the JSON text (between the quotes,
+/// escapes kept) and its value's exact JSON text.
 pub(crate) struct PlainField {
     pub name: String,
     pub value: Zeroizing<Vec<u8>>,
 }
 
-/// Serializes `value` to CBOR and splits its top-level map into fields. Fails with
-/// [`Error::InvalidInput`] when the top level is not a map with text keys, when it is too
-/// large, or has too many fields, or a name too long, or a name twice.
-pub(crate) fn split_fields<T: Serialize + ?Sized>(value: &T) -> Result<Vec<PlainField>> {
-    let mut buf = Zeroizing::new(Vec::with_capacity(1024));
-    ciborium::into_writer(value, &mut *buf)
-        .map_err(|_| Error::invalid(InputKind::Record, "the record could not be serialized"))?;
-    if buf.len() > MAX_RECORD_BYTES {
+impl PlainField {
+    /// True when the field's name, unescaped, is `name`.
+    pub(crate) fn is_named(&self, name: &str) -> bool {
+        raw_name_is(&self.name, name)
+    }
+
+    /// The value's JSON text.
+    pub(crate) fn text(&self) -> Result<&str> {
+        std::str::from_utf8(&self.value)
+            .map_err(|_| Error::integrity(Structure::FieldValue, "not UTF-8"))
+    }
+}
+
+/// True when the raw member name `raw` (escapes as written) unescapes to `name`.
+pub(crate) fn raw_name_is(raw: &str, name: &str) -> bool {
+    if raw.as_bytes().contains(&b'\\') {
+        *json::unescape(raw) == *name
+    } else {
+        raw == name
+    }
+}
+
+/// Serializes `value` through serde_json into exact JSON text and splits it: see
+/// [`split_json`].
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn split_fields<T: serde::Serialize + ?Sized>(value: &T) -> Result<Vec<PlainField>> {
+    split_json(&JsonText::from_serialize(value)?)
+}
+
+/// Splits an object's top-level members into fields, in order. Fails with
+/// [`Error::InvalidInput`] when the top level is not an object, when the text is over
+/// 64 MiB, has more than 4096 fields or a name over 1024 bytes. (Names are unique:
+/// [`JsonText`] refuses duplicates.)
+pub(crate) fn split_json(text: &JsonText) -> Result<Vec<PlainField>> {
+    if text.len() > MAX_RECORD_BYTES {
         return Err(Error::invalid(
             InputKind::Record,
             "record larger than 64 MiB",
         ));
     }
-    let b = &buf[..];
-    let (count, mut pos) = match head(b, 0)? {
-        (5, Arg::Len(n), p) => (Some(n), p),
-        (5, Arg::Indefinite, p) => (None, p),
-        _ => {
+    let members = text.members().map_err(|_| {
+        Error::invalid(
+            InputKind::Record,
+            "a record's top level must be a JSON object",
+        )
+    })?;
+    let mut fields = Vec::new();
+    for (name, value) in members {
+        if fields.len() >= MAX_FIELDS {
             return Err(Error::invalid(
                 InputKind::Record,
-                "a record's top level must be a map or struct",
+                "record has more than 4096 fields",
             ));
         }
-    };
-    let mut fields = Vec::new();
-    let mut i = 0u64;
-    loop {
-        match count {
-            Some(n) if i >= n => break,
-            None if b.get(pos) == Some(&0xff) => break,
-            _ => {}
-        }
-        let name = match head(b, pos)? {
-            (3, Arg::Len(n), p) => {
-                let end = p
-                    .checked_add(usize::try_from(n).map_err(|_| bad_cbor())?)
-                    .ok_or_else(bad_cbor)?;
-                let s = b.get(p..end).ok_or_else(bad_cbor)?;
-                pos = end;
-                std::str::from_utf8(s).map_err(|_| bad_cbor())?.to_owned()
-            }
-            _ => {
-                return Err(Error::invalid(
-                    InputKind::Record,
-                    "record field names must be strings",
-                ));
-            }
-        };
+        let name = name.raw();
         if name.len() > MAX_FIELD_NAME_LEN {
             return Err(Error::invalid(
                 InputKind::Record,
                 "field name longer than 1024 bytes",
             ));
         }
-        let end = skip(b, pos, 0)?;
+        let mut v = Zeroizing::new(Vec::with_capacity(value.len()));
+        v.extend_from_slice(value.as_bytes());
         fields.push(PlainField {
-            name,
-            value: Zeroizing::new(b[pos..end].to_vec()),
+            name: name.to_owned(),
+            value: v,
         });
-        pos = end;
-        i += 1;
-        if fields.len() > MAX_FIELDS {
-            return Err(Error::invalid(
-                InputKind::Record,
-                "record has more than 4096 fields",
-            ));
-        }
-    }
-    let mut names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
-    names.sort_unstable();
-    if names.windows(2).any(|w| w[0] == w[1]) {
-        return Err(Error::invalid(
-            InputKind::Record,
-            "record has a field name twice",
-        ));
     }
     Ok(fields)
 }
 
-/// Rebuilds a CBOR map from fields and deserializes it into `T`.
-pub(crate) fn join_fields<T: DeserializeOwned>(fields: &[PlainField]) -> Result<T> {
+/// Joins fields back into the record's exact JSON text. [`Error::Integrity`] when the
+/// fields do not form valid JSON (they were authenticated, so only a bug could).
+pub(crate) fn join_json(fields: &[PlainField]) -> Result<JsonText> {
     let total: usize = fields
         .iter()
-        .map(|f| f.name.len() + f.value.len() + 10)
+        .map(|f| f.name.len() + f.value.len() + 4)
         .sum();
-    let mut buf = Zeroizing::new(Vec::with_capacity(total + 9));
-    put_head(&mut buf, 5, fields.len() as u64);
+    let mut b = ObjectBuilder::with_capacity(total + 2);
     for f in fields {
-        put_head(&mut buf, 3, f.name.len() as u64);
-        buf.extend_from_slice(f.name.as_bytes());
-        buf.extend_from_slice(&f.value);
+        b.value_buffer(&f.name, f.value.len())
+            .extend_from_slice(&f.value);
     }
-    ciborium::from_reader(&buf[..]).map_err(|e| match e {
-        ciborium::de::Error::Semantic(..) => Error::invalid(
+    b.finish()
+        .map_err(|_| Error::integrity(Structure::FieldValue, "not valid JSON"))
+}
+
+/// Joins fields and deserializes the record into `T` (through serde_json).
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn join_fields<T: DeserializeOwned>(fields: &[PlainField]) -> Result<T> {
+    from_json(&join_json(fields)?)
+}
+
+/// Deserializes a record's JSON text into `T`; [`Error::InvalidInput`] when `T` does
+/// not fit it.
+pub(crate) fn from_json<T: DeserializeOwned>(text: &JsonText) -> Result<T> {
+    text.deserialize().map_err(|_| {
+        Error::invalid(
             InputKind::Record,
             "the stored record does not match the requested type",
-        ),
-        _ => Error::integrity(Structure::FieldValue, "malformed CBOR"),
+        )
     })
-}
-
-fn bad_cbor() -> Error {
-    Error::integrity(Structure::FieldValue, "malformed CBOR")
-}
-
-enum Arg {
-    Len(u64),
-    Indefinite,
-}
-
-/// Decodes a CBOR initial byte and argument at `pos`: (major type, argument, next pos).
-fn head(b: &[u8], pos: usize) -> Result<(u8, Arg, usize)> {
-    let ib = *b.get(pos).ok_or_else(bad_cbor)?;
-    let major = ib >> 5;
-    let ai = ib & 0x1f;
-    let p = pos + 1;
-    let (arg, next) = match ai {
-        0..=23 => (Arg::Len(u64::from(ai)), p),
-        24..=27 => {
-            let n = 1usize << (ai - 24);
-            let s = b.get(p..p + n).ok_or_else(bad_cbor)?;
-            let mut v = 0u64;
-            for x in s {
-                v = (v << 8) | u64::from(*x);
-            }
-            (Arg::Len(v), p + n)
-        }
-        31 => (Arg::Indefinite, p),
-        _ => return Err(bad_cbor()),
-    };
-    Ok((major, arg, next))
-}
-
-fn put_head(out: &mut Vec<u8>, major: u8, n: u64) {
-    let m = major << 5;
-    if n < 24 {
-        out.push(m | n as u8);
-    } else if n <= 0xff {
-        out.extend_from_slice(&[m | 24, n as u8]);
-    } else if n <= 0xffff {
-        out.push(m | 25);
-        out.extend_from_slice(&(n as u16).to_be_bytes());
-    } else if n <= 0xffff_ffff {
-        out.push(m | 26);
-        out.extend_from_slice(&(n as u32).to_be_bytes());
-    } else {
-        out.push(m | 27);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-}
-
-/// Returns the position just past the CBOR data item at `pos` (RFC 8949 §3).
-fn skip(b: &[u8], pos: usize, depth: usize) -> Result<usize> {
-    if depth > MAX_CBOR_DEPTH {
-        return Err(Error::invalid(
-            InputKind::Record,
-            "record nested too deeply",
-        ));
-    }
-    let (major, arg, mut p) = head(b, pos)?;
-    match (major, arg) {
-        (0 | 1, Arg::Len(_)) => Ok(p),
-        (2 | 3, Arg::Len(n)) => {
-            let end = p
-                .checked_add(usize::try_from(n).map_err(|_| bad_cbor())?)
-                .ok_or_else(bad_cbor)?;
-            if end > b.len() {
-                return Err(bad_cbor());
-            }
-            Ok(end)
-        }
-        (2..=5, Arg::Indefinite) => {
-            while b.get(p) != Some(&0xff) {
-                if p >= b.len() {
-                    return Err(bad_cbor());
-                }
-                p = skip(b, p, depth + 1)?;
-            }
-            Ok(p + 1)
-        }
-        (4 | 5, Arg::Len(n)) => {
-            let items = if major == 5 { n.saturating_mul(2) } else { n };
-            for _ in 0..items {
-                p = skip(b, p, depth + 1)?;
-            }
-            Ok(p)
-        }
-        (6, Arg::Len(_)) => skip(b, p, depth + 1),
-        (7, Arg::Len(_)) => Ok(p),
-        _ => Err(bad_cbor()),
-    }
 }
 
 /// Everything a record's AADs bind besides the field name.
 pub(crate) struct Binding<'a> {
-    pub vault_id: &'a [u8; 16],
+    pub vault_id: &'a crate::VaultId,
     pub storage_key: &'a [u8],
     pub key: &'a RecordKey,
     pub key_version: u32,
@@ -300,7 +214,7 @@ impl Binding<'_> {
         let mut aad = Vec::with_capacity(96);
         aad.extend_from_slice(b"medvault/v1/record-meta");
         aad.push(RECORD_VERSION);
-        aad.extend_from_slice(self.vault_id);
+        aad.extend_from_slice(self.vault_id.as_bytes());
         aad.extend_from_slice(&self.key_version.to_be_bytes());
         aad.extend_from_slice(&w.version.to_be_bytes());
         aad.extend_from_slice(&w.write_id);
@@ -315,7 +229,7 @@ impl Binding<'_> {
             Vec::with_capacity(96 + k.subject.len() + k.collection.len() + k.record_id.len());
         aad.extend_from_slice(b"medvault/v1/field");
         aad.push(RECORD_VERSION);
-        aad.extend_from_slice(self.vault_id);
+        aad.extend_from_slice(self.vault_id.as_bytes());
         put_lp16(&mut aad, k.subject.as_bytes());
         put_lp16(&mut aad, k.collection.as_bytes());
         put_lp16(&mut aad, k.record_id.as_bytes());
@@ -467,7 +381,7 @@ impl SealedRecord<'_> {
         let mut out = Vec::with_capacity(want.map_or(meta.names.len(), |w| w.len()));
         for (name, env) in meta.names.iter().zip(&self.fields) {
             if let Some(w) = want
-                && !w.contains(&name.as_str())
+                && !w.iter().any(|n| raw_name_is(name, n))
             {
                 continue;
             }
@@ -482,6 +396,50 @@ impl SealedRecord<'_> {
             });
         }
         Ok(out)
+    }
+
+    /// Opens the fields whose names pass `want` (all when `want` is `None`) straight
+    /// into one JSON object, in stored order: each field is decrypted in place at the
+    /// end of the output buffer (no per-field plaintext buffer). Returns the text and
+    /// the names of the fields in it. [`Error::Integrity`] when a field fails to open or
+    /// the result is not valid JSON.
+    pub fn open_json(
+        &self,
+        dek: &AeadKey,
+        bind: &Binding<'_>,
+        meta: &Meta,
+        want: Option<&[&str]>,
+    ) -> Result<(JsonText, Vec<String>)> {
+        let picked: Vec<(&String, &[u8])> = meta
+            .names
+            .iter()
+            .zip(self.fields.iter().copied())
+            .filter(|(name, _)| want.is_none_or(|w| w.iter().any(|n| raw_name_is(name, n))))
+            .collect();
+        let total: usize = picked.iter().map(|(n, e)| n.len() + e.len() + 4).sum();
+        let mut out = ObjectBuilder::with_capacity(total + 2);
+        let mut aad = bind.field_aad_prefix(&self.stamp);
+        let base = aad.len();
+        let mut names = Vec::with_capacity(picked.len());
+        for (name, env) in picked {
+            aad.truncate(base);
+            put_lp16(&mut aad, name.as_bytes());
+            let buf = out.value_buffer(
+                name,
+                env.len().saturating_sub(crate::crypto::aead::OVERHEAD),
+            );
+            if !dek.open_into(&aad, env, buf) {
+                return Err(Error::integrity(
+                    Structure::FieldEnvelope,
+                    "authentication failed",
+                ));
+            }
+            names.push(name.clone());
+        }
+        let text = out
+            .finish()
+            .map_err(|_| Error::integrity(Structure::FieldValue, "not valid JSON"))?;
+        Ok((text, names))
     }
 }
 
@@ -512,9 +470,13 @@ mod tests {
             Err(Error::InvalidInput(_))
         ));
         assert!(matches!(split_fields(&5u32), Err(Error::InvalidInput(_))));
+        // serde_json refuses map keys that are not strings or numbers.
         let mut m = std::collections::BTreeMap::new();
-        m.insert(1u32, 2u32);
+        m.insert(vec![1u8], 2u32);
         assert!(matches!(split_fields(&m), Err(Error::InvalidInput(_))));
+        // A member name twice (two spellings of one name) is refused.
+        let twice = JsonText::parse("{\"a\":1,\"\\u0061\":2}");
+        assert!(twice.is_err());
     }
 
     #[test]
@@ -522,7 +484,7 @@ mod tests {
         let dek = AeadKey::new(&SecretKey::random());
         let key = RecordKey::new("s", "c", "r");
         let bind = Binding {
-            vault_id: &[1; 16],
+            vault_id: &crate::VaultId::from([1; 16]),
             storage_key: b"sk",
             key: &key,
             key_version: 3,
@@ -595,7 +557,7 @@ mod binding_tests {
         let dek = AeadKey::new(&SecretKey::random());
         let key = RecordKey::new("s", "Patient", "p1");
         let bind = Binding {
-            vault_id: &[1; 16],
+            vault_id: &crate::VaultId::from([1; 16]),
             storage_key: b"sk",
             key: &key,
             key_version: 1,

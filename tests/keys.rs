@@ -13,8 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use medvault::danger::{FaultPlan, FaultyStorage, RawAccess};
 use medvault::storage::MemoryStorage;
 use medvault::{
-    AccessContext, Error, KdfParams, KeySource, Purpose, RecordKey, RotationScope, Vault,
-    VaultOptions,
+    AccessContext, Error, KeySource, Purpose, RecordKey, RotationScope, Vault, VaultOptions,
 };
 use serde_json::{Value, json};
 
@@ -155,7 +154,7 @@ fn root_rotation_interrupted_opens_with_either_key_and_resumes() {
     let r = v.rotate_root_key(
         &ctx(),
         KeySource::passphrase("new"),
-        KdfParams::insecure_for_tests(),
+        medvault::danger::insecure_kdf_params(),
         &mut |_| {},
     );
     assert!(matches!(r, Err(Error::Storage(_))), "{r:?}");
@@ -167,13 +166,18 @@ fn root_rotation_interrupted_opens_with_either_key_and_resumes() {
     }
     // A pending rotation to some other key is refused; the same key completes it.
     let v = Vault::open_in(Box::new(m.clone()), raw(1), VaultOptions::default()).unwrap();
-    let other = v.rotate_root_key(&ctx(), raw(9), KdfParams::insecure_for_tests(), &mut |_| {});
+    let other = v.rotate_root_key(
+        &ctx(),
+        raw(9),
+        medvault::danger::insecure_kdf_params(),
+        &mut |_| {},
+    );
     assert!(matches!(other, Err(Error::InvalidInput(_))), "{other:?}");
     let n = v
         .rotate_root_key(
             &ctx(),
             KeySource::passphrase("new"),
-            KdfParams::insecure_for_tests(),
+            medvault::danger::insecure_kdf_params(),
             &mut |_| {},
         )
         .unwrap();
@@ -428,4 +432,21 @@ fn an_interrupted_purge_is_finished_at_the_next_open() {
     for (_, value) in &gone {
         assert!(!on_disk(value), "erased bytes survived the resumed purge");
     }
+}
+
+#[test]
+fn rotating_an_unknown_subject_is_not_found_and_changes_nothing() {
+    let (m, v) = mem_vault(VaultOptions::default());
+    let all = fill(&v, 2, 3);
+    let before = record_versions(&m);
+    let scope = RotationScope::Subjects(vec!["patient-0".into(), "nobody".into()]);
+    let r = v.rotate_data_keys(&ctx(), &scope, &mut |_| {});
+    assert!(matches!(r, Err(Error::NotFound)), "{:?}", r.map(|_| ()));
+    assert!(!v.data_key_rotation_pending().unwrap());
+    assert_eq!(record_versions(&m), before);
+    // The known subject alone rotates.
+    let scope = RotationScope::Subjects(vec!["patient-0".into()]);
+    let report = v.rotate_data_keys(&ctx(), &scope, &mut |_| {}).unwrap();
+    assert_eq!((report.subjects, report.records), (1, 3));
+    check_all(&v, &all);
 }

@@ -14,8 +14,8 @@ use std::path::Path;
 use common::{care, ctx, hash_tree, memory_vault, raw_key};
 use medvault::storage::MemoryStorage;
 use medvault::{
-    AccessContext, Action, Error, KdfParams, KeySource, LogQuery, Outcome, Purpose, RecordKey,
-    Result, Vault,
+    AccessContext, Action, Error, KeySource, LogQuery, Outcome, Purpose, RecordKey, Result, Vault,
+    VaultOptions,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -27,7 +27,7 @@ fn passphrase_vault(dir: &Path) {
     let v = Vault::create(
         dir,
         KeySource::passphrase(PASS),
-        KdfParams::insecure_for_tests(),
+        medvault::danger::insecure_kdf_params(),
     )
     .unwrap();
     for i in 0..20 {
@@ -198,7 +198,7 @@ fn create_on_an_existing_vault_is_already_exists() {
     passphrase_vault(&dir);
     let before = hash_tree(&dir);
     for key in [KeySource::passphrase(PASS), raw_key()] {
-        let r = Vault::create(&dir, key, KdfParams::insecure_for_tests());
+        let r = Vault::create(&dir, key, medvault::danger::insecure_kdf_params());
         assert!(
             matches!(r, Err(Error::AlreadyExists)),
             "{:?}",
@@ -289,14 +289,26 @@ fn a_record_that_is_not_a_map_is_invalid_input() {
     assert!(is_invalid(&v.put(&c, &k, &true)));
     assert!(is_invalid(&v.put(&c, &k, &(1u8, "two"))));
     assert!(is_invalid(&v.put(&c, &k, &vec![1u8, 2, 3])));
-    let mut int_keys = std::collections::BTreeMap::new();
-    int_keys.insert(1u32, "one");
-    assert!(is_invalid(&v.put(&c, &k, &int_keys)));
+    // serde_json refuses map keys that are neither strings nor numbers (numbers it
+    // writes as strings, so an integer-keyed map is a record: see below).
+    let mut bytes_keys = std::collections::BTreeMap::new();
+    bytes_keys.insert(vec![1u8], "one");
+    assert!(is_invalid(&v.put(&c, &k, &bytes_keys)));
     assert!(matches!(v.get::<Value>(&c, &k), Err(Error::NotFound)));
     assert_eq!(v.stats().unwrap().records, 0);
-    // An empty map and a struct are records.
+    // An empty map, an integer-keyed map (JSON member names "1", ...) and a struct are
+    // records.
     v.put(&c, &k, &json!({})).unwrap();
     assert_eq!(v.get::<Value>(&c, &k).unwrap(), json!({}));
+    let int_keys = std::collections::BTreeMap::from([(1u32, "one")]);
+    v.put(&c, &k, &int_keys).unwrap();
+    assert_eq!(v.get_json(&c, &k).unwrap().as_str(), r#"{"1":"one"}"#);
+    assert_eq!(
+        v.get::<std::collections::BTreeMap<u32, String>>(&c, &k)
+            .unwrap()[&1],
+        "one"
+    );
+    v.put(&c, &k, &json!({})).unwrap();
     #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
     struct Obs {
         code: String,
@@ -429,6 +441,66 @@ fn a_vault_held_open_is_in_use_not_a_hang() {
     }
 }
 
+/// "In use" names the holder: another handle of this process, or another process by the
+/// pid it wrote into the lock file (here a shell that writes `$$` and then `exec`s
+/// util-linux `flock`, so the pid in the file is the holder's).
+#[test]
+fn in_use_names_the_holder_and_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let held = Vault::create_with(&dir, raw_key(), common::options()).unwrap();
+    match Vault::open_with(&dir, raw_key(), common::options()) {
+        Err(Error::Storage(e)) => {
+            let e = e.to_string();
+            assert!(
+                e.contains("another handle in this process") && e.contains("retry"),
+                "{e}"
+            )
+        }
+        other => panic!("expected a storage error, got {:?}", other.map(|_| ())),
+    }
+    drop(held);
+    if std::process::Command::new("flock")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "flock(1) (util-linux) is needed under CI"
+        );
+        eprintln!("flock(1) not installed: the cross-process half is not run");
+        return;
+    }
+    let lock = dir.join("lock");
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("echo $$ > \"$0\" && exec flock \"$0\" sleep 30")
+        .arg(&lock)
+        .spawn()
+        .unwrap();
+    // Wait until the holder has written its pid (and so is about to hold the lock).
+    let pid = child.id();
+    let start = std::time::Instant::now();
+    let got = loop {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if std::fs::read_to_string(&lock).unwrap_or_default().trim() == pid.to_string() {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            break Vault::open_with(&dir, raw_key(), common::options());
+        }
+        assert!(start.elapsed().as_secs() < 10, "the holder did not start");
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    match got {
+        Err(Error::Storage(e)) => {
+            let e = e.to_string();
+            assert!(e.contains(&format!("process {pid}")), "{e}")
+        }
+        other => panic!("expected a storage error, got {:?}", other.map(|_| ())),
+    }
+}
+
 #[test]
 fn an_interrupted_create_can_be_retried() {
     // The header is written last; a create that fails before it leaves only the
@@ -484,7 +556,7 @@ fn create_never_overwrites_a_database_whose_header_is_lost() {
     passphrase_vault(&dir);
     let header = std::fs::read(dir.join("header")).unwrap();
     std::fs::remove_file(dir.join("header")).unwrap();
-    let r = Vault::create(&dir, raw_key(), KdfParams::insecure_for_tests());
+    let r = Vault::create(&dir, raw_key(), medvault::danger::insecure_kdf_params());
     assert!(
         matches!(r, Err(Error::AlreadyExists)),
         "{:?}",
@@ -502,4 +574,47 @@ fn create_never_overwrites_a_database_whose_header_is_lost() {
         .unwrap();
     assert_eq!(got, json!({"value": 1, "unit": "mmHg"}));
     v.verify(&ctx(), None).unwrap();
+}
+
+/// One budget bounds the Argon2id work a header may ask for (memory x passes), below
+/// the hard caps: the issue's header raised to 4 GiB x 64 passes is refused at once, and
+/// the budget is the caller's to raise (`VaultOptions::max_kdf_work`).
+#[test]
+fn kdf_work_over_the_budget_is_excessive_work_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    passphrase_vault(&dir);
+    let header_path = dir.join("header");
+    let header = std::fs::read(&header_path).unwrap();
+    let read = |at: usize| u32::from_be_bytes(header[at..at + 4].try_into().unwrap()) as u64;
+    // The header as written holds the insecure test parameters: 64 KiB x 1 pass.
+    let work = read(MEMORY_AT) * read(ITERATIONS_AT);
+    assert_eq!(work, 64);
+    // At the caps (4 GiB, 64 passes): refused with the default budget, and fast.
+    let mut t = header.clone();
+    t[MEMORY_AT..MEMORY_AT + 4].copy_from_slice(&(4u32 * 1024 * 1024).to_be_bytes());
+    t[ITERATIONS_AT..ITERATIONS_AT + 4].copy_from_slice(&64u32.to_be_bytes());
+    rechecksum(&mut t);
+    std::fs::write(&header_path, &t).unwrap();
+    let e = open_err(&dir, KeySource::passphrase(PASS));
+    assert!(matches!(e, Error::ExcessiveWork(_)), "{e:?}");
+    std::fs::write(&header_path, &header).unwrap();
+    // The budget is exactly memory x passes: one below refuses, equal opens.
+    let with_budget = |b: u64| {
+        Vault::open_with(
+            &dir,
+            KeySource::passphrase(PASS),
+            VaultOptions {
+                max_kdf_work: b,
+                ..common::options()
+            },
+        )
+    };
+    assert!(matches!(
+        with_budget(work - 1).map(|_| ()),
+        Err(Error::ExcessiveWork(_))
+    ));
+    with_budget(work).unwrap();
+    // The default budget is a few times the default cost (RFC 9106: 64 MiB x 3 passes).
+    const { assert!(medvault::DEFAULT_MAX_KDF_WORK >= 3 * 64 * 1024 * 3) };
 }

@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::crash::{CrashChild, child_command, child_env};
-use medvault::{
-    AccessContext, Action, Error, KdfParams, KeySource, Purpose, RecordKey, RotationScope, Vault,
-};
+use medvault::{AccessContext, Action, Error, KeySource, Purpose, RecordKey, RotationScope, Vault};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
@@ -100,7 +98,7 @@ fn rotate_root(v: &Vault, g: u8) {
     v.rotate_root_key(
         &ctx(),
         key(g + 1),
-        KdfParams::insecure_for_tests(),
+        medvault::danger::insecure_kdf_params(),
         &mut |_| {},
     )
     .unwrap();

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test with its message
 
 use medvault::storage::{SledOptions, SledStorage, Storage};
-use medvault::{AccessContext, Error, KdfParams, KeySource, Purpose, RecordKey, Vault};
+use medvault::{AccessContext, Error, KeySource, Purpose, RecordKey, Vault};
 use serde_json::{Value, json};
 
 #[test]
@@ -17,7 +17,7 @@ fn a_raw_bit_flip_in_sled_files_is_an_integrity_failure() {
         let v = Vault::create(
             &dir,
             KeySource::passphrase("pw"),
-            KdfParams::insecure_for_tests(),
+            medvault::danger::insecure_kdf_params(),
         )
         .unwrap();
         let note = "x".repeat(400);

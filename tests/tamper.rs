@@ -139,6 +139,7 @@ fn unknown_record_format_version_is_unsupported() {
     let k = key("alice", "o1");
     let sk = put(&storage, &vault, &k, &record());
     let orig = raw_get(&storage, &sk);
+    // 1 is the CBOR record format of earlier builds: refused, not misread.
     for v in [0u8, 1, 3, 0x7f, 0xff] {
         let mut t = orig.clone();
         t[0] = v;

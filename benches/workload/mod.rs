@@ -1,5 +1,5 @@
 //! The benchmark workload shared by every bench target: deterministic records of about
-//! 1 KiB (CBOR) with 12 top-level fields, ten per subject, generated from their index
+//! 1 KiB (JSON) with 12 top-level fields, ten per subject, generated from their index
 //! alone so that a million of them never have to sit in memory at once.
 
 #![allow(dead_code)] // each bench target uses a different part of this module
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// Records per subject (1M records = 100k subjects, as in the scale run).
 pub const RECORDS_PER_SUBJECT: u64 = 10;
 
-/// A clinical record of 12 top-level fields, about 1 KiB once CBOR-encoded.
+/// A clinical record of 12 top-level fields, about 1 KiB once JSON-encoded.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Rec {
     pub mrn: String,
@@ -129,7 +129,7 @@ pub fn raw_key(k: &RecordKey) -> Vec<u8> {
     v
 }
 
-/// Record `i` (about 1 KiB of CBOR, 12 fields).
+/// Record `i` (about 1 KiB of JSON, 12 fields).
 pub fn record(i: u64) -> Rec {
     let mut m = Mix(i ^ 0x6d65_6476_6175_6c74);
     let s = i / RECORDS_PER_SUBJECT;
@@ -169,16 +169,15 @@ pub fn record(i: u64) -> Rec {
     }
 }
 
-/// CBOR bytes of a record (what raw stores hold).
-pub fn cbor<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1100);
-    ciborium::into_writer(v, &mut out).expect("records serialize to CBOR");
-    out
+/// Compact JSON bytes of a record (what raw stores hold; the vault's field plaintexts
+/// are JSON text too).
+pub fn plain<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records serialize to JSON")
 }
 
-/// Decodes CBOR bytes into `T`.
-pub fn from_cbor<T: for<'de> Deserialize<'de>>(b: &[u8]) -> T {
-    ciborium::from_reader(b).expect("stored records decode")
+/// Decodes JSON bytes into `T`.
+pub fn from_plain<T: for<'de> Deserialize<'de>>(b: &[u8]) -> T {
+    serde_json::from_slice(b).expect("stored records decode")
 }
 
 /// A deterministic permutation-ish sample of `m` indices in `0..n` (for random reads).

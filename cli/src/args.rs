@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use clap::builder::TypedValueParser as _;
+use clap::builder::{PossibleValue, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
-use medvault::Purpose;
+use medvault::{Action, Purpose};
 
 /// An encrypted, access-logged store for patient records.
 #[derive(Parser, Debug)]
@@ -13,10 +13,13 @@ use medvault::Purpose;
     name = "medvault",
     version,
     about,
-    after_help = "The root key comes from MEDVAULT_PASSPHRASE, MEDVAULT_KEY_FILE (32 raw bytes or \
+    after_help = "In a command's usage, <ARG> is required and [ARG] optional; options marked \
+[required] may come from their environment variable instead.\n\
+The root key comes from MEDVAULT_PASSPHRASE, MEDVAULT_KEY_FILE (32 raw bytes or \
 64 hex characters) or a no-echo prompt; never from the command line.\n\
 Exit codes: 0 ok, 1 other error, 2 usage, 3 wrong key, 4 integrity failure, 5 not found, \
-6 access denied. See docs/CLI.md."
+6 access denied, 7 import rejected some input, 8 vault in use, 9 vault already exists, \
+10 weak passphrase refused, 11 no such index, 70 internal error. See docs/CLI.md."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,21 +29,25 @@ pub struct Cli {
 /// Who is acting and why; required by every command that opens a vault.
 #[derive(Args, Debug, Clone)]
 pub struct AccessArgs {
-    /// Unique id of the acting user or system, recorded in the access log.
+    /// [required] Unique id of the acting user or system, recorded in the access log.
     #[arg(long, env = "MEDVAULT_ACTOR")]
     pub actor: Option<String>,
-    /// Why: care, emergency (break-the-glass), administration, billing, research,
-    /// patient-request, maintenance.
-    #[arg(long, env = "MEDVAULT_PURPOSE", value_parser = parse_purpose)]
+    /// [required] Why: the purpose of use recorded in the access log (emergency is
+    /// break-the-glass and needs --reason).
+    #[arg(long, env = "MEDVAULT_PURPOSE", value_parser = PurposeParser)]
     pub purpose: Option<Purpose>,
     /// Free-text reason (required with --purpose emergency).
     #[arg(long, env = "MEDVAULT_REASON")]
     pub reason: Option<String>,
 }
 
-/// Argon2id cost of a new passphrase (RFC 9106). Defaults: 64 MiB, 3 passes, 4 lanes.
+/// A new passphrase: its strength check and its Argon2id cost (RFC 9106). Defaults:
+/// 64 MiB, 3 passes, 4 lanes.
 #[derive(Args, Debug, Clone, Copy)]
 pub struct KdfArgs {
+    /// Accept a passphrase that the strength estimate (zxcvbn) calls very weak.
+    #[arg(long)]
+    pub allow_weak_passphrase: bool,
     /// Argon2id memory in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
     pub kdf_memory: u32,
@@ -56,6 +63,7 @@ pub struct KdfArgs {
 pub enum Command {
     /// Create a new vault (directory) protected by a passphrase or raw key.
     Init {
+        /// The vault directory to create (must not hold a vault).
         vault: PathBuf,
         #[command(flatten)]
         kdf: KdfArgs,
@@ -64,7 +72,9 @@ pub enum Command {
     },
     /// Import FHIR R4 NDJSON files, Bundles (.json) or directories of them.
     Import {
+        /// The vault directory.
         vault: PathBuf,
+        /// FHIR R4 NDJSON files, .json resources or Bundles, or directories of them.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Records per atomic batch (1 to 100000).
@@ -75,8 +85,16 @@ pub enum Command {
             value_parser = clap::value_parser!(u32).range(1..=100_000).map(|n| n as usize)
         )]
         batch: usize,
-        /// Skip (and count) invalid input lines instead of stopping at the first.
+        /// Stop at the first invalid line or entry (batches committed before it stay).
+        /// Default: reject it to the reject file, import everything valid, exit 7.
         #[arg(long)]
+        strict: bool,
+        /// Where rejected lines and entries go, one FHIR OperationOutcome per line
+        /// (created at the first reject) [default: VAULT.rejects.ndjson].
+        #[arg(long, value_name = "PATH")]
+        reject_file: Option<PathBuf>,
+        /// Accepted for compatibility: skipping (rejecting) invalid input is the default.
+        #[arg(long, hide = true)]
         skip_invalid: bool,
         /// Print the summary as JSON.
         #[arg(long)]
@@ -86,9 +104,13 @@ pub enum Command {
     },
     /// Print a record (JSON), or the records of a subject (NDJSON).
     Get {
+        /// The vault directory.
         vault: PathBuf,
+        /// The subject (patient) id.
         subject: String,
+        /// The collection (FHIR resourceType), e.g. Observation; default: all.
         collection: Option<String>,
+        /// The record id within the collection; default: every record.
         record_id: Option<String>,
         /// Only these top-level fields (the others are not decrypted); needs RECORD_ID.
         #[arg(long, value_delimiter = ',', requires = "record_id")]
@@ -101,25 +123,35 @@ pub enum Command {
     },
     /// Store a record read as one JSON object from stdin (replaces any previous version).
     Put {
+        /// The vault directory.
         vault: PathBuf,
+        /// The subject (patient) id.
         subject: String,
+        /// The collection (FHIR resourceType), e.g. Observation.
         collection: String,
+        /// The record id within the collection.
         record_id: String,
         #[command(flatten)]
         access: AccessArgs,
     },
     /// Delete one record.
     Delete {
+        /// The vault directory.
         vault: PathBuf,
+        /// The subject (patient) id.
         subject: String,
+        /// The collection (FHIR resourceType), e.g. Observation.
         collection: String,
+        /// The record id within the collection.
         record_id: String,
         #[command(flatten)]
         access: AccessArgs,
     },
     /// Write the records of the given subjects (default: all) to stdout as FHIR NDJSON.
     Export {
+        /// The vault directory.
         vault: PathBuf,
+        /// Subject ids to export; default: all.
         subjects: Vec<String>,
         #[command(flatten)]
         access: AccessArgs,
@@ -128,6 +160,7 @@ pub enum Command {
     /// with the value). A compound index takes one VALUE per part, e.g.
     /// `find V Patient family-birthdate Smith 1970-01-01`. `find V --list` shows indexes.
     Find {
+        /// The vault directory.
         vault: PathBuf,
         /// The collection (FHIR resourceType), e.g. Patient.
         #[arg(required_unless_present = "list")]
@@ -146,13 +179,16 @@ pub enum Command {
     },
     /// List the subject ids held (one per line; logged as a search).
     Subjects {
+        /// The vault directory.
         vault: PathBuf,
         #[command(flatten)]
         access: AccessArgs,
     },
     /// Erase a subject by destroying its keys and records (crypto-shredding).
     Erase {
+        /// The vault directory.
         vault: PathBuf,
+        /// The subject (patient) id to erase.
         subject: String,
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long)]
@@ -168,6 +204,7 @@ pub enum Command {
     Audit(AuditCommand),
     /// Print counts and sizes (no patient data).
     Stats {
+        /// The vault directory.
         vault: PathBuf,
         /// Print as JSON.
         #[arg(long)]
@@ -195,6 +232,7 @@ pub enum RotateCommand {
     /// Rewrap every subject's data keys under a new root key (new passphrase from
     /// MEDVAULT_NEW_PASSPHRASE, MEDVAULT_NEW_KEY_FILE or a prompt). Records are untouched.
     Root {
+        /// The vault directory.
         vault: PathBuf,
         #[command(flatten)]
         kdf: KdfArgs,
@@ -203,6 +241,7 @@ pub enum RotateCommand {
     },
     /// Re-encrypt records under fresh data keys, in resumable batches.
     Data {
+        /// The vault directory.
         vault: PathBuf,
         /// Only finish a rotation that was interrupted; start none.
         #[arg(long)]
@@ -219,6 +258,7 @@ pub enum RotateCommand {
 pub enum AuditCommand {
     /// Walk the whole access log; with --checkpoint, also detect a rollback or deletion.
     Verify {
+        /// The vault directory.
         vault: PathBuf,
         /// A checkpoint token file written by `audit checkpoint`.
         #[arg(long, value_name = "FILE")]
@@ -228,6 +268,7 @@ pub enum AuditCommand {
     },
     /// Print a checkpoint token of the access log, to keep outside the vault.
     Checkpoint {
+        /// The vault directory.
         vault: PathBuf,
         #[command(flatten)]
         access: AccessArgs,
@@ -235,6 +276,7 @@ pub enum AuditCommand {
     /// Print access-log entries. --actor and --purpose FILTER here; the auditor is named
     /// by --auditor/--auditor-purpose or MEDVAULT_ACTOR/MEDVAULT_PURPOSE.
     Log {
+        /// The vault directory.
         vault: PathBuf,
         /// Only entries about this subject.
         #[arg(long)]
@@ -243,11 +285,11 @@ pub enum AuditCommand {
         #[arg(long)]
         actor: Option<String>,
         /// Only entries with this purpose.
-        #[arg(long, value_parser = parse_purpose)]
+        #[arg(long, value_parser = PurposeParser)]
         purpose: Option<Purpose>,
-        /// Only entries with this action (read, write, import, erase, ...).
-        #[arg(long)]
-        action: Option<String>,
+        /// Only entries with this action.
+        #[arg(long, value_parser = ActionParser)]
+        action: Option<Action>,
         /// Only entries at or after T (RFC 3339 UTC like 2024-08-06T18:12:57Z, a date,
         /// or milliseconds since the Unix epoch).
         #[arg(long, value_name = "T")]
@@ -258,15 +300,104 @@ pub enum AuditCommand {
         /// JSON Lines output.
         #[arg(long)]
         json: bool,
-        /// Who is reading the log (default MEDVAULT_ACTOR).
+        /// [required, or MEDVAULT_ACTOR] Who is reading the log.
         #[arg(long, value_name = "ACTOR")]
         auditor: Option<String>,
-        /// Why (default MEDVAULT_PURPOSE).
-        #[arg(long, value_name = "PURPOSE", value_parser = parse_purpose)]
+        /// [required, or MEDVAULT_PURPOSE] Why the log is read.
+        #[arg(long, value_name = "PURPOSE", value_parser = PurposeParser)]
         auditor_purpose: Option<Purpose>,
     },
 }
 
-fn parse_purpose(s: &str) -> Result<Purpose, String> {
-    s.parse::<Purpose>().map_err(|e| e.to_string())
+/// The names `--purpose` accepts, in [`Purpose::ALL`] order.
+pub fn purpose_names() -> Vec<&'static str> {
+    Purpose::ALL.into_iter().map(Purpose::name).collect()
+}
+
+/// Parses a purpose name; clap lists the accepted names in `--help` and in its error.
+#[derive(Clone, Copy, Debug)]
+pub struct PurposeParser;
+
+impl TypedValueParser for PurposeParser {
+    type Value = Purpose;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Purpose, clap::Error> {
+        let text = value.to_str().unwrap_or_default();
+        text.parse::<Purpose>()
+            .map_err(|_| invalid_value(cmd, arg, text, &purpose_names()))
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(Purpose::ALL.into_iter().map(|p| {
+            let v = PossibleValue::new(p.name());
+            match p {
+                Purpose::Emergency => v.alias("break-the-glass").help("break-the-glass"),
+                _ => v,
+            }
+        })))
+    }
+}
+
+/// Parses an access-log action name (`--action`), listing the accepted names.
+#[derive(Clone, Copy, Debug)]
+pub struct ActionParser;
+
+impl TypedValueParser for ActionParser {
+    type Value = Action;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Action, clap::Error> {
+        let text = value.to_str().unwrap_or_default();
+        text.parse::<Action>().map_err(|_| {
+            let names: Vec<&str> = all_actions().map(Action::name).collect();
+            invalid_value(cmd, arg, text, &names)
+        })
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        Some(Box::new(
+            all_actions().map(|a| PossibleValue::new(a.name())),
+        ))
+    }
+}
+
+/// Every access-log action, in code order (the core keeps its list private; its codes
+/// are one byte).
+fn all_actions() -> impl Iterator<Item = Action> {
+    (0..=u8::MAX).filter_map(Action::from_code)
+}
+
+/// clap's own "invalid value" error (exit 2), with the accepted values listed.
+fn invalid_value(
+    cmd: &clap::Command,
+    arg: Option<&clap::Arg>,
+    value: &str,
+    accepted: &[&str],
+) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let mut e = clap::Error::new(ErrorKind::InvalidValue).with_cmd(cmd);
+    if let Some(arg) = arg {
+        e.insert(
+            ContextKind::InvalidArg,
+            ContextValue::String(arg.to_string()),
+        );
+    }
+    e.insert(
+        ContextKind::InvalidValue,
+        ContextValue::String(value.to_owned()),
+    );
+    e.insert(
+        ContextKind::ValidValue,
+        ContextValue::Strings(accepted.iter().map(|s| (*s).to_owned()).collect()),
+    );
+    e
 }

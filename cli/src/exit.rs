@@ -8,12 +8,14 @@ use std::process::ExitCode;
 use medvault::Error;
 use medvault_fhir::{ExportError, FhirError, ImportError};
 
-/// Exit codes (docs/CLI.md). 2 is also clap's code for a malformed command line.
+/// Exit codes (docs/CLI.md, "Exit codes"). 2 is also clap's code for a malformed
+/// command line. Each distinct failure a script may want to act on has its own code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
     /// Anything not listed below.
     Other = 1,
-    /// Bad usage: a malformed command line, a missing actor, purpose or passphrase.
+    /// Bad usage: a malformed command line, a missing actor, purpose or passphrase, a
+    /// compound index given the wrong number of values.
     Usage = 2,
     /// The passphrase or raw key does not open the vault.
     WrongKey = 3,
@@ -25,6 +27,20 @@ pub enum Code {
     /// The access context does not allow the operation (e.g. break-the-glass without a
     /// reason).
     AccessDenied = 6,
+    /// `import` finished and committed every valid resource, but rejected some lines or
+    /// entries (listed in the reject file).
+    Rejected = 7,
+    /// The vault is locked by another open handle or process.
+    InUse = 8,
+    /// `init` over an existing vault.
+    AlreadyExists = 9,
+    /// A new passphrase too weak to protect a vault, refused (`--allow-weak-passphrase`
+    /// insists).
+    WeakPassphrase = 10,
+    /// `find` names an index the vault does not define.
+    NoSuchIndex = 11,
+    /// A bug: a panic that no code path caught.
+    Internal = 70,
 }
 
 /// A failed command: what to print and how to exit.
@@ -71,13 +87,24 @@ impl Failure {
 pub fn code_of(e: &Error) -> Code {
     match e {
         Error::WrongKey => Code::WrongKey,
-        Error::Integrity { .. } | Error::LogTampered { .. } | Error::UnsupportedVersion { .. } => {
-            Code::Integrity
-        }
+        // A header demanding more key-derivation work than the caps is a damaged or hostile
+        // file, refused before any work: an integrity failure like a bad MAC.
+        Error::Integrity { .. }
+        | Error::LogTampered { .. }
+        | Error::UnsupportedVersion { .. }
+        | Error::ExcessiveWork(_) => Code::Integrity,
         Error::NotFound => Code::NotFound,
         Error::AccessDenied(_) => Code::AccessDenied,
+        Error::AlreadyExists => Code::AlreadyExists,
+        // The storage layer reports a held lock only through its message (no kind yet).
+        Error::Storage(s) if is_in_use(&s.to_string()) => Code::InUse,
         _ => Code::Other,
     }
+}
+
+/// True for the storage layer's "the vault is in use" message.
+fn is_in_use(message: &str) -> bool {
+    message.contains("the vault is in use")
 }
 
 impl From<Error> for Failure {
@@ -102,7 +129,7 @@ impl From<ImportError> for Failure {
     fn from(e: ImportError) -> Self {
         let code = match &e {
             ImportError::Vault { error, .. } => code_of(error),
-            ImportError::Input { .. } => Code::Other,
+            ImportError::Input { .. } | ImportError::Rejects { .. } => Code::Other,
         };
         Failure::new(code, e.to_string())
     }

@@ -14,6 +14,7 @@ mod clock;
 mod commands;
 mod demo;
 mod exit;
+mod human;
 mod progress;
 mod secrets;
 
@@ -22,12 +23,66 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_panics();
     // clap exits with 2 on a malformed command line, 0 for --help and --version.
     let cli = args::Cli::parse();
-    match commands::run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+    match std::panic::catch_unwind(|| commands::run(cli.command)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
         // The reader of stdout went away (`| head`): not an error of ours.
-        Err(failure) if failure.broken_pipe => ExitCode::SUCCESS,
-        Err(failure) => failure.report(),
+        Ok(Err(failure)) if failure.broken_pipe => ExitCode::SUCCESS,
+        Ok(Err(failure)) => failure.report(),
+        Err(_) => {
+            let at = LAST_PANIC
+                .lock()
+                .ok()
+                .and_then(|p| p.clone())
+                .unwrap_or_else(|| "an unknown place".to_owned());
+            exit::Failure::new(
+                exit::Code::Internal,
+                format!(
+                    "internal error: medvault panicked at {at} (a bug: please report it; \
+                     RUST_BACKTRACE=1 shows the details)"
+                ),
+            )
+            .report()
+        }
+    }
+}
+
+/// Where the last panic happened (`file:line`), recorded by the hook of [`quiet_panics`].
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Keeps panic text off stderr. Some panics are caught and turned into errors (sled 0.34
+/// panics on some damaged files; the storage layer reports that as an integrity
+/// failure), and a third-party message printed before our one-line error would only
+/// confuse, or quote data. The hook records where the panic happened; `main` prints a
+/// one-line internal error for a panic that nothing caught. With RUST_BACKTRACE set, the
+/// default hook runs as well, for whoever debugs.
+fn quiet_panics() {
+    let default = std::panic::take_hook();
+    let debugging = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()));
+        }
+        if debugging {
+            default(info);
+        }
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn a_caught_panic_is_recorded_with_its_place() {
+        super::quiet_panics();
+        let caught = std::panic::catch_unwind(|| panic!("a third party's text"));
+        assert!(caught.is_err());
+        let at = super::LAST_PANIC.lock().unwrap().clone().unwrap();
+        assert!(at.starts_with("cli/src/main.rs:"), "{at}");
     }
 }

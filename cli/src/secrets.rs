@@ -11,7 +11,7 @@ use std::path::Path;
 use medvault::{KdfParams, KeySource};
 use zeroize::Zeroizing;
 
-use crate::exit::{CliResult, Failure};
+use crate::exit::{CliResult, Code, Failure};
 
 const KEY_FILE: &str = "MEDVAULT_KEY_FILE";
 const PASSPHRASE: &str = "MEDVAULT_PASSPHRASE";
@@ -36,38 +36,129 @@ pub fn root_key(vault: &Path) -> CliResult<KeySource> {
     Ok(KeySource::passphrase(p.as_str()))
 }
 
-/// The key of a new vault (`init`).
-pub fn initial_key() -> CliResult<KeySource> {
+/// Which key sources a command needs (see [`missing_keys`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyNeed {
+    /// The key of an existing vault.
+    Open,
+    /// The key of a new vault (`init`).
+    Create,
+    /// The key of an existing vault and its next one (`rotate root`).
+    OpenAndNext,
+}
+
+/// The key sources `need` asks for that are neither set nor promptable (no terminal),
+/// each described with the variables that provide it; empty when all can be had.
+pub fn missing_keys(need: KeyNeed) -> Vec<String> {
+    let can_prompt = std::io::stdin().is_terminal() || std::io::stderr().is_terminal();
+    let set = |vars: &[&str]| {
+        vars.iter()
+            .any(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+    };
+    let mut missing = Vec::new();
+    if can_prompt {
+        return missing;
+    }
+    let current = [KEY_FILE, PASSPHRASE];
+    match need {
+        KeyNeed::Open | KeyNeed::OpenAndNext if !set(&current) => missing.push(
+            "a passphrase source (MEDVAULT_PASSPHRASE or MEDVAULT_KEY_FILE; there is no \
+             terminal to ask on)"
+                .to_owned(),
+        ),
+        KeyNeed::Create if !set(&[NEW_KEY_FILE, KEY_FILE, NEW_PASSPHRASE, PASSPHRASE]) => missing
+            .push(
+                "a passphrase source for the new vault (MEDVAULT_PASSPHRASE or \
+                 MEDVAULT_KEY_FILE; there is no terminal to ask on)"
+                    .to_owned(),
+            ),
+        _ => {}
+    }
+    if need == KeyNeed::OpenAndNext && !set(&[NEW_KEY_FILE, NEW_PASSPHRASE]) {
+        missing.push(
+            "a new passphrase source (MEDVAULT_NEW_PASSPHRASE or MEDVAULT_NEW_KEY_FILE; there \
+             is no terminal to ask on)"
+                .to_owned(),
+        );
+    }
+    missing
+}
+
+/// The key of a new vault (`init`). A passphrase is checked by [`check_strength`]
+/// against `context` (words a guesser would try first: the vault's name, the actor).
+pub fn initial_key(allow_weak: bool, context: &[&str]) -> CliResult<KeySource> {
     for var in [NEW_KEY_FILE, KEY_FILE] {
         if let Some(k) = key_file(var)? {
             return Ok(k);
         }
     }
-    if let Some(p) = env_secret(NEW_PASSPHRASE).or_else(|| env_secret(PASSPHRASE)) {
-        return Ok(KeySource::passphrase(p.as_str()));
-    }
-    let p = prompt(
-        "New passphrase: ",
-        true,
-        "MEDVAULT_PASSPHRASE or MEDVAULT_KEY_FILE",
-    )?;
+    let p = match env_secret(NEW_PASSPHRASE).or_else(|| env_secret(PASSPHRASE)) {
+        Some(p) => p,
+        None => prompt(
+            "New passphrase: ",
+            true,
+            "MEDVAULT_PASSPHRASE or MEDVAULT_KEY_FILE",
+        )?,
+    };
+    check_strength(&p, allow_weak, context)?;
     Ok(KeySource::passphrase(p.as_str()))
 }
 
-/// The next root key (`rotate root`).
-pub fn next_root_key() -> CliResult<KeySource> {
+/// The next root key (`rotate root`), a passphrase checked like [`initial_key`]'s.
+pub fn next_root_key(allow_weak: bool, context: &[&str]) -> CliResult<KeySource> {
     if let Some(k) = key_file(NEW_KEY_FILE)? {
         return Ok(k);
     }
-    if let Some(p) = env_secret(NEW_PASSPHRASE) {
-        return Ok(KeySource::passphrase(p.as_str()));
-    }
-    let p = prompt(
-        "New passphrase: ",
-        true,
-        "MEDVAULT_NEW_PASSPHRASE or MEDVAULT_NEW_KEY_FILE",
-    )?;
+    let p = match env_secret(NEW_PASSPHRASE) {
+        Some(p) => p,
+        None => prompt(
+            "New passphrase: ",
+            true,
+            "MEDVAULT_NEW_PASSPHRASE or MEDVAULT_NEW_KEY_FILE",
+        )?,
+    };
+    check_strength(&p, allow_weak, context)?;
     Ok(KeySource::passphrase(p.as_str()))
+}
+
+/// zxcvbn score (0 to 4) at or below which a new passphrase is refused: score 1 means
+/// about a million guesses or fewer, a few days of one core even at the default Argon2id
+/// cost, and far less on a cluster.
+const REFUSED_AT_OR_BELOW: u8 = 1;
+/// zxcvbn score at or below which a new passphrase draws a warning (about 10^8 guesses).
+const WARNED_AT_OR_BELOW: u8 = 2;
+
+/// Estimates the strength of a new passphrase with zxcvbn (Dropbox's estimator: the
+/// guesses a cracker needs, from dictionaries, keyboard patterns, dates, repeats and the
+/// `context` words) and refuses a very weak one with [`Code::WeakPassphrase`] unless
+/// `allow_weak`; warns on stderr about a weak one. The messages name the score and
+/// zxcvbn's feedback, never the passphrase.
+pub fn check_strength(passphrase: &str, allow_weak: bool, context: &[&str]) -> CliResult {
+    let estimate = zxcvbn::zxcvbn(passphrase, context);
+    let score = u8::from(estimate.score());
+    if score > WARNED_AT_OR_BELOW {
+        return Ok(());
+    }
+    let mut why = format!(
+        "zxcvbn score {score} of 4, about 10^{:.1} guesses",
+        estimate.guesses_log10()
+    );
+    if let Some(w) = estimate.feedback().and_then(|f| f.warning()) {
+        why.push_str(&format!(": {}", w.to_string().trim_end_matches('.')));
+    }
+    if score <= REFUSED_AT_OR_BELOW && !allow_weak {
+        return Err(Failure::new(
+            Code::WeakPassphrase,
+            format!(
+                "the new passphrase is too weak to protect a vault ({why}); choose a longer one \
+                 (e.g. four or more unrelated words), or pass --allow-weak-passphrase to insist"
+            ),
+        ));
+    }
+    eprintln!(
+        "medvault: warning: the new passphrase is weak ({why}); a stolen vault is cheaper to attack"
+    );
+    Ok(())
 }
 
 fn env_secret(name: &str) -> Option<Zeroizing<String>> {

@@ -82,7 +82,7 @@ fn import_then_export_13_patients_round_trips_every_resource() {
     let (resources, lines) = input_resources(&input);
     assert_eq!(printed_counts(&printed), lines, "import output:\n{printed}");
     assert!(
-        printed.contains("skipped 4 lines"),
+        printed.contains("skipped 4,"),
         "log.ndjson lines: {printed}"
     );
 
@@ -294,7 +294,7 @@ fn exit_codes_name_what_went_wrong() {
     );
 
     // 3: wrong passphrase.
-    let wrong = Medvault::new().env("MEDVAULT_PASSPHRASE", Some("not-pw"));
+    let wrong = Medvault::new().env("MEDVAULT_PASSPHRASE", Some("tepid walrus quantum ferry 94"));
     let out = wrong.run(&["get", v, "p1", "Observation", "o1"]);
     assert_eq!(code(&out), Some(3));
     assert!(out.stdout.is_empty());
@@ -416,7 +416,7 @@ fn delete_erase_and_raw_key_file() {
         .env("MEDVAULT_KEY_FILE", Some(s(&keyfile)));
     let vault = small_vault(&mv, tmp.path());
     let v = s(&vault);
-    // The passphrase "pw" does not open a raw-key vault.
+    // The tests' passphrase does not open a raw-key vault.
     let pw = Medvault::new();
     assert_eq!(code(&pw.run(&["stats", v])), Some(3));
 
@@ -432,7 +432,7 @@ fn delete_erase_and_raw_key_file() {
     // Without a terminal, erase insists on --yes.
     assert_eq!(code(&mv.run(&["erase", v, "p1"])), Some(2));
     let out = mv.ok(&["erase", v, "p1", "--yes"]);
-    assert!(out.contains("erased 1 records"), "{out}");
+    assert!(out.contains("erased subject p1: 1 record;"), "{out}");
     assert_eq!(code(&mv.run(&["get", v, "p1"])), Some(5));
     assert_eq!(code(&mv.run(&["erase", v, "p1", "--yes"])), Some(5));
     let verified = mv.ok(&["audit", "verify", v]);
@@ -450,7 +450,7 @@ fn rotations_keep_every_record_readable() {
         br#"{"code":"44054006"}"#,
     );
 
-    let rotated = Medvault::new().env("MEDVAULT_NEW_PASSPHRASE", Some("pw2"));
+    let rotated = Medvault::new().env("MEDVAULT_NEW_PASSPHRASE", Some(support::PASSPHRASE_2));
     let mut args = vec!["rotate", "root", v];
     args.extend_from_slice(&FAST_KDF);
     let out = rotated.run(&args);
@@ -465,7 +465,7 @@ fn rotations_keep_every_record_readable() {
         Some(3),
         "the old passphrase is retired"
     );
-    let mv2 = Medvault::new().env("MEDVAULT_PASSPHRASE", Some("pw2"));
+    let mv2 = Medvault::new().env("MEDVAULT_PASSPHRASE", Some(support::PASSPHRASE_2));
     let out = mv2.ok(&["rotate", "data", v]);
     assert!(out.contains("2 records re-encrypted"), "{out}");
     let out = mv2.ok(&["rotate", "data", v, "--resume"]);
@@ -519,5 +519,47 @@ fn put_checks_the_resource_names_its_record_and_export_of_unknown_subject_is_not
         Some(5),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `put` and `get` keep a record's text exactly (issue "exact fidelity"): decimals with
+/// trailing zeros, big integers, escapes and member order come back byte for byte, and
+/// `--pretty` only indents; a member named twice is refused without echoing the input.
+#[test]
+fn put_and_get_keep_the_exact_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mv = Medvault::new();
+    let vault = small_vault(&mv, tmp.path());
+    let rec = r#"{"resourceType":"Observation","id":"o3","valueQuantity":{"value":1.50,"unit":"mg"},"n":12345678901234567890123,"z":"caf\u00e9","a":-0}"#;
+    let spaced = rec.replace(",", " ,\n ");
+    let out = mv.run_with_stdin(
+        &["put", s(&vault), "p1", "Observation", "o3"],
+        spaced.as_bytes(),
+    );
+    assert_eq!(
+        code(&out),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = mv.run(&["get", s(&vault), "p1", "Observation", "o3"]);
+    assert_eq!(code(&out), Some(0));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{rec}\n"));
+    let out = mv.run(&["get", s(&vault), "p1", "Observation", "o3", "--pretty"]);
+    let pretty = String::from_utf8(out.stdout).unwrap();
+    let squeezed: String = pretty
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("")
+        .replace("\": ", "\":");
+    assert_eq!(squeezed, rec);
+    let dup = br#"{"resourceType":"Observation","id":"o4","x":"SECRET-DUP","x":1}"#;
+    let out = mv.run_with_stdin(&["put", s(&vault), "p1", "Observation", "o4"], dup);
+    assert_eq!(code(&out), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("duplicated member name") && !err.contains("SECRET-DUP"),
+        "{err}"
     );
 }

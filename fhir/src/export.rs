@@ -3,17 +3,19 @@
 //!
 //! Each subject is read with [`Vault::export_records_of`] (one access-log `export` entry per subject
 //! naming the number of records, appended before anything is written), so memory holds one
-//! subject's records at a time. Each line is the stored record value, which for an import
-//! is the input resource as a JSON value.
+//! subject's records at a time. Each line is the stored record's JSON text, minified: for an
+//! import, the input resource with its number tokens, strings and member order
+//! (docs/FHIR.md sections 1 and 8).
 
 use std::io::Write;
-
-use serde_json::Value;
 
 use medvault::AccessContext;
 use medvault::Error;
 use medvault::RecordKey;
 use medvault::Vault;
+
+use crate::store;
+use zeroize::Zeroizing;
 
 /// Where an export stands, passed to the progress callback after each subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,25 +74,20 @@ pub fn export_ndjson(
         subjects
     };
     let mut report = ExportReport::default();
-    let mut line = Vec::with_capacity(64 * 1024);
+    let mut line = Zeroizing::new(String::with_capacity(64 * 1024));
     for subject in subjects {
-        let mut records: Vec<(RecordKey, Value)> = vault.export_records_of(ctx, subject)?;
+        let mut records = store::export_subject(vault, ctx, subject)?;
         if named && records.is_empty() {
             // A subject asked for by name that holds nothing (never written, or erased).
             return Err(Error::NotFound.into());
         }
         sort_patient_first(&mut records);
-        for (_, value) in &records {
+        for (_, text) in &records {
             line.clear();
-            // A `Value` always encodes; the error is mapped without its text all the same.
-            serde_json::to_writer(&mut line, value).map_err(|_| {
-                Error::InvalidInput(medvault::Invalid {
-                    kind: medvault::InputKind::Output,
-                    detail: "JSON encoding failed".into(),
-                })
-            })?;
-            line.push(b'\n');
-            out.write_all(&line)?;
+            // The vault's text is compact JSON already (no whitespace outside strings).
+            line.push_str(text);
+            line.push('\n');
+            out.write_all(line.as_bytes())?;
             report.records += 1;
         }
         report.subjects += 1;

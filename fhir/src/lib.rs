@@ -1,38 +1,32 @@
 //! # medvault-fhir
 //!
 //! FHIR R4 import and export for a medvault vault, and (feature `synth`) synthetic
-//! patient generation.
+//! patient generation. docs/FHIR.md is the rulebook; this crate implements it.
 //!
 //! Import turns FHIR R4 resources into [`FhirRecord`]s keyed by
 //! `(subject, collection, record_id)`:
 //!
-//! * `subject` is the id of the Patient the resource belongs to (its patient
-//!   compartment, FHIR R4 §2.36 "Compartments"), or [`SHARED_SUBJECT`] for
-//!   resources that belong to no patient (Organization, Practitioner, ...);
+//! * `subject` is the id of the Patient whose compartment holds the resource (FHIR R4
+//!   "Compartments"), a pseudonymous placeholder for a patient known only by an
+//!   identifier, or [`SHARED_SUBJECT`] for resources that belong to no patient
+//!   (docs/FHIR.md section 4);
 //! * `collection` is the `resourceType`;
-//! * `record_id` is the resource's logical `id` (FHIR R4 §2.24.0.1 "id").
+//! * `record_id` is the resource's logical `id`, else the id its Bundle entry's `fullUrl`
+//!   gives it, else a content id (docs/FHIR.md section 3).
 //!
-//! Two input shapes are read by [`ImportSource`]:
+//! The stored resource is the input's exact JSON text: references are not rewritten,
+//! numbers keep their text, members their order, so that an export gives back what was
+//! imported (docs/FHIR.md section 1).
 //!
-//! * NDJSON files (`*.ndjson`), one resource per line, as written by the
-//!   FHIR Bulk Data Access IG (`$export`, "ndjson" output format). These are
-//!   streamed line by line with a bounded line length, so memory use does
-//!   not grow with file size.
-//! * JSON files (`*.json`) holding a single resource or a Bundle
-//!   (FHIR R4 §3.3 "Bundle": `transaction`, `batch`, `collection` or
-//!   `searchset`), as written by Synthea. These are read whole, up to a cap.
+//! [`ImportSource`] reads NDJSON files (FHIR Bulk Data Access IG "ndjson"), line by line,
+//! and `.json` files (one resource or a Bundle of any type); a Bundle that is split is
+//! streamed entry by entry. [`import()`] stores what it yields, commits every valid
+//! resource and hands every invalid position to a [`RejectSink`] (by default the
+//! NDJSON reject file of [`RejectFile`]); [`export_ndjson`] writes the records back.
 //!
-//! [`import()`] stores what [`ImportSource`] yields in a vault and [`export_ndjson`] writes
-//! it back; `medvault import`/`export`, the demo and `examples/clinic.rs` all go through
-//! these two functions.
-//!
-//! The stored `resource` is always the input resource exactly as given
-//! (references are not rewritten), so that exporting a record reproduces the
-//! input.
-//!
-//! Error values never carry resource content, only file names, line numbers
-//! and fixed descriptions, because every resource is personal health data
-//! and errors end up in logs and terminals.
+//! Error values never carry resource content, only file names, positions and fixed
+//! descriptions, because every resource is personal health data and errors end up in
+//! logs, terminals and reject files.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -44,80 +38,75 @@ pub mod civil;
 pub mod export;
 pub mod import;
 mod indexes;
+pub mod reject;
+mod scan;
 mod source;
+mod store;
+mod stream;
+mod subject;
 #[cfg(any(test, feature = "synth"))]
 pub mod synth;
 
+pub use bundle::SPLIT_TYPES;
 pub use export::{ExportError, ExportProgress, ExportReport, export_ndjson};
-pub use import::{ImportError, ImportOptions, ImportProgress, ImportReport, import};
+pub use import::{
+    ImportError, ImportOptions, ImportProgress, ImportReport, RejectSink, import, import_with,
+};
 pub use indexes::default_indexes;
+pub use reject::RejectFile;
+pub use scan::SUBJECT_FIELDS;
 pub use source::ImportSource;
+pub use subject::{CONTAINED_PREFIX, PLACEHOLDER_PREFIX, SHARED_SUBJECT};
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use serde_json::{Map, Value};
-
-/// Subject for resources that belong to no patient (Organization,
-/// Practitioner, Location, ...).
-///
-/// Contains `':'`, which a FHIR id (`[A-Za-z0-9\-\.]{1,64}`, FHIR R4
-/// §2.24.0.1 "id") can never contain, so it cannot collide with a Patient id.
-/// Every Patient id produced by this module is checked against that syntax.
-pub const SHARED_SUBJECT: &str = "urn:medvault:shared";
+use zeroize::Zeroizing;
 
 /// Default cap on one NDJSON line, in bytes (excluding the line terminator).
 ///
-/// Bulk Data Access IG ndjson puts one resource per line; the largest
-/// realistic resources (Binary, DocumentReference with inline attachments)
-/// stay well below this, and anything larger is more likely a corrupt file
-/// than a resource worth holding in memory.
+/// Bulk Data Access IG ndjson puts one resource per line; the largest realistic
+/// resources (Binary, DocumentReference with inline attachments) stay well below this,
+/// and anything larger is more likely a corrupt file than a resource worth holding in
+/// memory.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 256 * 1024 * 1024;
 
-/// Default cap on one `.json` file (single resource or Bundle), in bytes.
-///
-/// Such files are parsed whole, so their size bounds peak memory (the parsed
-/// `serde_json::Value` tree takes several times the file size).
-pub const DEFAULT_MAX_JSON_BYTES: u64 = 1024 * 1024 * 1024;
-
-/// Reference fields that place a resource in a Patient's compartment, in the
-/// order they are tried by [`subject_of`].
-///
-/// Taken from the FHIR R4 Patient compartment definition (§2.36,
-/// `compartmentdefinition-patient`): `subject` (Condition, Encounter,
-/// Observation, DocumentReference, MedicationRequest, Procedure, ...),
-/// `patient` (AllergyIntolerance, Immunization, Device, Claim, ...),
-/// `beneficiary` (Coverage), `individual` (ResearchSubject), `candidate`
-/// (EnrollmentRequest) and `for` (Task).
-pub const SUBJECT_FIELDS: [&str; 6] = [
-    "subject",
-    "patient",
-    "beneficiary",
-    "individual",
-    "candidate",
-    "for",
-];
+/// Default cap on a `.json` resource that is held whole (a single resource, or a Bundle
+/// kept whole: document, message, history), in bytes. A Bundle that is split is
+/// streamed entry by entry and has no size cap; each of its entries is held whole and
+/// must fit under this cap.
+pub const DEFAULT_MAX_JSON_BYTES: u64 = 256 * 1024 * 1024;
 
 /// One FHIR resource ready to be stored.
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct FhirRecord {
-    /// Id of the Patient whose compartment holds the resource, or
-    /// [`SHARED_SUBJECT`].
+    /// Id of the Patient whose compartment holds the resource, a placeholder subject
+    /// (`urn:medvault:...`), or [`SHARED_SUBJECT`] (docs/FHIR.md section 4).
     pub subject: String,
-    /// The resource's `resourceType` (FHIR R4 §2.24 "Resource"), e.g.
-    /// `"Condition"`; unknown types are kept as given.
+    /// The resource's `resourceType` (FHIR R4 "Resource"), e.g. `"Condition"`.
     pub collection: String,
-    /// The resource's logical id (FHIR R4 §2.24.0.1 "id"). For a Bundle entry
-    /// without `id` whose `fullUrl` is `urn:uuid:X`, this is `X`.
+    /// The record id (docs/FHIR.md section 3): the resource's `id`, else the id its
+    /// Bundle entry's `fullUrl` gives, else `sha256-<32 hex>` of its minified text.
     pub record_id: String,
-    /// The resource exactly as read (references not rewritten).
-    pub resource: Map<String, Value>,
+    /// The resource's exact JSON text as read (UTF-8, no surrounding whitespace),
+    /// zeroized when dropped (it is health data).
+    pub resource: Zeroizing<String>,
 }
 
-// Hand-written so that `{:?}` of a record (in a log line, a panic message or
-// a failed assert) never prints patient data.
+impl FhirRecord {
+    /// The resource parsed as a `serde_json` value (for tests and tools: numbers become
+    /// float64 or 64-bit integers, so this is not the exact form).
+    ///
+    /// # Errors
+    /// A serde_json error for a number no float64 holds (e.g. `1e400`).
+    pub fn value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(self.resource.as_str())
+    }
+}
+
+// Hand-written so that `{:?}` of a record (in a log line, a panic message or a failed
+// assert) never prints patient data.
 impl fmt::Debug for FhirRecord {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FhirRecord")
@@ -126,7 +115,7 @@ impl fmt::Debug for FhirRecord {
             .field("record_id", &self.record_id)
             .field(
                 "resource",
-                &format_args!("<{} fields redacted>", self.resource.len()),
+                &format_args!("<{} bytes redacted>", self.resource.len()),
             )
             .finish()
     }
@@ -137,26 +126,49 @@ impl fmt::Debug for FhirRecord {
 pub enum Position {
     /// 1-based line of an NDJSON file.
     Line(u64),
+    /// 0-based index into `Bundle.entry` of the Bundle on a 1-based NDJSON line (a
+    /// Bundle nested in an entry reports that entry).
+    LineEntry(u64, usize),
     /// 0-based index into `Bundle.entry` of a `.json` file.
     Entry(usize),
-    /// The single resource of a `.json` file that is not a Bundle.
+    /// The whole `.json` file (its single resource, or the file as such).
     Document,
+}
+
+impl Position {
+    /// The NDJSON line, if any.
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            Position::Line(n) | Position::LineEntry(n, _) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The Bundle entry index, if any.
+    pub fn entry(&self) -> Option<usize> {
+        match self {
+            Position::LineEntry(_, i) | Position::Entry(i) => Some(*i),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Position::Line(n) => write!(f, "line {n}"),
+            Position::LineEntry(n, i) => write!(f, "line {n}, Bundle.entry[{i}]"),
             Position::Entry(i) => write!(f, "Bundle.entry[{i}]"),
             Position::Document => f.write_str("top-level resource"),
         }
     }
 }
 
-/// Errors from reading FHIR input.
+/// Errors from reading FHIR input: each is one rejected position (docs/FHIR.md
+/// section 6).
 ///
-/// Messages name the file and position but never include resource content
-/// (it is patient data).
+/// Messages name the file and position but never include resource content (it is
+/// patient data).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FhirError {
@@ -168,38 +180,58 @@ pub enum FhirError {
         /// Underlying error.
         source: io::Error,
     },
+    /// The path is (or links to) something other than a regular file or a directory: a
+    /// device, a FIFO, a socket. Refused before reading: `/dev/zero` never ends and a
+    /// FIFO blocks until written to.
+    #[error("{}: not a regular file (a device, FIFO or socket, or a link to one)", path.display())]
+    NotRegularFile {
+        /// Path involved.
+        path: PathBuf,
+    },
     /// The text is not valid JSON.
-    #[error("invalid JSON in {}, line {line}, column {column}: {message}", path.display())]
+    #[error("{}, {at}: invalid JSON (line {line}, column {column} of that text): {message}", path.display())]
     Json {
         /// File involved.
         path: PathBuf,
-        /// 1-based line: the NDJSON line, or the line within a `.json` file.
+        /// Position of the offending text.
+        at: Position,
+        /// 1-based line within that text (the NDJSON line, the entry, or the file).
         line: u64,
-        /// 1-based column within that line, as reported by the parser.
-        column: usize,
+        /// 1-based column within that line.
+        column: u64,
         /// Fixed syntax-error description (never input text).
         message: String,
     },
-    /// A value where a resource is required (a Bundle entry, or anything with
-    /// a `resourceType` member) has no usable `resourceType`; resource type
-    /// names are `[A-Z][A-Za-z]{0,63}` (FHIR R4 §2.24).
-    #[error("{}, {at}: not a FHIR resource (missing or malformed resourceType)", path.display())]
+    /// An object holds the same member name twice (FHIR R4 "JSON Representation"
+    /// forbids it; keeping either would alter the record).
+    #[error("{}, {at}: duplicated member name in an object", path.display())]
+    DuplicateMember {
+        /// File involved.
+        path: PathBuf,
+        /// Position of the resource.
+        at: Position,
+    },
+    /// Arrays and objects nested deeper than a record may hold (100 levels, the core's
+    /// bound), or Bundles nested more than 25 deep.
+    #[error("{}, {at}: nested too deep", path.display())]
+    TooDeep {
+        /// File involved.
+        path: PathBuf,
+        /// Position of the resource.
+        at: Position,
+    },
+    /// A value where a resource is required is not a JSON object with a well-formed
+    /// `resourceType` (`[A-Z][A-Za-z]{0,63}`, FHIR R4 "Resource"), or a Bundle's
+    /// `entry` is not an array of objects.
+    #[error("{}, {at}: not a FHIR resource (not an object, or missing or malformed resourceType)", path.display())]
     NotAResource {
         /// File involved.
         path: PathBuf,
         /// Position of the offending value.
         at: Position,
     },
-    /// A resource has no `id`, or an empty one, and none can be derived.
-    #[error("{}, {at}: resource has no id", path.display())]
-    MissingId {
-        /// File involved.
-        path: PathBuf,
-        /// Position of the resource.
-        at: Position,
-    },
-    /// A resource `id` (or a Patient id taken from a reference or `fullUrl`)
-    /// does not match `[A-Za-z0-9\-\.]{1,64}` (FHIR R4 §2.24.0.1).
+    /// A resource `id` is present but does not match `[A-Za-z0-9\-\.]{1,64}` (FHIR R4
+    /// "id").
     #[error("{}, {at}: resource id is not a valid FHIR id", path.display())]
     InvalidId {
         /// File involved.
@@ -207,24 +239,9 @@ pub enum FhirError {
         /// Position of the resource.
         at: Position,
     },
-    /// A patient-compartment reference (see [`SUBJECT_FIELDS`]) points at a
-    /// Patient but cannot be resolved to a Patient id: a `urn:uuid:` with no
-    /// matching Bundle entry (or any `urn:` outside a Bundle), a conditional
-    /// reference (`Patient?identifier=...`) or a logical reference by
-    /// identifier. Refused rather than filed under [`SHARED_SUBJECT`], which
-    /// would put patient data outside the patient's compartment.
-    #[error("{}, {at}: cannot resolve the patient reference in `{field}`", path.display())]
-    UnresolvedReference {
-        /// File involved.
-        path: PathBuf,
-        /// Position of the resource.
-        at: Position,
-        /// The reference field, one of [`SUBJECT_FIELDS`].
-        field: &'static str,
-    },
     /// An NDJSON line is longer than the cap (see
-    /// [`ImportSource::with_max_line_bytes`]). The rest of the line is
-    /// skipped; reading continues with the next line.
+    /// [`ImportSource::with_max_line_bytes`]). The rest of the line is skipped; reading
+    /// continues with the next line.
     #[error("{}, line {line}: line longer than {limit} bytes", path.display())]
     LineTooLong {
         /// File involved.
@@ -234,28 +251,31 @@ pub enum FhirError {
         /// The cap in bytes.
         limit: usize,
     },
-    /// A `.json` file (Bundle or single resource) is larger than the cap (see
-    /// [`ImportSource::with_max_json_bytes`]); the file is skipped.
-    #[error("{} is larger than {limit} bytes; split it or convert it to NDJSON", path.display())]
+    /// A `.json` resource to be held whole (a single resource, a Bundle kept whole, or
+    /// one entry of a streamed Bundle) is larger than the cap (see
+    /// [`ImportSource::with_max_json_bytes`]).
+    #[error("{}, {at}: larger than {limit} bytes; split it or convert it to NDJSON", path.display())]
     BundleTooLarge {
         /// File involved.
         path: PathBuf,
+        /// Position.
+        at: Position,
         /// The cap in bytes.
         limit: u64,
     },
-    /// A Bundle whose `type` is not one of `transaction`, `batch`,
-    /// `collection`, `searchset` (FHIR R4 §3.3.1, `bundle-type` value set).
-    /// `document`, `message` and `history` Bundles are refused: their
-    /// entries are not independent current resources.
-    #[error("{}: unsupported Bundle.type `{bundle_type}`", path.display())]
-    UnsupportedBundleType {
+    /// The vault refused one record (e.g. larger than it holds); the other records of
+    /// its batch were stored.
+    #[error("{}, {at}: the vault refused the record: {message}", path.display())]
+    Refused {
         /// File involved.
         path: PathBuf,
-        /// The Bundle type if it is a well-formed code, else `"(invalid)"`.
-        bundle_type: String,
+        /// Position of the resource.
+        at: Position,
+        /// The vault's message (names limits, never content).
+        message: String,
     },
-    /// A path given to [`ImportSource::new`] is a file with an extension other
-    /// than `.ndjson` or `.json`.
+    /// A path given to [`ImportSource::new`] is a file with an extension other than
+    /// `.ndjson` or `.json`.
     #[error("{}: unsupported file type (expected .ndjson or .json)", path.display())]
     UnsupportedFile {
         /// File involved.
@@ -263,176 +283,87 @@ pub enum FhirError {
     },
 }
 
-/// Returns the id of the Patient a resource belongs to.
-///
-/// A Patient yields its own `id`. Any other resource yields the id from the
-/// first of [`SUBJECT_FIELDS`] holding a Reference (or, for 0..* fields like
-/// `Account.subject`, the first element of the array) whose `reference`
-/// targets a Patient (FHIR R4 §3.1.1 "Resource References"):
-///
-/// * relative `Patient/<id>`,
-/// * absolute `http(s)://.../Patient/<id>`,
-/// * either with a version suffix `/_history/<vid>`.
-///
-/// Returns `None` when there is no such reference, including when the only
-/// patient reference is a `urn:uuid:` (it needs its Bundle to be resolved),
-/// conditional (`Patient?identifier=...`), contained (`#id`) or by identifier
-/// only, and when the id is not a valid FHIR id (§2.24.0.1), which guarantees
-/// the result can never equal [`SHARED_SUBJECT`]. [`ImportSource`] is stricter
-/// and refuses unresolvable patient references (see
-/// [`FhirError::UnresolvedReference`]).
-pub fn subject_of(resource: &Map<String, Value>) -> Option<String> {
-    if resource.get("resourceType").and_then(Value::as_str) == Some("Patient") {
-        return resource
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|id| is_valid_id(id))
-            .map(str::to_owned);
+impl FhirError {
+    /// The file the error concerns.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            FhirError::Io { path, .. }
+            | FhirError::NotRegularFile { path }
+            | FhirError::Json { path, .. }
+            | FhirError::DuplicateMember { path, .. }
+            | FhirError::TooDeep { path, .. }
+            | FhirError::NotAResource { path, .. }
+            | FhirError::InvalidId { path, .. }
+            | FhirError::LineTooLong { path, .. }
+            | FhirError::BundleTooLarge { path, .. }
+            | FhirError::Refused { path, .. }
+            | FhirError::UnsupportedFile { path } => path,
+        }
     }
-    for field in SUBJECT_FIELDS {
-        for target in reference_targets(resource.get(field)) {
-            if let RefTarget::Patient(id) = target {
-                return Some(id.to_owned());
+
+    /// The position in the file, when the error concerns one.
+    pub fn position(&self) -> Option<Position> {
+        match self {
+            FhirError::Json { at, .. }
+            | FhirError::DuplicateMember { at, .. }
+            | FhirError::TooDeep { at, .. }
+            | FhirError::NotAResource { at, .. }
+            | FhirError::InvalidId { at, .. }
+            | FhirError::BundleTooLarge { at, .. }
+            | FhirError::Refused { at, .. } => Some(*at),
+            FhirError::LineTooLong { line, .. } => Some(Position::Line(*line)),
+            FhirError::Io { .. }
+            | FhirError::NotRegularFile { .. }
+            | FhirError::UnsupportedFile { .. } => None,
+        }
+    }
+
+    /// The FHIR R4 `issue-type` code of an OperationOutcome describing this error
+    /// (docs/FHIR.md section 6).
+    pub fn issue_code(&self) -> &'static str {
+        match self {
+            FhirError::Io { .. } => "exception",
+            FhirError::NotRegularFile { .. } | FhirError::UnsupportedFile { .. } => "not-supported",
+            FhirError::Json { .. }
+            | FhirError::DuplicateMember { .. }
+            | FhirError::TooDeep { .. }
+            | FhirError::NotAResource { .. } => "structure",
+            FhirError::InvalidId { .. } => "invalid",
+            FhirError::LineTooLong { .. } | FhirError::BundleTooLarge { .. } => "too-long",
+            FhirError::Refused { .. } => "processing",
+        }
+    }
+
+    /// The reason alone (no file, no position), a fixed text.
+    pub fn reason(&self) -> String {
+        match self {
+            FhirError::Io { source, .. } => format!("cannot read the file: {source}"),
+            FhirError::NotRegularFile { .. } => {
+                "not a regular file (a device, FIFO or socket, or a link to one)".to_owned()
+            }
+            FhirError::Json {
+                line,
+                column,
+                message,
+                ..
+            } => format!("invalid JSON (line {line}, column {column} of that text): {message}"),
+            FhirError::DuplicateMember { .. } => "duplicated member name in an object".to_owned(),
+            FhirError::TooDeep { .. } => "nested too deep".to_owned(),
+            FhirError::NotAResource { .. } => {
+                "not a FHIR resource (not an object, or missing or malformed resourceType)"
+                    .to_owned()
+            }
+            FhirError::InvalidId { .. } => "resource id is not a valid FHIR id".to_owned(),
+            FhirError::LineTooLong { limit, .. } => format!("line longer than {limit} bytes"),
+            FhirError::BundleTooLarge { limit, .. } => format!("larger than {limit} bytes"),
+            FhirError::Refused { message, .. } => {
+                format!("the vault refused the record: {message}")
+            }
+            FhirError::UnsupportedFile { .. } => {
+                "unsupported file type (expected .ndjson or .json)".to_owned()
             }
         }
     }
-    // Resources in the Patient compartment through other elements (Appointment
-    // `participant.actor`, Communication `recipient`, Provenance `target`, ...): a
-    // patient's data must not land in the shared subject, where erasing the patient
-    // would not reach it. The first Patient referenced anywhere owns the resource.
-    resource
-        .iter()
-        .filter(|(k, _)| k.as_str() != "contained")
-        .find_map(|(_, v)| any_patient_reference(v, 0))
-}
-
-/// The first `Patient/<id>` reference anywhere under `v` (depth-limited).
-fn any_patient_reference(v: &Value, depth: usize) -> Option<String> {
-    if depth > 32 {
-        return None;
-    }
-    match v {
-        Value::Object(m) => {
-            if m.get("reference").is_some_and(Value::is_string) {
-                for target in reference_targets(Some(v)) {
-                    if let RefTarget::Patient(id) = target {
-                        return Some(id.to_owned());
-                    }
-                }
-            }
-            m.values().find_map(|x| any_patient_reference(x, depth + 1))
-        }
-        Value::Array(a) => a.iter().find_map(|x| any_patient_reference(x, depth + 1)),
-        _ => None,
-    }
-}
-
-/// FHIR R4 §2.24.0.1: an id is `[A-Za-z0-9\-\.]{1,64}`.
-fn is_valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-}
-
-/// Resource type names are plain ASCII identifiers starting with an upper
-/// case letter (FHIR R4 §2.24). Enforced because the type becomes a storage
-/// collection name.
-fn is_valid_resource_type(t: &str) -> bool {
-    (1..=64).contains(&t.len())
-        && t.as_bytes()[0].is_ascii_uppercase()
-        && t.bytes().all(|b| b.is_ascii_alphabetic())
-}
-
-/// What one Reference value points at, as far as the patient compartment is
-/// concerned.
-#[derive(Debug, PartialEq)]
-enum RefTarget<'a> {
-    /// A Patient with this (valid) id.
-    Patient(&'a str),
-    /// A `urn:` reference, only resolvable against a Bundle's `fullUrl`s.
-    Urn(&'a str),
-    /// Claims to target a Patient but gives no usable id.
-    UnresolvablePatient,
-    /// Not a patient reference (another type, contained, absent).
-    Other,
-}
-
-/// Yields the targets of a Reference or an array of References.
-fn reference_targets(value: Option<&Value>) -> impl Iterator<Item = RefTarget<'_>> {
-    let items: &[Value] = match value {
-        Some(Value::Array(a)) => a,
-        Some(v) => std::slice::from_ref(v),
-        None => &[],
-    };
-    items.iter().map(classify_reference)
-}
-
-fn classify_reference(reference: &Value) -> RefTarget<'_> {
-    let Some(obj) = reference.as_object() else {
-        return RefTarget::Other;
-    };
-    let declared_patient = obj.get("type").and_then(Value::as_str) == Some("Patient");
-    let Some(r) = obj.get("reference").and_then(Value::as_str) else {
-        // Logical reference (by identifier only): FHIR R4 §3.1.1.
-        return if declared_patient {
-            RefTarget::UnresolvablePatient
-        } else {
-            RefTarget::Other
-        };
-    };
-    if r.starts_with("urn:") {
-        return RefTarget::Urn(r);
-    }
-    if r.starts_with('#') {
-        return RefTarget::Other;
-    }
-    if let Some((path, _query)) = r.split_once('?') {
-        // Conditional reference, e.g. `Patient?identifier=sys|val`.
-        return if path.rsplit('/').next() == Some("Patient") || declared_patient {
-            RefTarget::UnresolvablePatient
-        } else {
-            RefTarget::Other
-        };
-    }
-    let mut segs: Vec<&str> = r.split('/').collect();
-    if segs.len() >= 4 && segs[segs.len() - 2] == "_history" {
-        segs.truncate(segs.len() - 2);
-    }
-    match segs.as_slice() {
-        [.., "Patient", id] if is_valid_id(id) => RefTarget::Patient(id),
-        [.., "Patient", _] => RefTarget::UnresolvablePatient,
-        _ if declared_patient => RefTarget::UnresolvablePatient,
-        _ => RefTarget::Other,
-    }
-}
-
-/// Maps Bundle `fullUrl`s of the form `urn:...` to the Patient id of that
-/// entry, or `None` when the entry is not a Patient.
-type UrnMap = HashMap<String, Option<String>>;
-
-/// Like [`subject_of`] for a non-Patient resource, but resolving `urn:`
-/// references through `urns` and refusing unresolvable patient references.
-fn resolve_subject(
-    resource: &Map<String, Value>,
-    urns: Option<&UrnMap>,
-) -> Result<Option<String>, &'static str> {
-    for field in SUBJECT_FIELDS {
-        for target in reference_targets(resource.get(field)) {
-            match target {
-                RefTarget::Patient(id) => return Ok(Some(id.to_owned())),
-                RefTarget::Urn(u) => match urns.and_then(|m| m.get(u)) {
-                    Some(Some(pid)) => return Ok(Some(pid.clone())),
-                    // An entry of another type (e.g. a Group subject).
-                    Some(None) => {}
-                    None => return Err(field),
-                },
-                RefTarget::UnresolvablePatient => return Err(field),
-                RefTarget::Other => {}
-            }
-        }
-    }
-    Ok(None)
 }
 
 /// The outcome of reading one position of the input.
@@ -440,8 +371,9 @@ fn resolve_subject(
 pub enum ImportItem {
     /// A resource to store.
     Record(FhirRecord),
-    /// Valid JSON that is not a resource (e.g. a Bulk Data `log.ndjson`
-    /// line) or a Bundle entry without `resource`; counted, not an error.
+    /// Valid JSON that is not a resource to store: a Bulk Data `log.ndjson` line, a
+    /// Bundle entry without `resource` (a request), a `PATCH` entry, a search outcome
+    /// (docs/FHIR.md section 5); counted, not an error.
     Skipped {
         /// File involved.
         path: PathBuf,
@@ -470,92 +402,29 @@ impl ImportItem {
     }
 }
 
-/// Turns one parsed JSON value into an item.
+/// The subject a standalone resource (outside any Bundle) is filed under
+/// (docs/FHIR.md section 4): its own id for a Patient, the patient its references name,
+/// a placeholder subject, or [`SHARED_SUBJECT`].
 ///
-/// `fallback_id` is the id derived from a Bundle entry's `urn:uuid:` fullUrl;
-/// `urns` is present exactly for Bundle entries; it resolves `urn:`
-/// references, and makes a non-resource an error instead of a skip (an
-/// entry's `resource` must be a resource).
-fn resource_item(
-    path: &Path,
-    at: Position,
-    value: Value,
-    fallback_id: Option<&str>,
-    urns: Option<&UrnMap>,
-) -> Result<ImportItem, FhirError> {
-    let in_bundle = urns.is_some();
-    let not_resource = || FhirError::NotAResource {
-        path: path.to_path_buf(),
-        at,
-    };
-    let Value::Object(resource) = value else {
-        return if in_bundle {
-            Err(not_resource())
-        } else {
-            Ok(ImportItem::Skipped {
-                path: path.to_path_buf(),
-                at,
-                why: "not a JSON object",
-            })
-        };
-    };
-    let collection = match resource.get("resourceType") {
-        Some(Value::String(t)) if is_valid_resource_type(t) => t.clone(),
-        Some(_) => return Err(not_resource()),
-        None if in_bundle => return Err(not_resource()),
-        None => {
-            return Ok(ImportItem::Skipped {
-                path: path.to_path_buf(),
-                at,
-                why: "no resourceType (not a FHIR resource, e.g. a bulk-export log line)",
-            });
+/// # Errors
+/// The text is not a JSON object with a well-formed `resourceType`, or holds a
+/// duplicated member name.
+pub fn subject_of(resource: &str) -> Result<String, FhirError> {
+    let mut found = None;
+    bundle::expand(std::borrow::Cow::Borrowed(resource), false, &mut |_, p| {
+        if found.is_none() {
+            found = Some(p);
         }
-    };
-    let record_id = match resource.get("id") {
-        Some(Value::String(id)) if !id.is_empty() => id.clone(),
-        None | Some(Value::Null) | Some(Value::String(_)) => match fallback_id {
-            Some(id) => id.to_owned(),
-            None => {
-                return Err(FhirError::MissingId {
-                    path: path.to_path_buf(),
-                    at,
-                });
-            }
-        },
-        Some(_) => {
-            return Err(FhirError::InvalidId {
-                path: path.to_path_buf(),
-                at,
-            });
-        }
-    };
-    if !is_valid_id(&record_id) {
-        return Err(FhirError::InvalidId {
-            path: path.to_path_buf(),
-            at,
-        });
+    });
+    let path = PathBuf::new();
+    match found {
+        Some(bundle::Piece::Record(r)) => Ok(r.subject),
+        Some(bundle::Piece::Rejected(r)) => Err(source::reject_error(path, Position::Document, r)),
+        _ => Err(FhirError::NotAResource {
+            path,
+            at: Position::Document,
+        }),
     }
-    let subject = if collection == "Patient" {
-        record_id.clone()
-    } else {
-        match resolve_subject(&resource, urns) {
-            Ok(Some(s)) => s,
-            Ok(None) => SHARED_SUBJECT.to_owned(),
-            Err(field) => {
-                return Err(FhirError::UnresolvedReference {
-                    path: path.to_path_buf(),
-                    at,
-                    field,
-                });
-            }
-        }
-    };
-    Ok(ImportItem::Record(FhirRecord {
-        subject,
-        collection,
-        record_id,
-        resource,
-    }))
 }
 
 #[cfg(test)]

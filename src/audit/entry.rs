@@ -197,7 +197,7 @@ fn ser_tag<S: serde::Serializer>(
     s: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     match t {
-        Some(t) => s.serialize_str(&hex(t)),
+        Some(t) => s.serialize_str(&t.to_string()),
         None => s.serialize_none(),
     }
 }
@@ -289,7 +289,7 @@ impl PendingEntry {
         match &self.subject {
             Some((tag, detail)) => {
                 b.push(1);
-                b.extend_from_slice(tag);
+                b.extend_from_slice(tag.as_bytes());
                 put_lp32(&mut b, detail);
             }
             None => b.push(0),
@@ -303,7 +303,7 @@ impl PendingEntry {
 /// the entry's own seal binds the sequence number.
 pub(crate) fn seal_target(
     audit: &AeadKey,
-    vault_id: &[u8; 16],
+    vault_id: &crate::VaultId,
     tag: &SubjectTag,
     t: &Target,
 ) -> Vec<u8> {
@@ -319,18 +319,18 @@ pub(crate) fn seal_target(
     audit.seal(&target_aad(vault_id, tag), &pt)
 }
 
-fn target_aad(vault_id: &[u8; 16], tag: &SubjectTag) -> Vec<u8> {
+fn target_aad(vault_id: &crate::VaultId, tag: &SubjectTag) -> Vec<u8> {
     let mut aad = b"medvault/v1/log-target".to_vec();
     aad.push(ENTRY_VERSION);
-    aad.extend_from_slice(vault_id);
-    aad.extend_from_slice(tag);
+    aad.extend_from_slice(vault_id.as_bytes());
+    aad.extend_from_slice(tag.as_bytes());
     aad
 }
 
 /// Opens a target sealed by [`seal_target`].
 pub(crate) fn open_target(
     audit: &AeadKey,
-    vault_id: &[u8; 16],
+    vault_id: &crate::VaultId,
     tag: &SubjectTag,
     sealed: &[u8],
 ) -> Result<Target> {
@@ -395,7 +395,7 @@ pub(crate) fn decode_body(seq: u64, pt: &[u8]) -> Result<Body> {
     let (subject_pseudonym, sealed_target) = match r.u8()? {
         0 => (None, None),
         1 => {
-            let tag: SubjectTag = r.array()?;
+            let tag = SubjectTag::from(r.array::<16>()?);
             (Some(tag), Some(r.lp32(MAX_BODY)?.to_vec()))
         }
         _ => {

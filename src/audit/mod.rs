@@ -44,7 +44,7 @@ const CHECKPOINT_LEN: usize = 1 + 16 + 8 + 32 + 32;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
     /// The vault it belongs to.
-    pub vault_id: [u8; 16],
+    pub vault_id: crate::VaultId,
     /// Number of entries the log held (the next sequence number).
     pub next_seq: u64,
     /// Link of entry `next_seq - 1` (genesis link when empty).
@@ -57,7 +57,7 @@ impl Checkpoint {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(CHECKPOINT_LEN);
         b.push(CHECKPOINT_VERSION);
-        b.extend_from_slice(&self.vault_id);
+        b.extend_from_slice(self.vault_id.as_bytes());
         b.extend_from_slice(&self.next_seq.to_be_bytes());
         b.extend_from_slice(&self.link);
         b.extend_from_slice(&self.mac);
@@ -76,7 +76,7 @@ impl Checkpoint {
             });
         }
         let cp = Checkpoint {
-            vault_id: r.array()?,
+            vault_id: crate::VaultId::from(r.array::<16>()?),
             next_seq: r.u64()?,
             link: r.array()?,
             mac: r.array()?,
@@ -123,7 +123,7 @@ impl Checkpoint {
 /// checkpoints. The log itself (frames, chain, head) is the commit protocol's
 /// ([`crate::commit::Committer`]); the frames live in a [`LogStore`].
 pub(crate) struct AuditLog {
-    vault_id: [u8; 16],
+    vault_id: crate::VaultId,
     secret_for_seal: SecretKey,
     checkpoint_key: MacKey,
     /// Log keys by key segment, shared rather than cloned per entry: an `AeadKey` clone
@@ -131,17 +131,17 @@ pub(crate) struct AuditLog {
     seal_keys: Mutex<Vec<(u64, Arc<AeadKey>)>>,
 }
 
-fn body_aad(vault_id: &[u8; 16], seq: u64) -> Vec<u8> {
+fn body_aad(vault_id: &crate::VaultId, seq: u64) -> Vec<u8> {
     let mut aad = b"medvault/v1/log-entry".to_vec();
     aad.push(ENTRY_VERSION);
-    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(vault_id.as_bytes());
     aad.extend_from_slice(&seq.to_be_bytes());
     aad
 }
 
 impl AuditLog {
     /// Sets up the log keys, derived from the vault secret.
-    pub fn new(vault_id: [u8; 16], vault_secret: &SecretKey) -> Self {
+    pub fn new(vault_id: crate::VaultId, vault_secret: &SecretKey) -> Self {
         AuditLog {
             vault_id,
             secret_for_seal: derive_key(vault_secret, &[b"medvault/v1/log-seal"]),
@@ -187,7 +187,7 @@ impl AuditLog {
         self.checkpoint_key.mac_raw(&[
             b"medvault/v1/checkpoint",
             &[CHECKPOINT_VERSION],
-            &self.vault_id,
+            self.vault_id.as_bytes(),
             &next_seq.to_be_bytes(),
             link,
         ])

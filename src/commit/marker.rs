@@ -30,24 +30,28 @@ impl Marker {
     /// `u8 version || LogPos (24) || link[32] || digest[32] || mac[32]`,
     /// `mac = HMAC-SHA256(marker key, "medvault/v1/applied-marker" || vault_id || bytes
     /// 0..89)`.
-    pub fn encode(&self, key: &MacKey, vault_id: &[u8; 16]) -> Vec<u8> {
+    pub fn encode(&self, key: &MacKey, vault_id: &crate::VaultId) -> Vec<u8> {
         let mut b = Vec::with_capacity(MARKER_LEN);
         b.push(MARKER_VERSION);
         b.extend_from_slice(&self.pos.to_bytes());
         b.extend_from_slice(&self.link);
         b.extend_from_slice(&self.digest);
-        let mac = key.mac_raw(&[LABEL, vault_id, &b]);
+        let mac = key.mac_raw(&[LABEL, vault_id.as_bytes(), &b]);
         b.extend_from_slice(&mac);
         b
     }
 
     /// Decodes and checks a marker; the error names what is wrong.
-    pub fn decode(key: &MacKey, vault_id: &[u8; 16], b: &[u8]) -> Result<Marker, &'static str> {
+    pub fn decode(
+        key: &MacKey,
+        vault_id: &crate::VaultId,
+        b: &[u8],
+    ) -> Result<Marker, &'static str> {
         if b.len() != MARKER_LEN {
             return Err("applied marker has the wrong length");
         }
         let (body, mac) = b.split_at(MARKER_LEN - 32);
-        if !ct_eq(&key.mac_raw(&[LABEL, vault_id, body]), mac) {
+        if !ct_eq(&key.mac_raw(&[LABEL, vault_id.as_bytes(), body]), mac) {
             return Err("applied marker fails its MAC");
         }
         if body[0] != MARKER_VERSION {
@@ -85,18 +89,24 @@ mod tests {
             link: [1; 32],
             digest: [2; 32],
         };
-        let b = m.encode(&k, &[3; 16]);
+        let b = m.encode(&k, &crate::VaultId::from([3; 16]));
         assert_eq!(b.len(), 121);
         assert_eq!(b[0], 1);
         assert_eq!(&b[1..9], &9u64.to_be_bytes());
         assert_eq!(&b[17..25], &777u64.to_be_bytes());
-        assert_eq!(Marker::decode(&k, &[3; 16], &b), Ok(m));
+        assert_eq!(
+            Marker::decode(&k, &crate::VaultId::from([3; 16]), &b),
+            Ok(m)
+        );
         for i in 0..b.len() {
             let mut t = b.clone();
             t[i] ^= 0x40;
-            assert!(Marker::decode(&k, &[3; 16], &t).is_err(), "flip {i}");
+            assert!(
+                Marker::decode(&k, &crate::VaultId::from([3; 16]), &t).is_err(),
+                "flip {i}"
+            );
         }
-        assert!(Marker::decode(&k, &[4; 16], &b).is_err());
-        assert!(Marker::decode(&k, &[3; 16], &b[..120]).is_err());
+        assert!(Marker::decode(&k, &crate::VaultId::from([4; 16]), &b).is_err());
+        assert!(Marker::decode(&k, &crate::VaultId::from([3; 16]), &b[..120]).is_err());
     }
 }

@@ -41,9 +41,9 @@ pub struct CommitKeys {
 
 impl CommitKeys {
     /// Derives the keys of the vault `vault_id` from its secret.
-    pub fn derive(vault_id: &[u8; 16], secret: &SecretKey) -> Self {
+    pub fn derive(vault_id: &crate::VaultId, secret: &SecretKey) -> Self {
         let chain = MacKey::new(&derive_key(secret, &[b"medvault/v1/log-chain"]));
-        let genesis = chain.mac_parts(&[b"medvault/v1/genesis", vault_id]);
+        let genesis = chain.mac_parts(&[b"medvault/v1/genesis", vault_id.as_bytes()]);
         CommitKeys {
             chain,
             digest: MacKey::new(&derive_key(secret, &[b"medvault/v1/state-digest"])),
@@ -139,7 +139,7 @@ pub type Excluded = fn(&[u8]) -> bool;
 /// What a [`Committer`] is built from.
 pub struct Parts {
     /// The vault's id (bound into the marker's and the anchor's MACs).
-    pub vault_id: [u8; 16],
+    pub vault_id: crate::VaultId,
     /// The protocol's keys.
     pub keys: CommitKeys,
     /// Seals entry bodies.
@@ -154,7 +154,7 @@ pub struct Parts {
 
 /// The commit protocol of one open vault. See the module docs.
 pub struct Committer {
-    vault_id: [u8; 16],
+    vault_id: crate::VaultId,
     keys: CommitKeys,
     sealer: Arc<dyn Sealer>,
     records: Arc<dyn Storage>,

@@ -15,7 +15,7 @@ use crate::error::StorageError;
 use crate::logstore::{LogFaults, MemoryLog, SegmentLog, SegmentOptions};
 use crate::storage::{KeyValue, MemoryStorage, ScanIter};
 
-const ID: [u8; 16] = [0x11; 16];
+const ID: crate::VaultId = crate::VaultId::from_bytes([0x11; 16]);
 
 /// "Seals" by prefixing the seq: the protocol treats bodies as opaque, and the test
 /// reads them back.

@@ -75,6 +75,36 @@ impl AeadKey {
             .ok()
             .map(Zeroizing::new)
     }
+
+    /// Opens an envelope straight into the end of `out` (no intermediate plaintext
+    /// buffer): the ciphertext is appended and decrypted in place. Returns false on any
+    /// failure (too short, tag mismatch), after zeroizing and removing what it appended
+    /// (aes-gcm decrypts before it compares the tag). The caller reserves room for the
+    /// plaintext (envelope length - 28) when `out` must not reallocate.
+    pub fn open_into(&self, aad: &[u8], envelope: &[u8], out: &mut Vec<u8>) -> bool {
+        use zeroize::Zeroize;
+        let Some(ct_len) = envelope.len().checked_sub(OVERHEAD) else {
+            return false;
+        };
+        let (nonce, rest) = envelope.split_at(NONCE_LEN);
+        let (ct, tag) = rest.split_at(ct_len);
+        let start = out.len();
+        out.extend_from_slice(ct);
+        let ok = self
+            .cipher
+            .decrypt_in_place_detached(
+                Nonce::from_slice(nonce),
+                aad,
+                &mut out[start..],
+                aes_gcm::Tag::from_slice(tag),
+            )
+            .is_ok();
+        if !ok {
+            out[start..].zeroize();
+            out.truncate(start);
+        }
+        ok
+    }
 }
 
 impl std::fmt::Debug for AeadKey {
@@ -103,6 +133,26 @@ mod tests {
         assert!(k.open(b"aad", &env[..OVERHEAD - 1]).is_none());
         let other = AeadKey::new(&SecretKey::random());
         assert!(other.open(b"aad", &env).is_none());
+    }
+
+    #[test]
+    fn open_into_appends_or_leaves_nothing() {
+        let k = AeadKey::new(&SecretKey::random());
+        let env = k.seal(b"aad", b"hello");
+        let mut out = b"prefix:".to_vec();
+        assert!(k.open_into(b"aad", &env, &mut out));
+        assert_eq!(out, b"prefix:hello");
+        for i in 0..env.len() {
+            let mut t = env.clone();
+            t[i] ^= 1;
+            let mut out = b"prefix:".to_vec();
+            assert!(!k.open_into(b"aad", &t, &mut out), "flip at {i} accepted");
+            assert_eq!(out, b"prefix:");
+        }
+        let mut out = Vec::new();
+        assert!(!k.open_into(b"aad", &env[..OVERHEAD - 1], &mut out));
+        assert!(!k.open_into(b"aaD", &env, &mut out));
+        assert!(out.is_empty());
     }
 
     #[test]

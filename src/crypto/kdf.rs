@@ -17,6 +17,12 @@ pub const MAX_MEMORY_KIB: u32 = 4 * 1024 * 1024;
 pub const MAX_ITERATIONS: u32 = 64;
 /// Cap on lanes (parallelism) read from disk.
 pub const MAX_LANES: u32 = 64;
+/// Default budget on the Argon2id work a header may ask for, in KiB-passes
+/// ([`KdfParams::work`]): four times the default cost (64 MiB x 3 passes), e.g.
+/// 256 MiB x 3 or 64 MiB x 12. A header asking for more is refused with
+/// [`Error::ExcessiveWork`] before any work, unless the caller raised the budget
+/// (`VaultOptions::max_kdf_work`), as age bounds the scrypt work factor it accepts.
+pub const DEFAULT_MAX_KDF_WORK: u64 = 4 * 64 * 1024 * 3;
 /// Floor on memory: 8 KiB per lane is Argon2's own minimum.
 pub const MIN_MEMORY_KIB: u32 = 8;
 
@@ -43,14 +49,23 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
-    /// Low-cost parameters for tests and examples only (m = 64 KiB, t = 1, p = 1): they
-    /// offer no real resistance to guessing. Never use them for a real vault.
-    pub fn insecure_for_tests() -> Self {
-        KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            lanes: 1,
+    /// The work these parameters cost, in KiB-passes: `memory_kib x iterations`. Lanes
+    /// split the memory between them (RFC 9106 section 3.2) and do not add blocks to
+    /// compute, so they do not count (the default, 64 MiB x 3, is 196,608).
+    pub fn work(&self) -> u64 {
+        u64::from(self.memory_kib) * u64::from(self.iterations)
+    }
+
+    /// [`KdfParams::check`], then the work against `max_work` (KiB-passes):
+    /// [`Error::ExcessiveWork`] when [`KdfParams::work`] exceeds it.
+    pub fn check_within(&self, max_work: u64) -> Result<()> {
+        self.check()?;
+        if self.work() > max_work {
+            return Err(Error::ExcessiveWork(
+                "Argon2id work (memory x passes) above the budget; raise VaultOptions::max_kdf_work to open this vault",
+            ));
         }
+        Ok(())
     }
 
     /// Checks the parameters against the caps. Fails with [`Error::ExcessiveWork`] when
@@ -135,7 +150,7 @@ mod tests {
 
     #[test]
     fn derivation_is_deterministic_and_salted() {
-        let p = KdfParams::insecure_for_tests();
+        let p = crate::danger::insecure_kdf_params();
         let pw = Passphrase::new("correct horse");
         let a = p.derive(&pw, &[1; SALT_LEN]).unwrap();
         let b = p.derive(&pw, &[1; SALT_LEN]).unwrap();

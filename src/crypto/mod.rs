@@ -13,7 +13,7 @@ use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 pub use aead::AeadKey;
-pub use kdf::KdfParams;
+pub use kdf::{DEFAULT_MAX_KDF_WORK, KdfParams};
 
 /// Length in bytes of every symmetric key in medvault (AES-256, HMAC-SHA256 keys).
 pub const KEY_LEN: usize = 32;
@@ -79,17 +79,26 @@ impl std::fmt::Debug for RootKey {
     }
 }
 
-/// A passphrase, zeroized on drop, never printed.
+/// A passphrase, zeroized on drop, never printed. Held in Unicode Normalization Form C
+/// (UAX #15), so the same passphrase typed on systems whose keyboards send composed
+/// (`é` U+00E9) or decomposed (`e` + U+0301) accents derives the same root key.
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct Passphrase(String);
 
 impl Passphrase {
-    /// Wraps a passphrase.
+    /// Wraps a passphrase, normalized to NFC (UAX #15, "Unicode Normalization Forms").
+    /// The caller's string is zeroized once normalized.
     pub fn new(p: impl Into<String>) -> Self {
-        Passphrase(p.into())
+        use unicode_normalization::UnicodeNormalization;
+        let given = zeroize::Zeroizing::new(p.into());
+        // NFC expands UTF-8 at most threefold (UAX #15's table of expansion factors):
+        // reserving that much means no reallocation leaves a copy behind.
+        let mut nfc = String::with_capacity(given.len().saturating_mul(3));
+        nfc.extend(given.nfc());
+        Passphrase(nfc)
     }
 
-    /// The passphrase bytes (UTF-8).
+    /// The passphrase bytes (UTF-8, NFC).
     pub fn expose_secret(&self) -> &[u8] {
         self.0.as_bytes()
     }

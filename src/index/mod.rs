@@ -270,11 +270,11 @@ pub(crate) fn unindex_subject(
 /// version.
 pub(crate) struct DefCodec {
     aead: AeadKey,
-    vault_id: [u8; 16],
+    vault_id: crate::VaultId,
 }
 
 impl DefCodec {
-    pub fn new(secret: &SecretKey, vault_id: [u8; 16]) -> Self {
+    pub fn new(secret: &SecretKey, vault_id: crate::VaultId) -> Self {
         DefCodec {
             aead: AeadKey::new(&derive_key(secret, &[b"medvault/v1/index-def"])),
             vault_id,
@@ -284,7 +284,7 @@ impl DefCodec {
     fn aad(&self, id: &IndexId) -> Vec<u8> {
         let mut a = Vec::with_capacity(21 + 16 + INDEX_ID_LEN + 1);
         a.extend_from_slice(b"medvault/v1/index-def");
-        a.extend_from_slice(&self.vault_id);
+        a.extend_from_slice(self.vault_id.as_bytes());
         a.extend_from_slice(id);
         a.push(INDEX_DEF_VERSION);
         a
@@ -426,7 +426,11 @@ impl Snapshot {
 impl Registry {
     /// Loads every definition (`i` prefix). Fails with [`Error::Integrity`] when one does
     /// not open.
-    pub fn load(storage: &dyn Storage, secret: &SecretKey, vault_id: [u8; 16]) -> Result<Self> {
+    pub fn load(
+        storage: &dyn Storage,
+        secret: &SecretKey,
+        vault_id: crate::VaultId,
+    ) -> Result<Self> {
         let codec = DefCodec::new(secret, vault_id);
         let mut defs = Vec::new();
         for item in storage.scan(
@@ -651,7 +655,7 @@ mod tests {
     #[test]
     fn definition_seal_open_and_tamper() {
         let secret = SecretKey::from_bytes([7; 32]);
-        let codec = DefCodec::new(&secret, [1; 16]);
+        let codec = DefCodec::new(&secret, crate::VaultId::from([1; 16]));
         let mut d = def(Some(16));
         d.state = BuildState::Building {
             cursor: Some(vec![b'r'; 33]),
@@ -669,7 +673,7 @@ mod tests {
             );
         }
         assert!(codec.open(&secret, &[0; 8], &sealed).is_err());
-        let other = DefCodec::new(&secret, [2; 16]);
+        let other = DefCodec::new(&secret, crate::VaultId::from([2; 16]));
         assert!(other.open(&secret, &d.id, &sealed).is_err());
     }
 }

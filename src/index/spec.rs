@@ -5,11 +5,11 @@
 
 use std::fmt;
 
-use ciborium::Value;
 use zeroize::Zeroizing;
 
 use super::Normalization;
 use crate::error::{Error, InputKind, Result, Structure};
+use crate::json::{self, Value};
 use crate::record::{PlainField, validate_id};
 
 /// Maximum number of parts of a compound index.
@@ -87,37 +87,28 @@ impl IndexPath {
 
     /// Appends the scalar values this path reaches in `fields` to `out`, as text.
     fn values(&self, fields: &[PlainField], out: &mut Vec<Zeroizing<String>>) -> Result<()> {
-        let Some(field) = fields.iter().find(|f| f.name == self.field()) else {
+        let Some(field) = fields.iter().find(|f| f.is_named(self.field())) else {
             return Ok(());
         };
-        let value: Value = ciborium::from_reader(&field.value[..])
-            .map_err(|_| Error::integrity(Structure::FieldValue, "bad CBOR"))?;
+        let text = field.text()?;
+        let value = json::tree_of(text)
+            .map_err(|_| Error::integrity(Structure::FieldValue, "not valid JSON"))?;
         walk(&value, &self.segments, true, out);
         Ok(())
     }
 }
 
 /// Follows `segs` from `v` (`first`: `v` is the top-level field the first segment names).
-fn walk(v: &Value, segs: &[Segment], first: bool, out: &mut Vec<Zeroizing<String>>) {
+fn walk(v: &Value<'_>, segs: &[Segment], first: bool, out: &mut Vec<Zeroizing<String>>) {
     let Some((seg, rest)) = segs.split_first() else {
         scalar(v, out);
         return;
     };
-    let member = if first {
-        Some(v)
-    } else {
-        match v {
-            Value::Map(m) => m
-                .iter()
-                .find(|(k, _)| matches!(k, Value::Text(t) if *t == seg.name))
-                .map(|(_, v)| v),
-            _ => None,
-        }
-    };
+    let member = if first { Some(v) } else { v.get(&seg.name) };
     let Some(member) = member else { return };
     if seg.each {
         if let Value::Array(items) = member {
-            for item in items {
+            for item in items.items() {
                 walk(item, rest, false, out);
             }
         }
@@ -126,12 +117,19 @@ fn walk(v: &Value, segs: &[Segment], first: bool, out: &mut Vec<Zeroizing<String
     }
 }
 
-fn scalar(v: &Value, out: &mut Vec<Zeroizing<String>>) {
+/// Strings (unescaped), integers (their decimal text as written) and booleans; nothing
+/// for numbers with a fraction or an exponent, nulls, arrays and objects.
+fn scalar(v: &Value<'_>, out: &mut Vec<Zeroizing<String>>) {
     match v {
-        Value::Text(t) => out.push(Zeroizing::new(t.clone())),
-        Value::Integer(i) => out.push(Zeroizing::new(i128::from(*i).to_string())),
+        Value::String(s) => out.push(Zeroizing::new(s.unescape().to_string())),
+        Value::Number(n) => {
+            let t = n.as_text();
+            let digits = t.strip_prefix('-').unwrap_or(t);
+            if digits.bytes().all(|b| b.is_ascii_digit()) {
+                out.push(Zeroizing::new(t.to_owned()));
+            }
+        }
         Value::Bool(b) => out.push(Zeroizing::new(b.to_string())),
-        Value::Tag(_, inner) => scalar(inner, out),
         _ => {}
     }
 }

@@ -42,7 +42,7 @@ impl AnchorState {
     /// log_link[32] || u64 applied_next || digest[32] || reserved[56] (zero) || mac[32]`,
     /// where `mac = HMAC-SHA256(anchor key, "medvault/v1/anchor" || vault_id || bytes
     /// 0..161)`.
-    pub fn encode(&self, key: &MacKey, vault_id: &[u8; 16]) -> [u8; SLOT_LEN] {
+    pub fn encode(&self, key: &MacKey, vault_id: &crate::VaultId) -> [u8; SLOT_LEN] {
         let mut b = [0u8; SLOT_LEN];
         b[0] = ANCHOR_VERSION;
         b[1..9].copy_from_slice(&self.counter.to_be_bytes());
@@ -50,17 +50,17 @@ impl AnchorState {
         b[33..65].copy_from_slice(&self.log_link);
         b[65..73].copy_from_slice(&self.applied_next.to_be_bytes());
         b[73..105].copy_from_slice(&self.digest);
-        let mac = key.mac_raw(&[LABEL, vault_id, &b[..MAC_AT]]);
+        let mac = key.mac_raw(&[LABEL, vault_id.as_bytes(), &b[..MAC_AT]]);
         b[MAC_AT..].copy_from_slice(&mac);
         b
     }
 
     /// Decodes one slot, checking its MAC; the error names what is wrong.
-    pub fn decode(key: &MacKey, vault_id: &[u8; 16], b: &[u8]) -> Result<Self, &'static str> {
+    pub fn decode(key: &MacKey, vault_id: &crate::VaultId, b: &[u8]) -> Result<Self, &'static str> {
         if b.len() != SLOT_LEN {
             return Err("anchor slot has the wrong length");
         }
-        let mac = key.mac_raw(&[LABEL, vault_id, &b[..MAC_AT]]);
+        let mac = key.mac_raw(&[LABEL, vault_id.as_bytes(), &b[..MAC_AT]]);
         if !ct_eq(&mac, &b[MAC_AT..]) {
             return Err("anchor slot fails its MAC");
         }
@@ -102,7 +102,7 @@ impl AnchorState {
 /// counter does not name (moved).
 pub fn newest(
     key: &MacKey,
-    vault_id: &[u8; 16],
+    vault_id: &crate::VaultId,
     slots: &[Option<Vec<u8>>; 2],
 ) -> Result<Option<AnchorState>, &'static str> {
     let mut best: Option<AnchorState> = None;
@@ -155,7 +155,7 @@ mod tests {
         // Oracle: the MAC recomputed with the hmac crate over the documented layout.
         use hmac::{Hmac, Mac};
         let s = state(3);
-        let b = s.encode(&key(), &[1; 16]);
+        let b = s.encode(&key(), &crate::VaultId::from([1; 16]));
         assert_eq!(b[0], 1);
         assert_eq!(&b[1..9], &3u64.to_be_bytes());
         assert_eq!(&b[9..17], &13u64.to_be_bytes());
@@ -167,13 +167,16 @@ mod tests {
         m.update(&[1; 16]);
         m.update(&b[..161]);
         assert_eq!(&b[161..], m.finalize().into_bytes().as_slice());
-        assert_eq!(AnchorState::decode(&key(), &[1; 16], &b), Ok(s));
+        assert_eq!(
+            AnchorState::decode(&key(), &crate::VaultId::from([1; 16]), &b),
+            Ok(s)
+        );
     }
 
     #[test]
     fn newest_valid_slot_wins_and_a_torn_slot_is_tolerated() {
         let k = key();
-        let id = [1; 16];
+        let id = crate::VaultId::from([1; 16]);
         let a4 = state(4).encode(&k, &id).to_vec();
         let a5 = state(5).encode(&k, &id).to_vec();
         assert_eq!(
@@ -196,7 +199,14 @@ mod tests {
         bad[50] ^= 1;
         assert!(newest(&k, &id, &[Some(bad), None]).is_err());
         // Another vault's anchor, or a slot copied into the other position, is refused.
-        assert!(newest(&k, &[2; 16], &[Some(a4.clone()), None]).is_err());
+        assert!(
+            newest(
+                &k,
+                &crate::VaultId::from([2; 16]),
+                &[Some(a4.clone()), None]
+            )
+            .is_err()
+        );
         assert!(newest(&k, &id, &[None, Some(a4)]).is_err());
     }
 }

@@ -52,7 +52,7 @@ struct Writer {
 pub struct SegmentLog {
     dir: PathBuf,
     log_dir: PathBuf,
-    vault_id: [u8; 16],
+    vault_id: crate::VaultId,
     options: SegmentOptions,
     /// `None` until [`LogStore::recover`] (or `create`) found the end, and after a failed
     /// append could not be cut back (then every append fails until the vault reopens).
@@ -87,7 +87,11 @@ impl SegmentLog {
     /// Creates the log of a new vault under `vault_dir`: `log/` with an empty first
     /// segment (first seq 0), fdatasynced, and the directory entries synced. Fails if a
     /// log already exists there.
-    pub fn create(vault_dir: &Path, vault_id: [u8; 16], options: SegmentOptions) -> Result<Self> {
+    pub fn create(
+        vault_dir: &Path,
+        vault_id: crate::VaultId,
+        options: SegmentOptions,
+    ) -> Result<Self> {
         let log_dir = vault_dir.join(LOG_DIR);
         fs::DirBuilder::new()
             .mode(0o700)
@@ -110,7 +114,11 @@ impl SegmentLog {
 
     /// Opens the log of an existing vault; [`LogStore::recover`] must run before the
     /// first append. [`Error::Integrity`] when `log/` is missing.
-    pub fn open(vault_dir: &Path, vault_id: [u8; 16], options: SegmentOptions) -> Result<Self> {
+    pub fn open(
+        vault_dir: &Path,
+        vault_id: crate::VaultId,
+        options: SegmentOptions,
+    ) -> Result<Self> {
         let log_dir = vault_dir.join(LOG_DIR);
         match fs::symlink_metadata(&log_dir) {
             Ok(m) if m.is_dir() => {}
@@ -166,7 +174,7 @@ impl SegmentLog {
     }
 }
 
-fn check_header(h: &[u8], vault_id: &[u8; 16], first: u64) -> Result<()> {
+fn check_header(h: &[u8], vault_id: &crate::VaultId, first: u64) -> Result<()> {
     let (id, s) =
         decode_segment_header(h).map_err(|e| corrupt(format!("log segment {first}: {e}")))?;
     if id != *vault_id {
@@ -184,7 +192,7 @@ fn check_header(h: &[u8], vault_id: &[u8; 16], first: u64) -> Result<()> {
 
 /// Creates segment `first` with its header, fdatasynced (the directory is synced by the
 /// caller).
-fn new_segment(log_dir: &Path, vault_id: &[u8; 16], first: u64) -> Result<File> {
+fn new_segment(log_dir: &Path, vault_id: &crate::VaultId, first: u64) -> Result<File> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)

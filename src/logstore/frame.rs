@@ -131,11 +131,14 @@ pub fn decode_frame(buf: &[u8]) -> Decoded {
 
 /// Encodes a segment header: `magic[8] || u8 version || vault_id[16] || u64 first_seq ||
 /// check[8]`, `check` the first 8 bytes of SHA-256 over the bytes before it.
-pub fn encode_segment_header(vault_id: &[u8; 16], first_seq: u64) -> [u8; SEGMENT_HEADER_LEN] {
+pub fn encode_segment_header(
+    vault_id: &crate::VaultId,
+    first_seq: u64,
+) -> [u8; SEGMENT_HEADER_LEN] {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
     h[..8].copy_from_slice(&SEGMENT_MAGIC);
     h[8] = SEGMENT_VERSION;
-    h[9..25].copy_from_slice(vault_id);
+    h[9..25].copy_from_slice(vault_id.as_bytes());
     h[25..33].copy_from_slice(&first_seq.to_be_bytes());
     let check = sha256(&[&h[..33]]);
     h[33..].copy_from_slice(&check[..CHECK_LEN]);
@@ -143,7 +146,7 @@ pub fn encode_segment_header(vault_id: &[u8; 16], first_seq: u64) -> [u8; SEGMEN
 }
 
 /// Decodes a segment header, returning `(vault_id, first_seq)`, or what is wrong.
-pub fn decode_segment_header(buf: &[u8]) -> Result<([u8; 16], u64), &'static str> {
+pub fn decode_segment_header(buf: &[u8]) -> Result<(crate::VaultId, u64), &'static str> {
     let h = buf
         .get(..SEGMENT_HEADER_LEN)
         .ok_or("segment header truncated")?;
@@ -160,7 +163,7 @@ pub fn decode_segment_header(buf: &[u8]) -> Result<([u8; 16], u64), &'static str
     id.copy_from_slice(&h[9..25]);
     let mut s = [0u8; 8];
     s.copy_from_slice(&h[25..33]);
-    Ok((id, u64::from_be_bytes(s)))
+    Ok((crate::VaultId::from(id), u64::from_be_bytes(s)))
 }
 
 #[cfg(test)]
@@ -222,9 +225,12 @@ mod tests {
 
     #[test]
     fn segment_header_round_trips_and_refuses_flips() {
-        let h = encode_segment_header(&[3; 16], 77);
+        let h = encode_segment_header(&crate::VaultId::from([3; 16]), 77);
         assert_eq!(&h[..8], b"MVLOGSEG");
-        assert_eq!(decode_segment_header(&h), Ok(([3; 16], 77)));
+        assert_eq!(
+            decode_segment_header(&h),
+            Ok((crate::VaultId::from([3; 16]), 77))
+        );
         for i in 0..h.len() {
             let mut t = h;
             t[i] ^= 0x10;

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::*;
 
-const ID: [u8; 16] = [0xab; 16];
+const ID: crate::VaultId = crate::VaultId::from_bytes([0xab; 16]);
 const HDR: u64 = 41;
 const OVERHEAD: u64 = 54;
 
@@ -281,7 +281,7 @@ fn another_vaults_segment_is_refused() {
     let log = SegmentLog::create(d.path(), ID, opts(1 << 20)).unwrap();
     fill(&log, 2, 1);
     drop(log);
-    let log = SegmentLog::open(d.path(), [1; 16], opts(1 << 20)).unwrap();
+    let log = SegmentLog::open(d.path(), crate::VaultId::from([1; 16]), opts(1 << 20)).unwrap();
     assert!(log.recover(&start()).is_err());
 }
 

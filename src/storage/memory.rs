@@ -55,7 +55,7 @@ impl MemoryStorage {
 impl Storage for MemoryStorage {
     fn log_store(
         &self,
-        _vault_id: [u8; 16],
+        _vault_id: crate::VaultId,
         create: bool,
     ) -> crate::Result<Arc<dyn crate::logstore::LogStore>> {
         if create {

@@ -8,10 +8,11 @@
 //! `flush` makes every applied batch durable.
 
 pub(crate) mod memory;
+pub mod private_fs;
 mod sled_backend;
 
 pub use memory::MemoryStorage;
-pub use sled_backend::{DirLock, SledOptions, SledStorage};
+pub use sled_backend::{DB_DIR, DirLock, HEADER_FILE, LOCK_FILE, SledOptions, SledStorage};
 
 use crate::error::StorageError;
 
@@ -95,7 +96,7 @@ pub trait Storage: Send + Sync {
     /// recovered. Default: this backend keeps no log, an [`crate::Error::Storage`] error.
     fn log_store(
         &self,
-        vault_id: [u8; 16],
+        vault_id: crate::VaultId,
         create: bool,
     ) -> crate::Result<std::sync::Arc<dyn crate::logstore::LogStore>> {
         let _ = (vault_id, create);

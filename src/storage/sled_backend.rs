@@ -62,30 +62,64 @@ impl DirLock {
     /// process to release it; then fails with "the vault is in use". Creates the (empty)
     /// lock file when missing.
     pub fn acquire(dir: &Path) -> Result<DirLock, StorageError> {
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(dir.join(LOCK_FILE))?;
+        let file = super::private_fs::open_private(
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            &dir.join(LOCK_FILE),
+        )?;
         let start = Instant::now();
         let mut pause = Duration::from_millis(2);
         loop {
             match file.try_lock() {
-                Ok(()) => return Ok(DirLock { _file: file }),
+                Ok(()) => {
+                    record_holder(&file)?;
+                    return Ok(DirLock { _file: file });
+                }
                 Err(fs::TryLockError::WouldBlock) if start.elapsed() < LOCK_WAIT => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
                 }
                 Err(fs::TryLockError::WouldBlock) => {
-                    return Err(StorageError::new(
-                        "the vault is in use: it is locked by another open handle or process",
-                    ));
+                    let holder = match read_holder(&file) {
+                        Some(pid) if pid == std::process::id() => {
+                            "another handle in this process".to_string()
+                        }
+                        Some(pid) => format!("process {pid}"),
+                        None => "another process".to_string(),
+                    };
+                    return Err(StorageError::new(format!(
+                        "the vault is in use: it is locked by {holder}; close that handle or \
+                         let that process finish, then retry (the lock is released when \
+                         it exits, also on a crash)"
+                    )));
                 }
                 Err(fs::TryLockError::Error(e)) => return Err(e.into()),
             }
         }
     }
+}
+
+/// Writes this process's id (decimal ASCII, then a newline) into the lock file just
+/// locked, for the "in use" message of the next process. Informational only: the lock is
+/// the `flock`, not the contents.
+fn record_holder(mut file: &fs::File) -> Result<(), StorageError> {
+    use std::io::Seek;
+    file.set_len(0)?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(())
+}
+
+/// The pid a lock holder wrote with [`record_holder`]; `None` when absent or malformed.
+fn read_holder(mut file: &fs::File) -> Option<u32> {
+    use std::io::{Read, Seek};
+    file.seek(std::io::SeekFrom::Start(0)).ok()?;
+    let mut s = String::new();
+    file.take(32).read_to_string(&mut s).ok()?;
+    s.trim().parse().ok()
 }
 
 /// How long an open waits for sled's file lock to be released (see `open_db`).
@@ -113,6 +147,8 @@ impl SledStorage {
     ) -> Result<Self, StorageError> {
         Self::recover_purge(dir)?;
         let db = Self::open_db(&dir.join(DB_DIR), options)?;
+        // sled creates its files with the umask's modes: bring them to owner-only.
+        super::private_fs::restrict_tree(&dir.join(DB_DIR))?;
         Ok(SledStorage {
             dir: dir.to_path_buf(),
             options: options.clone(),
@@ -214,7 +250,7 @@ impl SledStorage {
     pub fn write_header_at(dir: &Path, bytes: &[u8]) -> Result<(), StorageError> {
         let tmp = dir.join("header.tmp");
         {
-            let mut f = fs::File::create(&tmp)?;
+            let mut f = super::private_fs::create_private_file(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
         }
@@ -284,7 +320,7 @@ impl Storage for SledStorage {
     /// Blocks every other storage call meanwhile.
     fn log_store(
         &self,
-        vault_id: [u8; 16],
+        vault_id: crate::VaultId,
         create: bool,
     ) -> crate::Result<std::sync::Arc<dyn crate::logstore::LogStore>> {
         use crate::logstore::{SegmentLog, SegmentOptions};
@@ -336,6 +372,7 @@ impl Storage for SledStorage {
         fs::remove_file(db.join(COMPLETE))?;
         fs::File::open(&self.dir)?.sync_all()?;
         *guard = Self::open_db(&db, &self.options)?;
+        super::private_fs::restrict_tree(&db)?;
         fs::remove_dir_all(&old)?;
         Ok(())
     }

@@ -5,7 +5,7 @@
 //! It exists so that the `compare` bench can measure the *field-encryption tax* on its
 //! own (DESIGN.md, "Performance goals", first row): the record codec and AEAD work of a
 //! put or get, with no access-log entry, against raw sled storing the same records. It
-//! runs the same code as [`crate::Vault`] (pseudonymous storage key, CBOR field split,
+//! runs the same code as [`crate::Vault`] (pseudonymous storage key, exact-JSON field split,
 //! one AES-256-GCM envelope per field plus the sealed meta block, AAD binding) with one
 //! data key held in memory instead of a subject's keys from the keyring.
 
@@ -19,7 +19,7 @@ use crate::record::{Binding, RecordKey, join_fields, parse_record, seal_record, 
 /// Seals and opens record values the way a vault does, under one in-memory data key,
 /// without keyring or access log. Not API (see the module docs).
 pub struct RecordSealer {
-    vault_id: [u8; 16],
+    vault_id: crate::VaultId,
     pseudonyms: MacKey,
     dek: AeadKey,
     key_version: u32,
@@ -37,7 +37,7 @@ impl RecordSealer {
         let mut vault_id = [0u8; 16];
         crate::crypto::random_bytes(&mut vault_id);
         RecordSealer {
-            vault_id,
+            vault_id: crate::VaultId::from(vault_id),
             pseudonyms: MacKey::new(&SecretKey::random()),
             dek: AeadKey::new(&SecretKey::random()),
             key_version: 1,

@@ -10,6 +10,7 @@ use std::time::Instant;
 use serde::de::DeserializeOwned;
 
 use super::commit::{Flush, noted};
+use super::records::typed;
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, Target};
 use crate::context::AccessContext;
@@ -18,9 +19,10 @@ use crate::index::{
     BuildState, IndexCheck, IndexDef, IndexSpec, IndexStatus, ReverseCache, Snapshot,
     decode_reverse, suffix_of_forward,
 };
+use crate::json::JsonText;
 use crate::keyring::{SubjectKeys, SubjectTag};
 use crate::keyspace;
-use crate::record::{PlainField, RecordKey, join_fields};
+use crate::record::{PlainField, RecordKey, join_json};
 use crate::storage::{WriteBatch, prefix_end};
 
 use super::Progress;
@@ -152,6 +154,17 @@ impl Vault {
         index: &str,
         values: &[&str],
     ) -> Result<Vec<(RecordKey, T)>> {
+        typed(self.find_json(ctx, collection, index, values)?)
+    }
+
+    /// [`Vault::find`] returning each record's exact JSON text (see [`Vault::get_json`]).
+    pub fn find_json(
+        &self,
+        ctx: &AccessContext,
+        collection: &str,
+        index: &str,
+        values: &[&str],
+    ) -> Result<Vec<(RecordKey, JsonText)>> {
         let (found, candidates) = self.guarded(ctx, Action::Search, None, || {
             let def = self.indexes.get(collection, index).ok_or(Error::NotFound)?;
             if !def.built() {
@@ -201,6 +214,17 @@ impl Vault {
         index: &str,
         values: &[&str],
     ) -> Result<Vec<(RecordKey, T)>> {
+        typed(self.find_by_scan_json(ctx, collection, index, values)?)
+    }
+
+    /// [`Vault::find_by_scan`] returning each record's exact JSON text.
+    pub fn find_by_scan_json(
+        &self,
+        ctx: &AccessContext,
+        collection: &str,
+        index: &str,
+        values: &[&str],
+    ) -> Result<Vec<(RecordKey, JsonText)>> {
         let (found, candidates) = self.guarded(ctx, Action::Search, None, || {
             let def = self.indexes.get(collection, index).ok_or(Error::NotFound)?;
             let Some(q) = def.spec.query(values)? else {
@@ -232,7 +256,7 @@ impl Vault {
 
     /// Appends the `search` entry and one `read` entry per record found, then returns
     /// the records.
-    fn log_found<T: DeserializeOwned>(
+    fn log_found(
         &self,
         ctx: &AccessContext,
         collection: &str,
@@ -240,7 +264,7 @@ impl Vault {
         how: &str,
         candidates: u64,
         found: Vec<Opened>,
-    ) -> Result<Vec<(RecordKey, T)>> {
+    ) -> Result<Vec<(RecordKey, JsonText)>> {
         let mut out = Vec::with_capacity(found.len());
         let mut entries = Vec::with_capacity(found.len() + 1);
         let search = noted(
@@ -254,7 +278,7 @@ impl Vault {
         entries.push(search);
         let mut subjects: Vec<Arc<SubjectKeys>> = Vec::new();
         for o in found {
-            let value: T = join_fields(&o.fields)?;
+            let value = join_json(&o.fields)?;
             let target = Target {
                 subject: o.key.subject.clone(),
                 collection: Some(o.key.collection.clone()),

@@ -62,6 +62,13 @@ pub struct VaultOptions {
     /// keeps the erased subject's ciphertexts or wrapped keys. Costs a rewrite of the
     /// whole database per erasure; turn off to erase many subjects, then purge once.
     pub purge_after_erase: bool,
+    /// Budget on the Argon2id work a header read at open may ask for, in KiB-passes
+    /// (memory in KiB x passes, [`KdfParams::work`]). Default
+    /// [`crate::DEFAULT_MAX_KDF_WORK`] (four times the default cost); a header over it
+    /// fails with [`crate::Error::ExcessiveWork`] before any work. Raise it to open a
+    /// vault created with a higher cost on purpose. The hard caps of
+    /// [`KdfParams::check`] apply whatever the budget.
+    pub max_kdf_work: u64,
 }
 
 impl Default for VaultOptions {
@@ -74,6 +81,7 @@ impl Default for VaultOptions {
             dek_message_bound: DEFAULT_DEK_MESSAGE_BOUND,
             opener: AccessContext::new(SYSTEM_ACTOR, Purpose::Maintenance),
             purge_after_erase: true,
+            max_kdf_work: crate::crypto::DEFAULT_MAX_KDF_WORK,
         }
     }
 }
@@ -113,7 +121,7 @@ pub struct LogQuery {
 /// An open vault. `Send + Sync`: share it between threads behind an `Arc`.
 pub struct Vault {
     /// Copied out of the header: it never changes, and every seal needs it (no lock).
-    vault_id: [u8; 16],
+    vault_id: crate::VaultId,
     storage: Arc<dyn Storage>,
     header: Mutex<Header>,
     root: Mutex<RootKey>,
@@ -137,6 +145,8 @@ pub struct Vault {
     /// Blind-index definitions (docs/INDEXES.md).
     indexes: crate::index::Registry,
     path: Option<PathBuf>,
+    /// What open found amiss but did not refuse (see [`Vault::warnings`]).
+    warnings: Vec<String>,
 }
 
 mod audit;
@@ -149,8 +159,29 @@ pub use rotation::{Progress, RotationReport, RotationScope};
 
 impl Vault {
     /// The vault's random 128-bit id.
-    pub fn vault_id(&self) -> [u8; 16] {
+    pub fn vault_id(&self) -> crate::VaultId {
         self.vault_id
+    }
+
+    /// What [`Vault::open`] found amiss without refusing to open, one sentence each, for
+    /// the caller to show (the CLI prints them on stderr). Today: every entry of the
+    /// vault directory that group or others may access (the directory, `header`,
+    /// `lock`, `db/`), with its mode and the fix. Modes are left as found: the operator
+    /// decides. Empty for a vault in memory or one whose files are owner-only.
+    ///
+    /// ```
+    /// # fn main() -> medvault::Result<()> {
+    /// use medvault::{KeySource, Vault};
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("v");
+    /// let key = || KeySource::raw([7; 32]);
+    /// drop(Vault::create(&path, key(), medvault::danger::insecure_kdf_params())?);
+    /// // A fresh vault is owner-only whatever the umask.
+    /// assert!(Vault::open(&path, key())?.warnings().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The directory of a sled-backed vault.

@@ -41,7 +41,7 @@ impl Vault {
         options: VaultOptions,
     ) -> Result<Vault> {
         let path = path.as_ref();
-        std::fs::create_dir_all(path)?;
+        crate::storage::private_fs::create_private_dir(path)?;
         if SledStorage::read_header_at(path)?.is_some() {
             return Err(Error::AlreadyExists);
         }
@@ -110,10 +110,12 @@ impl Vault {
         // the lock until its final header is written.
         let lock = DirLock::acquire(path)?;
         let bytes = SledStorage::read_header_at(path)?.ok_or(Error::NotFound)?;
-        let (header, unlocked) = Header::unlock(&bytes, &key)?;
+        let (header, unlocked) = Header::unlock_within(&bytes, &key, options.max_kdf_work)?;
+        let warnings = exposure_warnings(path)?;
         let storage = SledStorage::open_locked(path, lock, &options.sled)?;
         let mut v = Vault::finish_open(Box::new(storage), header, unlocked, options)?;
         v.path = Some(path.to_path_buf());
+        v.warnings = warnings;
         Ok(v)
     }
 
@@ -124,7 +126,7 @@ impl Vault {
         options: VaultOptions,
     ) -> Result<Vault> {
         let bytes = storage.read_header()?.ok_or(Error::NotFound)?;
-        let (header, unlocked) = Header::unlock(&bytes, &key)?;
+        let (header, unlocked) = Header::unlock_within(&bytes, &key, options.max_kdf_work)?;
         Vault::finish_open(storage, header, unlocked, options)
     }
 
@@ -220,8 +222,28 @@ impl Vault {
             index_op_lock: Mutex::new(()),
             indexes,
             path: None,
+            warnings: Vec::new(),
         })
     }
+}
+
+/// One warning per entry of the vault directory `dir` that group or others may access
+/// (`mode & 0o077 != 0`): the directory, the header, the lock file, `db/` itself, and
+/// anything else at the top level. sled's own files under `db/` are not listed: they are
+/// brought to owner-only modes on every open (sled creates them with the umask's).
+fn exposure_warnings(dir: &Path) -> Result<Vec<String>> {
+    let db = dir.join(crate::storage::DB_DIR);
+    Ok(crate::storage::private_fs::exposed_entries(dir)?
+        .into_iter()
+        .filter(|(p, _)| !(p.starts_with(&db) && p != &db))
+        .map(|(p, mode)| {
+            format!(
+                "{} is accessible by group or others (mode {mode:o}); \
+                 a vault's directories should be 0700 and its files 0600 (chmod -R go-rwx)",
+                p.display()
+            )
+        })
+        .collect())
 }
 
 /// Clears what a create interrupted before its header was written left in a store that

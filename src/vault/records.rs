@@ -11,12 +11,14 @@ use super::commit::{Erasure, Flush, record_target};
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target};
 use crate::context::AccessContext;
+use crate::crypto::AeadKey;
 use crate::error::{Error, InputKind, Result, Structure};
+use crate::json::JsonText;
 use crate::keyring::{SubjectKeys, SubjectTag};
 use crate::keyspace;
 use crate::record::{
-    Binding, PlainField, RecordKey, join_fields, parse_record, seal_record, split_fields,
-    validate_id,
+    Binding, Meta, PlainField, RecordKey, SealedRecord, from_json, parse_record, seal_record,
+    split_json, validate_id,
 };
 use crate::storage::{WriteBatch, prefix_end};
 
@@ -24,10 +26,11 @@ impl Vault {
     // ----- writes ------------------------------------------------------------------------
 
     /// Stores `value` as record `key`, replacing any previous version. `T`'s top level
-    /// must serialize to a map or struct; each top-level field is sealed separately with
-    /// AES-256-GCM under the subject's current data key (created on the subject's first
-    /// write). Logged as `write`. Fails with [`Error::InvalidInput`] (ids too long or
-    /// empty, not a map, over 64 MiB), [`Error::AccessDenied`], [`Error::Storage`].
+    /// must serialize to a map or struct; it is written as JSON by serde_json (so Rust
+    /// numbers take serde_json's text) and stored as [`Vault::put_json`] stores text.
+    /// Logged as `write`. Fails with [`Error::InvalidInput`] (ids too long or empty, not
+    /// a map, a member name twice, over 64 MiB), [`Error::AccessDenied`],
+    /// [`Error::Storage`].
     pub fn put<T: Serialize + ?Sized>(
         &self,
         ctx: &AccessContext,
@@ -38,22 +41,40 @@ impl Vault {
             .map(|_| ())
     }
 
+    /// Stores the exact JSON text `record` (an object) as record `key`, replacing any
+    /// previous version: each top-level member is sealed separately with AES-256-GCM
+    /// under the subject's current data key (created on the subject's first write), its
+    /// plaintext being the member's value text byte for byte (number and string tokens
+    /// as written, member order kept), so [`Vault::get_json`] returns `record` exactly.
+    /// Logged as `write`. Fails like [`Vault::put`].
+    pub fn put_json(&self, ctx: &AccessContext, key: &RecordKey, record: &JsonText) -> Result<()> {
+        self.write_texts(ctx, vec![(key, record)], Action::Write)
+            .map(|_| ())
+    }
+
     /// Stores many records in one atomic commit (all or none), each with its own log
     /// entry (`action`: [`Action::Write`] or [`Action::Import`]). Returns the number of
-    /// records written. This is the bulk path of `import`.
+    /// records written.
     pub fn put_many<'a, T: Serialize + ?Sized + 'a>(
         &self,
         ctx: &AccessContext,
         items: impl IntoIterator<Item = (&'a RecordKey, &'a T)>,
         action: Action,
     ) -> Result<usize> {
-        if !matches!(action, Action::Write | Action::Import) {
-            return Err(Error::invalid(
-                InputKind::Action,
-                "put_many logs a write or an import",
-            ));
-        }
+        check_write_action(action)?;
         self.write_records(ctx, items, action)
+    }
+
+    /// [`Vault::put_many`] of exact JSON texts (see [`Vault::put_json`]): the bulk path
+    /// of `import`.
+    pub fn put_many_json<'a>(
+        &self,
+        ctx: &AccessContext,
+        items: impl IntoIterator<Item = (&'a RecordKey, &'a JsonText)>,
+        action: Action,
+    ) -> Result<usize> {
+        check_write_action(action)?;
+        self.write_texts(ctx, items.into_iter().collect(), action)
     }
 
     fn write_records<'a, T: Serialize + ?Sized + 'a>(
@@ -62,7 +83,28 @@ impl Vault {
         items: impl IntoIterator<Item = (&'a RecordKey, &'a T)>,
         action: Action,
     ) -> Result<usize> {
-        let items: Vec<(&RecordKey, &T)> = items.into_iter().collect();
+        let texts: Result<Vec<(&RecordKey, JsonText)>> = items
+            .into_iter()
+            .map(|(k, v)| Ok((k, JsonText::from_serialize(v)?)))
+            .collect();
+        match texts {
+            Ok(texts) => {
+                self.write_texts(ctx, texts.iter().map(|(k, t)| (*k, t)).collect(), action)
+            }
+            Err(e) => {
+                let r = Err(e);
+                self.log_failure(ctx, action, None, &r);
+                r
+            }
+        }
+    }
+
+    fn write_texts(
+        &self,
+        ctx: &AccessContext,
+        items: Vec<(&RecordKey, &JsonText)>,
+        action: Action,
+    ) -> Result<usize> {
         // A concurrent data-key rotation may retire the version a record was sealed
         // under before the commit; the commit refuses it and the records are resealed.
         let mut attempts = 0;
@@ -80,10 +122,10 @@ impl Vault {
         }
     }
 
-    fn write_records_once<T: Serialize + ?Sized>(
+    fn write_records_once(
         &self,
         ctx: &AccessContext,
-        items: &[(&RecordKey, &T)],
+        items: &[(&RecordKey, &JsonText)],
         action: Action,
     ) -> Result<usize> {
         ctx.validate()?;
@@ -96,7 +138,7 @@ impl Vault {
         let mut staged = Vec::with_capacity(items.len());
         for (key, value) in items {
             key.validate()?;
-            let fields = split_fields(*value)?;
+            let fields = split_json(value)?;
             let tag = self.subject_tag(&key.subject);
             let keys = match subjects.iter().find(|k| k.tag == tag) {
                 Some(k) => k.clone(),
@@ -265,31 +307,52 @@ impl Vault {
     // ----- reads -------------------------------------------------------------------------
 
     /// Reads record `key` whole into `T` (e.g. `serde_json::Value` or the caller's
-    /// struct). Logged as `read`, naming every field, before the value is returned.
-    /// Fails with [`Error::NotFound`], [`Error::Integrity`] (tampered or corrupted),
-    /// [`Error::UnknownKeyVersion`], [`Error::AccessDenied`].
+    /// struct), through serde_json from the record's exact text ([`Vault::get_json`]).
+    /// Logged as `read`, naming every field, before the value is returned. Fails with
+    /// [`Error::NotFound`], [`Error::Integrity`] (tampered or corrupted),
+    /// [`Error::UnknownKeyVersion`], [`Error::AccessDenied`], [`Error::InvalidInput`]
+    /// when `T` does not fit the record.
     pub fn get<T: DeserializeOwned>(&self, ctx: &AccessContext, key: &RecordKey) -> Result<T> {
+        from_json(&self.read_record(ctx, key, None)?)
+    }
+
+    /// Reads record `key` whole as the exact JSON text it was stored with: the same
+    /// number and string tokens and member order, byte for byte (whitespace outside
+    /// strings aside). The fields are decrypted straight into the returned text. Logged
+    /// and failing like [`Vault::get`].
+    pub fn get_json(&self, ctx: &AccessContext, key: &RecordKey) -> Result<JsonText> {
         self.read_record(ctx, key, None)
     }
 
-    /// Reads only the named top-level fields of record `key` (absent names are skipped)
-    /// into `T`; the other fields are not decrypted. Logged as `read`, naming the fields
-    /// returned.
+    /// Reads only the named top-level fields of record `key` (absent names are skipped;
+    /// names compared after unescaping) into `T`; the other fields are not decrypted.
+    /// Logged as `read`, naming the fields returned.
     pub fn get_fields<T: DeserializeOwned>(
         &self,
         ctx: &AccessContext,
         key: &RecordKey,
         fields: &[&str],
     ) -> Result<T> {
+        from_json(&self.read_record(ctx, key, Some(fields))?)
+    }
+
+    /// [`Vault::get_fields`] as exact JSON text: an object of the named members, in
+    /// stored order, each byte for byte as stored.
+    pub fn get_fields_json(
+        &self,
+        ctx: &AccessContext,
+        key: &RecordKey,
+        fields: &[&str],
+    ) -> Result<JsonText> {
         self.read_record(ctx, key, Some(fields))
     }
 
-    fn read_record<T: DeserializeOwned>(
+    fn read_record(
         &self,
         ctx: &AccessContext,
         key: &RecordKey,
         want: Option<&[&str]>,
-    ) -> Result<T> {
+    ) -> Result<JsonText> {
         let tag = self.subject_tag(&key.subject);
         let (value, keys, names) = self.guarded_record(ctx, Action::Read, key, || {
             key.validate()?;
@@ -301,16 +364,26 @@ impl Vault {
                 let keys = self.keyring.load(&tag, self.read_fn())?.ok_or_else(|| {
                     Error::integrity(Structure::SubjectEntry, "missing for a stored record")
                 })?;
-                match self.open_record(&keys, &sk, Some(key), &bytes, want) {
+                let opened = self
+                    .with_opened(
+                        &keys,
+                        &sk,
+                        Some(key),
+                        &bytes,
+                        None,
+                        |sealed, dek, bind, meta, _| sealed.open_json(dek, bind, meta, want),
+                    )
+                    .and_then(|o| {
+                        o.ok_or_else(|| {
+                            Error::integrity(Structure::RecordMeta, "unexpected collection")
+                        })
+                    });
+                match opened {
                     // A data-key rotation re-encrypted the record and retired the version
                     // between our two reads: read the record again.
                     Err(Error::UnknownKeyVersion(_)) if attempts < 4 => continue,
                     Err(e) => return Err(e),
-                    Ok((fields, _)) => {
-                        let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
-                        let value: T = join_fields(&fields)?;
-                        return Ok((value, keys, names));
-                    }
+                    Ok((text, names)) => return Ok((text, keys, names)),
                 }
             }
         })?;
@@ -352,6 +425,28 @@ impl Vault {
         want: Option<&[&str]>,
         only_collection: Option<&str>,
     ) -> Result<Option<(Vec<PlainField>, RecordKey)>> {
+        self.with_opened(
+            keys,
+            storage_key,
+            expect,
+            bytes,
+            only_collection,
+            |sealed, dek, bind, meta, key| Ok((sealed.open_fields(dek, bind, meta, want)?, key)),
+        )
+    }
+
+    /// Parses a stored record value, opens its meta block, checks its ids (against
+    /// `expect` when given) and hands it to `open` to open fields; `None`, without
+    /// calling `open`, when the record's collection is not `only_collection`.
+    fn with_opened<R>(
+        &self,
+        keys: &SubjectKeys,
+        storage_key: &[u8],
+        expect: Option<&RecordKey>,
+        bytes: &[u8],
+        only_collection: Option<&str>,
+        open: impl FnOnce(&SealedRecord<'_>, &AeadKey, &Binding<'_>, &Meta, RecordKey) -> Result<R>,
+    ) -> Result<Option<R>> {
         let sealed = parse_record(bytes)?;
         let dek = keys.dek(sealed.key_version)?;
         let vid = self.vault_id();
@@ -381,8 +476,8 @@ impl Vault {
             return Ok(None);
         }
         let bind = Binding { key: &key, ..bind };
-        let fields = sealed.open_fields(&dek.aead, &bind, &meta, want)?;
-        Ok(Some((fields, key)))
+        let r = open(&sealed, &dek.aead, &bind, &meta, key.clone())?;
+        Ok(Some(r))
     }
 
     /// Reads every record of `subject` (optionally only of `collection`), each into `T`,
@@ -394,6 +489,16 @@ impl Vault {
         subject: &str,
         collection: Option<&str>,
     ) -> Result<Vec<(RecordKey, T)>> {
+        typed(self.scan_subject(ctx, subject, collection, Action::Read)?)
+    }
+
+    /// [`Vault::records_of`] as exact JSON texts (see [`Vault::get_json`]).
+    pub fn records_of_json(
+        &self,
+        ctx: &AccessContext,
+        subject: &str,
+        collection: Option<&str>,
+    ) -> Result<Vec<(RecordKey, JsonText)>> {
         self.scan_subject(ctx, subject, collection, Action::Read)
     }
 
@@ -404,16 +509,26 @@ impl Vault {
         ctx: &AccessContext,
         subject: &str,
     ) -> Result<Vec<(RecordKey, T)>> {
+        typed(self.scan_subject(ctx, subject, None, Action::Export)?)
+    }
+
+    /// [`Vault::export_records_of`] as exact JSON texts: what an export writes, byte for
+    /// byte what was imported.
+    pub fn export_records_of_json(
+        &self,
+        ctx: &AccessContext,
+        subject: &str,
+    ) -> Result<Vec<(RecordKey, JsonText)>> {
         self.scan_subject(ctx, subject, None, Action::Export)
     }
 
-    fn scan_subject<T: DeserializeOwned>(
+    fn scan_subject(
         &self,
         ctx: &AccessContext,
         subject: &str,
         collection: Option<&str>,
         action: Action,
-    ) -> Result<Vec<(RecordKey, T)>> {
+    ) -> Result<Vec<(RecordKey, JsonText)>> {
         let tag = self.subject_tag(subject);
         let (out, keys) = self.guarded(ctx, action, Some(tag), || {
             validate_id("subject", subject)?;
@@ -425,10 +540,17 @@ impl Vault {
             let mut out = Vec::new();
             for item in self.storage.scan(&prefix, end.as_deref()) {
                 let (k, v) = item?;
-                if let Some((fields, key)) =
-                    self.open_record_of(&keys, &k, None, &v, None, collection)?
-                {
-                    out.push((key, join_fields::<T>(&fields)?));
+                if let Some(r) = self.with_opened(
+                    &keys,
+                    &k,
+                    None,
+                    &v,
+                    collection,
+                    |sealed, dek, bind, meta, key| {
+                        Ok((key, sealed.open_json(dek, bind, meta, None)?.0))
+                    },
+                )? {
+                    out.push(r);
                 }
             }
             Ok((out, Some(keys)))
@@ -483,4 +605,25 @@ impl Vault {
         )?;
         Ok(out)
     }
+}
+
+fn check_write_action(action: Action) -> Result<()> {
+    if matches!(action, Action::Write | Action::Import) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            InputKind::Action,
+            "put_many logs a write or an import",
+        ))
+    }
+}
+
+/// Deserializes each record's text into `T`.
+pub(super) fn typed<T: DeserializeOwned>(
+    records: Vec<(RecordKey, JsonText)>,
+) -> Result<Vec<(RecordKey, T)>> {
+    records
+        .into_iter()
+        .map(|(k, t)| Ok((k, from_json(&t)?)))
+        .collect()
 }

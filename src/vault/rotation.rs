@@ -138,7 +138,7 @@ impl Vault {
                 b.push(1);
                 b.extend_from_slice(&(tags.len() as u32).to_be_bytes());
                 for t in tags {
-                    b.extend_from_slice(t);
+                    b.extend_from_slice(t.as_bytes());
                 }
             }
         }
@@ -146,10 +146,12 @@ impl Vault {
             None => b.push(0),
             Some(t) => {
                 b.push(1);
-                b.extend_from_slice(t);
+                b.extend_from_slice(t.as_bytes());
             }
         }
-        let mac = self.rotation_mac_key().mac_raw(&[&self.vault_id(), &b]);
+        let mac = self
+            .rotation_mac_key()
+            .mac_raw(&[self.vault_id().as_bytes(), &b]);
         b.extend_from_slice(&mac);
         b
     }
@@ -163,7 +165,9 @@ impl Vault {
         }
         let (body, mac) = bytes.split_at(bytes.len() - 32);
         if !ct_eq(
-            &self.rotation_mac_key().mac_raw(&[&self.vault_id(), body]),
+            &self
+                .rotation_mac_key()
+                .mac_raw(&[self.vault_id().as_bytes(), body]),
             mac,
         ) {
             return Err(Error::integrity(Structure::RotationState, "MAC mismatch"));
@@ -188,7 +192,7 @@ impl Vault {
                 }
                 let mut tags = Vec::with_capacity(n);
                 for _ in 0..n {
-                    tags.push(r.array()?);
+                    tags.push(SubjectTag::from(r.array::<16>()?));
                 }
                 Some(tags)
             }
@@ -196,7 +200,7 @@ impl Vault {
         };
         let cursor = match r.u8()? {
             0 => None,
-            1 => Some(r.array()?),
+            1 => Some(SubjectTag::from(r.array::<16>()?)),
             _ => {
                 return Err(Error::integrity(
                     Structure::RotationState,
@@ -264,7 +268,9 @@ impl Vault {
     /// meanwhile), then its old versions are retired in the batch that advances the
     /// persisted cursor. A rotation interrupted (e.g. killed) is resumed by the next call,
     /// whatever its `scope`, before anything else. `progress` gets records done / total.
-    /// Logged as `key_rotation` (one entry per batch and per subject).
+    /// Logged as `key_rotation` (one entry per batch and per subject). Fails with
+    /// [`Error::NotFound`], before anything is written, when `scope` names a subject
+    /// that has no keys (never written, or erased).
     pub fn rotate_data_keys(
         &self,
         ctx: &AccessContext,
@@ -282,7 +288,13 @@ impl Vault {
                             let mut tags = Vec::with_capacity(ids.len());
                             for id in ids {
                                 crate::record::validate_id("subject", id)?;
-                                tags.push(self.subject_tag(id));
+                                let tag = self.subject_tag(id);
+                                // An unknown (or erased) subject is the caller's mistake:
+                                // refused before any state is written.
+                                if self.storage.get(&keyspace::subject_entry(&tag))?.is_none() {
+                                    return Err(Error::NotFound);
+                                }
+                                tags.push(tag);
                             }
                             tags.sort_unstable();
                             tags.dedup();
@@ -648,7 +660,7 @@ impl Vault {
                 Some(p) => {
                     // Resume: the new key must be the pending one.
                     let bytes = header.encode(&current);
-                    let (_, u) = crate::header::Header::unlock(&bytes, &new_key).map_err(|_| {
+                    let (_, u) = crate::header::Header::unlock_within(&bytes, &new_key, self.options.max_kdf_work).map_err(|_| {
                         Error::invalid(InputKind::KeyOperation,
                             "a root-key rotation to another key is pending; rerun it with that key",
                         )

@@ -290,9 +290,20 @@ pub fn check_model(data: &[u8]) {
                 } else {
                     RotationScope::Subjects(vec![s.clone()])
                 };
-                let report = v
-                    .rotate_data_keys(&maint, &scope, &mut |_| {})
-                    .unwrap_or_else(|e| panic!("model: rotate_data_keys failed: {e}"));
+                let unknown = !matches!(scope, RotationScope::All) && !m.keyed.contains_key(&s);
+                let result = v.rotate_data_keys(&maint, &scope, &mut |_| {});
+                if unknown {
+                    // An unknown (or erased) subject is refused before anything is written.
+                    assert!(
+                        matches!(result, Err(medvault::Error::NotFound)),
+                        "model: rotating an unknown subject gave {:?}",
+                        result.map(|_| ())
+                    );
+                    assert!(!v.data_key_rotation_pending().unwrap_or(true));
+                    continue;
+                }
+                let report =
+                    result.unwrap_or_else(|e| panic!("model: rotate_data_keys failed: {e}"));
                 let in_scope: Vec<String> = m
                     .keyed
                     .keys()

@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 
 use medvault::storage::MemoryStorage;
 use medvault::{
-    AccessContext, Durability, KdfParams, KeySource, LogEntry, LogQuery, Purpose, Vault,
-    VaultOptions,
+    AccessContext, Durability, KeySource, LogEntry, LogQuery, Purpose, Vault, VaultOptions,
 };
 use sha2::{Digest, Sha256};
 
@@ -32,7 +31,7 @@ pub fn raw_key() -> KeySource {
 /// Options for test vaults: cheap KDF, default durability.
 pub fn options() -> VaultOptions {
     VaultOptions {
-        kdf: KdfParams::insecure_for_tests(),
+        kdf: medvault::danger::insecure_kdf_params(),
         ..VaultOptions::default()
     }
 }

@@ -51,7 +51,8 @@ pub fn verify(path: &Path, checkpoint: Option<&Path>, args: &AccessArgs) -> CliR
     let secs = started.elapsed().as_secs_f64();
     match &cp {
         Some(c) => println!(
-            "access log intact: {n} entries verified in {secs:.3} s; it extends the checkpoint at entry {}",
+            "access log intact: {n} entries verified in {secs:.3} s; it extends the checkpoint, \
+             which pinned its first {} entries",
             c.next_seq
         ),
         None => println!("access log intact: {n} entries verified in {secs:.3} s"),
@@ -72,7 +73,7 @@ pub struct Filter {
     pub subject: Option<String>,
     pub actor: Option<String>,
     pub purpose: Option<Purpose>,
-    pub action: Option<String>,
+    pub action: Option<Action>,
     pub since: Option<String>,
     pub until: Option<String>,
 }
@@ -90,10 +91,12 @@ pub fn log(
         purpose: match auditor_purpose {
             Some(p) => Some(p),
             None => match std::env::var("MEDVAULT_PURPOSE") {
-                Ok(s) => Some(
-                    s.parse::<Purpose>()
-                        .map_err(|e| Failure::usage(format!("MEDVAULT_PURPOSE: {e}")))?,
-                ),
+                Ok(s) => Some(s.parse::<Purpose>().map_err(|_| {
+                    Failure::usage(format!(
+                        "MEDVAULT_PURPOSE: unknown purpose; expected one of {}",
+                        crate::args::purpose_names().join(", ")
+                    ))
+                })?),
                 Err(_) => None,
             },
         },
@@ -120,12 +123,7 @@ pub fn log(
         subject: filter.subject,
         actor: filter.actor,
         purpose: filter.purpose,
-        action: filter
-            .action
-            .as_deref()
-            .map(|a| a.parse::<Action>())
-            .transpose()
-            .map_err(|_| Failure::usage("--action: unknown action"))?,
+        action: filter.action,
         since_ms: time(&filter.since, "--since")?,
         until_ms: time(&filter.until, "--until")?,
     };
@@ -136,7 +134,15 @@ pub fn log(
         out.flush()?;
         return Ok(());
     }
-    for e in vault.audit_query(&ctx, &q)? {
+    let entries = vault.audit_query(&ctx, &q)?;
+    if !entries.is_empty() {
+        writeln!(
+            out,
+            "{:>8} {:<24} {:<16} {:<15} {:<12} {:<7} TARGET",
+            "SEQ", "TIME (UTC)", "ACTOR", "PURPOSE", "ACTION", "OUTCOME"
+        )?;
+    }
+    for e in entries {
         let outcome = match &e.outcome {
             Outcome::Ok => "ok".to_owned(),
             Outcome::Denied => "DENIED".to_owned(),
@@ -153,7 +159,7 @@ pub fn log(
                 what.push_str(&format!(" [{}]", t.fields.join(",")));
             }
         } else if let Some(p) = &e.subject_pseudonym {
-            what = format!("subject#{}", crate::commands::vault::hex(p));
+            what = format!("subject#{}", crate::commands::vault::hex(p.as_bytes()));
         }
         // Actor ids, ids and notes come from callers: escape control characters so a
         // crafted value cannot forge a line of the trail or drive the terminal.

@@ -3,11 +3,12 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
+use medvault::json::JsonText;
 use medvault::{Error, RecordKey};
-use serde_json::Value;
 
 use crate::access;
 use crate::args::AccessArgs;
+use crate::commands::audit::escape;
 use crate::exit::{CliResult, Code, Failure};
 
 /// Largest JSON document `put` reads from stdin (the record size cap of the library).
@@ -28,16 +29,16 @@ pub fn get(
     let mut out = std::io::stdout().lock();
     if let (Some(collection), Some(record_id)) = (collection, record_id) {
         let key = RecordKey::new(subject, collection, record_id);
-        let value: Value = if fields.is_empty() {
-            vault.get(&ctx, &key)
+        let value = if fields.is_empty() {
+            vault.get_json(&ctx, &key)
         } else {
             let names: Vec<&str> = fields.iter().map(String::as_str).collect();
-            vault.get_fields(&ctx, &key, &names)
+            vault.get_fields_json(&ctx, &key, &names)
         }
         .map_err(|e| not_found_as(e, "no such record"))?;
         write_json(&mut out, &value, pretty)?;
     } else {
-        let mut records = vault.records_of::<Value>(&ctx, subject, collection)?;
+        let mut records = vault.records_of_json(&ctx, subject, collection)?;
         if records.is_empty() {
             return Err(Failure::new(Code::NotFound, "no records for this subject"));
         }
@@ -50,14 +51,13 @@ pub fn get(
     Ok(())
 }
 
-fn write_json(out: &mut dyn Write, value: &Value, pretty: bool) -> CliResult {
-    let text = if pretty {
-        serde_json::to_string_pretty(value)
+/// Writes a record's exact text (indented when `pretty`, tokens unchanged) and a newline.
+fn write_json(out: &mut dyn Write, value: &JsonText, pretty: bool) -> CliResult {
+    if pretty {
+        writeln!(out, "{}", value.pretty().as_str())?;
     } else {
-        serde_json::to_string(value)
+        writeln!(out, "{}", value.as_str())?;
     }
-    .map_err(|_| Failure::other("JSON encoding failed"))?;
-    writeln!(out, "{text}")?;
     Ok(())
 }
 
@@ -84,37 +84,42 @@ pub fn put(
     if text.len() as u64 > MAX_STDIN {
         return Err(Failure::other("the record on stdin is larger than 64 MiB"));
     }
-    // The parser's message is not echoed: it may quote the input.
-    let value: Value = serde_json::from_slice(&text).map_err(|e| {
-        Failure::other(format!(
-            "stdin is not valid JSON (line {}, column {})",
-            e.line(),
-            e.column()
-        ))
-    })?;
-    if !value.is_object() {
+    // The error names a byte offset and depth, never the input.
+    let value = JsonText::parse(&text)
+        .map_err(|e| Failure::other(format!("stdin is not a valid JSON record: {e}")))?;
+    let tree = value.tree();
+    if tree.as_object().is_none() {
         return Err(Failure::other("the record on stdin must be a JSON object"));
     }
     // A FHIR resource carries its own type and id: they must name the same record as the
     // command line, or an export would not import back to the same place.
-    if let Some(t) = value.get("resourceType")
-        && t.as_str() != Some(collection)
+    if let Some(t) = tree.get("resourceType")
+        && !t.is_str(collection)
     {
         return Err(Failure::other(
             "the resource's resourceType differs from COLLECTION",
         ));
     }
-    if let Some(id) = value.get("id")
-        && id.as_str() != Some(record_id)
+    if let Some(id) = tree.get("id")
+        && !id.is_str(record_id)
     {
         return Err(Failure::other("the resource's id differs from RECORD_ID"));
     }
     let vault = access::open_vault(path, &ctx)?;
-    vault.put(
+    let fields = tree.as_object().map_or(0, |o| o.len());
+    vault.put_json(
         &ctx,
         &RecordKey::new(subject, collection, record_id),
         &value,
     )?;
+    println!(
+        "stored record {}/{} of subject {} ({}, {}); any previous version is replaced",
+        escape(collection),
+        escape(record_id),
+        escape(subject),
+        crate::human::count(fields as u64, "field"),
+        crate::human::bytes(text.len() as u64)
+    );
     Ok(())
 }
 
@@ -131,19 +136,37 @@ pub fn find(
     let (ctx, vault) = access::open(path, args)?;
     let mut out = std::io::stdout().lock();
     if list {
-        for s in vault.indexes() {
-            let parts: Vec<String> = s.spec.parts.iter().map(|p| p.to_string()).collect();
-            writeln!(
-                out,
-                "{}\t{}\t{}\t{:?}\t{}\t{}",
-                s.spec.collection,
-                s.spec.name,
-                parts.join(" + "),
-                s.spec.normalization,
-                s.spec
-                    .truncate_bits
-                    .map_or("128".to_owned(), |b| b.to_string()),
-                if s.built { "built" } else { "building" }
+        let rows: Vec<Vec<String>> = vault
+            .indexes()
+            .iter()
+            .map(|s| {
+                let parts: Vec<String> = s.spec.parts.iter().map(|p| p.to_string()).collect();
+                vec![
+                    s.spec.collection.clone(),
+                    s.spec.name.clone(),
+                    parts.join(" + "),
+                    format!("{:?}", s.spec.normalization),
+                    s.spec
+                        .truncate_bits
+                        .map_or("128".to_owned(), |b| b.to_string()),
+                    if s.built { "built" } else { "building" }.to_owned(),
+                ]
+            })
+            .collect();
+        if rows.is_empty() {
+            writeln!(out, "no indexes defined (import defines the FHIR defaults)")?;
+        } else {
+            crate::human::table(
+                &mut out,
+                &[
+                    "COLLECTION",
+                    "INDEX",
+                    "PARTS",
+                    "NORMALIZATION",
+                    "BITS",
+                    "STATE",
+                ],
+                &rows,
             )?;
         }
         out.flush()?;
@@ -156,7 +179,9 @@ pub fn find(
         return Err(Failure::usage("find needs at least one VALUE"));
     }
     let values: Vec<&str> = values.iter().map(String::as_str).collect();
-    let found: Vec<(RecordKey, Value)> = vault.find(&ctx, collection, index, &values)?;
+    let found = vault
+        .find_json(&ctx, collection, index, &values)
+        .map_err(|e| find_failure(&vault, collection, index, values.len(), e))?;
     if found.is_empty() {
         return Err(Failure::new(Code::NotFound, "no record matches"));
     }
@@ -165,6 +190,49 @@ pub fn find(
     }
     out.flush()?;
     Ok(())
+}
+
+/// The failure of a `find` that the vault refused: an unknown index gets its own code
+/// and the names of the collection's indexes; a wrong number of values is a usage error
+/// naming the parts.
+fn find_failure(
+    vault: &medvault::Vault,
+    collection: &str,
+    index: &str,
+    given: usize,
+    e: Error,
+) -> Failure {
+    let defined = vault.indexes();
+    let spec = defined
+        .iter()
+        .find(|s| s.spec.collection == collection && s.spec.name == index);
+    match (spec, e) {
+        (None, Error::NotFound) => {
+            let names: Vec<&str> = defined
+                .iter()
+                .filter(|s| s.spec.collection == collection)
+                .map(|s| s.spec.name.as_str())
+                .collect();
+            let known = if names.is_empty() {
+                format!("{collection} has none (`find VAULT --list` shows every index)")
+            } else {
+                format!("{collection} has {}", names.join(", "))
+            };
+            Failure::new(
+                Code::NoSuchIndex,
+                format!("no index {index:?} on {collection}: {known}"),
+            )
+        }
+        (Some(s), _) if s.spec.parts.len() != given => {
+            let parts: Vec<String> = s.spec.parts.iter().map(|p| p.to_string()).collect();
+            Failure::usage(format!(
+                "index {index} takes {} values, one per part ({}); {given} given",
+                parts.len(),
+                parts.join(", ")
+            ))
+        }
+        (_, e) => e.into(),
+    }
 }
 
 /// `medvault delete VAULT SUBJECT COLLECTION RECORD_ID`.
@@ -179,6 +247,12 @@ pub fn delete(
     vault
         .delete(&ctx, &RecordKey::new(subject, collection, record_id))
         .map_err(|e| not_found_as(e, "no such record"))?;
+    println!(
+        "deleted record {}/{} of subject {}",
+        escape(collection),
+        escape(record_id),
+        escape(subject)
+    );
     Ok(())
 }
 
@@ -188,8 +262,16 @@ pub fn subjects(path: &Path, args: &AccessArgs) -> CliResult {
     let mut ids = vault.subjects(&ctx)?;
     ids.sort();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    // A header only for a person: scripts read one id per line.
+    if std::io::stdout().is_terminal() {
+        writeln!(
+            out,
+            "SUBJECT ({})",
+            crate::human::count(ids.len() as u64, "subject")
+        )?;
+    }
     for id in ids {
-        writeln!(out, "{}", crate::commands::audit::escape(&id))?;
+        writeln!(out, "{}", escape(&id))?;
     }
     out.flush()?;
     Ok(())
@@ -217,6 +299,10 @@ pub fn erase(path: &Path, subject: &str, yes: bool, args: &AccessArgs) -> CliRes
     let n = vault
         .erase_subject(&ctx, subject)
         .map_err(|e| not_found_as(e, "no such subject"))?;
-    println!("erased {n} records; the subject's data keys are destroyed");
+    println!(
+        "erased subject {}: {}; its data keys are destroyed and the database rewritten without them",
+        escape(subject),
+        crate::human::count(n, "record")
+    );
     Ok(())
 }

@@ -7,14 +7,20 @@ use medvault::{KeySource, RotationScope};
 
 use crate::access;
 use crate::args::{AccessArgs, KdfArgs};
-use crate::exit::CliResult;
+use crate::exit::{CliResult, Code, Failure};
 use crate::progress::{self, Unit};
 use crate::secrets;
 
 /// `medvault rotate root VAULT`: rewraps every subject's data keys under a new root key.
 pub fn root(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
-    let (ctx, vault) = access::open(path, args)?;
-    let new_key = secrets::next_root_key()?;
+    let ctx = access::context_for(args, secrets::KeyNeed::OpenAndNext)?;
+    let vault = access::open_vault(path, &ctx)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let new_key =
+        secrets::next_root_key(kdf.allow_weak_passphrase, &[&name, &ctx.actor, "medvault"])?;
     let params = match new_key {
         KeySource::Passphrase(_) => {
             secrets::kdf_params(kdf.kdf_memory, kdf.kdf_iterations, kdf.kdf_lanes)?
@@ -30,7 +36,8 @@ pub fn root(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
     bar.finish_and_clear();
     let n = result?;
     println!(
-        "root key rotated: {n} subject key entries rewrapped in {:.2} s; the old key no longer opens the vault",
+        "root key rotated: {} rewrapped in {:.2} s; the old key no longer opens the vault",
+        crate::human::count_as(n, "subject key entry", "subject key entries"),
         started.elapsed().as_secs_f64()
     );
     Ok(())
@@ -43,6 +50,23 @@ pub fn data(path: &Path, resume: bool, subjects: &[String], args: &AccessArgs) -
     let scope = if subjects.is_empty() {
         RotationScope::All
     } else {
+        // The core rotates the subjects it holds and passes over the others in silence; a
+        // name the vault does not hold is an operator's mistake, said before any work.
+        let held: std::collections::HashSet<String> = vault.subjects(&ctx)?.into_iter().collect();
+        let unknown: Vec<String> = subjects
+            .iter()
+            .filter(|s| !held.contains(*s))
+            .map(|s| crate::commands::audit::escape(s).into_owned())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Failure::new(
+                Code::NotFound,
+                format!(
+                    "no such subject: {}; nothing rotated (`medvault subjects VAULT` lists them)",
+                    unknown.join(", ")
+                ),
+            ));
+        }
         RotationScope::Subjects(subjects.to_vec())
     };
     let run = |what: &str| -> CliResult {
@@ -56,9 +80,9 @@ pub fn data(path: &Path, resume: bool, subjects: &[String], args: &AccessArgs) -
         let r = result?;
         let secs = started.elapsed().as_secs_f64();
         println!(
-            "{what}: {} subjects, {} records re-encrypted in {secs:.2} s ({:.0} records/s); old data-key versions retired",
-            r.subjects,
-            r.records,
+            "{what}: {}, {} re-encrypted in {secs:.2} s ({:.0} records/s); old data-key versions retired",
+            crate::human::count(r.subjects, "subject"),
+            crate::human::count(r.records, "record"),
             r.records as f64 / secs.max(1e-9)
         );
         Ok(())

@@ -6,13 +6,17 @@ use medvault::{KeySource, Vault, VaultOptions};
 
 use crate::access;
 use crate::args::{AccessArgs, KdfArgs};
-use crate::exit::{CliResult, Failure};
+use crate::exit::{CliResult, Code, Failure};
 use crate::secrets;
 
 /// `medvault init VAULT`: a new vault under a passphrase (Argon2id) or a raw key.
 pub fn init(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
-    let ctx = access::context(args)?;
-    let key = secrets::initial_key()?;
+    let ctx = access::context_for(args, secrets::KeyNeed::Create)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let key = secrets::initial_key(kdf.allow_weak_passphrase, &[&name, &ctx.actor, "medvault"])?;
     let kdf_params = match key {
         KeySource::Passphrase(_) => {
             secrets::kdf_params(kdf.kdf_memory, kdf.kdf_iterations, kdf.kdf_lanes)?
@@ -26,8 +30,13 @@ pub fn init(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
         opener: ctx,
         ..VaultOptions::default()
     };
-    let vault = Vault::create_with(path, key, options)
-        .map_err(|e| Failure::from(e).context(format!("init {}", path.display())))?;
+    let vault = Vault::create_with(path, key, options).map_err(|e| {
+        let mut f = Failure::from(e);
+        if f.code == Code::InUse {
+            f.message.push_str(&access::lock_holder_hint(path));
+        }
+        f.context(format!("init {}", path.display()))
+    })?;
     let how = if raw {
         "a raw root key".to_owned()
     } else {
@@ -39,7 +48,7 @@ pub fn init(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
     println!(
         "created vault {} (id {}) protected by {how}",
         path.display(),
-        hex(&vault.vault_id())
+        hex(vault.vault_id().as_bytes())
     );
     Ok(())
 }
@@ -52,11 +61,22 @@ pub fn stats(path: &Path, json: bool, args: &AccessArgs) -> CliResult {
         let text = serde_json::to_string(&s).map_err(|e| Failure::other(e.to_string()))?;
         println!("{text}");
     } else {
-        println!("subjects          {}", s.subjects);
-        println!("records           {}", s.records);
-        println!("log entries       {}", s.log_entries);
-        println!("disk bytes        {}", s.disk_bytes);
-        println!("root generation   {}", s.root_generation);
+        let rows = [
+            ("subjects", s.subjects.to_string()),
+            ("records", s.records.to_string()),
+            ("access-log entries", s.log_entries.to_string()),
+            (
+                "size on disk",
+                format!(
+                    "{} ({} bytes)",
+                    crate::human::bytes(s.disk_bytes),
+                    s.disk_bytes
+                ),
+            ),
+            ("root-key generation", s.root_generation.to_string()),
+        ]
+        .map(|(k, v)| vec![k.to_owned(), v]);
+        crate::human::table(&mut std::io::stdout().lock(), &["FIGURE", "VALUE"], &rows)?;
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 mod dataset;
 mod scan;
+mod size;
 mod tamper;
 
 use std::fmt::Write as _;
@@ -121,8 +122,8 @@ impl Demo {
             &mut r,
             format!(
                 "medvault demo: {patients} synthetic patients (seed {seed}), {records} FHIR resources, \
-                 {:.1} MiB NDJSON in {} files",
-                mib(ds.bytes),
+                 {} NDJSON in {} files",
+                crate::human::bytes(ds.bytes),
                 ds.files
             ),
         );
@@ -163,7 +164,8 @@ impl Demo {
         bar.finish_and_clear();
         let imported = imported?;
         let secs = t.elapsed().as_secs_f64();
-        if imported.records != records || imported.per_type != ds.per_type {
+        if imported.records != records || imported.per_type != ds.per_type || imported.rejected > 0
+        {
             return Err(Failure::other(
                 "demo: import counts differ from what was generated",
             ));
@@ -325,6 +327,7 @@ impl Demo {
         step("erasing one patient");
         let gone = &ds.patients[3];
         let patient_rec = RecordKey::new(gone.as_str(), "Patient", gone.as_str());
+        let db_before_erase = vault.stats()?.disk_bytes;
         let t = Instant::now();
         let erased = vault.erase_subject(&ops.clone().with_reason("GDPR art. 17 request"), gone)?;
         let erase_secs = t.elapsed().as_secs_f64();
@@ -339,6 +342,15 @@ impl Demo {
                 } else {
                     "STILL READABLE"
                 }
+            ),
+        );
+        w(
+            &mut r,
+            format!(
+                "             (erasure purges: the whole database, {} before, is rewritten without the \
+                 deleted ciphertext so none lingers in free pages; its cost follows the vault's size, \
+                 not the patient's {erased} records)",
+                crate::human::bytes(db_before_erase)
             ),
         );
         if !not_found {
@@ -356,14 +368,24 @@ impl Demo {
         w(
             &mut r,
             format!(
-                "  audit      {entries} access-log entries verified in {:.0} ms = {} entries/s; checkpoint at entry {}",
+                "  audit      {entries} access-log entries (seq 0 to {}) verified in {:.0} ms = {} entries/s;",
+                entries.saturating_sub(1),
                 secs * 1000.0,
                 rate(entries, secs),
+            ),
+        );
+        w(
+            &mut r,
+            format!(
+                "             the verification and the checkpoint are logged too ({} more), so the \
+                 checkpoint token pins the first {} entries",
+                cp.next_seq.saturating_sub(entries),
                 cp.next_seq
             ),
         );
         vault.sync()?;
         drop(vault);
+        w(&mut r, size::explain(&vault_dir, ds.bytes)?);
 
         // 8. Attacks on copies.
         step("attacking copies of the vault");
@@ -434,12 +456,12 @@ impl Demo {
         w(
             &mut r,
             format!(
-                "  plaintext scan: {} hits for {} names and identifiers in {} vault files ({:.1} MiB, {:.2} s); \
+                "  plaintext scan: {} hits for {} names and identifiers in {} vault files ({}, {:.2} s); \
                  control: {} of them found in the NDJSON input",
                 in_vault.hits,
                 ds.needles.len(),
                 in_vault.files,
-                mib(in_vault.bytes),
+                crate::human::bytes(in_vault.bytes),
                 secs,
                 control.hits
             ),

@@ -19,6 +19,12 @@ pub const FAST_KDF: [&str; 6] = [
     "1",
 ];
 
+/// The tests' passphrase: strong enough for `init`'s strength check (zxcvbn score 3 or
+/// more), so that no test needs `--allow-weak-passphrase` but the one about it.
+pub const PASSPHRASE: &str = "tepid walrus quantum ferry 93";
+/// A second strong passphrase (`rotate root`).
+pub const PASSPHRASE_2: &str = "glacier obelisk marmalade 4417";
+
 /// Runs the built `medvault` binary with only the MEDVAULT_* variables given here (the
 /// caller's environment could otherwise leak a passphrase or an actor into a test).
 pub struct Medvault {
@@ -32,11 +38,11 @@ impl Default for Medvault {
 }
 
 impl Medvault {
-    /// A maintenance operator with passphrase `pw`.
+    /// A maintenance operator with passphrase [`PASSPHRASE`].
     pub fn new() -> Self {
         Medvault {
             env: vec![
-                ("MEDVAULT_PASSPHRASE".into(), "pw".into()),
+                ("MEDVAULT_PASSPHRASE".into(), PASSPHRASE.into()),
                 ("MEDVAULT_ACTOR".into(), "test-operator".into()),
                 ("MEDVAULT_PURPOSE".into(), "maintenance".into()),
             ],

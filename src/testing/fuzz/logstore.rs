@@ -9,7 +9,7 @@ use crate::logstore::frame::{
 };
 
 const ANCHOR_KEY: [u8; 32] = [0x61; 32];
-const VAULT_ID: [u8; 16] = [0x42; 16];
+const VAULT_ID: crate::VaultId = crate::VaultId::from_bytes([0x42; 16]);
 
 fn anchor_key() -> MacKey {
     MacKey::new(&SecretKey::from_bytes(ANCHOR_KEY))

@@ -16,7 +16,6 @@
 //! [`decoder_seeds`] get past authentication and the fuzzer can mutate from there.
 
 use crate::danger::RawAccess;
-use serde_json::{Value, json};
 
 use std::sync::Arc;
 
@@ -24,13 +23,13 @@ use crate::audit::{AuditLog, PendingEntry, decode_body, parse_target};
 use crate::commit::{CommitKeys, Committer, Parts};
 use crate::crypto::{AeadKey, KdfParams, KeySource, RootKey, SecretKey, sha256};
 use crate::header::{Header, header_mac_key};
+use crate::json::{JsonText, unescape};
 use crate::keyring::{Keyring, SubjectTag};
 use crate::logstore::anchor::SLOT_LEN;
 use crate::logstore::frame::{Decoded, decode_frame};
 use crate::logstore::{Frame, LogStore, MemoryLog};
 use crate::record::{
-    Binding, PlainField, RecordKey, join_fields, parse_meta, parse_record, seal_record,
-    split_fields,
+    Binding, PlainField, RecordKey, join_json, parse_meta, parse_record, seal_record, split_json,
 };
 use crate::storage::{MemoryStorage, Storage, WriteBatch};
 use crate::{AccessContext, Action, Checkpoint, Error, Outcome, Purpose, Target};
@@ -67,12 +66,12 @@ pub const APPLIED_MARKER_KEY: &[u8] = crate::keyspace::APPLIED_MARKER;
 const ROOT: [u8; 32] = [0x5a; 32];
 const NEXT_ROOT: [u8; 32] = [0xa5; 32];
 const PASSPHRASE: &str = "fuzz";
-const VAULT_ID: [u8; 16] = [0x42; 16];
+const VAULT_ID: crate::VaultId = crate::VaultId::from_bytes([0x42; 16]);
 const VAULT_SECRET: [u8; 32] = [0x33; 32];
 const DEK_V1: [u8; 32] = [0x44; 32];
 const DEK_V2: [u8; 32] = [0x45; 32];
 const AUDIT_KEY: [u8; 32] = [0x46; 32];
-const TAG: SubjectTag = [0x77; 16];
+const TAG: SubjectTag = SubjectTag::from_bytes([0x77; 16]);
 const SUBJECT: &str = "fuzz-subject";
 const STORAGE_KEY: &[u8] = b"r-fuzz-storage-key";
 
@@ -300,13 +299,13 @@ fn seal_fixture_record(key: &RecordKey, version: u32, fields: &[PlainField]) -> 
 
 /// Record target. `data[0] % 3` picks a mode:
 /// 0. the rest is a stored record value under the fixture DEKs (versions 1, 2): parse,
-///    open meta and fields, rebuild the JSON. An opened record re-sealed and reopened
-///    gives the same value; opening one field gives that field of the full value.
+///    open meta and fields, rebuild the JSON text. An opened record re-sealed and
+///    reopened gives the same text byte for byte, opened field by field or straight
+///    into one buffer; opening one field gives exactly that member.
 /// 1. the rest is an opened meta block (`data[1]` = expected field count): parser only.
-/// 2. the rest is CBOR: as one field's value, it decodes (or is refused) without panic;
-///    a decoded value survives split → join unchanged. The CBOR is also decoded to a
-///    generic value and split into fields (the hand-rolled CBOR walker of `split_fields`)
-///    and joined back to the same encoding.
+/// 2. the rest is JSON text: as one field's value it joins into a record or is refused
+///    without panic; as a record (an object) it splits into fields that join back to
+///    its canonical text byte for byte, and seal/open leaves it unchanged.
 pub fn check_record(data: &[u8]) {
     let mut inp = Input::new(data);
     match inp.byte() % 3 {
@@ -316,25 +315,24 @@ pub fn check_record(data: &[u8]) {
                 Ok(x) => x,
                 Err(e) => return assert_decode_error(&e, "record value"),
             };
-            let value: Value = match join_fields(&fields) {
+            let text = match join_json(&fields) {
                 Ok(v) => v,
                 Err(e) => return assert_decode_error(&e, "record fields"),
             };
             let version = parse_record(bytes).map(|s| s.key_version).unwrap_or(1);
             let resealed = seal_fixture_record(&key, version, &fields);
-            let (_, back) = open_record(&resealed, None)
-                .unwrap_or_else(|e| panic!("record: re-sealed record fails: {e}"));
-            let back: Value =
-                join_fields(&back).unwrap_or_else(|e| panic!("record: re-sealed fields fail: {e}"));
-            assert_eq!(back, value, "record: value changed on re-seal");
+            let back = reopen_json(&resealed, None);
+            assert!(back == text, "record: text changed on re-seal");
             if let Some(first) = fields.first() {
-                let name = first.name.as_str();
-                let (_, one) = open_record(bytes, Some(&[name]))
-                    .unwrap_or_else(|e| panic!("record: one field fails: {e}"));
-                let one: Value = join_fields(&one)
-                    .unwrap_or_else(|e| panic!("record: one field does not join: {e}"));
-                assert_eq!(one.get(name), value.get(name), "record: field differs");
-                assert_eq!(one.as_object().map(|m| m.len()), Some(1));
+                let name = unescape(&first.name).to_string();
+                let one = reopen_json(bytes, Some(&[name.as_str()]));
+                let (n, v) = one
+                    .members()
+                    .ok()
+                    .and_then(|mut m| m.next())
+                    .unwrap_or_else(|| panic!("record: one field missing"));
+                assert_eq!(n.raw(), first.name, "record: field name differs");
+                assert_eq!(v.as_bytes(), &first.value[..], "record: field differs");
             }
         }
         1 => {
@@ -345,33 +343,60 @@ pub fn check_record(data: &[u8]) {
             }
         }
         _ => {
-            let cbor = inp.rest();
+            let rest = inp.rest();
             let one = [PlainField {
                 name: "f".to_owned(),
-                value: zeroize::Zeroizing::new(cbor.to_vec()),
+                value: zeroize::Zeroizing::new(rest.to_vec()),
             }];
-            match join_fields::<Value>(&one) {
-                Ok(v) => {
-                    let fields = split_fields(&v)
-                        .unwrap_or_else(|e| panic!("record: a decoded map does not split: {e}"));
-                    let back: Value = join_fields(&fields)
-                        .unwrap_or_else(|e| panic!("record: split fields do not join: {e}"));
-                    assert_eq!(back, v, "record: split/join changed the value");
+            match join_json(&one) {
+                Ok(t) => {
+                    let canonical = JsonText::parse(rest).unwrap_or_else(|e| {
+                        panic!("record: joined a field that does not parse: {e}")
+                    });
+                    assert_eq!(t.as_str(), format!("{{\"f\":{}}}", canonical.as_str()));
                 }
                 Err(e) => assert_decode_error(&e, "field value"),
             }
-            if let Ok(v) = ciborium::from_reader::<ciborium::Value, _>(cbor)
-                && let Ok(fields) = split_fields(&v)
+            if let Ok(text) = JsonText::parse(rest)
+                && let Ok(fields) = split_json(&text)
             {
-                let back: ciborium::Value = join_fields(&fields)
-                    .unwrap_or_else(|e| panic!("record: split CBOR does not join: {e}"));
-                let (mut x, mut y) = (Vec::new(), Vec::new());
-                let _ = ciborium::into_writer(&v, &mut x);
-                let _ = ciborium::into_writer(&back, &mut y);
-                assert_eq!(x, y, "record: split/join changed a CBOR map");
+                let back = join_json(&fields)
+                    .unwrap_or_else(|e| panic!("record: split fields do not join: {e}"));
+                assert!(back == text, "record: split/join changed the text");
+                let key = RecordKey::new(SUBJECT, "c", "r");
+                let sealed = seal_fixture_record(&key, 1, &fields);
+                assert!(
+                    reopen_json(&sealed, None) == text,
+                    "record: seal/open changed the text"
+                );
             }
         }
     }
+}
+
+/// Opens a record sealed under the fixture keys straight into JSON text, and checks it
+/// against the field-by-field path.
+fn reopen_json(bytes: &[u8], want: Option<&[&str]>) -> JsonText {
+    let (key, fields) =
+        open_record(bytes, want).unwrap_or_else(|e| panic!("record: does not reopen: {e}"));
+    let joined = join_json(&fields).unwrap_or_else(|e| panic!("record: does not join: {e}"));
+    let version = parse_record(bytes).map(|s| s.key_version).unwrap_or(1);
+    let dek = dek(version).unwrap_or_else(|| panic!("no fixture DEK {version}"));
+    let sealed = parse_record(bytes).unwrap_or_else(|e| panic!("record: does not parse: {e}"));
+    let bind = Binding {
+        vault_id: &VAULT_ID,
+        storage_key: STORAGE_KEY,
+        key: &key,
+        key_version: version,
+    };
+    let meta = sealed
+        .open_meta(&dek, &bind)
+        .unwrap_or_else(|e| panic!("record: meta does not reopen: {e}"));
+    let (direct, _) = sealed
+        .open_json(&dek, &bind, &meta, want)
+        .unwrap_or_else(|e| panic!("record: does not open into one buffer: {e}"));
+    assert!(direct == joined, "record: the two read paths differ");
+    direct
 }
 
 // ----- access log --------------------------------------------------------------------

@@ -27,7 +27,7 @@ pub fn decoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     }
     let (h, u) = expect(Header::create(
         &KeySource::passphrase(PASSPHRASE),
-        KdfParams::insecure_for_tests(),
+        crate::danger::insecure_kdf_params(),
     ));
     out.push((
         "header",
@@ -63,8 +63,11 @@ pub fn decoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
 
     // record
     let key = RecordKey::new(SUBJECT, "Observation", "obs-1");
-    let value = json!({"code": "85354-9", "value": 120, "note": null, "list": [1, 2.5, "x"]});
-    let fields = match split_fields(&value) {
+    let whole = r#"{"code":"85354-9","value":1.50,"note":null,"list":[1,2.5e-400,"x\u00e9"],"big":12345678901234567890123}"#;
+    let fields = match JsonText::parse(whole)
+        .map_err(Error::from)
+        .and_then(|t| split_json(&t))
+    {
         Ok(f) => f,
         Err(e) => panic!("seed: {e}"),
     };
@@ -87,11 +90,21 @@ pub fn decoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     m.extend_from_slice(&meta);
     out.push(("record", "meta".into(), m));
     for (i, f) in fields.iter().enumerate() {
-        out.push(("record", format!("cbor-{i}"), with_mode(2, &f.value)));
+        out.push(("record", format!("json-{i}"), with_mode(2, &f.value)));
     }
-    let mut whole = Vec::new();
-    let _ = ciborium::into_writer(&value, &mut whole);
-    out.push(("record", "cbor-map".into(), with_mode(2, &whole)));
+    out.push((
+        "record",
+        "json-object".into(),
+        with_mode(2, whole.as_bytes()),
+    ));
+    out.push((
+        "record",
+        "json-spaced".into(),
+        with_mode(
+            2,
+            b" { \"a\" : [ 1 , -0 ] ,\n \"b\\u0062\" : \"\\ud83d\\ude00\" } ",
+        ),
+    ));
 
     // log
     {

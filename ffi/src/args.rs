@@ -1,0 +1,222 @@
+//! Reading C arguments: NUL-terminated UTF-8 strings, arrays of them, raw keys, the
+//! access context and out-pointers. Each reader checks for NULL and bounds what it
+//! reads; the caller of the exported function guarantees that a non-NULL pointer points
+//! to what the header says (that cannot be checked from here).
+
+use std::ffi::{CStr, c_char};
+
+use medvault::{AccessContext, KdfParams, KeySource, Purpose, RecordKey};
+use zeroize::Zeroizing;
+
+use crate::status::BindError;
+
+/// Most strings accepted in one array argument (fields, index values, subjects).
+pub const MEDVAULT_MAX_ARRAY_ITEMS: usize = 65_536;
+
+/// Who acts and why, passed to every data call (mirrors `medvault::AccessContext`).
+#[repr(C)]
+pub struct MedvaultAccess {
+    /// Id of the acting user or system: NUL-terminated UTF-8, 1 to 256 bytes. Required.
+    pub actor: *const c_char,
+    /// Purpose name: `care`, `emergency` (also `break-the-glass`), `administration`,
+    /// `billing`, `research`, `patient-request` or `maintenance`. Required.
+    pub purpose: *const c_char,
+    /// Free-text reason, at most 1024 bytes, or NULL. Required (non-empty) for
+    /// `emergency`: without it the call fails with `MEDVAULT_STATUS_ACCESS_DENIED` and
+    /// the attempt is logged.
+    pub reason: *const c_char,
+}
+
+/// Argon2id parameters for a passphrase (RFC 9106, "Parameter Choice"); NULL where a
+/// function accepts it means RFC 9106's second recommended option (64 MiB, t=3, p=4).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct MedvaultKdf {
+    /// Memory `m` in KiB (at least 8 per lane, at most 4 GiB).
+    pub memory_kib: u32,
+    /// Passes `t` (1 to 64).
+    pub iterations: u32,
+    /// Lanes `p` (1 to 64).
+    pub lanes: u32,
+}
+
+/// A string argument: NULL is an error naming `what`; invalid UTF-8 is invalid input.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string that stays valid and unchanged for
+/// the returned lifetime.
+pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str, BindError> {
+    if p.is_null() {
+        return Err(BindError::null(what));
+    }
+    // SAFETY: non-NULL here; NUL termination and validity are the caller's contract.
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str()
+        .map_err(|_| BindError::invalid(format!("`{what}` is not valid UTF-8")))
+}
+
+/// A string argument that may be NULL (then `None`).
+///
+/// # Safety
+/// As [`str_arg`].
+pub(crate) unsafe fn opt_str_arg<'a>(
+    p: *const c_char,
+    what: &str,
+) -> Result<Option<&'a str>, BindError> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { str_arg(p, what) }.map(Some)
+    }
+}
+
+/// An array of `n` strings. `items` may be NULL only when `n` is 0.
+///
+/// # Safety
+/// `items` is NULL or points to `n` readable pointers, each as for [`str_arg`].
+pub(crate) unsafe fn str_array<'a>(
+    items: *const *const c_char,
+    n: usize,
+    what: &str,
+) -> Result<Vec<&'a str>, BindError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    if items.is_null() {
+        return Err(BindError::null(what));
+    }
+    if n > MEDVAULT_MAX_ARRAY_ITEMS {
+        return Err(BindError::invalid(format!(
+            "`{what}` has more than {MEDVAULT_MAX_ARRAY_ITEMS} items"
+        )));
+    }
+    // SAFETY: non-NULL; the caller guarantees `n` readable, aligned pointers.
+    let ptrs = unsafe { std::slice::from_raw_parts(items, n) };
+    ptrs.iter()
+        // SAFETY: each element under the same contract as `str_arg`.
+        .map(|&p| unsafe { str_arg(p, what) })
+        .collect()
+}
+
+/// A raw 256-bit root key of `len` bytes (must be 32).
+///
+/// # Safety
+/// `key` is NULL or points to `len` readable bytes.
+pub(crate) unsafe fn raw_key(key: *const u8, len: usize) -> Result<KeySource, BindError> {
+    if key.is_null() {
+        return Err(BindError::null("key"));
+    }
+    if len != 32 {
+        return Err(BindError::invalid("a raw root key is 32 bytes"));
+    }
+    let mut k = Zeroizing::new([0u8; 32]);
+    // SAFETY: non-NULL, and the caller guarantees 32 readable bytes.
+    k.copy_from_slice(unsafe { std::slice::from_raw_parts(key, 32) });
+    Ok(KeySource::raw(*k))
+}
+
+/// A passphrase (non-NULL UTF-8; its copy lives in a zeroize-on-drop `Passphrase`).
+///
+/// # Safety
+/// As [`str_arg`].
+pub(crate) unsafe fn passphrase(p: *const c_char) -> Result<KeySource, BindError> {
+    // SAFETY: forwarded contract.
+    let s = unsafe { str_arg(p, "passphrase") }?;
+    Ok(KeySource::passphrase(s))
+}
+
+/// Argon2id parameters, the default for NULL.
+///
+/// # Safety
+/// `kdf` is NULL or points to a readable `MedvaultKdf`.
+pub(crate) unsafe fn kdf(kdf: *const MedvaultKdf) -> KdfParams {
+    if kdf.is_null() {
+        return KdfParams::default();
+    }
+    // SAFETY: non-NULL; the caller guarantees a readable struct.
+    let k = unsafe { *kdf };
+    KdfParams {
+        memory_kib: k.memory_kib,
+        iterations: k.iterations,
+        lanes: k.lanes,
+    }
+}
+
+/// The access context. NULL struct, actor or purpose are errors; the context's own
+/// rules (lengths, break-the-glass reason) are checked by the vault, which logs a
+/// refusal.
+///
+/// # Safety
+/// `access` is NULL or points to a readable `MedvaultAccess` whose strings follow
+/// [`str_arg`]'s contract.
+pub(crate) unsafe fn access(access: *const MedvaultAccess) -> Result<AccessContext, BindError> {
+    if access.is_null() {
+        return Err(BindError::null("access"));
+    }
+    // SAFETY: non-NULL; the caller guarantees a readable struct.
+    let a = unsafe { &*access };
+    // SAFETY: forwarded contract (the struct's strings are the caller's).
+    let actor = unsafe { str_arg(a.actor, "access.actor") }?;
+    // SAFETY: forwarded contract (the struct's strings are the caller's).
+    let purpose: Purpose = unsafe { str_arg(a.purpose, "access.purpose") }?
+        .parse()
+        .map_err(BindError::from)?;
+    // SAFETY: forwarded contract (the struct's strings are the caller's).
+    let reason = unsafe { opt_str_arg(a.reason, "access.reason") }?;
+    let mut ctx = AccessContext::new(actor, purpose);
+    ctx.reason = reason.map(str::to_owned);
+    Ok(ctx)
+}
+
+/// A record key from three strings.
+///
+/// # Safety
+/// Each pointer as for [`str_arg`].
+pub(crate) unsafe fn record_key(
+    subject: *const c_char,
+    collection: *const c_char,
+    record_id: *const c_char,
+) -> Result<RecordKey, BindError> {
+    // SAFETY: each pointer is NULL or a NUL-terminated string (this function's contract).
+    let s = unsafe { str_arg(subject, "subject") }?;
+    // SAFETY: each pointer is NULL or a NUL-terminated string (this function's contract).
+    let c = unsafe { str_arg(collection, "collection") }?;
+    // SAFETY: each pointer is NULL or a NUL-terminated string (this function's contract).
+    let r = unsafe { str_arg(record_id, "record_id") }?;
+    Ok(RecordKey::new(s, c, r))
+}
+
+/// An out-pointer that must not be NULL; set to its empty value at once so that C never
+/// reads a stale value after a failure.
+///
+/// # Safety
+/// `out` is NULL or points to a writable `T`.
+pub(crate) unsafe fn out_arg<'a, T>(
+    out: *mut T,
+    empty: T,
+    what: &str,
+) -> Result<&'a mut T, BindError> {
+    if out.is_null() {
+        return Err(BindError::null(what));
+    }
+    // SAFETY: non-NULL; the caller guarantees a writable, aligned `T`. `write` does not
+    // read (nor drop) the old, possibly uninitialised, value.
+    unsafe {
+        out.write(empty);
+        Ok(&mut *out)
+    }
+}
+
+/// An out-pointer that may be NULL (the caller does not want the value).
+///
+/// # Safety
+/// As [`out_arg`].
+pub(crate) unsafe fn opt_out_arg<'a, T>(out: *mut T, empty: T) -> Option<&'a mut T> {
+    if out.is_null() {
+        None
+    } else {
+        // SAFETY: forwarded contract.
+        unsafe { out_arg(out, empty, "") }.ok()
+    }
+}

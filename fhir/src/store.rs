@@ -1,0 +1,81 @@
+//! The one boundary between resource text and the vault: every record import writes
+//! and every record export reads goes through here, as the core's exact JSON
+//! representation ([`medvault::json::JsonText`]): number tokens, strings and member order
+//! are kept, so an export gives back what was imported (docs/FHIR.md section 1).
+
+use medvault::json::JsonText;
+use medvault::{AccessContext, Action, Error, RecordKey, Vault};
+use zeroize::Zeroizing;
+
+/// Why a batch was not stored.
+#[derive(Debug)]
+pub enum StoreError {
+    /// A record is refused for what it is (larger than a record may be...): the message
+    /// names the limit, never content. Nothing of the batch was written.
+    Refused(String),
+    /// The vault failed or refused the operation as such.
+    Vault(Error),
+}
+
+impl From<Error> for StoreError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidInput(_) => StoreError::Refused(e.to_string()),
+            e => StoreError::Vault(e),
+        }
+    }
+}
+
+/// A resource text in the vault's exact representation.
+pub struct Prepared(JsonText);
+
+impl Prepared {
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Parses `text` into the vault's exact representation (validated, canonical compact
+/// form keeping every number and string token and member order); the reason (offset
+/// and kind, never content) if it cannot be held.
+///
+/// # Errors
+/// The representation's error as text.
+pub fn prepare(text: Zeroizing<String>) -> Result<Prepared, String> {
+    let mut text = text;
+    let bytes = Zeroizing::new(std::mem::take(&mut *text).into_bytes());
+    JsonText::parse_owned(bytes, medvault::json::Limits::default())
+        .map(Prepared)
+        .map_err(|e| e.to_string())
+}
+
+/// Stores `batch` atomically (one `import` access-log entry per record).
+///
+/// # Errors
+/// [`StoreError::Refused`] when a record cannot be stored (then nothing is), else the
+/// vault's error.
+pub fn put_batch(
+    vault: &Vault,
+    ctx: &AccessContext,
+    batch: &[(RecordKey, Prepared)],
+) -> Result<(), StoreError> {
+    vault.put_many_json(ctx, batch.iter().map(|(k, p)| (k, &p.0)), Action::Import)?;
+    Ok(())
+}
+
+/// Every record of `subject` as (key, exact JSON text), logged as one `export` entry.
+///
+/// # Errors
+/// The vault's error.
+pub fn export_subject(
+    vault: &Vault,
+    ctx: &AccessContext,
+    subject: &str,
+) -> Result<Vec<(RecordKey, Zeroizing<String>)>, Error> {
+    Ok(vault
+        .export_records_of_json(ctx, subject)?
+        .into_iter()
+        .map(|(k, t)| (k, t.into_string()))
+        .collect())
+}
