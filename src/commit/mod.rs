@@ -636,7 +636,13 @@ impl Committer {
         let mut anchor_ok = anchor.log_end.next_seq == 0 && anchor.log_link == link;
         let mut marker_ok = h.applied.pos.next_seq == 0 && h.applied.link == link;
         let mut pin_ok = pin.is_none_or(|(n, l)| n == 0 && ct_eq(&l, &link));
-        for item in self.log.read(0)? {
+        // A log store that cannot even start reading (every segment gone) is missing its
+        // first entry.
+        let frames = self.log.read(0).map_err(|e| match e {
+            Error::Integrity { .. } => bad(0, LogFault::EntryMissing),
+            e => e,
+        })?;
+        for item in frames {
             let (f, pos) = item.map_err(|e| match e {
                 Error::Integrity { .. } => bad(expected, LogFault::EntryMalformed),
                 e => e,

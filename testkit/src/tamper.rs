@@ -370,3 +370,113 @@ fn check_tampered_reads(v: &Vault, fx: &TamperFixture, ctx: &AccessContext) {
         Err(e) => assert_decode_error(&e, "tamper: audit_query"),
     }
 }
+
+/// A vault's access-log segment file split by the layout documented in docs/FORMAT.md
+/// ("Log segment files") — read here independently of medvault's own decoder, so tests
+/// that tamper with the files do not rely on the code under test: a 41-byte header, then
+/// frames `u32 len || len bytes` (len counts every byte after itself), and any bytes
+/// after the last whole frame (`tail`). Within a frame: version at byte 4, flags at 5,
+/// seq (`u64`, big-endian) at 6..14, and the last 8 bytes are the first 8 of SHA-256
+/// (FIPS 180-4) over every byte before them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentFile {
+    /// The file's path.
+    pub path: std::path::PathBuf,
+    /// The 41-byte segment header.
+    pub header: Vec<u8>,
+    /// Every whole frame, in file order, each with its length prefix.
+    pub frames: Vec<Vec<u8>>,
+    /// Bytes after the last whole frame (empty in a cleanly closed vault).
+    pub tail: Vec<u8>,
+}
+
+/// Bytes of a segment header (docs/FORMAT.md "Log segment files").
+pub const SEGMENT_HEADER_BYTES: usize = 41;
+
+impl SegmentFile {
+    /// Reads and splits the segment at `path`. Panics when the file cannot be read or is
+    /// shorter than its header (test support).
+    pub fn read(path: &std::path::Path) -> SegmentFile {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path:?}: {e}"));
+        assert!(bytes.len() >= SEGMENT_HEADER_BYTES, "{path:?}: no header");
+        let mut frames = Vec::new();
+        let mut at = SEGMENT_HEADER_BYTES;
+        while let Some(len) = bytes.get(at..at + 4) {
+            let n = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            let Some(f) = bytes.get(at..at + 4 + n) else {
+                break;
+            };
+            frames.push(f.to_vec());
+            at += 4 + n;
+        }
+        SegmentFile {
+            path: path.to_owned(),
+            header: bytes[..SEGMENT_HEADER_BYTES].to_vec(),
+            frames,
+            tail: bytes[at..].to_vec(),
+        }
+    }
+
+    /// The vault's only segment (`VAULT/log/*.seg`); panics unless there is exactly one.
+    pub fn only_one(vault_dir: &std::path::Path) -> SegmentFile {
+        let segs = segment_paths(vault_dir);
+        assert_eq!(segs.len(), 1, "expected one log segment, found {segs:?}");
+        SegmentFile::read(&segs[0])
+    }
+
+    /// The file's bytes: header, frames, tail.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut b = self.header.clone();
+        for f in &self.frames {
+            b.extend_from_slice(f);
+        }
+        b.extend_from_slice(&self.tail);
+        b
+    }
+
+    /// Writes the file back (replacing it).
+    pub fn write(&self) {
+        std::fs::write(&self.path, self.bytes())
+            .unwrap_or_else(|e| panic!("write {:?}: {e}", self.path));
+    }
+
+    /// The index in `frames` of the frame carrying `seq`.
+    pub fn index_of(&self, seq: u64) -> usize {
+        self.frames
+            .iter()
+            .position(|f| frame_seq(f) == seq)
+            .unwrap_or_else(|| panic!("no frame with seq {seq}"))
+    }
+}
+
+/// The log segment files of the vault at `vault_dir`, in name (= sequence) order.
+pub fn segment_paths(vault_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(vault_dir.join("log"))
+        .unwrap_or_else(|e| panic!("read {vault_dir:?}/log: {e}"))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The seq of an encoded frame (bytes 6..14).
+pub fn frame_seq(frame: &[u8]) -> u64 {
+    let mut s = [0u8; 8];
+    s.copy_from_slice(&frame[6..14]);
+    u64::from_be_bytes(s)
+}
+
+/// Recomputes a frame's unkeyed check (its last 8 bytes) over the bytes before it: what
+/// a tamperer without the key can always do.
+pub fn fix_check(frame: &mut [u8]) {
+    let n = frame.len();
+    let sum = Sha256::digest(&frame[..n - 8]);
+    frame[n - 8..].copy_from_slice(&sum[..8]);
+}
+
+/// Renumbers a frame to `seq` and fixes its check.
+pub fn renumber(frame: &mut [u8], seq: u64) {
+    frame[6..14].copy_from_slice(&seq.to_be_bytes());
+    fix_check(frame);
+}
