@@ -162,6 +162,7 @@ impl SledStorage {
     /// #1234), so a vault closed and reopened at once in one process can find it still
     /// held. Past the wait, the vault is in use by another handle or process.
     fn open_db(path: &Path, options: &SledOptions) -> Result<sled::Db, StorageError> {
+        remove_interrupted_snapshots(path)?;
         let config = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_bytes)
@@ -376,4 +377,32 @@ impl Storage for SledStorage {
         fs::remove_dir_all(&old)?;
         Ok(())
     }
+}
+
+/// Removes the snapshot files sled 0.34.7 left half-written when its process was killed.
+///
+/// sled writes a snapshot (at every open whose log advanced) to `snap.<lsn>.generating`,
+/// fsyncs it and renames it to `snap.<lsn>`; old snapshots are removed only after the
+/// rename. But it reads back the *last name in sort order* among all `snap.*` files,
+/// `.generating` ones included (`pagecache/snapshot.rs` `read_snapshot`), so a snapshot
+/// write cut by a kill sorts last and fails sled's CRC: sled then refuses the whole
+/// database as corrupt, though no data was lost (sled issue #1527). A `.generating` file
+/// is never the snapshot in force — the rename is what makes a snapshot — so removing it
+/// leaves sled the previous snapshot and its log, from which it rebuilds the same state.
+/// Nothing else is touched. Errors: the directory cannot be listed or a file removed.
+fn remove_interrupted_snapshots(path: &Path) -> Result<(), StorageError> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }
