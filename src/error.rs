@@ -107,7 +107,8 @@ pub enum Structure {
     LogEntry,
     /// The sealed target of an access-log entry.
     LogTarget,
-    /// The access-log head (docs/FORMAT.md "Log head").
+    /// The access-log head of storage v1 (docs/FORMAT.md "Log head"): no longer written;
+    /// kept so that matching callers still compile.
     LogHead,
     /// A checkpoint (docs/FORMAT.md "Checkpoint").
     Checkpoint,

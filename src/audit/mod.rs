@@ -1,12 +1,12 @@
-//! The access log: append-only, sealed, hash-chained, committed atomically with the data
-//! change it records (docs/FORMAT.md "Access-log entry",
-//! docs/FORMAT.md "Log head", docs/FORMAT.md "Checkpoint").
+//! The access log: append-only, sealed, hash-chained, committed with the data change it
+//! records by the commit protocol (docs/DESIGN-storage.md; docs/FORMAT.md "Access-log
+//! entry", docs/FORMAT.md "Log segment files", docs/FORMAT.md "Checkpoint").
 //!
 //! Invariants kept here: sequence numbers are gapless and strictly increasing (one commit
 //! lock assigns them and applies the batch); each entry's link is
-//! `HMAC(chain key, prev link || seq || sealed body)`; the head (next seq, last link) is
-//! MACed and written in the same atomic batch as every entry; a checkpoint held elsewhere
-//! pins a prefix of the chain against a rollback of the whole directory.
+//! `HMAC(chain key, prev link || version || flags || seq || sealed body)`; the log's end
+//! is remembered by the applied marker and the anchor (src/commit/); a checkpoint held
+//! elsewhere pins a prefix of the chain against a rollback of the whole directory.
 
 mod entry;
 

@@ -189,6 +189,14 @@ impl SledStorage {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
                 }
+                // At open, sled reports a damaged `conf` file (or a database of another
+                // sled version, which no vault has: the version is pinned) as
+                // Unsupported: a vault's files damaged, an integrity failure.
+                Err(sled::Error::Unsupported(_)) => {
+                    return Err(StorageError::corrupt(
+                        "the database files are damaged (sled cannot read its configuration)",
+                    ));
+                }
                 Err(e) => return Err(e.into()),
             }
         }

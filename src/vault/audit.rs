@@ -9,10 +9,14 @@ use crate::error::{Error, InputKind, Result};
 
 impl Vault {
     /// Walks the whole access log (docs/FORMAT.md "Access-log entry", docs/FORMAT.md
-    /// "Log head") and, with a checkpoint (docs/FORMAT.md "Checkpoint"), checks
+    /// "Log segment files"), the anchor and the record store's state digest
+    /// (docs/DESIGN-storage.md) and, with a checkpoint (docs/FORMAT.md "Checkpoint"), checks
     /// that the log still extends it. Returns the number of entries verified (before this
     /// call's own `verify` entry is appended). Fails with [`Error::LogTampered`] naming
-    /// the first bad sequence number and what is wrong with it.
+    /// the first bad sequence number and what is wrong with it; with
+    /// [`Error::Integrity`] naming the anchor, the applied marker, or a record store that
+    /// does not match the state digest (naming the record or subject entry by storage key
+    /// hex, or "index entries").
     pub fn verify(&self, ctx: &AccessContext, checkpoint: Option<&Checkpoint>) -> Result<u64> {
         let n = self.guarded(ctx, Action::Verify, None, || {
             self.log.verify(&self.committer, checkpoint)
