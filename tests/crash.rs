@@ -30,6 +30,7 @@ const COLLECTION: &str = "Observation";
 fn durability_from_env() -> Durability {
     match std::env::var(ENV_DURABILITY).as_deref() {
         Ok("background") => Durability::Background,
+        Ok("every") => Durability::Every,
         _ => Durability::Writes,
     }
 }
@@ -183,6 +184,7 @@ fn kill_rounds(durability: Durability, rounds: u64, seed: u64) -> (u64, usize, u
     drop(Vault::create_with(&dir, raw_key(), options_with(durability)).unwrap());
     let mode = match durability {
         Durability::Background => "background",
+        Durability::Every => "every",
         _ => "writes",
     };
     let mut rng = StdRng::seed_from_u64(seed);
@@ -232,6 +234,19 @@ fn kill_rounds(durability: Durability, rounds: u64, seed: u64) -> (u64, usize, u
 fn acknowledged_writes_survive_sigkill() {
     const ROUNDS: u64 = 50;
     let (kills_after_acks, acked, records) = kill_rounds(Durability::Writes, ROUNDS, 0xc0ffee);
+    assert!(
+        kills_after_acks >= ROUNDS / 2,
+        "most kills should land while the child writes ({kills_after_acks} of {ROUNDS})"
+    );
+    assert!(records >= acked);
+}
+
+/// The same under `Durability::Every` (reads' entries durable too, one fsync per
+/// commit): every acknowledged write survives.
+#[test]
+fn acknowledged_writes_survive_sigkill_under_every() {
+    const ROUNDS: u64 = 30;
+    let (kills_after_acks, acked, records) = kill_rounds(Durability::Every, ROUNDS, 0xe7e7);
     assert!(
         kills_after_acks >= ROUNDS / 2,
         "most kills should land while the child writes ({kills_after_acks} of {ROUNDS})"
