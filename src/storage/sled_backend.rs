@@ -129,6 +129,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 const PURGE_DIR: &str = "db.purge";
 /// Directory of the pre-purge database while the copy is swapped in.
 const OLD_DIR: &str = "db.old";
+/// Directory a new database is created in before it is renamed to `db/`.
+const INIT_DIR: &str = "db.init";
 const COMPLETE: &str = "COMPLETE";
 
 impl SledStorage {
@@ -146,6 +148,9 @@ impl SledStorage {
         options: &SledOptions,
     ) -> Result<Self, StorageError> {
         Self::recover_purge(dir)?;
+        if !dir.join(DB_DIR).exists() {
+            Self::init_db(dir, options)?;
+        }
         let db = Self::open_db(&dir.join(DB_DIR), options)?;
         // sled creates its files with the umask's modes: bring them to owner-only.
         super::private_fs::restrict_tree(&dir.join(DB_DIR))?;
@@ -155,6 +160,26 @@ impl SledStorage {
             db: RwLock::new(db),
             _lock: lock,
         })
+    }
+
+    /// Creates a new sled database so that `db/` never holds a half-created one: sled
+    /// writes its `conf` file and first segment without making them atomic, and a
+    /// process killed while sled created them left files that sled refuses at the next
+    /// open (a create retried after the kill then failed). The database is created in
+    /// `db.init/` (a leftover one removed first), flushed and closed, then renamed to
+    /// `db/` and the directory synced.
+    fn init_db(dir: &Path, options: &SledOptions) -> Result<(), StorageError> {
+        let tmp = dir.join(INIT_DIR);
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        {
+            let db = Self::open_db(&tmp, options)?;
+            db.flush()?;
+        }
+        fs::rename(&tmp, dir.join(DB_DIR))?;
+        fs::File::open(dir)?.sync_all()?;
+        Ok(())
     }
 
     /// Opens sled, waiting up to [`LOCK_WAIT`] for its file lock: sled releases the lock
