@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::crypto::KdfParams;
 use crate::error::StorageError;
+use crate::logstore::{Frame, FrameIter, LogPos, LogStore, Recovered};
 use crate::storage::{KeyValue, MemoryStorage, ScanIter, Storage, WriteBatch};
 
 pub use crate::storage::memory::RawAccess;
@@ -43,12 +44,20 @@ pub struct FaultPlan {
     pub torn_ops: usize,
     /// Fail header writes.
     pub fail_header_writes: bool,
+    /// Fail every access-log append once this many appends have succeeded (the log store
+    /// the wrapped backend hands out is wrapped too). Nothing of a failed append is kept.
+    pub fail_log_appends_after: Option<u64>,
+    /// Fail the access log's `sync` (fdatasync).
+    pub fail_log_sync: bool,
+    /// Fail anchor writes and anchor syncs.
+    pub fail_anchor_writes: bool,
 }
 
 #[derive(Default)]
 struct Faults {
     plan: FaultPlan,
     batches: u64,
+    appends: u64,
 }
 
 /// A [`Storage`] that injects the faults of a [`FaultPlan`] into any backend `S` (the
@@ -77,6 +86,7 @@ impl<S: Storage> FaultyStorage<S> {
         let mut f = self.lock();
         f.plan = plan;
         f.batches = 0;
+        f.appends = 0;
     }
 
     /// A handle that changes this store's fault plan after the store itself was handed
@@ -115,6 +125,7 @@ impl FaultHandle {
         let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
         f.plan = plan;
         f.batches = 0;
+        f.appends = 0;
     }
 }
 
@@ -203,5 +214,97 @@ impl<S: Storage> Storage for FaultyStorage<S> {
 
     fn purge(&self) -> Result<(), StorageError> {
         self.inner.purge()
+    }
+
+    fn log_store(
+        &self,
+        vault_id: crate::VaultId,
+        create: bool,
+    ) -> crate::Result<Arc<dyn crate::logstore::LogStore>> {
+        Ok(Arc::new(FaultyLog {
+            inner: self.inner.log_store(vault_id, create)?,
+            faults: self.faults.clone(),
+        }))
+    }
+}
+
+/// The log store of a [`FaultyStorage`]: injects the plan's log faults (appends from the
+/// N-th on, sync, anchor writes) into the backend's own log store, sharing the plan.
+struct FaultyLog {
+    inner: Arc<dyn LogStore>,
+    faults: Arc<Mutex<Faults>>,
+}
+
+impl FaultyLog {
+    fn lock(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn injected_log(what: &str) -> crate::Error {
+    crate::Error::Storage(injected(what))
+}
+
+impl LogStore for FaultyLog {
+    fn recover(&self, from: &LogPos) -> crate::Result<Recovered> {
+        if self.lock().plan.fail_reads {
+            return Err(injected_log("log read"));
+        }
+        self.inner.recover(from)
+    }
+
+    fn append(&self, frames: &[Frame]) -> crate::Result<LogPos> {
+        {
+            let mut f = self.lock();
+            let fire = matches!(f.plan.fail_log_appends_after, Some(n) if f.appends >= n);
+            if fire {
+                return Err(injected_log("log append"));
+            }
+            f.appends += 1;
+        }
+        self.inner.append(frames)
+    }
+
+    fn sync(&self) -> crate::Result<()> {
+        if self.lock().plan.fail_log_sync {
+            return Err(injected_log("log sync"));
+        }
+        self.inner.sync()
+    }
+
+    fn end(&self) -> LogPos {
+        self.inner.end()
+    }
+
+    fn read(&self, from_seq: u64) -> crate::Result<FrameIter<'_>> {
+        if self.lock().plan.fail_reads {
+            return Err(injected_log("log read"));
+        }
+        self.inner.read(from_seq)
+    }
+
+    fn read_anchor(&self) -> crate::Result<[Option<Vec<u8>>; 2]> {
+        if self.lock().plan.fail_reads {
+            return Err(injected_log("anchor read"));
+        }
+        self.inner.read_anchor()
+    }
+
+    fn write_anchor(&self, slot: usize, bytes: &[u8]) -> crate::Result<()> {
+        if self.lock().plan.fail_anchor_writes {
+            return Err(injected_log("anchor write"));
+        }
+        self.inner.write_anchor(slot, bytes)
+    }
+
+    fn sync_anchor(&self) -> crate::Result<()> {
+        if self.lock().plan.fail_anchor_writes {
+            return Err(injected_log("anchor sync"));
+        }
+        self.inner.sync_anchor()
+    }
+
+    fn size_on_disk(&self) -> crate::Result<u64> {
+        self.inner.size_on_disk()
     }
 }

@@ -146,7 +146,8 @@ pub enum Structure {
     LogEntry,
     /// The sealed target of an access-log entry.
     LogTarget,
-    /// The access-log head (docs/FORMAT.md "Log head").
+    /// The access-log head of storage v1 (docs/FORMAT.md "Log head"): no longer written;
+    /// kept so that matching callers still compile.
     LogHead,
     /// A checkpoint (docs/FORMAT.md "Checkpoint").
     Checkpoint,
@@ -171,6 +172,16 @@ pub enum Structure {
     /// A subject's sealed objection to secondary use (docs/FORMAT.md "Research
     /// objection").
     ResearchObjection,
+    /// An access-log segment file: its header, a frame, a missing or cut segment
+    /// (docs/FORMAT.md "Log segment files").
+    LogSegment,
+    /// The anchor file (docs/FORMAT.md "Anchor file").
+    Anchor,
+    /// The record store's applied marker (docs/FORMAT.md "Applied marker").
+    AppliedMarker,
+    /// The record store as a whole against the log: behind or ahead of it, or not
+    /// matching the state digest (docs/FORMAT.md "State digest").
+    RecordStore,
 }
 
 impl fmt::Display for Structure {
@@ -195,6 +206,10 @@ impl fmt::Display for Structure {
             Structure::Policy => "access policy",
             Structure::ResearchSeed => "research project seed",
             Structure::ResearchObjection => "research objection",
+            Structure::LogSegment => "access-log segment",
+            Structure::Anchor => "anchor",
+            Structure::AppliedMarker => "applied marker",
+            Structure::RecordStore => "record store",
         })
     }
 }

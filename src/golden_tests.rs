@@ -8,9 +8,12 @@
 //! committed files still decode to the known content with the current decoders.
 //!
 //! Covered: header (raw key, passphrase, pending root rotation), subject entry, record
-//! value (meta + field envelopes), access-log entries and head, checkpoint (binary and
-//! text), data-key rotation state, blind-index definitions, forward entries (keys only)
-//! and reverse entry, and the storage keys of the golden vault.
+//! value (meta + field envelopes), the access log as a segment file (header and frames),
+//! the anchor file, the applied marker, checkpoint (binary and text), data-key rotation
+//! state, blind-index definitions, forward entries (keys only) and reverse entry, and the
+//! storage keys of the golden vault. `golden_files_decode_by_hand` is the independent
+//! oracle: it decodes the record, segment, marker and anchor from docs/FORMAT.md with
+//! the RustCrypto primitives alone.
 //!
 //! Regenerating: `MEDVAULT_BLESS=1 cargo test --lib golden` rewrites the files. Needing
 //! to do so means an on-disk format changed: bump the version byte of that structure
@@ -52,20 +55,9 @@ golden!(
     "header_rotating.bin",
     "subject_entry.bin",
     "record.bin",
-    "log_entry_0.bin",
-    "log_entry_1.bin",
-    "log_entry_2.bin",
-    "log_entry_3.bin",
-    "log_entry_4.bin",
-    "log_entry_5.bin",
-    "log_entry_6.bin",
-    "log_entry_7.bin",
-    "log_entry_8.bin",
-    "log_entry_9.bin",
-    "log_entry_10.bin",
-    "log_entry_11.bin",
-    "log_entry_12.bin",
-    "log_head.bin",
+    "applied_marker.bin",
+    "log_segment.bin",
+    "anchor.bin",
     "index_def_0.bin",
     "index_def_1.bin",
     "index_entry_0.bin",
@@ -132,10 +124,12 @@ fn build_all() -> Vec<(String, Vec<u8>)> {
     // a failed read, a checkpoint.
     let _rng = test_rng::seed(RNG_SEED);
     let mem = FaultyStorage::memory();
+    // Every commit leads its own group commit: the anchor's counter does not depend on
+    // when a background flush happens to run.
     let v = Vault::create_in(
         Box::new(mem.clone()),
         KeySource::raw(ROOT),
-        VaultOptions::default(),
+        golden_options(),
     )
     .unwrap();
     v.put_json(&nurse(), &record_key(), &record_text()).unwrap();
@@ -204,20 +198,28 @@ fn build_all() -> Vec<(String, Vec<u8>)> {
                 format!("index_entry_{}.bin", fwd - 1)
             }
             Some(b'y') => "index_reverse.bin".to_owned(),
-            Some(b'h') => "log_head.bin".to_owned(),
+            Some(b'a') => "applied_marker.bin".to_owned(),
             Some(b'k') => "subject_entry.bin".to_owned(),
             Some(b'r') => "record.bin".to_owned(),
             Some(b'c') => "rotation_state.bin".to_owned(),
-            Some(b'l') => {
-                let seq = u64::from_be_bytes(k[1..9].try_into().unwrap());
-                format!("log_entry_{seq}.bin")
-            }
             _ => panic!("unexpected storage key"),
         };
         keys_txt.push_str(&format!("{} {name}\n", crate::audit::hex(&k)));
         named.push((name, val));
     }
     out.extend(named);
+    // The access log as a segment file would hold it, and the anchor file.
+    let (h, _) = Header::unlock(&mem.raw_header().unwrap(), &KeySource::raw(ROOT)).unwrap();
+    let mut seg = crate::logstore::frame::encode_segment_header(&h.vault_id, 0).to_vec();
+    for f in mem.memory_log().frames() {
+        f.encode_into(&mut seg);
+    }
+    out.push(("log_segment.bin".to_owned(), seg));
+    let slots = crate::logstore::LogStore::read_anchor(mem.memory_log()).unwrap();
+    let mut anchor = vec![0u8; 4096];
+    anchor[..193].copy_from_slice(slots[0].as_ref().unwrap());
+    anchor.extend_from_slice(slots[1].as_ref().unwrap());
+    out.push(("anchor.bin".to_owned(), anchor));
     out.push(("checkpoint.bin".to_owned(), cp.to_bytes()));
     out.push((
         "checkpoint.txt".to_owned(),
@@ -225,6 +227,13 @@ fn build_all() -> Vec<(String, Vec<u8>)> {
     ));
     out.push(("storage_keys.txt".to_owned(), keys_txt.into_bytes()));
     out
+}
+
+fn golden_options() -> VaultOptions {
+    VaultOptions {
+        durability: crate::Durability::Every,
+        ..VaultOptions::default()
+    }
 }
 
 fn golden_dir() -> std::path::PathBuf {
@@ -281,6 +290,22 @@ fn golden_vault_storage() -> FaultyStorage<MemoryStorage> {
             .collect();
         mem.raw_put(&key, golden(name));
     }
+    let seg = golden("log_segment.bin");
+    let mut at = crate::logstore::frame::SEGMENT_HEADER_LEN;
+    let mut frames = Vec::new();
+    while at < seg.len() {
+        match crate::logstore::frame::decode_frame(&seg[at..]) {
+            crate::logstore::frame::Decoded::Frame(f, n) => {
+                frames.push(f);
+                at += n;
+            }
+            other => panic!("log_segment.bin: {other:?}"),
+        }
+    }
+    mem.memory_log().set_frames(frames);
+    let a = golden("anchor.bin");
+    mem.memory_log()
+        .set_anchor([Some(a[..193].to_vec()), Some(a[4096..4096 + 193].to_vec())]);
     mem
 }
 
@@ -355,8 +380,8 @@ fn golden_files_decode() {
         got.deserialize::<serde_json::Value>().unwrap(),
         record_value()
     );
-    // The golden log: 13 entries, plus this open's and this read's.
-    assert_eq!(v.verify(&nurse(), Some(&cp)).unwrap(), 15);
+    // The golden log: 16 entries, plus this open's and this read's.
+    assert_eq!(v.verify(&nurse(), Some(&cp)).unwrap(), 18);
     // The blind indexes: both built, both find the record, consistent with it.
     let built: Vec<bool> = v.indexes().iter().map(|s| s.built).collect();
     assert_eq!(built, vec![true, true]);
@@ -472,7 +497,18 @@ fn golden_files_decode() {
     }
     assert_eq!(entries[0].note, "format 1");
     assert_eq!(entries[6].note, "data-key rotation started");
-    for e in &entries[7..13] {
+    // The rotation's next commit was logged (step 1) but its batch failed (step 2): the
+    // committer logs that it was not applied, then the rotation logs its failure.
+    assert_eq!(entries[7].note, "data key v2 created");
+    assert_eq!(entries[8].action, Action::Recovery);
+    assert_eq!(
+        entries[8].outcome,
+        Outcome::Failed("not_applied".to_owned())
+    );
+    assert_eq!(entries[8].note, "entry 7 not applied");
+    assert_eq!(entries[9].action, Action::KeyRotation);
+    assert_eq!(entries[9].outcome, Outcome::Failed("storage".to_owned()));
+    for e in &entries[10..16] {
         assert_eq!((e.actor.as_str(), e.action), ("ops", Action::Write));
         assert!(e.note.contains("by-unit") || e.note.contains("by-id"));
     }
@@ -543,4 +579,285 @@ fn golden_files_refuse_flips() {
             other => panic!("flip at {i}: {:?}", other.map(|_| ())),
         }
     }
+}
+
+/// An independent oracle for the storage-v2 goldens: every byte of the record value, the
+/// log segment, the applied marker and the anchor decoded by hand from docs/FORMAT.md,
+/// with the RustCrypto primitives called directly (HKDF-SHA256, AES-256-GCM,
+/// HMAC-SHA256, SHA-256) — none of medvault's decoders, key derivations or AEAD
+/// wrappers. Root key → wrapping key → vault secret (header) and data key (subject
+/// entry) → record meta and fields, checked against the exact JSON text; chain key →
+/// every frame's link; marker and anchor MACs, positions, links and the state digest.
+#[test]
+fn golden_files_decode_by_hand() {
+    use aes_gcm::aead::{Aead, Payload};
+    use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+
+    fn hkdf(ikm: &[u8], info: &[u8]) -> [u8; 32] {
+        let mut k = [0u8; 32];
+        hkdf::Hkdf::<Sha256>::new(None, ikm)
+            .expand(info, &mut k)
+            .unwrap();
+        k
+    }
+    fn open(key: &[u8; 32], env: &[u8], aad: &[u8]) -> Vec<u8> {
+        Aes256Gcm::new_from_slice(key)
+            .unwrap()
+            .decrypt(
+                Nonce::from_slice(&env[..12]),
+                Payload {
+                    msg: &env[12..],
+                    aad,
+                },
+            )
+            .expect("envelope opens under the documented key and AAD")
+    }
+    fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
+        for p in parts {
+            m.update(p);
+        }
+        m.finalize().into_bytes().into()
+    }
+    /// `mac_parts`: every part framed as `u32 len || part`.
+    fn hmac_parts(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+        let mut framed = Vec::new();
+        for p in parts {
+            framed.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            framed.extend_from_slice(p);
+        }
+        hmac(key, &[&framed])
+    }
+    fn be64(b: &[u8]) -> u64 {
+        u64::from_be_bytes(b[..8].try_into().unwrap())
+    }
+    fn be32(b: &[u8]) -> u32 {
+        u32::from_be_bytes(b[..4].try_into().unwrap())
+    }
+    fn lp16(b: &[u8], at: &mut usize) -> Vec<u8> {
+        let n = u16::from_be_bytes([b[*at], b[*at + 1]]) as usize;
+        let v = b[*at + 2..*at + 2 + n].to_vec();
+        *at += 2 + n;
+        v
+    }
+    fn lp32(b: &[u8], at: &mut usize) -> Vec<u8> {
+        let n = be32(&b[*at..]) as usize;
+        let v = b[*at + 4..*at + 4 + n].to_vec();
+        *at += 4 + n;
+        v
+    }
+    fn put_lp16(out: &mut Vec<u8>, x: &[u8]) {
+        out.extend_from_slice(&(x.len() as u16).to_be_bytes());
+        out.extend_from_slice(x);
+    }
+    fn unhex(h: &str) -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    // Header ("Header"): vault_id at 5..21, wrapped vault secret at 86..146.
+    let hdr = golden("header_raw.bin");
+    let vault_id = &hdr[5..21];
+    let kek = hkdf(&ROOT, b"medvault/v1/kek");
+    let mut aad = b"medvault/v1/vault-secret".to_vec();
+    aad.push(1);
+    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(&0u32.to_be_bytes());
+    let secret: [u8; 32] = open(&kek, &hdr[86..146], &aad).try_into().unwrap();
+
+    // Storage keys of the golden vault.
+    let keys: Vec<(Vec<u8>, &str)> = std::str::from_utf8(golden("storage_keys.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, n) = l.split_once(' ').unwrap();
+            (unhex(k), n)
+        })
+        .collect();
+    let key_of = |name: &str| keys.iter().find(|(_, n)| *n == name).unwrap().0.clone();
+
+    // Subject entry ("Subject key entry"): DEK version 1 under the wrapping key.
+    let sk = key_of("subject_entry.bin");
+    let tag = &sk[1..17];
+    let e = golden("subject_entry.bin");
+    assert_eq!(e[0], 1);
+    let g = be32(&e[1..]);
+    assert_eq!(g, 0);
+    let n_versions = u16::from_be_bytes([e[9], e[10]]) as usize;
+    let (mut dek, mut found) = ([0u8; 32], false);
+    for i in 0..n_versions {
+        let at = 11 + i * 72;
+        let version = be32(&e[at..]);
+        let mut aad = b"medvault/v1/dek".to_vec();
+        aad.push(1);
+        aad.extend_from_slice(vault_id);
+        aad.extend_from_slice(tag);
+        aad.extend_from_slice(&version.to_be_bytes());
+        aad.extend_from_slice(&g.to_be_bytes());
+        if version == 1 {
+            dek = open(&kek, &e[at + 12..at + 72], &aad).try_into().unwrap();
+            found = true;
+        }
+    }
+    assert!(found, "the subject entry holds data-key version 1");
+
+    // Record value ("Record value", version 2).
+    let rk = key_of("record.bin");
+    let r = golden("record.bin");
+    assert_eq!(r[0], 0x02, "record value version 2");
+    let v = be32(&r[1..]);
+    assert_eq!(v, 1, "sealed under data-key version 1");
+    let w = be64(&r[5..]);
+    let write_id = &r[13..29];
+    let mut at = 29;
+    let meta_env = lp32(r, &mut at);
+    let n = u16::from_be_bytes([r[at], r[at + 1]]) as usize;
+    at += 2;
+    let envs: Vec<Vec<u8>> = (0..n).map(|_| lp32(r, &mut at)).collect();
+    assert_eq!(at, r.len(), "no trailing bytes");
+    let mut aad = b"medvault/v1/record-meta".to_vec();
+    aad.push(2);
+    aad.extend_from_slice(vault_id);
+    aad.extend_from_slice(&v.to_be_bytes());
+    aad.extend_from_slice(&w.to_be_bytes());
+    aad.extend_from_slice(write_id);
+    put_lp16(&mut aad, &rk);
+    let meta = open(&dek, &meta_env, &aad);
+    let mut m = 0;
+    assert_eq!(lp16(&meta, &mut m), b"Observation");
+    assert_eq!(lp16(&meta, &mut m), b"bp-1");
+    assert_eq!(u16::from_be_bytes([meta[m], meta[m + 1]]) as usize, n);
+    m += 2;
+    let names: Vec<Vec<u8>> = (0..n).map(|_| lp16(&meta, &mut m)).collect();
+    assert_eq!(m, meta.len());
+    let mut text = b"{".to_vec();
+    for (i, (name, env)) in names.iter().zip(&envs).enumerate() {
+        let mut aad = b"medvault/v1/field".to_vec();
+        aad.push(2);
+        aad.extend_from_slice(vault_id);
+        put_lp16(&mut aad, SUBJECT.as_bytes());
+        put_lp16(&mut aad, b"Observation");
+        put_lp16(&mut aad, b"bp-1");
+        aad.extend_from_slice(&v.to_be_bytes());
+        aad.extend_from_slice(&w.to_be_bytes());
+        aad.extend_from_slice(write_id);
+        put_lp16(&mut aad, name);
+        if i > 0 {
+            text.push(b',');
+        }
+        text.push(b'"');
+        text.extend_from_slice(name);
+        text.extend_from_slice(b"\":");
+        text.extend_from_slice(&open(&dek, env, &aad));
+    }
+    text.push(b'}');
+    assert_eq!(std::str::from_utf8(&text).unwrap(), RECORD_TEXT);
+
+    // Log segment ("Log segment files"): header, then frames chained from genesis.
+    let seg = golden("log_segment.bin");
+    assert_eq!(&seg[..8], b"MVLOGSEG");
+    assert_eq!(seg[8], 1);
+    assert_eq!(&seg[9..25], vault_id);
+    assert_eq!(be64(&seg[25..]), 0);
+    assert_eq!(seg[33..41], Sha256::digest(&seg[..33])[..8]);
+    let chain = hkdf(&secret, b"medvault/v1/log-chain");
+    let mut link = hmac_parts(&chain, &[b"medvault/v1/genesis", vault_id]);
+    let mut at = 41;
+    let mut links = vec![link];
+    let mut flags_by_seq = Vec::new();
+    while at < seg.len() {
+        let len = be32(&seg[at..]) as usize;
+        let f = &seg[at..at + 4 + len];
+        let seq = be64(&f[6..]);
+        assert_eq!(seq, links.len() as u64 - 1, "gapless from 0");
+        assert_eq!(f[4], 1, "frame version");
+        assert_eq!(f[5] & !1, 0, "only the CHANGE flag");
+        let body = &f[14..f.len() - 40];
+        assert_eq!(f[f.len() - 8..], Sha256::digest(&f[..f.len() - 8])[..8]);
+        link = hmac(&chain, &[&link, &[1], &[f[5]], &seq.to_be_bytes(), body]);
+        assert_eq!(f[f.len() - 40..f.len() - 8], link, "link of frame {seq}");
+        links.push(link);
+        flags_by_seq.push(f[5]);
+        at += 4 + len;
+    }
+    let frames = flags_by_seq.len() as u64;
+    assert_eq!(
+        frames, 16,
+        "create, write, 3 reads, checkpoint, 2 of the rotation, not applied, its failure, \
+         6 index ops"
+    );
+    assert_eq!(flags_by_seq[7], 1, "the rotation's logged change");
+    assert_eq!(flags_by_seq[8], 0, "its not-applied entry is not a change");
+    assert_eq!(flags_by_seq[1], 1, "the write is a change");
+    assert_eq!(flags_by_seq[2], 0, "a read is not");
+    assert_eq!(w, 1, "the record's version is its write's sequence number");
+
+    // Applied marker ("Applied marker", 121 bytes) and the state digest.
+    let mk = golden("applied_marker.bin");
+    assert_eq!(mk.len(), 121);
+    assert_eq!(mk[0], 1);
+    let marker_key = hkdf(&secret, b"medvault/v1/applied-marker");
+    assert_eq!(
+        mk[89..],
+        hmac(
+            &marker_key,
+            &[b"medvault/v1/applied-marker", vault_id, &mk[..89]]
+        )
+    );
+    let m_next = be64(&mk[1..]);
+    assert_eq!(be64(&mk[9..]), 0, "segment 0");
+    assert!(m_next <= frames);
+    assert_eq!(mk[25..57], links[m_next as usize], "the marker's link");
+    let dk = hkdf(&secret, b"medvault/v1/state-digest");
+    let mut digest = [0u8; 32];
+    for (k, name) in &keys {
+        if k[0] == b'a' || k[0] == b'p' {
+            continue;
+        }
+        let t = hmac_parts(&dk, &[k, golden(name)]);
+        digest.iter_mut().zip(t).for_each(|(d, x)| *d ^= x);
+    }
+    assert_eq!(
+        mk[57..89],
+        digest,
+        "state digest = XOR of the live pairs' terms"
+    );
+
+    // Anchor ("Anchor file"): two 193-byte slots at 0 and 4096; the newer is in force.
+    let a = golden("anchor.bin");
+    let anchor_key = hkdf(&secret, b"medvault/v1/anchor");
+    let mut newest: Option<&[u8]> = None;
+    for (i, slot) in [&a[..193], &a[4096..4096 + 193]].into_iter().enumerate() {
+        assert_eq!(slot[0], 1);
+        assert_eq!(
+            slot[161..],
+            hmac(
+                &anchor_key,
+                &[b"medvault/v1/anchor", vault_id, &slot[..161]]
+            )
+        );
+        assert_eq!(be64(&slot[1..]) % 2, i as u64, "slot = counter mod 2");
+        assert!(slot[105..161].iter().all(|&b| b == 0), "reserved bytes");
+        if newest.is_none_or(|n| be64(&n[1..]) < be64(&slot[1..])) {
+            newest = Some(slot);
+        }
+    }
+    let s = newest.unwrap();
+    assert_eq!(be64(&s[9..]), frames, "anchored at the log's end");
+    // The golden vault lives on the memory backend, whose log positions use segment 0
+    // and the frame index as offset (src/logstore/memory.rs); a segment file's offset is
+    // in bytes.
+    assert_eq!(be64(&s[17..]), 0, "segment 0");
+    assert_eq!(
+        be64(&s[25..]),
+        frames,
+        "offset of the end (memory log: frames)"
+    );
+    assert_eq!(s[33..65], links[frames as usize]);
+    assert_eq!(be64(&s[65..]), m_next);
+    assert_eq!(s[73..105], mk[57..89]);
 }

@@ -14,20 +14,19 @@ use crate::record::RecordKey;
 /// `'c'`: the data-key rotation state, present only while a rotation is pending
 /// (docs/FORMAT.md "Data-key rotation state (`'c'`), version 1").
 pub(crate) const ROTATION_STATE: &[u8] = b"c";
+/// `'a'`: the applied marker, written in every batch that changes the record store
+/// (docs/FORMAT.md "Applied marker"). The access log itself is not in the record store.
+pub(crate) const APPLIED_MARKER: &[u8] = crate::commit::MARKER_KEY;
 /// `'e' || subject_tag (16)`: the erasure mark of an erased subject (docs/FORMAT.md
 /// "Erasure mark"), written in the erasure's own commit and deleted only
 /// by an explicit re-admission.
 pub(crate) const ERASED_PREFIX: u8 = b'e';
 /// `'g'`: the sealed access policy (docs/FORMAT.md "Access policy (`'g'`), version 1").
 pub(crate) const POLICY: &[u8] = b"g";
-/// `'h'`: the access-log head (docs/FORMAT.md "Log head (`'h'`), version 1").
-pub(crate) const LOG_HEAD: &[u8] = b"h";
 /// `'i' || index_id (8)`: a blind-index definition (docs/INDEXES.md).
 pub(crate) const INDEX_DEF_PREFIX: u8 = b'i';
 /// `'k' || subject_tag (16)`: a subject key entry.
 pub(crate) const SUBJECT_PREFIX: u8 = b'k';
-/// `'l' || u64 seq (big-endian)`: an access-log entry.
-pub(crate) const LOG_ENTRY_PREFIX: u8 = b'l';
 /// `'o' || subject_tag (16)`: a subject's sealed objection to secondary use
 /// (docs/FORMAT.md "Research objection").
 pub(crate) const OBJECTION_PREFIX: u8 = b'o';
@@ -45,14 +44,13 @@ pub(crate) const REVERSE_PREFIX: u8 = b'y';
 
 /// Every prefix byte in use, sorted (what docs/FORMAT.md's key-space table must list).
 #[cfg(test)]
-pub(crate) const ALL_PREFIXES: [u8; 13] = [
+pub(crate) const ALL_PREFIXES: [u8; 12] = [
+    APPLIED_MARKER[0],
     ROTATION_STATE[0],
     ERASED_PREFIX,
     POLICY[0],
-    LOG_HEAD[0],
     INDEX_DEF_PREFIX,
     SUBJECT_PREFIX,
-    LOG_ENTRY_PREFIX,
     OBJECTION_PREFIX,
     PURGE_PENDING[0],
     RECORD_PREFIX,
@@ -137,13 +135,11 @@ pub(crate) fn erasure_mark(tag: &SubjectTag) -> Vec<u8> {
     k
 }
 
-/// Storage key of access-log entry `seq`: `'l' || u64 seq` (big-endian, so keys sort
-/// in sequence order).
-pub(crate) fn log_entry(seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(9);
-    k.push(LOG_ENTRY_PREFIX);
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
+/// The record-store keys outside the state digest besides the applied marker: the
+/// purge marker, which the purge removes without a commit (docs/FORMAT.md "State
+/// digest").
+pub(crate) fn outside_digest(key: &[u8]) -> bool {
+    key == PURGE_PENDING
 }
 
 /// Storage key of a blind-index definition: `'i' || index_id`.
@@ -242,6 +238,5 @@ mod tests {
         assert_eq!(&rk[1..17], tag.as_ref());
         assert!(rk.starts_with(&subject_records(&tag)));
         assert_eq!(subject_entry(&tag)[0], b'k');
-        assert_eq!(log_entry(258), [b'l', 0, 0, 0, 0, 0, 0, 1, 2]);
     }
 }

@@ -39,6 +39,7 @@
 
 pub mod audit;
 mod codec;
+pub mod commit;
 pub mod context;
 mod crypto;
 pub mod danger;
@@ -51,6 +52,7 @@ pub mod index;
 pub mod json;
 mod keyring;
 mod keyspace;
+pub mod logstore;
 pub mod policy;
 pub mod record;
 pub mod research;

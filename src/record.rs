@@ -17,8 +17,11 @@ use crate::crypto::AeadKey;
 use crate::error::{Error, InputKind, Result, Structure};
 use crate::json::{self, JsonText, ObjectBuilder};
 
-/// Record-value format version (2: field plaintexts are exact JSON text; 1 was CBOR).
+/// Record-value format version. Version 2 binds every envelope to its write: the record
+/// version and a random write id are in every AAD.
 pub const RECORD_VERSION: u8 = 2;
+/// Bytes of a record's write id.
+pub const WRITE_ID_LEN: usize = 16;
 /// Maximum length of a subject, collection or record id, in bytes.
 pub const MAX_ID_LEN: usize = 256;
 /// Maximum length of a field name, in bytes.
@@ -210,22 +213,32 @@ pub(crate) struct Binding<'a> {
     pub key_version: u32,
 }
 
+/// The write a record value belongs to: its version and its random write id, in every
+/// AAD of the value, so that envelopes of two writes never combine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WriteStamp {
+    pub version: u64,
+    pub write_id: [u8; WRITE_ID_LEN],
+}
+
 impl Binding<'_> {
-    fn meta_aad(&self) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(64);
+    fn meta_aad(&self, w: &WriteStamp) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(96);
         aad.extend_from_slice(b"medvault/v1/record-meta");
         aad.push(RECORD_VERSION);
         aad.extend_from_slice(self.vault_id.as_bytes());
         aad.extend_from_slice(&self.key_version.to_be_bytes());
+        aad.extend_from_slice(&w.version.to_be_bytes());
+        aad.extend_from_slice(&w.write_id);
         put_lp16(&mut aad, self.storage_key);
         aad
     }
 
     /// AAD prefix of every field; the field name is appended per field.
-    fn field_aad_prefix(&self) -> Vec<u8> {
+    fn field_aad_prefix(&self, w: &WriteStamp) -> Vec<u8> {
         let k = self.key;
         let mut aad =
-            Vec::with_capacity(64 + k.subject.len() + k.collection.len() + k.record_id.len());
+            Vec::with_capacity(96 + k.subject.len() + k.collection.len() + k.record_id.len());
         aad.extend_from_slice(b"medvault/v1/field");
         aad.push(RECORD_VERSION);
         aad.extend_from_slice(self.vault_id.as_bytes());
@@ -233,12 +246,24 @@ impl Binding<'_> {
         put_lp16(&mut aad, k.collection.as_bytes());
         put_lp16(&mut aad, k.record_id.as_bytes());
         aad.extend_from_slice(&self.key_version.to_be_bytes());
+        aad.extend_from_slice(&w.version.to_be_bytes());
+        aad.extend_from_slice(&w.write_id);
         aad
     }
 }
 
-/// Seals a record's fields into a record value (docs/FORMAT.md "Record value").
-pub(crate) fn seal_record(dek: &AeadKey, bind: &Binding<'_>, fields: &[PlainField]) -> Vec<u8> {
+/// Seals a record's fields into a record value (docs/FORMAT.md "Record value") as
+/// write `version` (the vault's next log sequence number when sealed: it grows with every
+/// write), with a fresh random write id.
+pub(crate) fn seal_record(
+    dek: &AeadKey,
+    bind: &Binding<'_>,
+    version: u64,
+    fields: &[PlainField],
+) -> Vec<u8> {
+    let mut write_id = [0u8; WRITE_ID_LEN];
+    crate::crypto::random_bytes(&mut write_id);
+    let stamp = WriteStamp { version, write_id };
     let k = bind.key;
     let mut meta = Zeroizing::new(Vec::with_capacity(64));
     put_lp16(&mut meta, k.collection.as_bytes());
@@ -248,13 +273,15 @@ pub(crate) fn seal_record(dek: &AeadKey, bind: &Binding<'_>, fields: &[PlainFiel
         put_lp16(&mut meta, f.name.as_bytes());
     }
     let payload: usize = fields.iter().map(|f| f.value.len() + 32).sum();
-    let mut out = Vec::with_capacity(16 + meta.len() + 32 + payload);
+    let mut out = Vec::with_capacity(40 + meta.len() + 32 + payload);
     out.push(RECORD_VERSION);
     out.extend_from_slice(&bind.key_version.to_be_bytes());
-    let sealed_meta = dek.seal(&bind.meta_aad(), &meta);
+    out.extend_from_slice(&stamp.version.to_be_bytes());
+    out.extend_from_slice(&stamp.write_id);
+    let sealed_meta = dek.seal(&bind.meta_aad(&stamp), &meta);
     put_lp32(&mut out, &sealed_meta);
     out.extend_from_slice(&(fields.len() as u16).to_be_bytes());
-    let mut aad = bind.field_aad_prefix();
+    let mut aad = bind.field_aad_prefix(&stamp);
     let base = aad.len();
     for f in fields {
         aad.truncate(base);
@@ -271,6 +298,8 @@ pub(crate) fn seal_record(dek: &AeadKey, bind: &Binding<'_>, fields: &[PlainFiel
 /// A record value split into its parts, nothing opened yet.
 pub(crate) struct SealedRecord<'a> {
     pub key_version: u32,
+    /// The write this value belongs to.
+    pub stamp: WriteStamp,
     meta: &'a [u8],
     fields: Vec<&'a [u8]>,
 }
@@ -287,6 +316,10 @@ pub(crate) fn parse_record(bytes: &[u8]) -> Result<SealedRecord<'_>> {
         });
     }
     let key_version = r.u32()?;
+    let stamp = WriteStamp {
+        version: r.u64()?,
+        write_id: r.array()?,
+    };
     let meta = r.lp32(MAX_RECORD_BYTES)?;
     let n = r.u16()? as usize;
     if n > MAX_FIELDS || n * 4 > r.remaining() {
@@ -299,6 +332,7 @@ pub(crate) fn parse_record(bytes: &[u8]) -> Result<SealedRecord<'_>> {
     r.finish()?;
     Ok(SealedRecord {
         key_version,
+        stamp,
         meta,
         fields,
     })
@@ -340,7 +374,7 @@ impl SealedRecord<'_> {
     /// Opens the meta block: collection, record id and field names.
     pub fn open_meta(&self, dek: &AeadKey, bind: &Binding<'_>) -> Result<Meta> {
         let pt = dek
-            .open(&bind.meta_aad(), self.meta)
+            .open(&bind.meta_aad(&self.stamp), self.meta)
             .ok_or_else(|| Error::integrity(Structure::RecordMeta, "authentication failed"))?;
         parse_meta(&pt, self.fields.len())
     }
@@ -354,7 +388,7 @@ impl SealedRecord<'_> {
         meta: &Meta,
         want: Option<&[&str]>,
     ) -> Result<Vec<PlainField>> {
-        let mut aad = bind.field_aad_prefix();
+        let mut aad = bind.field_aad_prefix(&self.stamp);
         let base = aad.len();
         let mut out = Vec::with_capacity(want.map_or(meta.names.len(), |w| w.len()));
         for (name, env) in meta.names.iter().zip(&self.fields) {
@@ -396,7 +430,7 @@ impl SealedRecord<'_> {
             .collect();
         let total: usize = picked.iter().map(|(n, e)| n.len() + e.len() + 4).sum();
         let mut out = ObjectBuilder::with_capacity(total + 2);
-        let mut aad = bind.field_aad_prefix();
+        let mut aad = bind.field_aad_prefix(&self.stamp);
         let base = aad.len();
         let mut names = Vec::with_capacity(picked.len());
         for (name, env) in picked {
@@ -468,9 +502,10 @@ mod tests {
             key_version: 3,
         };
         let v = json!({"name": "Ann", "age": 40});
-        let sealed = seal_record(&dek, &bind, &split_fields(&v).unwrap());
+        let sealed = seal_record(&dek, &bind, 7, &split_fields(&v).unwrap());
         let p = parse_record(&sealed).unwrap();
         assert_eq!(p.key_version, 3);
+        assert_eq!(p.stamp.version, 7);
         let meta = p.open_meta(&dek, &bind).unwrap();
         assert_eq!(meta.names, vec!["age", "name"]);
         let one = p.open_fields(&dek, &bind, &meta, Some(&["name"])).unwrap();
@@ -482,5 +517,97 @@ mod tests {
             ..bind
         };
         assert!(p.open_fields(&dek, &bind2, &meta, None).is_err());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failure should abort the test
+mod binding_tests {
+    //! Guards the binding of every envelope to its one write (issue: a record spliced
+    //! from two writes, or with a field dropped, read as good).
+    use super::*;
+    use crate::crypto::SecretKey;
+    use serde_json::json;
+
+    /// Splits a record value into (prefix up to the meta, meta lp32, field lp32s) by
+    /// hand from the documented layout: the oracle does not use `parse_record`.
+    fn pieces(b: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
+        let head = b[..29].to_vec();
+        let ml = u32::from_be_bytes(b[29..33].try_into().unwrap()) as usize;
+        let meta = b[29..33 + ml].to_vec();
+        let mut at = 33 + ml;
+        let n = u16::from_be_bytes(b[at..at + 2].try_into().unwrap()) as usize;
+        at += 2;
+        let mut fields = Vec::new();
+        for _ in 0..n {
+            let l = u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+            fields.push(b[at..at + 4 + l].to_vec());
+            at += 4 + l;
+        }
+        assert_eq!(at, b.len());
+        (head, meta, fields)
+    }
+
+    fn assemble(head: &[u8], meta: &[u8], fields: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = head.to_vec();
+        out.extend_from_slice(meta);
+        out.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+        for f in fields {
+            out.extend_from_slice(f);
+        }
+        out
+    }
+
+    fn read_all(dek: &AeadKey, bind: &Binding<'_>, b: &[u8]) -> Result<serde_json::Value> {
+        let p = parse_record(b)?;
+        let meta = p.open_meta(dek, bind)?;
+        join_fields(&p.open_fields(dek, bind, &meta, None)?)
+    }
+
+    #[test]
+    fn fields_of_two_writes_do_not_combine_and_a_field_cannot_be_dropped() {
+        let dek = AeadKey::new(&SecretKey::random());
+        let key = RecordKey::new("s", "Patient", "p1");
+        let bind = Binding {
+            vault_id: &crate::VaultId::from([1; 16]),
+            storage_key: b"sk",
+            key: &key,
+            key_version: 1,
+        };
+        let w1 = json!({"birthDate": "1970-01-01", "name": "Ann"});
+        let w2 = json!({"birthDate": "1980-02-02", "name": "Bea"});
+        // Same version, even: the write id alone tells the writes apart.
+        for v2 in [5u64, 6] {
+            let a = seal_record(&dek, &bind, 5, &split_fields(&w1).unwrap());
+            let b = seal_record(&dek, &bind, v2, &split_fields(&w2).unwrap());
+            assert_eq!(read_all(&dek, &bind, &a).unwrap(), w1);
+            assert_eq!(read_all(&dek, &bind, &b).unwrap(), w2);
+            let (ha, ma, fa) = pieces(&a);
+            let (hb, mb, fb) = pieces(&b);
+            // birthDate of write 1 with the rest of write 2, under either head and meta.
+            let spliced = vec![fa[0].clone(), fb[1].clone()];
+            for (h, m) in [(&ha, &ma), (&hb, &mb), (&ha, &mb), (&hb, &ma)] {
+                let r = read_all(&dek, &bind, &assemble(h, m, &spliced));
+                assert!(
+                    matches!(r, Err(Error::Integrity { .. })),
+                    "splice read as good"
+                );
+            }
+            // A field dropped (count lowered), under its own meta or the other's.
+            for m in [&mb, &ma] {
+                let r = read_all(&dek, &bind, &assemble(&hb, m, &fb[1..]));
+                assert!(
+                    matches!(r, Err(Error::Integrity { .. })),
+                    "drop read as good"
+                );
+            }
+            // Fields swapped in place.
+            let r = read_all(
+                &dek,
+                &bind,
+                &assemble(&hb, &mb, &[fb[1].clone(), fb[0].clone()]),
+            );
+            assert!(r.is_err());
+        }
     }
 }

@@ -9,22 +9,16 @@
 
 mod common;
 
-use medvault::danger::RawAccess;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use common::{all_entries, care, ctx, memory_vault, raw_get, raw_key, raw_with_prefix, reopen};
+use common::{all_entries, care, ctx, memory_vault, raw_key, reopen};
 use medvault::storage::MemoryStorage;
 use medvault::{
     AccessContext, Action, Checkpoint, Error, LogQuery, Outcome, Purpose, RecordKey, Result, Vault,
 };
+use medvault_testkit::{SegmentFile, fix_check, renumber, segment_paths};
 use serde_json::{Value, json};
-
-fn entry_key(seq: u64) -> Vec<u8> {
-    let mut k = vec![b'l'];
-    k.extend_from_slice(&seq.to_be_bytes());
-    k
-}
 
 /// A memory vault whose log holds a mix of entries (create, writes, reads, scans,
 /// a failed read, a reopen).
@@ -68,189 +62,332 @@ fn an_untouched_log_verifies() {
     assert_eq!(v.verify(&ctx(), None).unwrap(), n + 1);
 }
 
-#[test]
-fn a_modified_byte_in_any_entry_is_named() {
-    let (storage, v) = populated();
-    let len = v.log_len();
-    drop(v);
-    let pristine = storage.deep_clone();
-    // First, middle and last entries, every byte (version, length, sealed body, link).
-    for seq in [0, len / 2, len - 1] {
-        let orig = raw_get(&pristine, &entry_key(seq));
-        for i in 0..orig.len() {
-            let s = pristine.deep_clone();
-            let mut t = orig.clone();
-            t[i] ^= 0x01;
-            s.raw_put(&entry_key(seq), &t);
-            let v = reopen(&s);
-            assert_tampered_at(&v, None, seq, &format!("entry {seq} byte {i}"));
+// ----- the log's segment files (storage v2) ------------------------------------------
+//
+// Since storage v2 the access log is not in the record store: it is the segment files
+// `VAULT/log/*.seg` (docs/FORMAT.md "Log segment files") with the anchor `VAULT/anchor`.
+// The tamper tests below make the same attacks as before on those files, through
+// `medvault_testkit::SegmentFile` (the documented layout, split without medvault's own
+// decoder). A tamperer without the key can always recompute a frame's unkeyed check, so
+// each attack is made both with the check left stale and with it recomputed.
+
+/// A closed disk vault holding the same mix of entries as `populated`, with its log and
+/// anchor saved so every case starts from the same bytes.
+struct DiskLog {
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    len: u64,
+    seg: SegmentFile,
+    anchor: Vec<u8>,
+}
+
+impl DiskLog {
+    fn new() -> DiskLog {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("v");
+        let c = ctx();
+        {
+            let v = Vault::create_with(&dir, raw_key(), common::options()).unwrap();
+            for i in 0..12 {
+                let k = RecordKey::new(format!("p{}", i % 3), "Observation", format!("o{i}"));
+                v.put(&c, &k, &json!({"value": i, "code": "8867-4"}))
+                    .unwrap();
+            }
+            for i in 0..4 {
+                let k = RecordKey::new(format!("p{}", i % 3), "Observation", format!("o{i}"));
+                let _: Value = v.get(&c, &k).unwrap();
+            }
+            let _: Vec<(RecordKey, Value)> = v.records_of(&c, "p1", None).unwrap();
+            let missing = RecordKey::new("p1", "Observation", "nope");
+            assert!(v.get::<Value>(&c, &missing).is_err());
+        }
+        let len = Vault::open_with(&dir, raw_key(), common::options())
+            .unwrap()
+            .log_len();
+        assert!(len >= 20);
+        let seg = SegmentFile::only_one(&dir);
+        assert!(seg.tail.is_empty(), "a closed vault's log ends on a frame");
+        assert_eq!(seg.frames.len() as u64, len);
+        let anchor = std::fs::read(dir.join("anchor")).unwrap();
+        DiskLog {
+            _tmp: tmp,
+            dir,
+            len,
+            seg,
+            anchor,
         }
     }
-    // Every other entry, a few positions.
-    for seq in 1..len - 1 {
-        let orig = raw_get(&pristine, &entry_key(seq));
-        for i in [0, 3, 5, orig.len() / 2, orig.len() - 33, orig.len() - 1] {
-            let s = pristine.deep_clone();
-            let mut t = orig.clone();
-            t[i] ^= 0x80;
-            s.raw_put(&entry_key(seq), &t);
-            let v = reopen(&s);
-            assert_tampered_at(&v, None, seq, &format!("entry {seq} byte {i}"));
+
+    /// Puts the saved log and anchor back (an open appends its own entries).
+    fn restore(&self) {
+        std::fs::create_dir_all(self.dir.join("log")).unwrap();
+        for p in segment_paths(&self.dir) {
+            std::fs::remove_file(p).unwrap();
+        }
+        self.seg.write();
+        std::fs::write(self.dir.join("anchor"), &self.anchor).unwrap();
+    }
+
+    fn open(&self) -> Result<Vault> {
+        Vault::open_with(&self.dir, raw_key(), common::options())
+    }
+
+    /// Writes `seg` in place of the log, opens, and expects `verify` to name `seq`.
+    fn assert_named(&self, seg: &SegmentFile, seq: u64, why: &str) {
+        self.restore();
+        seg.write();
+        let v = self
+            .open()
+            .unwrap_or_else(|e| panic!("{why}: open failed before verify: {e}"));
+        assert_tampered_at(&v, None, seq, why);
+    }
+
+    /// Writes `seg` in place of the log and expects open to refuse it as tampering, or
+    /// `verify` to name `seq` (a frame removed shortens the file below the anchor's
+    /// remembered end, which open sees first).
+    fn assert_caught(&self, seg: &SegmentFile, seq: u64, why: &str) {
+        self.restore();
+        seg.write();
+        match self.open() {
+            Ok(v) => assert_tampered_at(&v, None, seq, why),
+            Err(Error::Integrity { .. } | Error::LogTampered { .. }) => {}
+            Err(e) => panic!("{why}: open failed, but not as tampering: {e:?}"),
+        }
+    }
+
+    /// Writes `seg` in place of the log and expects open to fail with an integrity error.
+    fn assert_open_fails(&self, seg: Option<&SegmentFile>, why: &str) -> Error {
+        self.restore();
+        if let Some(s) = seg {
+            s.write();
+        }
+        match self.open() {
+            Err(e @ (Error::Integrity { .. } | Error::LogTampered { .. })) => e,
+            Err(e) => panic!("{why}: open failed, but not as tampering: {e:?}"),
+            Ok(_) => panic!("{why}: the vault opened"),
         }
     }
 }
 
 #[test]
+fn a_modified_byte_in_any_entry_is_named() {
+    let d = DiskLog::new();
+    let len = d.len;
+    // First, middle and last entries, every byte (length, version, flags, seq, sealed
+    // body, link, check), with the check stale and with it recomputed.
+    for seq in [0, len / 2, len - 1] {
+        let i_frame = d.seg.index_of(seq);
+        let orig = d.seg.frames[i_frame].clone();
+        for i in 0..orig.len() {
+            for fix in [false, true] {
+                let mut s = d.seg.clone();
+                s.frames[i_frame][i] ^= 0x01;
+                // (Recomputing the check after flipping a check byte would undo the flip.)
+                if fix && i >= 4 && i < orig.len() - 8 {
+                    fix_check(&mut s.frames[i_frame]);
+                }
+                d.assert_named(
+                    &s,
+                    seq,
+                    &format!("entry {seq} byte {i}, check fixed: {fix}"),
+                );
+            }
+        }
+    }
+    // Every other entry, a few positions.
+    for seq in 1..len - 1 {
+        let i_frame = d.seg.index_of(seq);
+        let n = d.seg.frames[i_frame].len();
+        for i in [0, 3, 5, 9, n / 2, n - 41, n - 1] {
+            let mut s = d.seg.clone();
+            s.frames[i_frame][i] ^= 0x80;
+            if i >= 4 && i < n - 8 {
+                fix_check(&mut s.frames[i_frame]);
+            }
+            d.assert_named(&s, seq, &format!("entry {seq} byte {i}"));
+        }
+    }
+    d.restore();
+    assert_eq!(d.open().unwrap().verify(&ctx(), None).unwrap(), len + 1);
+}
+
+#[test]
 fn a_deleted_entry_in_the_middle_is_named() {
-    let (storage, v) = populated();
-    let len = v.log_len();
-    drop(v);
+    let d = DiskLog::new();
+    let len = d.len;
     for seq in [1, len / 2, len - 2] {
-        let s = storage.deep_clone();
-        s.raw_delete(&entry_key(seq));
-        let v = reopen(&s);
-        assert_tampered_at(&v, None, seq, &format!("entry {seq} deleted"));
+        // Cut out of the file as it is, and with every later frame renumbered to close
+        // the gap.
+        let mut s = d.seg.clone();
+        s.frames.remove(d.seg.index_of(seq));
+        d.assert_caught(&s, seq, &format!("entry {seq} deleted"));
+        for (i, f) in s.frames.iter_mut().enumerate().skip(seq as usize) {
+            renumber(f, i as u64);
+        }
+        d.assert_caught(
+            &s,
+            seq,
+            &format!("entry {seq} deleted, later ones renumbered"),
+        );
     }
 }
 
 #[test]
 fn swapped_entries_are_named() {
-    let (storage, v) = populated();
-    let len = v.log_len();
-    drop(v);
+    let d = DiskLog::new();
+    let len = d.len;
     for (a, b) in [(0, 1), (3, 4), (2, len / 2), (len / 2, len - 1)] {
-        let s = storage.deep_clone();
-        let va = raw_get(&s, &entry_key(a));
-        let vb = raw_get(&s, &entry_key(b));
-        s.raw_put(&entry_key(a), &vb);
-        s.raw_put(&entry_key(b), &va);
-        let v = reopen(&s);
-        assert_tampered_at(&v, None, a, &format!("entries {a} and {b} swapped"));
+        let (ia, ib) = (d.seg.index_of(a), d.seg.index_of(b));
+        let mut s = d.seg.clone();
+        s.frames.swap(ia, ib);
+        d.assert_named(&s, a, &format!("entries {a} and {b} swapped"));
+        renumber(&mut s.frames[ia], a);
+        renumber(&mut s.frames[ib], b);
+        d.assert_named(
+            &s,
+            a,
+            &format!("entries {a} and {b} swapped and renumbered"),
+        );
     }
 }
 
 #[test]
 fn forged_entries_are_named() {
-    let (storage, v) = populated();
-    let len = v.log_len();
-    drop(v);
+    let d = DiskLog::new();
+    let len = d.len;
 
-    // A copy of an existing entry appended beyond the head.
-    let s = storage.deep_clone();
-    s.raw_put(&entry_key(len), &raw_get(&s, &entry_key(len - 1)));
-    let v = Vault::open_in(Box::new(s.clone()), raw_key(), common::options()).unwrap();
-    // Opening appended its own entry at `len`, overwriting the forgery: the log is whole.
-    assert_eq!(v.verify(&ctx(), None).unwrap(), len + 1);
-    drop(v);
-    // Forged after the open, beyond the new head.
-    let s = storage.deep_clone();
-    let v = reopen(&s);
+    // A copy of the last entry appended beyond the log's end of a closed vault, as it
+    // is and renumbered to follow: open reads the frames past its anchor and refuses
+    // one that does not chain (before, the open's own entry overwrote a forged 'l' key).
+    let mut s = d.seg.clone();
+    s.frames.push(d.seg.frames[d.seg.index_of(len - 1)].clone());
+    d.assert_open_fails(Some(&s), "copy of the last entry beyond the end");
+    renumber(s.frames.last_mut().unwrap(), len);
+    match d.assert_open_fails(Some(&s), "copy of the last entry renumbered beyond the end") {
+        Error::LogTampered { seq, .. } => assert_eq!(seq, len),
+        e => panic!("a forged frame past the anchor: expected LogTampered at {len}, got {e:?}"),
+    }
+
+    // Forged beyond the end under an open vault: not part of its log (the vault appends
+    // at its own end, over the forgery), so verify counts only genuine entries, and
+    // after a reopen the forgery is never served as an entry.
+    d.restore();
+    let v = d.open().unwrap();
     let head = v.log_len();
-    s.raw_put(&entry_key(head), &raw_get(&s, &entry_key(3)));
-    assert_tampered_at(&v, None, head, "copy of entry 3 beyond the head");
+    let genuine: BTreeSet<String> = all_entries(&v).into_iter().map(|e| e.actor).collect();
+    let head = head + 1; // the query above is an entry too
+    let mut live = SegmentFile::only_one(&d.dir);
+    let mut forged = live.frames[live.index_of(3)].clone();
+    renumber(&mut forged, head);
+    live.frames.push(forged);
+    live.write();
+    assert_eq!(v.verify(&ctx(), None).unwrap(), head);
     drop(v);
-
-    // An entry replaced by a copy of another one.
-    for (target, source) in [(2, 5), (len / 2, 0), (len - 1, len - 2)] {
-        let s = storage.deep_clone();
-        s.raw_put(&entry_key(target), &raw_get(&s, &entry_key(source)));
-        let v = reopen(&s);
-        assert_tampered_at(&v, None, target, &format!("{target} replaced by {source}"));
-    }
-
-    // An entry inserted in the middle, later entries shifted up by one.
-    let s = storage.deep_clone();
-    let at = len / 2;
-    let entries = raw_with_prefix(&s, b'l');
-    for (k, val) in entries.iter().rev() {
-        let seq = u64::from_be_bytes(k[1..].try_into().unwrap());
-        if seq >= at {
-            s.raw_put(&entry_key(seq + 1), val);
+    match d.open() {
+        Ok(v) => {
+            let n = v.log_len();
+            assert_eq!(n, head + 2, "only the verify and open entries were added");
+            assert_eq!(v.verify(&ctx(), None).unwrap(), n);
+            let actors: BTreeSet<String> = all_entries(&v).into_iter().map(|e| e.actor).collect();
+            assert_eq!(actors, genuine, "a forged entry was served");
         }
+        Err(e) => assert!(
+            matches!(e, Error::Integrity { .. } | Error::LogTampered { .. }),
+            "{e:?}"
+        ),
     }
-    s.raw_put(&entry_key(at), &raw_get(&s, &entry_key(0)));
-    let v = Vault::open_in(Box::new(s.clone()), raw_key(), common::options()).unwrap();
-    assert_tampered_at(&v, None, at, "entry inserted in the middle");
-    drop(v);
+
+    // An entry replaced by a copy of another one, as it is and renumbered.
+    for (target, source) in [(2, 5), (len / 2, 0), (len - 1, len - 2)] {
+        let mut s = d.seg.clone();
+        let it = d.seg.index_of(target);
+        s.frames[it] = d.seg.frames[d.seg.index_of(source)].clone();
+        d.assert_caught(&s, target, &format!("{target} replaced by {source}"));
+        renumber(&mut s.frames[it], target);
+        d.assert_caught(
+            &s,
+            target,
+            &format!("{target} replaced by {source}, renumbered"),
+        );
+    }
+
+    // An entry inserted in the middle, later entries shifted up by one (renumbered).
+    let at = len / 2;
+    let mut s = d.seg.clone();
+    s.frames.insert(at as usize, d.seg.frames[0].clone());
+    for (i, f) in s.frames.iter_mut().enumerate().skip(at as usize) {
+        renumber(f, i as u64);
+    }
+    d.assert_named(&s, at, "entry inserted in the middle");
 
     // A well-formed entry with a made-up body and link.
-    let s = storage.deep_clone();
-    let orig = raw_get(&s, &entry_key(4));
-    let mut forged = orig.clone();
-    for (i, b) in forged.iter_mut().enumerate().skip(5) {
+    let mut s = d.seg.clone();
+    let i4 = d.seg.index_of(4);
+    let n = s.frames[i4].len();
+    for (i, b) in s.frames[i4].iter_mut().enumerate().take(n - 8).skip(14) {
         *b = (i as u8).wrapping_mul(31);
     }
-    s.raw_put(&entry_key(4), &forged);
-    let v = reopen(&s);
-    assert_tampered_at(&v, None, 4, "made-up entry");
+    fix_check(&mut s.frames[i4]);
+    d.assert_named(&s, 4, "made-up entry");
 }
 
 #[test]
 fn a_truncated_tail_is_detected_from_the_head() {
-    let (storage, v) = populated();
-    let len = v.log_len();
-    drop(v);
-    for cut in [1u64, 2, 5] {
-        let s = storage.deep_clone();
-        for seq in len - cut..len {
-            s.raw_delete(&entry_key(seq));
-        }
-        // On the vault that was open while it happened.
-        let s2 = s.deep_clone();
-        let v = reopen(&s);
-        assert_tampered_at(&v, None, len - cut, &format!("last {cut} deleted"));
-        drop(v);
-        // And found by an open vault's verify before anything else is appended.
-        let v = Vault::open_in(Box::new(s2), raw_key(), common::options()).unwrap();
-        assert_tampered_at(
-            &v,
-            None,
-            len - cut,
-            &format!("last {cut} deleted, reopened"),
-        );
+    let d = DiskLog::new();
+    // The last entries cut off a closed vault's log (whole frames, and in the middle of
+    // a frame): the anchor remembers the end, so open refuses ("behind its anchor")
+    // where before it took the head's word and verify named the first missing entry.
+    for cut in [1usize, 2, 5] {
+        let mut s = d.seg.clone();
+        s.frames.truncate(s.frames.len() - cut);
+        let e = d.assert_open_fails(Some(&s), &format!("last {cut} cut"));
+        assert!(e.to_string().contains("behind its anchor"), "{e}");
+        s.tail = d.seg.frames[s.frames.len()][..20].to_vec();
+        let e = d.assert_open_fails(Some(&s), &format!("last {cut} cut mid-frame"));
+        assert!(e.to_string().contains("behind its anchor"), "{e}");
     }
-    // On a live vault: entries vanish underneath it.
-    let s = storage.deep_clone();
-    let v = reopen(&s);
+    // On a live vault: entries vanish underneath it; verify names the first missing.
+    d.restore();
+    let v = d.open().unwrap();
     let len = v.log_len();
-    s.raw_delete(&entry_key(len - 1));
-    s.raw_delete(&entry_key(len - 2));
+    let mut s = SegmentFile::only_one(&d.dir);
+    assert_eq!(s.frames.len() as u64, len);
+    s.frames.truncate(s.frames.len() - 2);
+    s.write();
     assert_tampered_at(&v, None, len - 2, "last 2 deleted under an open vault");
 }
 
 #[test]
 fn a_deleted_log_is_detected() {
-    let (storage, v) = populated();
-    // Entries and head deleted under an open vault.
-    let s = storage.deep_clone();
-    drop(v);
-    let v = reopen(&s);
-    for (k, _) in raw_with_prefix(&s, b'l') {
-        s.raw_delete(&k);
+    let d = DiskLog::new();
+    // Every segment deleted under an open vault.
+    d.restore();
+    let v = d.open().unwrap();
+    for p in segment_paths(&d.dir) {
+        std::fs::remove_file(p).unwrap();
     }
-    s.raw_delete(b"h");
     assert_tampered_at(&v, None, 0, "whole log deleted under an open vault");
     drop(v);
-    // And at open.
-    let s = storage.deep_clone();
-    for (k, _) in raw_with_prefix(&s, b'l') {
-        s.raw_delete(&k);
+    // And at open: the log, the anchor, both, or the log emptied down to its header.
+    d.restore();
+    std::fs::remove_dir_all(d.dir.join("log")).unwrap();
+    let e = d.open().map(|_| ()).unwrap_err();
+    assert!(matches!(e, Error::Integrity { .. }), "{e:?}");
+    d.restore();
+    std::fs::remove_file(d.dir.join("anchor")).unwrap();
+    let e = d.open().map(|_| ()).unwrap_err();
+    assert!(matches!(e, Error::Integrity { .. }), "{e:?}");
+    d.restore();
+    std::fs::remove_file(d.dir.join("anchor")).unwrap();
+    for p in segment_paths(&d.dir) {
+        std::fs::remove_file(p).unwrap();
     }
-    s.raw_delete(b"h");
-    let r = Vault::open_in(Box::new(s), raw_key(), common::options()).map(|_| ());
-    assert!(matches!(r, Err(Error::Integrity { .. })), "{r:?}");
-    // Only the head deleted.
-    let s = storage.deep_clone();
-    s.raw_delete(b"h");
-    let r = Vault::open_in(Box::new(s), raw_key(), common::options()).map(|_| ());
-    assert!(matches!(r, Err(Error::Integrity { .. })), "{r:?}");
-    // Only the entries deleted: the head says they existed.
-    let s = storage.deep_clone();
-    for (k, _) in raw_with_prefix(&s, b'l') {
-        s.raw_delete(&k);
-    }
-    let v = Vault::open_in(Box::new(s), raw_key(), common::options()).unwrap();
-    assert_tampered_at(&v, None, 0, "every entry deleted, head kept");
+    let e = d.open().map(|_| ()).unwrap_err();
+    assert!(matches!(e, Error::Integrity { .. }), "{e:?}");
+    // Only the entries deleted: the anchor and the record store's marker say they existed.
+    let mut s = d.seg.clone();
+    s.frames.clear();
+    d.assert_open_fails(Some(&s), "every entry deleted, anchor kept");
 }
 
 #[test]

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 
 use medvault::danger::{FaultPlan, FaultyStorage, RawAccess};
 use medvault::storage::{MemoryStorage, SledOptions, SledStorage, Storage};
-use medvault::{AccessContext, Action, Error, KeySource, Purpose, RecordKey, Vault, VaultOptions};
+use medvault::{
+    AccessContext, Action, Error, KeySource, Purpose, RecordKey, Structure, Vault, VaultOptions,
+};
 use serde_json::{Value, json};
 
 const ROOT: [u8; 32] = [0x3c; 32];
@@ -99,6 +101,14 @@ fn assert_consistent_both(
     let v = open(mem);
     assert_consistent(&v, acked, "reopened");
     v
+}
+
+/// Every access-log append fails (the log store of the faulty backend).
+fn fail_log_appends() -> FaultPlan {
+    FaultPlan {
+        fail_log_appends_after: Some(0),
+        ..FaultPlan::default()
+    }
 }
 
 fn fail_writes() -> FaultPlan {
@@ -209,8 +219,10 @@ fn failed_reads_are_typed_and_return_nothing() {
 
 #[test]
 fn a_read_whose_log_entry_fails_returns_no_data() {
+    // Since storage v2 a read writes nothing to the record store: its entry goes to the
+    // access log alone, so the fault is on the log's append (fail closed, as before).
     let (mem, v, acked) = baseline();
-    mem.set_faults(fail_writes());
+    mem.set_faults(fail_log_appends());
     storage_err(v.get::<Value>(&nurse(), &key("alice", "1")), "get");
     storage_err(
         v.get_fields::<Value>(&nurse(), &key("alice", "1"), &["a"]),
@@ -246,7 +258,9 @@ fn failed_open_changes_nothing() {
     let (mem, v, acked) = baseline();
     drop(v);
     let before = mem.dump();
-    mem.set_faults(fail_writes());
+    let frames_before = mem.memory_log().frames();
+    // The open's own entry goes to the access log (storage v2): fail that append.
+    mem.set_faults(fail_log_appends());
     storage_err(
         Vault::open_in(
             Box::new(mem.clone()),
@@ -255,7 +269,16 @@ fn failed_open_changes_nothing() {
         ),
         "open whose log entry fails",
     );
-    assert_eq!(mem.dump(), before, "a failed open wrote something");
+    assert_eq!(
+        mem.dump(),
+        before,
+        "a failed open wrote to the record store"
+    );
+    assert_eq!(
+        mem.memory_log().frames(),
+        frames_before,
+        "a failed open wrote to the access log"
+    );
     mem.set_faults(FaultPlan::default());
     assert_consistent(&open(&mem), &acked, "after failed open");
 }
@@ -356,8 +379,17 @@ fn assert_no_wrong_data(
             Err(e) => panic!("{what}: {k:?}: unexpected error {e}"),
         }
     }
+    // A torn batch breaks the record store's all-or-nothing contract (storage v2's
+    // commit protocol relies on it): verify must then name the damage, as a record store
+    // that does not match the log's state digest, or an applied marker (written in the
+    // torn batch) that no longer matches the one the vault committed.
     match v.verify(&nurse(), None) {
-        Ok(_) | Err(Error::LogTampered { .. }) => {}
+        Ok(_)
+        | Err(Error::LogTampered { .. })
+        | Err(Error::Integrity {
+            structure: Structure::RecordStore | Structure::AppliedMarker,
+            ..
+        }) => {}
         Err(e) => panic!("{what}: verify: unexpected error {e}"),
     }
 }

@@ -76,6 +76,8 @@ seed_tests!(
     seeds_record => "record",
     seeds_log => "log",
     seeds_checkpoint => "checkpoint",
+    seeds_segment => "segment",
+    seeds_anchor => "anchor",
     seeds_model => "model",
     seeds_tamper => "tamper",
 );

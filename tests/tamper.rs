@@ -360,32 +360,77 @@ fn every_flipped_byte_of_a_subject_key_entry_fails_closed() {
     );
 }
 
+/// The log head left the record store with storage v2; what open trusts in its place is
+/// the applied marker (`'a'`, docs/FORMAT.md "Applied marker", MACed) and the anchor.
+/// Every flipped byte of the marker fails open.
 #[test]
-fn every_flipped_byte_of_the_log_head_fails_open() {
+fn every_flipped_byte_of_the_applied_marker_fails_open() {
     let (storage, vault) = memory_vault();
     vault.put(&ctx(), &key("alice", "o1"), &record()).unwrap();
     drop(vault);
-    let head = raw_get(&storage, b"h");
-    for i in 0..head.len() {
-        let mut t = head.clone();
+    let marker = raw_get(&storage, b"a");
+    assert_eq!(marker.len(), 121, "docs/FORMAT.md: the marker is 121 bytes");
+    for i in 0..marker.len() {
+        let mut t = marker.clone();
         t[i] ^= 0x01;
-        storage.raw_put(b"h", &t);
+        storage.raw_put(b"a", &t);
         let r = Vault::open_in(Box::new(storage.clone()), raw_key(), common::options());
-        if i == 0 {
-            assert!(
-                matches!(r, Err(Error::UnsupportedVersion { .. })),
-                "head byte {i}: {:?}",
-                r.map(|_| ())
-            );
-        } else {
-            assert!(
-                matches!(r, Err(Error::Integrity { .. })),
-                "head byte {i}: {:?}",
-                r.map(|_| ())
-            );
+        assert!(
+            matches!(r, Err(Error::Integrity { .. })),
+            "marker byte {i}: {:?}",
+            r.map(|_| ())
+        );
+    }
+    storage.raw_put(b"a", &marker);
+    let vault = reopen(&storage);
+    assert!(vault.verify(&ctx(), None).is_ok());
+}
+
+/// The anchor (docs/FORMAT.md "Anchor file") is a lower bound kept in two slots: a flipped
+/// byte in one slot leaves the other in force (a legitimate state after a torn slot
+/// write), so open succeeds and every read is unchanged; the same byte flipped in both
+/// slots leaves no valid anchor and open fails.
+#[test]
+fn every_flipped_byte_of_the_anchor_is_harmless_or_fails_open() {
+    use medvault::logstore::LogStore;
+    let (storage, vault) = memory_vault();
+    let k = key("alice", "o1");
+    vault.put(&ctx(), &k, &record()).unwrap();
+    drop(vault);
+    let log = storage.memory_log();
+    let slots = log.read_anchor().unwrap();
+    let (s0, s1) = (slots[0].clone().unwrap(), slots[1].clone().unwrap());
+    assert_eq!(
+        (s0.len(), s1.len()),
+        (193, 193),
+        "docs/FORMAT.md: 193-byte slots"
+    );
+    for i in 0..s0.len() {
+        for which in [0usize, 1, 2] {
+            let (mut a, mut b) = (s0.clone(), s1.clone());
+            if which != 1 {
+                a[i] ^= 0x01;
+            }
+            if which != 0 {
+                b[i] ^= 0x01;
+            }
+            log.set_anchor([Some(a), Some(b)]);
+            let r = Vault::open_in(Box::new(storage.clone()), raw_key(), common::options());
+            match (which, r) {
+                (2, r) => assert!(
+                    matches!(r, Err(Error::Integrity { .. })),
+                    "anchor byte {i} in both slots: {:?}",
+                    r.map(|_| ())
+                ),
+                (_, Ok(v)) => {
+                    let got: serde_json::Value = v.get(&ctx(), &k).unwrap();
+                    assert_eq!(got, record(), "anchor byte {i}, slot {which}");
+                }
+                (_, Err(e)) => panic!("anchor byte {i}, slot {which} alone: {e:?}"),
+            }
         }
     }
-    storage.raw_put(b"h", &head);
+    log.set_anchor([Some(s0), Some(s1)]);
     let vault = reopen(&storage);
     assert!(vault.verify(&ctx(), None).is_ok());
 }

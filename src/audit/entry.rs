@@ -53,13 +53,16 @@ pub enum Action {
     PolicyChange,
     /// A break-the-glass access was reviewed (verdict in the note).
     Review,
+    /// Recovery at open recorded that a logged change never reached the record store
+    /// (outcome failed, `not_applied`; the note names the entry).
+    Recovery,
     /// An erased subject was re-admitted: its erasure mark was lifted, with a reason
     /// (SECURITY.md "Erasure memory").
     Readmit,
 }
 
 impl Action {
-    const ALL: [Action; 15] = [
+    const ALL: [Action; 16] = [
         Action::Create,
         Action::Open,
         Action::Read,
@@ -74,6 +77,7 @@ impl Action {
         Action::Checkpoint,
         Action::PolicyChange,
         Action::Review,
+        Action::Recovery,
         Action::Readmit,
     ];
 
@@ -94,6 +98,7 @@ impl Action {
             Action::Checkpoint => 12,
             Action::PolicyChange => 13,
             Action::Review => 14,
+            Action::Recovery => 15,
             Action::Readmit => 16,
         }
     }
@@ -120,6 +125,7 @@ impl Action {
             Action::Checkpoint => "checkpoint",
             Action::PolicyChange => "policy_change",
             Action::Review => "review",
+            Action::Recovery => "recovery",
             Action::Readmit => "readmit",
         }
     }

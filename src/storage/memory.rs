@@ -19,6 +19,8 @@ struct State {
 #[derive(Clone, Default)]
 pub struct MemoryStorage {
     state: Arc<Mutex<State>>,
+    /// The access log kept with this store (shared by clones, like the data).
+    log: crate::logstore::MemoryLog,
 }
 
 impl MemoryStorage {
@@ -40,11 +42,28 @@ impl MemoryStorage {
                 map: s.map.clone(),
                 header: s.header.clone(),
             })),
+            log: self.log.deep_clone(),
         }
+    }
+
+    /// The access log kept with this store (for tests that tamper with it).
+    pub fn memory_log(&self) -> &crate::logstore::MemoryLog {
+        &self.log
     }
 }
 
 impl Storage for MemoryStorage {
+    fn log_store(
+        &self,
+        _vault_id: crate::VaultId,
+        create: bool,
+    ) -> crate::Result<Arc<dyn crate::logstore::LogStore>> {
+        if create {
+            self.log.reset();
+        }
+        Ok(Arc::new(self.log.clone()))
+    }
+
     fn read_header(&self) -> Result<Option<Vec<u8>>, StorageError> {
         let s = self.lock();
         Ok(s.header.clone())

@@ -89,6 +89,19 @@ pub trait Storage: Send + Sync {
     fn purge(&self) -> Result<(), StorageError> {
         Ok(())
     }
+    /// The log store that goes with this record store (docs/DESIGN-storage.md): segment
+    /// files beside sled, a memory log beside a memory store, a table of the same server
+    /// later. With `create`, an empty log for a new vault (replacing whatever a create
+    /// interrupted before its header left); otherwise the existing one, not yet
+    /// recovered. Default: this backend keeps no log, an [`crate::Error::Storage`] error.
+    fn log_store(
+        &self,
+        vault_id: crate::VaultId,
+        create: bool,
+    ) -> crate::Result<std::sync::Arc<dyn crate::logstore::LogStore>> {
+        let _ = (vault_id, create);
+        Err(StorageError::new("this storage backend keeps no access log").into())
+    }
 }
 
 /// Smallest key strictly greater than every key starting with `prefix`, or `None`

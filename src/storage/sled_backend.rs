@@ -129,6 +129,8 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 const PURGE_DIR: &str = "db.purge";
 /// Directory of the pre-purge database while the copy is swapped in.
 const OLD_DIR: &str = "db.old";
+/// Directory a new database is created in before it is renamed to `db/`.
+const INIT_DIR: &str = "db.init";
 const COMPLETE: &str = "COMPLETE";
 
 impl SledStorage {
@@ -146,6 +148,9 @@ impl SledStorage {
         options: &SledOptions,
     ) -> Result<Self, StorageError> {
         Self::recover_purge(dir)?;
+        if !dir.join(DB_DIR).exists() {
+            Self::init_db(dir, options)?;
+        }
         let db = Self::open_db(&dir.join(DB_DIR), options)?;
         // sled creates its files with the umask's modes: bring them to owner-only.
         super::private_fs::restrict_tree(&dir.join(DB_DIR))?;
@@ -157,11 +162,32 @@ impl SledStorage {
         })
     }
 
+    /// Creates a new sled database so that `db/` never holds a half-created one: sled
+    /// writes its `conf` file and first segment without making them atomic, and a
+    /// process killed while sled created them left files that sled refuses at the next
+    /// open (a create retried after the kill then failed). The database is created in
+    /// `db.init/` (a leftover one removed first), flushed and closed, then renamed to
+    /// `db/` and the directory synced.
+    fn init_db(dir: &Path, options: &SledOptions) -> Result<(), StorageError> {
+        let tmp = dir.join(INIT_DIR);
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        {
+            let db = Self::open_db(&tmp, options)?;
+            db.flush()?;
+        }
+        fs::rename(&tmp, dir.join(DB_DIR))?;
+        fs::File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+
     /// Opens sled, waiting up to [`LOCK_WAIT`] for its file lock: sled releases the lock
     /// from background threads a moment after the last handle is dropped (sled issue
     /// #1234), so a vault closed and reopened at once in one process can find it still
     /// held. Past the wait, the vault is in use by another handle or process.
     fn open_db(path: &Path, options: &SledOptions) -> Result<sled::Db, StorageError> {
+        remove_interrupted_snapshots(path)?;
         let config = sled::Config::new()
             .path(path)
             .cache_capacity(options.cache_bytes)
@@ -187,6 +213,14 @@ impl SledStorage {
                     }
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                // At open, sled reports a damaged `conf` file (or a database of another
+                // sled version, which no vault has: the version is pinned) as
+                // Unsupported: a vault's files damaged, an integrity failure.
+                Err(sled::Error::Unsupported(_)) => {
+                    return Err(StorageError::corrupt(
+                        "the database files are damaged (sled cannot read its configuration)",
+                    ));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -318,6 +352,29 @@ impl Storage for SledStorage {
     /// cleaned. A purge copies the live pairs into a fresh database and swaps it in
     /// (protocol at `recover_purge`), so no file of the vault holds deleted data.
     /// Blocks every other storage call meanwhile.
+    fn log_store(
+        &self,
+        vault_id: crate::VaultId,
+        create: bool,
+    ) -> crate::Result<std::sync::Arc<dyn crate::logstore::LogStore>> {
+        use crate::logstore::{SegmentLog, SegmentOptions};
+        let log = if create {
+            // Only reached without a header: what an interrupted create left is no vault.
+            for p in [crate::logstore::LOG_DIR, crate::logstore::ANCHOR_FILE] {
+                let path = self.dir.join(p);
+                if path.is_dir() {
+                    fs::remove_dir_all(&path)?;
+                } else if path.exists() {
+                    fs::remove_file(&path)?;
+                }
+            }
+            SegmentLog::create(&self.dir, vault_id, SegmentOptions::default())?
+        } else {
+            SegmentLog::open(&self.dir, vault_id, SegmentOptions::default())?
+        };
+        Ok(std::sync::Arc::new(log))
+    }
+
     fn purge(&self) -> Result<(), StorageError> {
         let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
         guard.flush()?;
@@ -353,4 +410,32 @@ impl Storage for SledStorage {
         fs::remove_dir_all(&old)?;
         Ok(())
     }
+}
+
+/// Removes the snapshot files sled 0.34.7 left half-written when its process was killed.
+///
+/// sled writes a snapshot (at every open whose log advanced) to `snap.<lsn>.generating`,
+/// fsyncs it and renames it to `snap.<lsn>`; old snapshots are removed only after the
+/// rename. But it reads back the *last name in sort order* among all `snap.*` files,
+/// `.generating` ones included (`pagecache/snapshot.rs` `read_snapshot`), so a snapshot
+/// write cut by a kill sorts last and fails sled's CRC: sled then refuses the whole
+/// database as corrupt, though no data was lost (sled issue #1527). A `.generating` file
+/// is never the snapshot in force — the rename is what makes a snapshot — so removing it
+/// leaves sled the previous snapshot and its log, from which it rebuilds the same state.
+/// Nothing else is touched. Errors: the directory cannot be listed or a file removed.
+fn remove_interrupted_snapshots(path: &Path) -> Result<(), StorageError> {
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
 }

@@ -68,7 +68,7 @@ impl RecordSealer {
             key,
             key_version: self.key_version,
         };
-        let v = seal_record(&self.dek, &bind, &fields);
+        let v = seal_record(&self.dek, &bind, 1, &fields);
         Ok((sk, v))
     }
 

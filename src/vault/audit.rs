@@ -9,13 +9,17 @@ use crate::error::{Error, InputKind, Result};
 
 impl Vault {
     /// Walks the whole access log (docs/FORMAT.md "Access-log entry", docs/FORMAT.md
-    /// "Log head") and, with a checkpoint (docs/FORMAT.md "Checkpoint"), checks
+    /// "Log segment files"), the anchor and the record store's state digest
+    /// (docs/DESIGN-storage.md) and, with a checkpoint (docs/FORMAT.md "Checkpoint"), checks
     /// that the log still extends it. Returns the number of entries verified (before this
     /// call's own `verify` entry is appended). Fails with [`Error::LogTampered`] naming
-    /// the first bad sequence number and what is wrong with it.
+    /// the first bad sequence number and what is wrong with it; with
+    /// [`Error::Integrity`] naming the anchor, the applied marker, or a record store that
+    /// does not match the state digest (naming the record or subject entry by storage key
+    /// hex, or "index entries").
     pub fn verify(&self, ctx: &AccessContext, checkpoint: Option<&Checkpoint>) -> Result<u64> {
         let n = self.guarded(ctx, Action::Verify, None, || {
-            let n = self.log.verify(self.storage.as_ref(), checkpoint)?;
+            let n = self.log.verify(&self.committer, checkpoint)?;
             self.check_policy_version()?;
             Ok(n)
         })?;
@@ -28,12 +32,12 @@ impl Vault {
     pub fn checkpoint(&self, ctx: &AccessContext) -> Result<Checkpoint> {
         self.guarded(ctx, Action::Checkpoint, None, || Ok(()))?;
         self.log_only(ctx, Action::Checkpoint, "", Flush::Write)?;
-        Ok(self.log.checkpoint())
+        Ok(self.log.checkpoint(self.committer.head()))
     }
 
     /// Number of access-log entries.
     pub fn log_len(&self) -> u64 {
-        self.log.len()
+        self.committer.end()
     }
 
     /// Returns the access-log entries matching `q`, decoded; targets are shown for
@@ -62,7 +66,7 @@ impl Vault {
             let vid = self.vault_id();
             let mut out = Vec::new();
             self.log
-                .for_each(self.storage.as_ref(), 0, |mut e, sealed| {
+                .for_each(self.committer.log(), 0, |mut e, sealed| {
                     let keep = want_tag.is_none_or(|t| e.subject_pseudonym == Some(t))
                         && q.actor.as_deref().is_none_or(|a| a == e.actor)
                         && q.purpose.is_none_or(|p| p == e.purpose)

@@ -15,7 +15,6 @@
 //! builders sit here too, since every entry they make is committed through this path.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::{Durability, Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target, seal_target};
@@ -106,7 +105,7 @@ impl Vault {
         erasure: Option<Erasure>,
         prepare: impl FnOnce(&mut WriteBatch, &mut [PendingEntry]) -> Result<()>,
     ) -> Result<u64> {
-        let seq;
+        let done;
         {
             let _g = lock(&self.commit_lock);
             prepare(&mut batch, &mut entries)?;
@@ -152,8 +151,9 @@ impl Vault {
             if let Some(k) = &erased {
                 k.lock().erased = true;
             }
-            match self.log.commit(self.storage.as_ref(), batch, &entries) {
-                Ok(s) => seq = s,
+            let bodies = entries.iter().map(PendingEntry::body).collect();
+            match self.committer.commit(batch, bodies) {
+                Ok(c) => done = c,
                 Err(e) => {
                     for k in written {
                         k.lock().dirty = true;
@@ -172,7 +172,6 @@ impl Vault {
                     return Err(e);
                 }
             }
-            self.applied.fetch_add(1, Ordering::SeqCst);
             if let Some(er) = &erasure {
                 self.keyring.evict(&er.tag);
             }
@@ -184,28 +183,22 @@ impl Vault {
             (_, Durability::Background) => false,
         };
         if flush {
-            self.group_flush()?;
+            self.committer.make_durable(done.end)?;
         }
-        Ok(seq)
+        Ok(done.first)
     }
 
-    /// Group commit: one flush covers every batch applied before it started.
+    /// Group commit (docs/DESIGN-storage.md "Commit protocol"): returns once every commit
+    /// so far is durable in the log and the record store and the anchor names it; one
+    /// fdatasync covers every commit since the last.
     pub(super) fn group_flush(&self) -> Result<()> {
-        let ticket = self.applied.load(Ordering::SeqCst);
-        let _f = lock(&self.flush_lock);
-        if self.durable.load(Ordering::SeqCst) >= ticket {
-            return Ok(());
-        }
-        let target = self.applied.load(Ordering::SeqCst);
-        self.storage.flush()?;
-        self.durable.fetch_max(target, Ordering::SeqCst);
-        Ok(())
+        self.committer.make_durable(self.committer.end())
     }
 
-    /// Flushes every committed operation to disk (fsync). Returns when durable.
+    /// Flushes every committed operation to disk (fdatasync of the log, flush of the
+    /// record store, the anchor synced). Returns when durable.
     pub fn sync(&self) -> Result<()> {
-        self.applied.fetch_add(1, Ordering::SeqCst);
-        self.group_flush()
+        self.committer.sync_all()
     }
 
     /// Builds a log entry naming `target` (sealed under the subject's audit key).

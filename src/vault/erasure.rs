@@ -186,7 +186,7 @@ impl Vault {
     /// The next access-log sequence number: under the commit lock, the sequence number
     /// the first entry of the commit being prepared will get.
     pub(super) fn next_log_seq(&self) -> u64 {
-        self.log.len()
+        self.committer.end()
     }
 
     /// Whether writing `tag`'s key entry would create it for an erased subject: a mark

@@ -211,10 +211,10 @@ impl Vault {
     /// newest of the previous 64 entries that opens gives a lower bound instead (versions
     /// never decrease), so a rollback is still caught.
     pub(crate) fn check_policy_version(&self) -> Result<()> {
-        let n = self.log.len();
+        let n = self.committer.end();
         for seq in (n.saturating_sub(64)..n).rev() {
             let mut logged = None;
-            let r = self.log.for_each(self.storage.as_ref(), seq, |e, _| {
+            let r = self.log.for_each(self.committer.log(), seq, |e, _| {
                 logged = Some(e.policy_version);
                 Ok(false)
             });

@@ -4,12 +4,12 @@
 //! returned, and a read whose entry cannot be appended returns nothing.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
 
 use crate::audit::{Action, AuditLog};
+use crate::commit::{Committer, Flusher};
 use crate::context::{AccessContext, Purpose};
 use crate::crypto::{KdfParams, MacKey, RootKey, SecretKey};
 use crate::error::Result;
@@ -173,13 +173,19 @@ pub struct LogQuery {
 pub struct Vault {
     /// Copied out of the header: it never changes, and every seal needs it (no lock).
     vault_id: crate::VaultId,
-    storage: Box<dyn Storage>,
+    storage: Arc<dyn Storage>,
     header: Mutex<Header>,
     root: Mutex<RootKey>,
     vault_secret: SecretKey,
     pseudonyms: MacKey,
     keyring: Keyring,
-    log: AuditLog,
+    log: Arc<AuditLog>,
+    /// The commit protocol over the record store and the log store
+    /// (docs/DESIGN-storage.md). Drops after the flusher (field order), which syncs.
+    committer: Arc<Committer>,
+    /// The group commit on a timer (`flush_every_ms`): `Background`'s flush, and what
+    /// carries reads' entries to disk under `Writes`.
+    _flusher: Option<Flusher>,
     options: VaultOptions,
     /// Held while a batch is prepared and applied: orders key entries and log entries.
     commit_lock: Mutex<()>,
@@ -191,9 +197,6 @@ pub struct Vault {
     indexes: crate::index::Registry,
     /// The access policy in force (docs/POLICY.md).
     policy: crate::policy::PolicyCell,
-    applied: AtomicU64,
-    durable: AtomicU64,
-    flush_lock: Mutex<()>,
     path: Option<PathBuf>,
     /// What open found amiss but did not refuse (see [`Vault::warnings`]).
     warnings: Vec<String>,
@@ -260,8 +263,8 @@ impl Vault {
     /// Counts and sizes (no plaintext; not logged).
     pub fn stats(&self) -> Result<Stats> {
         let mut s = Stats {
-            log_entries: self.log.len(),
-            disk_bytes: self.storage.size_on_disk()?,
+            log_entries: self.committer.end(),
+            disk_bytes: self.storage.size_on_disk()? + self.committer.log().size_on_disk()?,
             root_generation: lock(&self.header).root.generation,
             ..Stats::default()
         };

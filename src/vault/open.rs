@@ -2,14 +2,16 @@
 //! assembly of a [`Vault`] from its storage and unlocked keys.
 
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
-use super::commit::Flush;
+use zeroize::Zeroizing;
+
+use super::commit::{Flush, noted};
 use super::{Vault, VaultOptions};
-use crate::audit::{Action, AuditLog};
+use crate::audit::{Action, AuditLog, PendingEntry};
+use crate::commit::{CommitKeys, Committer, Parts};
 use crate::crypto::{KdfParams, KeySource, MacKey, RootKey, SecretKey, derive_key};
-use crate::error::{Error, Result, Structure};
+use crate::error::{Error, Result};
 use crate::header::Header;
 use crate::keyring::Keyring;
 use crate::keyspace;
@@ -65,27 +67,29 @@ impl Vault {
         clear_interrupted_create(storage.as_ref())?;
         let (header, unlocked) = Header::create(&key, options.kdf)?;
         let bytes = header.encode(&unlocked.root);
-        let opener = options.opener.clone();
+        let create = noted(
+            &options.opener,
+            Action::Create,
+            format!("format {}", crate::header::HEADER_VERSION),
+        );
+        // The first log entry, the applied marker and the anchor are durable before the
+        // header: a header without them means the log or the record store was deleted.
         let v = Vault::assemble(
-            storage,
+            Arc::from(storage),
             header,
             unlocked.root,
             None,
             unlocked.vault_secret,
             options,
+            Some(create),
         )?;
-        // The first log entry (and so the head) exists before the header: a header
-        // without a head means the log was deleted.
-        v.log_only(
-            &opener,
-            Action::Create,
-            format!("format {}", crate::header::HEADER_VERSION),
-            Flush::Write,
-        )?;
+        // With `VaultOptions::policy`, the policy and its change entry are committed
+        // before the header too.
         if let Some(p) = v.options.policy.clone() {
+            let opener = v.options.opener.clone();
             v.set_policy(&opener, p)?;
+            v.sync()?;
         }
-        v.storage.flush()?;
         v.storage.write_header(&bytes)?;
         Ok(v)
     }
@@ -140,20 +144,15 @@ impl Vault {
         options: VaultOptions,
     ) -> Result<Vault> {
         options.opener.validate()?;
-        if storage.get(keyspace::LOG_HEAD)?.is_none() {
-            return Err(Error::integrity(
-                Structure::LogHead,
-                "missing: the log was deleted",
-            ));
-        }
         let opener = options.opener.clone();
         let v = Vault::assemble(
-            storage,
+            Arc::from(storage),
             header,
             unlocked.root,
             unlocked.next_root,
             unlocked.vault_secret,
             options,
+            None,
         )?;
         // A policy rolled back to an older sealed version, or deleted, is caught before
         // anything is served (docs/FORMAT.md "Access policy").
@@ -167,13 +166,17 @@ impl Vault {
         Ok(v)
     }
 
+    /// Builds a vault over `storage`. With `create`, a new vault: its log is started with
+    /// that entry (docs/DESIGN-storage.md); otherwise the log is opened and recovered
+    /// ("Open": a record store behind or ahead of the log is an integrity error).
     fn assemble(
-        storage: Box<dyn Storage>,
+        storage: Arc<dyn Storage>,
         header: Header,
         root: RootKey,
         next_root: Option<RootKey>,
         vault_secret: SecretKey,
         options: VaultOptions,
+        create: Option<PendingEntry>,
     ) -> Result<Vault> {
         let next = match (&next_root, &header.pending) {
             (Some(k), Some(p)) => Some((k, p.next.generation)),
@@ -186,7 +189,29 @@ impl Vault {
             next,
             options.key_cache_subjects,
         );
-        let log = AuditLog::open(header.vault_id, &vault_secret, storage.as_ref())?;
+        let log = Arc::new(AuditLog::new(header.vault_id, &vault_secret));
+        let parts = Parts {
+            vault_id: header.vault_id,
+            keys: CommitKeys::derive(&header.vault_id, &vault_secret),
+            sealer: log.clone(),
+            records: storage.clone(),
+            log: storage.log_store(header.vault_id, create.is_some())?,
+            excluded: keyspace::outside_digest,
+        };
+        let committer = Arc::new(match create {
+            Some(e) => {
+                let bodies: Vec<Zeroizing<Vec<u8>>> = vec![e.body()];
+                Committer::create(parts, bodies)?
+            }
+            None => Committer::open(parts)?.0,
+        });
+        let flusher = match options.sled.flush_every_ms {
+            Some(ms) => Some(Committer::spawn_flusher(
+                &committer,
+                std::time::Duration::from_millis(ms.max(1)),
+            )?),
+            None => None,
+        };
         let pseudonyms = MacKey::new(&derive_key(&vault_secret, &[b"medvault/v1/pseudonym"]));
         let indexes =
             crate::index::Registry::load(storage.as_ref(), &vault_secret, header.vault_id)?;
@@ -204,15 +229,14 @@ impl Vault {
             pseudonyms,
             keyring,
             log,
+            committer,
+            _flusher: flusher,
             options,
             commit_lock: Mutex::new(()),
             key_op_lock: Mutex::new(()),
             index_op_lock: Mutex::new(()),
             indexes,
             policy: crate::policy::PolicyCell::new(policy),
-            applied: AtomicU64::new(0),
-            durable: AtomicU64::new(0),
-            flush_lock: Mutex::new(()),
             path: None,
             warnings: Vec::new(),
         })
@@ -239,18 +263,16 @@ fn exposure_warnings(dir: &Path) -> Result<Vec<String>> {
 }
 
 /// Clears what a create interrupted before its header was written left in a store that
-/// has no header: at most the first log entry and the head, sealed under a vault secret
-/// that was never stored, so no vault. A headless store holding anything more is a vault
-/// whose header was lost: [`Error::AlreadyExists`], and nothing is changed.
+/// has no header: at most the first applied marker, MACed under a vault secret that was
+/// never stored, so no vault (the log store is replaced when the new log is created). A
+/// headless store holding anything more is a vault whose header was lost:
+/// [`Error::AlreadyExists`], and nothing is changed.
 fn clear_interrupted_create(storage: &dyn Storage) -> Result<()> {
-    let first_entry = keyspace::log_entry(0);
-    // With `VaultOptions::policy`, the policy and its change entry precede the header.
-    let policy_entry = keyspace::log_entry(1);
     let mut leftovers = WriteBatch::new();
     for item in storage.scan(&[], None) {
         let (k, _) = item?;
-        if k != keyspace::LOG_HEAD && k != first_entry && k != policy_entry && k != keyspace::POLICY
-        {
+        // With `VaultOptions::policy`, the policy precedes the header.
+        if k != keyspace::APPLIED_MARKER && k != keyspace::POLICY {
             return Err(Error::AlreadyExists);
         }
         leftovers.delete(k);

@@ -174,7 +174,10 @@ impl Vault {
                 key,
                 key_version: dek.version,
             };
-            batch.put(sk.clone(), seal_record(&dek.aead, &bind, &fields));
+            batch.put(
+                sk.clone(),
+                seal_record(&dek.aead, &bind, self.committer.end(), &fields),
+            );
             let target = record_target(key, fields.iter().map(|f| f.name.clone()).collect());
             staged.push(self.stage_index(&snap, sk, &key.collection, fields)?);
             entries.push(self.entry_for(

@@ -439,9 +439,10 @@ impl Vault {
                     key: &key,
                     key_version: dek.version,
                 };
-                pending
-                    .batch
-                    .put(k.clone(), seal_record(&dek.aead, &bind, &fields));
+                pending.batch.put(
+                    k.clone(),
+                    seal_record(&dek.aead, &bind, self.committer.end(), &fields),
+                );
                 pending.expected.push((k, v));
                 pending.uses.push((keys.tag, dek.version));
                 count += 1;

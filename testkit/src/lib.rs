@@ -22,7 +22,9 @@ mod tamper;
 use medvault::testing::fuzz::{check_decoder, decoder_seeds};
 
 pub use model::check_model;
-pub use tamper::check_tamper;
+pub use tamper::{
+    SEGMENT_HEADER_BYTES, SegmentFile, check_tamper, fix_check, frame_seq, renumber, segment_paths,
+};
 
 /// Every fuzz target, by name (one directory of seeds and one fuzz target each).
 pub const TARGETS: &[&str] = &[
@@ -32,6 +34,8 @@ pub const TARGETS: &[&str] = &[
     "record",
     "log",
     "checkpoint",
+    "segment",
+    "anchor",
     "model",
     "tamper",
 ];

@@ -4,10 +4,10 @@ use medvault::danger::RawAccess;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
+use medvault::logstore::LogStore;
+use medvault::logstore::frame::{Decoded, decode_frame};
 use medvault::storage::{MemoryStorage, Storage};
-use medvault::testing::fuzz::{
-    Input, LOG_ENTRY_PREFIX, LOG_HEAD_KEY, assert_decode_error, log_entry_key,
-};
+use medvault::testing::fuzz::{Input, assert_decode_error};
 use medvault::{
     AccessContext, Error, KeySource, LogQuery, Purpose, RecordKey, RotationScope, Vault,
     VaultOptions,
@@ -23,11 +23,16 @@ const TAMPER_ROOT: [u8; 32] = [0x7a; 32];
 enum Item {
     Header,
     Key(Vec<u8>),
+    /// Frame `i` of the access log, as a segment holds it.
+    Frame(usize),
+    /// Anchor slot 0 or 1.
+    Anchor(usize),
 }
 
 struct TamperFixture {
     mem: MemoryStorage,
-    /// Header, head, log entries, subject entries, records, in a fixed logical order.
+    /// Header, anchor slots, log frames, applied marker, subject entries, records, in a
+    /// fixed logical order.
     items: Vec<Item>,
     records: BTreeMap<RecordKey, Value>,
     subjects: BTreeSet<String>,
@@ -108,13 +113,11 @@ fn build_tamper_fixture() -> TamperFixture {
     records.remove(&puts[4].0);
     drop(v);
     let live: BTreeSet<Vec<u8>> = mem.dump().into_iter().map(|(k, _)| k).collect();
-    let mut items = vec![Item::Header, Item::Key(LOG_HEAD_KEY.to_vec())];
-    items.extend(
-        live.iter()
-            .filter(|k| k.first() == Some(&LOG_ENTRY_PREFIX))
-            .cloned()
-            .map(Item::Key),
-    );
+    let mut items = vec![Item::Header, Item::Anchor(0), Item::Anchor(1)];
+    items.extend((0..mem.memory_log().frames().len()).map(Item::Frame));
+    items.push(Item::Key(
+        medvault::testing::fuzz::APPLIED_MARKER_KEY.to_vec(),
+    ));
     items.extend(
         subject_keys
             .into_iter()
@@ -137,6 +140,12 @@ fn read_item(mem: &MemoryStorage, item: &Item) -> Option<Vec<u8>> {
     match item {
         Item::Header => mem.raw_header(),
         Item::Key(k) => mem.get(k).ok().flatten(),
+        Item::Frame(i) => mem.memory_log().frames().get(*i).map(|f| {
+            let mut b = Vec::new();
+            f.encode_into(&mut b);
+            b
+        }),
+        Item::Anchor(i) => mem.memory_log().read_anchor().ok()?[*i].clone(),
     }
 }
 
@@ -146,11 +155,38 @@ fn write_item(mem: &MemoryStorage, item: &Item, value: Option<&[u8]>) {
         (Item::Header, None) => mem.raw_set_header(&[]),
         (Item::Key(k), Some(v)) => mem.raw_put(k, v),
         (Item::Key(k), None) => mem.raw_delete(k),
+        (Item::Frame(i), v) => {
+            // A value that no longer decodes as a frame is a frame cut out of the log.
+            let log = mem.memory_log();
+            let mut frames = log.frames();
+            let new = v.and_then(|b| match decode_frame(b) {
+                Decoded::Frame(f, _) => Some(f),
+                _ => None,
+            });
+            match (new, *i < frames.len()) {
+                (Some(f), true) => frames[*i] = f,
+                (Some(f), false) => frames.push(f),
+                (None, true) => {
+                    frames.remove(*i);
+                }
+                (None, false) => {}
+            }
+            log.set_frames(frames);
+        }
+        (Item::Anchor(i), v) => {
+            let log = mem.memory_log();
+            let mut slots = log.read_anchor().unwrap_or_default();
+            slots[*i] = v.map(<[u8]>::to_vec);
+            log.set_anchor(slots);
+        }
     }
 }
 
-fn is_log_key(k: &[u8]) -> bool {
-    k == LOG_HEAD_KEY || k.first() == Some(&LOG_ENTRY_PREFIX)
+/// Whether `item` is part of what `verify` checks against the log: every item but the
+/// header (authenticated at open) and the anchor (a lower bound: an older valid slot is
+/// a legitimate state after a crash).
+fn verified_item(item: &Item) -> bool {
+    !matches!(item, Item::Header | Item::Anchor(_))
 }
 
 /// Tamper target: a real vault (memory storage, raw key; three live subjects, one
@@ -203,16 +239,18 @@ pub fn check_tamper(data: &[u8]) {
                 // Plant a copy under a new key sharing the item's prefix: a record moved
                 // within its subject, a subject entry under another tag, a log entry far
                 // beyond the head.
-                let (Item::Key(k), Some(val)) = (&item, cur) else {
-                    continue;
+                let Some(val) = cur else { continue };
+                let planted = match &item {
+                    Item::Key(k) => {
+                        let mut nk = k.clone();
+                        if let Some(last) = nk.last_mut() {
+                            *last ^= inp.byte().max(1);
+                        }
+                        Item::Key(nk)
+                    }
+                    Item::Frame(_) => Item::Frame(usize::MAX),
+                    _ => continue,
                 };
-                let mut nk = k.clone();
-                if k.first() == Some(&LOG_ENTRY_PREFIX) {
-                    nk = log_entry_key(10_000 + u64::from(inp.byte()));
-                } else if let Some(last) = nk.last_mut() {
-                    *last ^= inp.byte().max(1);
-                }
-                let planted = Item::Key(nk);
                 write_item(&mem, &planted, Some(&val));
                 touched.push(planted);
                 continue;
@@ -233,9 +271,12 @@ pub fn check_tamper(data: &[u8]) {
         }
         touched.push(item);
     }
-    let log_changed = touched.iter().any(|it| match it {
-        Item::Key(k) if is_log_key(k) => read_item(&mem, it) != read_item(&fx.mem, it),
-        _ => false,
+    // Since storage v2, `verify` checks the record store against the log too: any change
+    // to a frame or to the record store must fail it.
+    let log_changed = touched.iter().any(|it| {
+        verified_item(it)
+            && (matches!(it, Item::Frame(usize::MAX))
+                || read_item(&mem, it) != read_item(&fx.mem, it))
     });
 
     let v = match Vault::open_in(
@@ -266,9 +307,12 @@ pub fn check_tamper(data: &[u8]) {
         }
     }
     match v.verify(&ctx, None) {
-        Ok(_) => assert!(!log_changed, "tamper: a changed access log verifies"),
+        Ok(_) => assert!(
+            !log_changed,
+            "tamper: a changed log or record store verifies"
+        ),
         Err(e) => {
-            assert!(log_changed, "tamper: an untouched access log fails: {e}");
+            assert!(log_changed, "tamper: an untouched vault fails verify: {e}");
             assert_decode_error(&e, "tamper: verify");
         }
     }
@@ -325,4 +369,114 @@ fn check_tampered_reads(v: &Vault, fx: &TamperFixture, ctx: &AccessContext) {
         }
         Err(e) => assert_decode_error(&e, "tamper: audit_query"),
     }
+}
+
+/// A vault's access-log segment file split by the layout documented in docs/FORMAT.md
+/// ("Log segment files") — read here independently of medvault's own decoder, so tests
+/// that tamper with the files do not rely on the code under test: a 41-byte header, then
+/// frames `u32 len || len bytes` (len counts every byte after itself), and any bytes
+/// after the last whole frame (`tail`). Within a frame: version at byte 4, flags at 5,
+/// seq (`u64`, big-endian) at 6..14, and the last 8 bytes are the first 8 of SHA-256
+/// (FIPS 180-4) over every byte before them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentFile {
+    /// The file's path.
+    pub path: std::path::PathBuf,
+    /// The 41-byte segment header.
+    pub header: Vec<u8>,
+    /// Every whole frame, in file order, each with its length prefix.
+    pub frames: Vec<Vec<u8>>,
+    /// Bytes after the last whole frame (empty in a cleanly closed vault).
+    pub tail: Vec<u8>,
+}
+
+/// Bytes of a segment header (docs/FORMAT.md "Log segment files").
+pub const SEGMENT_HEADER_BYTES: usize = 41;
+
+impl SegmentFile {
+    /// Reads and splits the segment at `path`. Panics when the file cannot be read or is
+    /// shorter than its header (test support).
+    pub fn read(path: &std::path::Path) -> SegmentFile {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path:?}: {e}"));
+        assert!(bytes.len() >= SEGMENT_HEADER_BYTES, "{path:?}: no header");
+        let mut frames = Vec::new();
+        let mut at = SEGMENT_HEADER_BYTES;
+        while let Some(len) = bytes.get(at..at + 4) {
+            let n = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+            let Some(f) = bytes.get(at..at + 4 + n) else {
+                break;
+            };
+            frames.push(f.to_vec());
+            at += 4 + n;
+        }
+        SegmentFile {
+            path: path.to_owned(),
+            header: bytes[..SEGMENT_HEADER_BYTES].to_vec(),
+            frames,
+            tail: bytes[at..].to_vec(),
+        }
+    }
+
+    /// The vault's only segment (`VAULT/log/*.seg`); panics unless there is exactly one.
+    pub fn only_one(vault_dir: &std::path::Path) -> SegmentFile {
+        let segs = segment_paths(vault_dir);
+        assert_eq!(segs.len(), 1, "expected one log segment, found {segs:?}");
+        SegmentFile::read(&segs[0])
+    }
+
+    /// The file's bytes: header, frames, tail.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut b = self.header.clone();
+        for f in &self.frames {
+            b.extend_from_slice(f);
+        }
+        b.extend_from_slice(&self.tail);
+        b
+    }
+
+    /// Writes the file back (replacing it).
+    pub fn write(&self) {
+        std::fs::write(&self.path, self.bytes())
+            .unwrap_or_else(|e| panic!("write {:?}: {e}", self.path));
+    }
+
+    /// The index in `frames` of the frame carrying `seq`.
+    pub fn index_of(&self, seq: u64) -> usize {
+        self.frames
+            .iter()
+            .position(|f| frame_seq(f) == seq)
+            .unwrap_or_else(|| panic!("no frame with seq {seq}"))
+    }
+}
+
+/// The log segment files of the vault at `vault_dir`, in name (= sequence) order.
+pub fn segment_paths(vault_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(vault_dir.join("log"))
+        .unwrap_or_else(|e| panic!("read {vault_dir:?}/log: {e}"))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The seq of an encoded frame (bytes 6..14).
+pub fn frame_seq(frame: &[u8]) -> u64 {
+    let mut s = [0u8; 8];
+    s.copy_from_slice(&frame[6..14]);
+    u64::from_be_bytes(s)
+}
+
+/// Recomputes a frame's unkeyed check (its last 8 bytes) over the bytes before it: what
+/// a tamperer without the key can always do.
+pub fn fix_check(frame: &mut [u8]) {
+    let n = frame.len();
+    let sum = Sha256::digest(&frame[..n - 8]);
+    frame[n - 8..].copy_from_slice(&sum[..8]);
+}
+
+/// Renumbers a frame to `seq` and fixes its check.
+pub fn renumber(frame: &mut [u8], seq: u64) {
+    frame[6..14].copy_from_slice(&seq.to_be_bytes());
+    fix_check(frame);
 }

@@ -181,6 +181,8 @@ pub fn raw_with_prefix(storage: &MemoryStorage, prefix: u8) -> Vec<(Vec<u8>, Vec
 pub struct RecordLayout {
     pub version: u8,
     pub key_version: u32,
+    /// Record version (u64) and write id (16 bytes), as stored.
+    pub stamp: Vec<u8>,
     pub meta: Vec<u8>,
     pub fields: Vec<Vec<u8>>,
 }
@@ -196,6 +198,7 @@ impl RecordLayout {
         };
         let version = take(1)?[0];
         let key_version = u32::from_be_bytes(take(4)?.try_into().ok()?);
+        let stamp = take(24)?.to_vec();
         let mlen = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
         let meta = take(mlen)?.to_vec();
         let n = u16::from_be_bytes(take(2)?.try_into().ok()?);
@@ -207,6 +210,7 @@ impl RecordLayout {
         (pos == b.len()).then_some(RecordLayout {
             version,
             key_version,
+            stamp,
             meta,
             fields,
         })
@@ -216,6 +220,7 @@ impl RecordLayout {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = vec![self.version];
         out.extend_from_slice(&self.key_version.to_be_bytes());
+        out.extend_from_slice(&self.stamp);
         out.extend_from_slice(&(self.meta.len() as u32).to_be_bytes());
         out.extend_from_slice(&self.meta);
         out.extend_from_slice(&(self.fields.len() as u16).to_be_bytes());
@@ -229,7 +234,7 @@ impl RecordLayout {
     /// Byte ranges of each field envelope's body (after its length prefix) in the
     /// encoded value.
     pub fn field_ranges(&self) -> Vec<std::ops::Range<usize>> {
-        let mut pos = 1 + 4 + 4 + self.meta.len() + 2;
+        let mut pos = 1 + 4 + 24 + 4 + self.meta.len() + 2;
         self.fields
             .iter()
             .map(|f| {

@@ -402,10 +402,9 @@ impl Demo {
                 new_key(),
                 &dpo,
             )?,
-            tamper::stored_value(
+            tamper::log_frame_byte(
                 &vault_dir,
                 &self.root.join("copy-log"),
-                b'l',
                 "one bit of an access-log entry flipped",
                 new_key(),
                 &dpo,

@@ -21,16 +21,31 @@ pub fn explain(dir: &Path, input_bytes: u64) -> CliResult<String> {
         let n = (k.len() + v.len()) as u64;
         match k.first() {
             Some(b'r') => records += n,
-            Some(b'l') => {
-                log += n;
-                log_entries += 1;
-            }
             Some(b'x' | b'y' | b'i') => indexes += n,
             Some(b'k') => keys += n,
             _ => other += n,
         }
     }
-    let on_disk = store.size_on_disk().map_err(Error::from)?;
+    // The access log is not in the store (storage v2): its segment files, frame by frame
+    // (docs/FORMAT.md "Log segment files": a 41-byte header, then `u32 len || len bytes`).
+    let mut log_files = 0u64;
+    if let Ok(entries) = std::fs::read_dir(dir.join("log")) {
+        for e in entries.flatten() {
+            let b = std::fs::read(e.path())?;
+            log_files += b.len() as u64;
+            let mut at = 41usize;
+            while let Some(l) = b.get(at..at + 4) {
+                let len = u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize;
+                if at + 4 + len > b.len() {
+                    break;
+                }
+                log += (4 + len) as u64;
+                log_entries += 1;
+                at += 4 + len;
+            }
+        }
+    }
+    let on_disk = store.size_on_disk().map_err(Error::from)? + log_files;
     drop(store);
     let live = records + log + indexes + keys + other;
     let per_entry = log.checked_div(log_entries).unwrap_or(0);

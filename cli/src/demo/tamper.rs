@@ -124,6 +124,50 @@ pub fn stored_value(
     })
 }
 
+/// Flips one bit in the sealed body of the fourth access-log entry, in the log's first
+/// segment file (`log/<20 zeros>.seg`, docs/FORMAT.md "Log segment files": a 41-byte
+/// header, then frames `u32 len || version || flags || u64 seq || body || link[32] ||
+/// check[8]`), and recomputes the frame's unkeyed check as an attacker can: only the
+/// keyed chain link can tell.
+pub fn log_frame_byte(
+    vault: &Path,
+    copy: &Path,
+    what: &'static str,
+    key: KeySource,
+    ctx: &AccessContext,
+) -> CliResult<Attack> {
+    use sha2::{Digest, Sha256};
+    copy_dir(vault, copy)?;
+    let seg = copy.join("log").join(format!("{:020}.seg", 0));
+    let mut b = std::fs::read(&seg)?;
+    let mut at = 41usize;
+    for _ in 0..3 {
+        let len = b
+            .get(at..at + 4)
+            .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+            .ok_or_else(|| Failure::other("tamper: the log has too few entries"))?;
+        at += 4 + len;
+    }
+    let len = b
+        .get(at..at + 4)
+        .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+        .ok_or_else(|| Failure::other("tamper: the log has too few entries"))?;
+    let end = at + 4 + len;
+    if end > b.len() || len < 60 {
+        return Err(Failure::other("tamper: no log entry to flip"));
+    }
+    b[at + 20] ^= 0x01;
+    let sum = Sha256::digest(&b[at..end - 8]);
+    b[end - 8..end].copy_from_slice(&sum[..8]);
+    std::fs::write(&seg, &b)?;
+    let (answer, detected) = answer_of(read_everything(copy, key, ctx, None));
+    Ok(Attack {
+        what,
+        answer,
+        detected,
+    })
+}
+
 /// Flips one bit of a record ciphertext where it lies in sled's files, raw (sled's own
 /// checksums then no longer match): the bytes of one stored value are located in the
 /// files and one bit in the middle of every copy of them is flipped.

@@ -17,20 +17,27 @@
 
 use crate::danger::RawAccess;
 
+use std::sync::Arc;
+
 use crate::audit::{AuditLog, PendingEntry, decode_body, parse_target};
+use crate::commit::{CommitKeys, Committer, Parts};
 use crate::crypto::{AeadKey, KdfParams, KeySource, RootKey, SecretKey, sha256};
 use crate::header::{Header, header_mac_key};
 use crate::json::{JsonText, unescape};
 use crate::keyring::{Keyring, SubjectTag};
-use crate::keyspace::{LOG_ENTRY_PREFIX as ENTRY_PREFIX, LOG_HEAD as HEAD_KEY};
+use crate::logstore::anchor::SLOT_LEN;
+use crate::logstore::frame::{Decoded, decode_frame};
+use crate::logstore::{Frame, LogStore, MemoryLog};
 use crate::record::{
     Binding, PlainField, RecordKey, join_json, parse_meta, parse_record, seal_record, split_json,
 };
 use crate::storage::{MemoryStorage, Storage, WriteBatch};
 use crate::{AccessContext, Action, Checkpoint, Error, Outcome, Purpose, Target};
 
+mod logstore;
 mod seeds;
 
+pub use logstore::{check_anchor, check_segment};
 pub use seeds::decoder_seeds;
 
 /// Runs the decoder check of `target` on `data`. Returns `false` for a name that is not
@@ -43,22 +50,16 @@ pub fn check_decoder(target: &str, data: &[u8]) -> bool {
         "record" => check_record(data),
         "log" => check_log(data),
         "checkpoint" => check_checkpoint(data),
+        "segment" => check_segment(data),
+        "anchor" => check_anchor(data),
         _ => return false,
     }
     true
 }
 
-/// The storage key of the access-log head (docs/FORMAT.md "Storage key space").
-pub const LOG_HEAD_KEY: &[u8] = HEAD_KEY;
-
-/// The first byte of every access-log entry's storage key.
-pub const LOG_ENTRY_PREFIX: u8 = ENTRY_PREFIX;
-
-/// The storage key of access-log entry `seq`: [`LOG_ENTRY_PREFIX`] || `seq` (u64,
-/// big-endian).
-pub fn log_entry_key(seq: u64) -> Vec<u8> {
-    crate::keyspace::log_entry(seq)
-}
+/// The storage key of the applied marker (docs/FORMAT.md "Applied marker"): the one
+/// record-store key that belongs to the commit protocol rather than to the data.
+pub const APPLIED_MARKER_KEY: &[u8] = crate::keyspace::APPLIED_MARKER;
 
 // ----- fixture keys ------------------------------------------------------------------
 
@@ -293,7 +294,7 @@ fn seal_fixture_record(key: &RecordKey, version: u32, fields: &[PlainField]) -> 
         key_version: version,
     };
     let dek = dek(version).unwrap_or_else(|| panic!("no fixture DEK {version}"));
-    seal_record(&dek, &bind, fields)
+    seal_record(&dek, &bind, 1, fields)
 }
 
 /// Record target. `data[0] % 3` picks a mode:
@@ -400,8 +401,31 @@ fn reopen_json(bytes: &[u8], want: Option<&[&str]>) -> JsonText {
 
 // ----- access log --------------------------------------------------------------------
 
-fn fixture_log(mem: &MemoryStorage) -> crate::Result<AuditLog> {
-    AuditLog::open(VAULT_ID, &SecretKey::from_bytes(VAULT_SECRET), mem)
+fn fixture_parts(mem: &MemoryStorage, log: &MemoryLog) -> (Arc<AuditLog>, Parts) {
+    let secret = SecretKey::from_bytes(VAULT_SECRET);
+    let audit = Arc::new(AuditLog::new(VAULT_ID, &secret));
+    let parts = Parts {
+        vault_id: VAULT_ID,
+        keys: CommitKeys::derive(&VAULT_ID, &secret),
+        sealer: audit.clone(),
+        records: Arc::new(mem.clone()),
+        log: Arc::new(log.clone()),
+        excluded: crate::keyspace::outside_digest,
+    };
+    (audit, parts)
+}
+
+/// A fixture vault's commit protocol over fresh memory stores, started with `entries`.
+fn fixture_committer(
+    entries: &[PendingEntry],
+) -> (MemoryStorage, MemoryLog, Arc<AuditLog>, Committer) {
+    let mem = MemoryStorage::new();
+    let log = MemoryLog::new();
+    let (audit, parts) = fixture_parts(&mem, &log);
+    let bodies = entries.iter().map(PendingEntry::body).collect();
+    let c = Committer::create(parts, bodies)
+        .unwrap_or_else(|e| panic!("log fixture: create failed: {e}"));
+    (mem, log, audit, c)
 }
 
 /// Splits `bytes` into u16-length-prefixed chunks.
@@ -426,11 +450,13 @@ fn frame(parts: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// Access-log target. `data[0] % 3` picks a mode:
-/// 0. the rest is a stored log: u16-length-prefixed chunks, the first the head value
-///    (empty: no head), then entries `0, 1, ...` (empty: entry missing). Opening reads
-///    the head; `verify` walks the chain. When `verify` passes, every entry decodes,
-///    every target opens under the fixture audit key, one more entry appended on top
-///    verifies too, and a checkpoint of the log verifies.
+/// 0. the rest is a stored log: u16-length-prefixed chunks, the first the anchor file
+///    (both slots, 193 bytes each, back to back), the second the applied marker (empty:
+///    none), then frames `0, 1, ...` as a segment holds them (a chunk that is not a
+///    frame is left out). Open seeks the tail and recovers; `verify` walks the chain,
+///    the anchor, the marker and the state digest. When both pass, every entry decodes,
+///    every target opens under the fixture audit key, and one more entry appended on
+///    top verifies against a checkpoint of the log before it.
 /// 1. the rest is an opened entry body: decoded, and re-encoded to the same bytes.
 /// 2. the rest is an opened target: parsed, sealed again and reopened unchanged.
 pub fn check_log(data: &[u8]) {
@@ -439,56 +465,70 @@ pub fn check_log(data: &[u8]) {
         0 => {
             let parts = chunks(&mut inp);
             let mem = MemoryStorage::new();
+            let log = MemoryLog::new();
             let mut it = parts.into_iter();
-            if let Some(head) = it.next()
-                && !head.is_empty()
-            {
-                mem.raw_put(HEAD_KEY, &head);
-            }
-            for (seq, e) in it.enumerate() {
-                if !e.is_empty() {
-                    mem.raw_put(&log_entry_key(seq as u64), &e);
-                }
-            }
-            let log = match fixture_log(&mem) {
-                Ok(l) => l,
-                Err(e) => return assert_decode_error(&e, "access-log head"),
+            let anchor = it.next().unwrap_or_default();
+            let slot = |i: usize| {
+                anchor
+                    .get(i * SLOT_LEN..(i + 1) * SLOT_LEN)
+                    .map(<[u8]>::to_vec)
             };
-            let n = match log.verify(&mem, None) {
+            log.set_anchor([slot(0), slot(1)]);
+            if let Some(m) = it.next()
+                && !m.is_empty()
+            {
+                mem.raw_put(APPLIED_MARKER_KEY, &m);
+            }
+            let frames: Vec<Frame> = it
+                .filter_map(|c| match decode_frame(&c) {
+                    Decoded::Frame(f, _) => Some(f),
+                    _ => None,
+                })
+                .collect();
+            log.set_frames(frames);
+            let (audit, parts) = fixture_parts(&mem, &log);
+            let committer = match Committer::open(parts) {
+                Ok((c, _)) => c,
+                Err(e) => return assert_decode_error(&e, "access-log open"),
+            };
+            let n = match audit.verify(&committer, None) {
                 Ok(n) => n,
                 Err(e) => {
                     assert_decode_error(&e, "access-log verify");
                     // Reading entries without the chain check must not panic either.
-                    if let Err(e) = log.for_each(&mem, 0, |_, _| Ok(true)) {
+                    if let Err(e) = audit.for_each(committer.log(), 0, |_, _| Ok(true)) {
                         assert_decode_error(&e, "access-log read");
                     }
                     return;
                 }
             };
             let mut seen = 0u64;
-            log.for_each(&mem, 0, |e, sealed| {
-                assert_eq!(e.seq, seen, "access log: entries out of order");
-                seen += 1;
-                if let (Some(tag), Some(sealed)) = (e.subject_pseudonym, sealed)
-                    && !sealed.is_empty()
-                {
-                    crate::audit::open_target(&audit_key(), &VAULT_ID, &tag, &sealed)
-                        .unwrap_or_else(|e| panic!("access log: verified target fails: {e}"));
-                }
-                Ok(true)
-            })
-            .unwrap_or_else(|e| panic!("access log: verified log does not read: {e}"));
+            audit
+                .for_each(committer.log(), 0, |e, sealed| {
+                    assert_eq!(e.seq, seen, "access log: entries out of order");
+                    seen += 1;
+                    if let (Some(tag), Some(sealed)) = (e.subject_pseudonym, sealed)
+                        && !sealed.is_empty()
+                    {
+                        crate::audit::open_target(&audit_key(), &VAULT_ID, &tag, &sealed)
+                            .unwrap_or_else(|e| panic!("access log: verified target fails: {e}"));
+                    }
+                    Ok(true)
+                })
+                .unwrap_or_else(|e| panic!("access log: verified log does not read: {e}"));
             assert_eq!(
                 seen, n,
                 "access log: verify and read disagree on the length"
             );
-            let cp = log.checkpoint();
+            let cp = audit.checkpoint(committer.head());
             let ctx = AccessContext::new("fuzz", Purpose::Maintenance);
             let e = PendingEntry::new(&ctx, Action::Verify, Outcome::Ok);
-            log.commit(&mem, WriteBatch::new(), &[e])
+            committer
+                .commit(WriteBatch::new(), vec![e.body()])
                 .unwrap_or_else(|e| panic!("access log: append failed: {e}"));
             assert_eq!(
-                log.verify(&mem, Some(&cp))
+                audit
+                    .verify(&committer, Some(&cp))
                     .unwrap_or_else(|e| panic!("access log: append broke the chain: {e}")),
                 n + 1
             );
@@ -538,23 +578,22 @@ pub fn check_log(data: &[u8]) {
 
 // ----- checkpoint --------------------------------------------------------------------
 
-/// A fixture log of three entries and the genuine `(next_seq, link)` after each.
-fn checkpoint_fixture() -> (MemoryStorage, AuditLog, Vec<Checkpoint>) {
-    let mem = MemoryStorage::new();
-    let log = match fixture_log(&mem) {
-        Ok(l) => l,
-        Err(e) => panic!("checkpoint fixture: {e}"),
-    };
+/// A fixture log of three entries and the genuine checkpoints: before the first entry
+/// (the genesis point) and after each.
+fn checkpoint_fixture() -> (Committer, Arc<AuditLog>, Vec<Checkpoint>) {
     let ctx = AccessContext::new("fuzz", Purpose::Maintenance);
-    let mut genuine = vec![log.checkpoint()];
-    for _ in 0..3 {
+    let (_, _, audit, c) =
+        fixture_committer(&[PendingEntry::new(&ctx, Action::Verify, Outcome::Ok)]);
+    let genesis = audit.checkpoint((0, c.keys().genesis()));
+    let mut genuine = vec![genesis, audit.checkpoint(c.head())];
+    for _ in 0..2 {
         let e = PendingEntry::new(&ctx, Action::Verify, Outcome::Ok);
-        if let Err(e) = log.commit(&mem, WriteBatch::new(), &[e]) {
+        if let Err(e) = c.commit(WriteBatch::new(), vec![e.body()]) {
             panic!("checkpoint fixture: {e}");
         }
-        genuine.push(log.checkpoint());
+        genuine.push(audit.checkpoint(c.head()));
     }
-    (mem, log, genuine)
+    (c, audit, genuine)
 }
 
 /// Checkpoint target. `data[0] % 2` picks a mode:
@@ -595,12 +634,12 @@ pub fn check_checkpoint(data: &[u8]) {
         let mut link = [0u8; 32];
         let l = inp.bytes(32);
         link[..l.len()].copy_from_slice(l);
-        let (mem, log, genuine) = checkpoint_fixture();
+        let (committer, log, genuine) = checkpoint_fixture();
         let cp = log.checkpoint_at(next_seq, link);
         let is_genuine = genuine
             .iter()
             .any(|g| g.next_seq == next_seq && g.link == link);
-        match log.verify(&mem, Some(&cp)) {
+        match log.verify(&committer, Some(&cp)) {
             Ok(n) => {
                 assert!(is_genuine, "checkpoint: a forged point verifies");
                 assert_eq!(n, 3);

@@ -8,7 +8,7 @@ use super::*;
 /// fuzz_seeds`). Nonces are random, so each generation differs in bytes but not in
 /// meaning. Returns `(target, name, bytes)`.
 pub fn decoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
-    let mut out: Vec<(&'static str, String, Vec<u8>)> = Vec::new();
+    let mut out: Vec<(&'static str, String, Vec<u8>)> = super::logstore::logstore_seeds();
     let with_mode = |mode: u8, b: &[u8]| {
         let mut v = vec![mode];
         v.extend_from_slice(b);
@@ -107,8 +107,7 @@ pub fn decoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     ));
 
     // log
-    let mem = MemoryStorage::new();
-    if let Ok(log) = fixture_log(&mem) {
+    {
         let ctx = AccessContext::new("nurse", Purpose::Care);
         let btg = AccessContext::new("dr", Purpose::Emergency).with_reason("why");
         let t = Target {
@@ -127,21 +126,32 @@ pub fn decoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         e2.note = "note".into();
         let e3 = PendingEntry::new(&ctx, Action::Verify, Outcome::Denied);
         let bodies: Vec<Vec<u8>> = [&e1, &e2, &e3].iter().map(|e| e.body().to_vec()).collect();
-        if log.commit(&mem, WriteBatch::new(), &[e1, e2, e3]).is_ok() {
-            let mut parts = vec![mem.get(HEAD_KEY).ok().flatten().unwrap_or_default()];
-            for seq in 0..3 {
-                parts.push(
-                    mem.get(&log_entry_key(seq))
-                        .ok()
-                        .flatten()
-                        .unwrap_or_default(),
-                );
+        let (mem, log, _, c) = fixture_committer(&[e1]);
+        let more = vec![e2.body(), e3.body()];
+        if c.commit(WriteBatch::new(), more).is_ok() && c.sync_all().is_ok() {
+            let anchor: Vec<u8> = log
+                .read_anchor()
+                .unwrap_or_default()
+                .iter()
+                .map(|s| s.clone().unwrap_or_else(|| vec![0; SLOT_LEN]))
+                .collect::<Vec<_>>()
+                .concat();
+            let marker = mem
+                .get(APPLIED_MARKER_KEY)
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            let mut parts = vec![anchor, marker];
+            for f in log.frames() {
+                let mut b = Vec::new();
+                f.encode_into(&mut b);
+                parts.push(b);
             }
             out.push(("log", "three-entries".into(), with_mode(0, &frame(&parts))));
             out.push((
                 "log",
-                "head-only-empty".into(),
-                with_mode(0, &frame(&parts[..1])),
+                "anchor-and-marker-only".into(),
+                with_mode(0, &frame(&parts[..2])),
             ));
         }
         for (i, b) in bodies.iter().enumerate() {
