@@ -143,7 +143,7 @@ const char *medvault_last_error_message(void);
 
 // The stable kind name of the calling thread's last failure (`wrong_key`,
 // `integrity`, `not_found`, `access_denied`, `invalid_input`, `storage`,
-// `null_argument`, `bad_handle`, `panic`, ...), or NULL. Lifetime as
+// `subject_erased`, `null_argument`, `bad_handle`, `panic`, ...), or NULL. Lifetime as
 // `medvault_last_error_message`. Thread-safe (per thread).
 const char *medvault_last_error_kind(void);
 

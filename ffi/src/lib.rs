@@ -76,7 +76,7 @@ pub extern "C" fn medvault_last_error_message() -> *const c_char {
 
 /// The stable kind name of the calling thread's last failure (`wrong_key`,
 /// `integrity`, `not_found`, `access_denied`, `invalid_input`, `storage`,
-/// `null_argument`, `bad_handle`, `panic`, ...), or NULL. Lifetime as
+/// `subject_erased`, `null_argument`, `bad_handle`, `panic`, ...), or NULL. Lifetime as
 /// `medvault_last_error_message`. Thread-safe (per thread).
 #[unsafe(no_mangle)]
 pub extern "C" fn medvault_last_error_kind() -> *const c_char {

@@ -338,7 +338,7 @@ def _ctx(ctx: Any) -> _NativeCtx:
             raise InvalidInputError(
                 "Access.roles is a sequence of role names, e.g. ('care',)", "invalid_input"
             )
-        return (a.actor, a.purpose, a.reason, list(a.roles), a.purpose_code)
+        return (a.actor, a.purpose, a.reason, list(a.roles or ()), a.purpose_code)
     raise InvalidInputError(
         "the access context is an Access(actor, purpose, reason, roles, purpose_code)",
         "invalid_input",
