@@ -92,12 +92,15 @@ typedef struct MedvaultKdf {
 // `MEDVAULT_STATUS_ACCESS_DENIED`, rule `no-role`). On a vault without a policy roles
 // change nothing but are recorded in the access log.
 //
-// ABI evolution: this struct is read by pointer and grows only at its end. Version
-// 0.1 of the header has six members (`actor`, `purpose`, `reason`, `roles`,
-// `roles_len`, `purpose_code`); `roles`, `roles_len` and `purpose_code` were added
-// before any release, so code written against an earlier draft of the header must be
-// recompiled. Initialise it with designated initializers (`{.actor = ..., .purpose =
-// ...}`): members left out are zero, which is "no reason, no role, no custom code".
+// ABI evolution: the library reads the whole struct through the pointer, so its size
+// is part of the ABI. Version 0.1 has six members (`actor`, `purpose`, `reason`,
+// `roles`, `roles_len`, `purpose_code`); `roles`, `roles_len` and `purpose_code` were
+// added before any release, so code built against an earlier draft of this header must
+// be recompiled. A future member will be appended at the end and come with a new
+// library version (`medvault_version`); a program must be compiled against the header
+// of the library it loads. Initialise the struct with designated initializers
+// (`{.actor = ..., .purpose = ...}`): members left out are zero, which is "no reason,
+// no role, no custom code", so such source code keeps compiling as members are added.
 typedef struct MedvaultAccess {
   // Id of the acting user or system: NUL-terminated UTF-8, 1 to 256 bytes. Required.
   const char *actor;
