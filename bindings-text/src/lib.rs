@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 
 use medvault::json::JsonText;
-use medvault::{AccessContext, Checkpoint, LogEntry, LogQuery, RecordKey, Vault};
+use medvault::{AccessContext, Checkpoint, LogEntry, LogQuery, Policy, Purpose, RecordKey, Vault};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
@@ -30,6 +30,7 @@ use zeroize::Zeroizing;
 pub struct TextError {
     kind: &'static str,
     message: String,
+    rule: Option<String>,
 }
 
 impl TextError {
@@ -39,6 +40,7 @@ impl TextError {
         TextError {
             kind: "invalid_input",
             message: format!("invalid input: {}", message.into()),
+            rule: None,
         }
     }
 
@@ -52,17 +54,32 @@ impl TextError {
         &self.message
     }
 
-    /// Kind and message, taken apart.
-    pub fn into_parts(self) -> (&'static str, String) {
-        (self.kind, self.message)
+    /// The access-policy rule that refused the call (`medvault::Denial::Policy`'s
+    /// `rule`: a rule name of the policy, or a built-in name such as `no-role`,
+    /// `role-purpose`, `deny-by-default`, `field-not-granted`; docs/POLICY.md), `None`
+    /// for any other failure.
+    pub fn rule(&self) -> Option<&str> {
+        self.rule.as_deref()
+    }
+
+    /// Kind, message and policy rule, taken apart.
+    pub fn into_parts(self) -> (&'static str, String, Option<String>) {
+        (self.kind, self.message, self.rule)
     }
 }
 
 impl From<medvault::Error> for TextError {
     fn from(e: medvault::Error) -> Self {
+        let rule = match &e {
+            medvault::Error::AccessDenied(medvault::Denial::Policy { rule, .. }) => {
+                Some(rule.clone())
+            }
+            _ => None,
+        };
         TextError {
             kind: e.kind_name(),
             message: e.to_string(),
+            rule,
         }
     }
 }
@@ -82,6 +99,54 @@ fn json_error(what: &str, e: &serde_json::Error) -> TextError {
         e.line(),
         e.column()
     ))
+}
+
+/// The access context of a binding call (`medvault::AccessContext`), built from what both
+/// bindings pass: the actor id, a purpose (a name of `Purpose::name`, `break-the-glass`,
+/// or an HL7 v3 PurposeOfUse code such as `TREAT`, any case), an optional reason, the
+/// roles the application authenticated the actor in (docs/POLICY.md "Roles, purposes
+/// and the access context"; an empty list is no role: refused under a policy, rule
+/// `no-role`), and an optional custom PurposeOfUse code declared by the vault's policy
+/// (e.g. `PUBHLTH`, refining `purpose`).
+///
+/// Lengths and counts (actor 1 to 256 bytes, reason at most 1024, at most 16 roles of 1
+/// to 64 bytes) are checked by the vault, which logs a refusal; here only the purpose
+/// name is parsed.
+///
+/// # Errors
+/// `invalid_input` for an unknown purpose name.
+pub fn access_context(
+    actor: &str,
+    purpose: &str,
+    reason: Option<&str>,
+    roles: &[&str],
+    purpose_code: Option<&str>,
+) -> Result<AccessContext, TextError> {
+    let purpose: Purpose = purpose.parse()?;
+    let mut ctx = AccessContext::new(actor, purpose);
+    ctx.reason = reason.map(str::to_owned);
+    ctx.roles = roles.iter().map(|r| (*r).to_owned()).collect();
+    ctx.purpose_code = purpose_code.map(str::to_owned);
+    Ok(ctx)
+}
+
+/// Installs the access policy given as JSON text (docs/POLICY.md "The policy";
+/// `medvault::Policy::from_json`) with `Vault::set_policy`; returns the new policy
+/// version (1 for the first).
+///
+/// # Errors
+/// `invalid_input` for text that is not a valid policy; `access_denied` when a policy
+/// is installed already and `ctx` has no role with the `policy` capability; the vault's
+/// error otherwise.
+pub fn set_policy(vault: &Vault, ctx: &AccessContext, text: &str) -> Result<u32, TextError> {
+    let policy = Policy::from_json(text)?;
+    Ok(vault.set_policy(ctx, policy)?)
+}
+
+/// The JSON text of the default clinic policy (`medvault::Policy::default_clinic`,
+/// docs/POLICY.md "The default clinic policy"), to install as it is or to edit.
+pub fn default_policy_text() -> String {
+    Policy::default_clinic().to_json()
 }
 
 /// Stores the JSON object `text` as record `key` (the one conversion of values in).
@@ -209,7 +274,9 @@ pub fn checkpoint(text: Option<&str>) -> Result<Option<Checkpoint>, TextError> {
 /// Imports FHIR R4 resources from `path` (an `.ndjson` or `.json` file, or a directory
 /// of them) with medvault-fhir's default `ImportOptions`, and returns the report as a
 /// JSON object `{"records", "per_type", "replaced", "unchanged", "skipped", "rejected",
-/// "batches", "bytes"}` (counts; `bytes` of input read).
+/// "refused_erased", "batches", "bytes"}` (counts; `bytes` of input read;
+/// `refused_erased`: records not stored because their subject was erased, see
+/// `medvault_fhir::ImportReport::refused_erased`).
 ///
 /// # Errors
 /// `invalid_input` for unreadable or invalid input (file and position named, never
@@ -236,6 +303,7 @@ pub fn import_fhir(vault: &Vault, ctx: &AccessContext, path: PathBuf) -> Result<
             medvault_fhir::ImportError::Rejects { .. } => TextError {
                 kind: "storage",
                 message: text,
+                rule: None,
             },
         }
     })?;
@@ -246,6 +314,7 @@ pub fn import_fhir(vault: &Vault, ctx: &AccessContext, path: PathBuf) -> Result<
         "unchanged": report.unchanged,
         "skipped": report.skipped,
         "rejected": report.rejected,
+        "refused_erased": report.refused_erased,
         "batches": report.batches,
         "bytes": report.bytes,
     })

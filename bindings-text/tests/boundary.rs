@@ -80,3 +80,68 @@ fn a_log_query_selects_what_it_names() {
     assert_eq!(q.action, Some(Action::Read));
     assert_eq!((q.since_ms, q.until_ms, q.subject), (Some(5), None, None));
 }
+
+#[test]
+fn the_access_context_carries_roles_and_purpose_code() {
+    let ctx = text::access_context(
+        "dr-a",
+        "TREAT",
+        Some("ward round"),
+        &["care", "research"],
+        Some("PUBHLTH"),
+    )
+    .unwrap();
+    // The expected context typed out with the core's builder.
+    let want = AccessContext::new("dr-a", Purpose::Care)
+        .with_reason("ward round")
+        .with_role("care")
+        .with_role("research")
+        .with_purpose_code("PUBHLTH");
+    assert_eq!(ctx, want);
+    let bare = text::access_context("n", "billing", None, &[], None).unwrap();
+    assert_eq!(bare, AccessContext::new("n", Purpose::Billing));
+    assert_eq!(
+        text::access_context("n", "curiosity", None, &[], None)
+            .unwrap_err()
+            .kind(),
+        "invalid_input"
+    );
+}
+
+#[test]
+fn a_policy_denial_names_its_rule_and_an_erased_subject_its_kind() {
+    let (_d, v) = vault();
+    let admin =
+        text::access_context("admin", "administration", None, &["administration"], None).unwrap();
+    assert_eq!(
+        text::set_policy(&v, &admin, &text::default_policy_text()).unwrap(),
+        1
+    );
+    let dr = text::access_context("dr", "care", None, &["care"], None).unwrap();
+    let key = RecordKey::new("p-1", "Patient", "p-1");
+    text::put_text(&v, &dr, &key, r#"{"id":"p-1","name":"A"}"#).unwrap();
+    // Research reads nothing directly (docs/POLICY.md: no rule for HRESCH).
+    let research = text::access_context("r", "research", None, &["research"], None).unwrap();
+    let e = text::get_text(&v, &research, &key, None).unwrap_err();
+    assert_eq!(
+        (e.kind(), e.rule()),
+        ("access_denied", Some("deny-by-default"))
+    );
+    let no_role = text::access_context("n", "care", None, &[], None).unwrap();
+    let e = text::get_text(&v, &no_role, &key, None).unwrap_err();
+    assert_eq!(e.rule(), Some("no-role"));
+    // Not a policy denial: no rule.
+    let e = text::get_text(&v, &dr, &RecordKey::new("p-1", "Patient", "x"), None).unwrap_err();
+    assert_eq!((e.kind(), e.rule()), ("not_found", None));
+    // A write of an erased subject keeps its own kind.
+    let dpo = text::access_context("dpo", "patient-request", None, &["dpo"], None).unwrap();
+    assert_eq!(v.erase_subject(&dpo, "p-1").unwrap(), 1);
+    let e = text::put_text(&v, &dr, &key, r#"{"id":"p-1"}"#).unwrap_err();
+    assert_eq!((e.kind(), e.rule()), ("subject_erased", None));
+    assert!(
+        text::set_policy(&v, &admin, "{not json")
+            .unwrap_err()
+            .message()
+            .starts_with("invalid input")
+    );
+}

@@ -12,7 +12,7 @@
 #define MEDVAULT_MAX_ARRAY_ITEMS 65536
 
 // What an exported function returns: `MEDVAULT_STATUS_OK` (0) or the kind of failure.
-// Codes 1-12 mirror the core's error kinds (`medvault::Error::kind_name`); 100 and up
+// Codes 1-13 mirror the core's error kinds (`medvault::Error::kind_name`); 100 and up
 // are the binding's own. Values are stable: new kinds get new numbers, never reused.
 enum MedvaultStatus
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -48,6 +48,11 @@ enum MedvaultStatus
   MEDVAULT_STATUS_KEY_IN_USE = 11,
   // A vault already exists where `create` was asked to make one (`already_exists`).
   MEDVAULT_STATUS_ALREADY_EXISTS = 12,
+  // The write would re-create a subject that was erased (`subject_erased`): the
+  // vault remembers erasures (SECURITY.md "Erasure memory") and refuses to bring an
+  // erased patient back by accident. The refusal is logged. If the patient has really
+  // returned, call `medvault_readmit_subject` (with a reason) first.
+  MEDVAULT_STATUS_SUBJECT_ERASED = 13,
   // An error kind this build of the binding has no code for; its name is returned by
   // `medvault_last_error_kind`.
   MEDVAULT_STATUS_OTHER = 50,
@@ -81,16 +86,46 @@ typedef struct MedvaultKdf {
 } MedvaultKdf;
 
 // Who acts and why, passed to every data call (mirrors `medvault::AccessContext`).
+//
+// On a vault with an access policy (docs/POLICY.md) the policy decides on `roles` and
+// the purpose: a context without a role (`roles_len` 0) is refused there (status
+// `MEDVAULT_STATUS_ACCESS_DENIED`, rule `no-role`). On a vault without a policy roles
+// change nothing but are recorded in the access log.
+//
+// ABI evolution: the library reads the whole struct through the pointer, so its size
+// is part of the ABI. Version 0.1 has six members (`actor`, `purpose`, `reason`,
+// `roles`, `roles_len`, `purpose_code`); `roles`, `roles_len` and `purpose_code` were
+// added before any release, so code built against an earlier draft of this header must
+// be recompiled. A future member will be appended at the end and come with a new
+// library version (`medvault_version`); a program must be compiled against the header
+// of the library it loads. Initialise the struct with designated initializers
+// (`{.actor = ..., .purpose = ...}`): members left out are zero, which is "no reason,
+// no role, no custom code", so such source code keeps compiling as members are added.
 typedef struct MedvaultAccess {
   // Id of the acting user or system: NUL-terminated UTF-8, 1 to 256 bytes. Required.
   const char *actor;
   // Purpose name: `care`, `emergency` (also `break-the-glass`), `administration`,
-  // `billing`, `research`, `patient-request` or `maintenance`. Required.
+  // `billing`, `research`, `patient-request` or `maintenance`, or its HL7 v3
+  // PurposeOfUse code (`TREAT`, `ETREAT`, `HOPERAT`, `HPAYMT`, `HRESCH`, `PATRQT`,
+  // `HSYSADMIN`). Required.
   const char *purpose;
   // Free-text reason, at most 1024 bytes, or NULL. Required (non-empty) for
   // `emergency`: without it the call fails with `MEDVAULT_STATUS_ACCESS_DENIED` and
   // the attempt is logged.
   const char *reason;
+  // The roles the application authenticated the actor in: an array of `roles_len`
+  // NUL-terminated UTF-8 role names (e.g. `care`, `billing`; at most 16, each 1 to 64
+  // bytes), borrowed for the call. May be NULL only when `roles_len` is 0 (no role).
+  // A NULL element is `MEDVAULT_STATUS_NULL_ARGUMENT`; an empty, over-long or 17th
+  // role is `MEDVAULT_STATUS_INVALID_INPUT` (and the attempt is logged).
+  const char *const *roles;
+  // Number of elements of `roles`.
+  size_t roles_len;
+  // A custom HL7 PurposeOfUse code declared by the vault's policy (e.g. `PUBHLTH`;
+  // 1 to 64 bytes), refining `purpose`; NULL for the purpose's own code (`care` is
+  // `TREAT`, ...). Refused as `undeclared-purpose` when the policy does not declare
+  // it.
+  const char *purpose_code;
 } MedvaultAccess;
 
 // An open vault as C sees it: a number, never 0, never reused within a process.
@@ -111,9 +146,18 @@ const char *medvault_last_error_message(void);
 
 // The stable kind name of the calling thread's last failure (`wrong_key`,
 // `integrity`, `not_found`, `access_denied`, `invalid_input`, `storage`,
-// `null_argument`, `bad_handle`, `panic`, ...), or NULL. Lifetime as
+// `subject_erased`, `null_argument`, `bad_handle`, `panic`, ...), or NULL. Lifetime as
 // `medvault_last_error_message`. Thread-safe (per thread).
 const char *medvault_last_error_kind(void);
+
+// The access-policy rule that refused the calling thread's last call
+// (`MEDVAULT_STATUS_ACCESS_DENIED` by the vault's policy, docs/POLICY.md): a rule name
+// of the policy (e.g. `billing-claims`) or a built-in one (`no-role`,
+// `undeclared-purpose`, `role-purpose`, `deny-by-default`, `field-not-granted`,
+// `capability`, ...); NULL after a success or any other failure (break-the-glass
+// without a reason included). Lifetime as `medvault_last_error_message`. Thread-safe
+// (per thread).
+const char *medvault_last_error_rule(void);
 
 // The status of the calling thread's last call (`MEDVAULT_STATUS_OK` after a success).
 // Thread-safe (per thread).
@@ -281,6 +325,59 @@ MedvaultStatus medvault_erase_subject(MedvaultVault vault,
                                       const char *subject,
                                       uint64_t *out_records);
 
+// Whether `subject` is remembered as erased (SECURITY.md "Erasure memory"): `*out_erased`
+// receives 1 when writes for it are refused (`MEDVAULT_STATUS_SUBJECT_ERASED`) until a
+// `medvault_readmit_subject`, else 0. Logged as `search` naming the subject by
+// pseudonym. Fails with `INVALID_INPUT` (bad id), `ACCESS_DENIED` (under a policy, a
+// role that may not invoke the purpose), `INTEGRITY`, `BAD_HANDLE`, `NULL_ARGUMENT`.
+// Thread-safe.
+//
+// # Safety
+// As `medvault_put`; `out_erased` points to a writable `int32_t`.
+MedvaultStatus medvault_is_erased(MedvaultVault vault,
+                                  const struct MedvaultAccess *access,
+                                  const char *subject,
+                                  int32_t *out_erased);
+
+// Re-admits an erased subject whose patient has really returned: writes for `subject`
+// are accepted again, as a new incarnation under new keys (nothing of the erased one
+// comes back). `reason` (required, non-empty, at most 1024 bytes) is recorded in the
+// `readmit` log entry with the actor. Fails with `INVALID_INPUT` (empty or over-long
+// reason, bad id), `NOT_FOUND` (the subject is not remembered as erased),
+// `ACCESS_DENIED` (under a policy, a role without a rule that may erase),
+// `INTEGRITY`, `STORAGE`, `BAD_HANDLE`, `NULL_ARGUMENT`. Thread-safe.
+//
+// # Safety
+// As `medvault_put`.
+MedvaultStatus medvault_readmit_subject(MedvaultVault vault,
+                                        const struct MedvaultAccess *access,
+                                        const char *subject,
+                                        const char *reason);
+
+// Installs the access policy `policy_json` (its JSON form, docs/POLICY.md "The
+// policy") as the vault's next policy version, sealed in the vault and logged as
+// `policy_change`; `*out_version` (may be NULL) receives the new version (1 for the
+// first). Once a policy is installed, `access` needs a role with the `policy`
+// capability (default clinic policy: `administration`); there is no way back to a
+// vault without a policy. Fails with `INVALID_INPUT` (not a valid policy),
+// `ACCESS_DENIED`, `STORAGE`, `BAD_HANDLE`, `NULL_ARGUMENT`. Thread-safe.
+//
+// # Safety
+// As `medvault_put`; `out_version` is NULL or writable.
+MedvaultStatus medvault_set_policy(MedvaultVault vault,
+                                   const struct MedvaultAccess *access,
+                                   const char *policy_json,
+                                   uint32_t *out_version);
+
+// The JSON text of the default clinic policy (docs/POLICY.md "The default clinic
+// policy": roles `care`, `billing`, `research`, `administration`, `dpo`,
+// `integration`), for `medvault_set_policy` as it is or edited. `*out_json` receives it
+// (free it with `medvault_string_free`). Fails only with `NULL_ARGUMENT`. Thread-safe.
+//
+// # Safety
+// `out_json` is NULL or points to a writable `char *`.
+MedvaultStatus medvault_default_policy(char **out_json);
+
 // Verifies the whole access log (chain, seals, MACs) and, when `checkpoint` (text form
 // `mvcp1:...`, may be NULL) is given, that the log still extends it. `*out_entries`
 // (may be NULL) receives the number of entries verified. Fails with `LOG_TAMPERED`
@@ -362,9 +459,10 @@ MedvaultStatus medvault_rotate_data_keys(MedvaultVault vault,
 // of them; Bulk Data NDJSON and Bundles) with medvault-fhir's default `ImportOptions`:
 // atomic batches, each record logged as `import`, the default blind indexes defined
 // first; a resource the vault already holds with the same text is counted as
-// unchanged and not written again. `*out_report_json` (may be NULL) receives
-// `{"records", "per_type", "replaced", "unchanged", "skipped", "rejected", "batches",
-// "bytes"}`. Fails with `INVALID_INPUT` for unreadable or invalid input (file and
+// unchanged and not written again; a resource of an erased subject is not stored and
+// counted in `refused_erased` (the import goes on). `*out_report_json` (may be NULL)
+// receives `{"records", "per_type", "replaced", "unchanged", "skipped", "rejected",
+// "refused_erased", "batches", "bytes"}`. Fails with `INVALID_INPUT` for unreadable or invalid input (file and
 // position named, never content), or the vault's error; batches committed before a
 // failure stay. Thread-safe.
 //

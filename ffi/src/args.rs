@@ -5,7 +5,7 @@
 
 use std::ffi::{CStr, c_char};
 
-use medvault::{AccessContext, KdfParams, KeySource, Purpose, RecordKey};
+use medvault::{AccessContext, KdfParams, KeySource, RecordKey};
 use zeroize::Zeroizing;
 
 use crate::status::BindError;
@@ -14,17 +14,47 @@ use crate::status::BindError;
 pub const MEDVAULT_MAX_ARRAY_ITEMS: usize = 65_536;
 
 /// Who acts and why, passed to every data call (mirrors `medvault::AccessContext`).
+///
+/// On a vault with an access policy (docs/POLICY.md) the policy decides on `roles` and
+/// the purpose: a context without a role (`roles_len` 0) is refused there (status
+/// `MEDVAULT_STATUS_ACCESS_DENIED`, rule `no-role`). On a vault without a policy roles
+/// change nothing but are recorded in the access log.
+///
+/// ABI evolution: the library reads the whole struct through the pointer, so its size
+/// is part of the ABI. Version 0.1 has six members (`actor`, `purpose`, `reason`,
+/// `roles`, `roles_len`, `purpose_code`); `roles`, `roles_len` and `purpose_code` were
+/// added before any release, so code built against an earlier draft of this header must
+/// be recompiled. A future member will be appended at the end and come with a new
+/// library version (`medvault_version`); a program must be compiled against the header
+/// of the library it loads. Initialise the struct with designated initializers
+/// (`{.actor = ..., .purpose = ...}`): members left out are zero, which is "no reason,
+/// no role, no custom code", so such source code keeps compiling as members are added.
 #[repr(C)]
 pub struct MedvaultAccess {
     /// Id of the acting user or system: NUL-terminated UTF-8, 1 to 256 bytes. Required.
     pub actor: *const c_char,
     /// Purpose name: `care`, `emergency` (also `break-the-glass`), `administration`,
-    /// `billing`, `research`, `patient-request` or `maintenance`. Required.
+    /// `billing`, `research`, `patient-request` or `maintenance`, or its HL7 v3
+    /// PurposeOfUse code (`TREAT`, `ETREAT`, `HOPERAT`, `HPAYMT`, `HRESCH`, `PATRQT`,
+    /// `HSYSADMIN`). Required.
     pub purpose: *const c_char,
     /// Free-text reason, at most 1024 bytes, or NULL. Required (non-empty) for
     /// `emergency`: without it the call fails with `MEDVAULT_STATUS_ACCESS_DENIED` and
     /// the attempt is logged.
     pub reason: *const c_char,
+    /// The roles the application authenticated the actor in: an array of `roles_len`
+    /// NUL-terminated UTF-8 role names (e.g. `care`, `billing`; at most 16, each 1 to 64
+    /// bytes), borrowed for the call. May be NULL only when `roles_len` is 0 (no role).
+    /// A NULL element is `MEDVAULT_STATUS_NULL_ARGUMENT`; an empty, over-long or 17th
+    /// role is `MEDVAULT_STATUS_INVALID_INPUT` (and the attempt is logged).
+    pub roles: *const *const c_char,
+    /// Number of elements of `roles`.
+    pub roles_len: usize,
+    /// A custom HL7 PurposeOfUse code declared by the vault's policy (e.g. `PUBHLTH`;
+    /// 1 to 64 bytes), refining `purpose`; NULL for the purpose's own code (`care` is
+    /// `TREAT`, ...). Refused as `undeclared-purpose` when the policy does not declare
+    /// it.
+    pub purpose_code: *const c_char,
 }
 
 /// Argon2id parameters for a passphrase (RFC 9106, "Parameter Choice"); NULL where a
@@ -143,13 +173,14 @@ pub(crate) unsafe fn kdf(kdf: *const MedvaultKdf) -> KdfParams {
     }
 }
 
-/// The access context. NULL struct, actor or purpose are errors; the context's own
+/// The access context. NULL struct, actor, purpose or role element (or `roles` NULL with
+/// a non-zero `roles_len`) are errors; the context's own
 /// rules (lengths, break-the-glass reason) are checked by the vault, which logs a
 /// refusal.
 ///
 /// # Safety
 /// `access` is NULL or points to a readable `MedvaultAccess` whose strings follow
-/// [`str_arg`]'s contract.
+/// [`str_arg`]'s contract and whose `roles` follow [`str_array`]'s.
 pub(crate) unsafe fn access(access: *const MedvaultAccess) -> Result<AccessContext, BindError> {
     if access.is_null() {
         return Err(BindError::null("access"));
@@ -159,14 +190,16 @@ pub(crate) unsafe fn access(access: *const MedvaultAccess) -> Result<AccessConte
     // SAFETY: forwarded contract (the struct's strings are the caller's).
     let actor = unsafe { str_arg(a.actor, "access.actor") }?;
     // SAFETY: forwarded contract (the struct's strings are the caller's).
-    let purpose: Purpose = unsafe { str_arg(a.purpose, "access.purpose") }?
-        .parse()
-        .map_err(BindError::from)?;
+    let purpose = unsafe { str_arg(a.purpose, "access.purpose") }?;
     // SAFETY: forwarded contract (the struct's strings are the caller's).
     let reason = unsafe { opt_str_arg(a.reason, "access.reason") }?;
-    let mut ctx = AccessContext::new(actor, purpose);
-    ctx.reason = reason.map(str::to_owned);
-    Ok(ctx)
+    // SAFETY: forwarded contract (`roles` points to `roles_len` strings).
+    let roles = unsafe { str_array(a.roles, a.roles_len, "access.roles") }?;
+    // SAFETY: forwarded contract (the struct's strings are the caller's).
+    let code = unsafe { opt_str_arg(a.purpose_code, "access.purpose_code") }?;
+    Ok(medvault_bindings_text::access_context(
+        actor, purpose, reason, &roles, code,
+    )?)
 }
 
 /// A record key from three strings.

@@ -17,8 +17,10 @@
 //!   which zeroizes them; an out-pointer is set to NULL before anything else, so it is
 //!   NULL after any failure.
 //! * Record values are JSON text: an object whose members are the record's fields.
-//! * Every data call takes a [`MedvaultAccess`] (actor, purpose, optional reason) and is
-//!   logged in the vault's access log exactly as the same call from Rust.
+//! * Every data call takes a [`MedvaultAccess`] (actor, purpose, optional reason, the
+//!   actor's roles, an optional custom PurposeOfUse code) and is logged in the vault's
+//!   access log exactly as the same call from Rust; on a vault with an access policy
+//!   (docs/POLICY.md) the policy decides on its roles and purpose exactly as for Rust.
 //! * Thread safety: every function may be called from any thread, and concurrently on
 //!   the same vault; the vault serialises its own commits. `medvault_close` while other
 //!   threads still use the vault is safe: it stops new calls at once and the vault
@@ -74,12 +76,28 @@ pub extern "C" fn medvault_last_error_message() -> *const c_char {
 
 /// The stable kind name of the calling thread's last failure (`wrong_key`,
 /// `integrity`, `not_found`, `access_denied`, `invalid_input`, `storage`,
-/// `null_argument`, `bad_handle`, `panic`, ...), or NULL. Lifetime as
+/// `subject_erased`, `null_argument`, `bad_handle`, `panic`, ...), or NULL. Lifetime as
 /// `medvault_last_error_message`. Thread-safe (per thread).
 #[unsafe(no_mangle)]
 pub extern "C" fn medvault_last_error_kind() -> *const c_char {
     status::with_last(|l| l.map_or(std::ptr::null(), |l| l.kind.as_ptr()))
         .unwrap_or(std::ptr::null())
+}
+
+/// The access-policy rule that refused the calling thread's last call
+/// (`MEDVAULT_STATUS_ACCESS_DENIED` by the vault's policy, docs/POLICY.md): a rule name
+/// of the policy (e.g. `billing-claims`) or a built-in one (`no-role`,
+/// `undeclared-purpose`, `role-purpose`, `deny-by-default`, `field-not-granted`,
+/// `capability`, ...); NULL after a success or any other failure (break-the-glass
+/// without a reason included). Lifetime as `medvault_last_error_message`. Thread-safe
+/// (per thread).
+#[unsafe(no_mangle)]
+pub extern "C" fn medvault_last_error_rule() -> *const c_char {
+    status::with_last(|l| {
+        l.and_then(|l| l.rule.as_ref())
+            .map_or(std::ptr::null(), |r| r.as_ptr())
+    })
+    .unwrap_or(std::ptr::null())
 }
 
 /// The status of the calling thread's last call (`MEDVAULT_STATUS_OK` after a success).
@@ -526,6 +544,114 @@ pub unsafe extern "C" fn medvault_erase_subject(
     })
 }
 
+/// Whether `subject` is remembered as erased (SECURITY.md "Erasure memory"): `*out_erased`
+/// receives 1 when writes for it are refused (`MEDVAULT_STATUS_SUBJECT_ERASED`) until a
+/// `medvault_readmit_subject`, else 0. Logged as `search` naming the subject by
+/// pseudonym. Fails with `INVALID_INPUT` (bad id), `ACCESS_DENIED` (under a policy, a
+/// role that may not invoke the purpose), `INTEGRITY`, `BAD_HANDLE`, `NULL_ARGUMENT`.
+/// Thread-safe.
+///
+/// # Safety
+/// As `medvault_put`; `out_erased` points to a writable `int32_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn medvault_is_erased(
+    vault: MedvaultVault,
+    access: *const MedvaultAccess,
+    subject: *const c_char,
+    out_erased: *mut i32,
+) -> MedvaultStatus {
+    guard(|| {
+        // SAFETY: pointers as the caller's contract (`# Safety`) says.
+        let out = unsafe { out_arg(out_erased, 0, "out_erased") }?;
+        // SAFETY: pointers as the caller's contract (`# Safety`) says.
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
+        // SAFETY: pointers as the caller's contract (`# Safety`) says.
+        let subject = unsafe { str_arg(subject, "subject") }?;
+        *out = i32::from(v.is_erased(&ctx, subject)?);
+        Ok(())
+    })
+}
+
+/// Re-admits an erased subject whose patient has really returned: writes for `subject`
+/// are accepted again, as a new incarnation under new keys (nothing of the erased one
+/// comes back). `reason` (required, non-empty, at most 1024 bytes) is recorded in the
+/// `readmit` log entry with the actor. Fails with `INVALID_INPUT` (empty or over-long
+/// reason, bad id), `NOT_FOUND` (the subject is not remembered as erased),
+/// `ACCESS_DENIED` (under a policy, a role without a rule that may erase),
+/// `INTEGRITY`, `STORAGE`, `BAD_HANDLE`, `NULL_ARGUMENT`. Thread-safe.
+///
+/// # Safety
+/// As `medvault_put`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn medvault_readmit_subject(
+    vault: MedvaultVault,
+    access: *const MedvaultAccess,
+    subject: *const c_char,
+    reason: *const c_char,
+) -> MedvaultStatus {
+    guard(|| {
+        // SAFETY: pointers as the caller's contract (`# Safety`) says.
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
+        // SAFETY: pointers as the caller's contract (`# Safety`) says.
+        let subject = unsafe { str_arg(subject, "subject") }?;
+        // SAFETY: pointers as the caller's contract (`# Safety`) says.
+        let reason = unsafe { str_arg(reason, "reason") }?;
+        v.readmit_subject(&ctx, subject, reason)?;
+        Ok(())
+    })
+}
+
+// ----- access policy -------------------------------------------------------------------
+
+/// Installs the access policy `policy_json` (its JSON form, docs/POLICY.md "The
+/// policy") as the vault's next policy version, sealed in the vault and logged as
+/// `policy_change`; `*out_version` (may be NULL) receives the new version (1 for the
+/// first). Once a policy is installed, `access` needs a role with the `policy`
+/// capability (default clinic policy: `administration`); there is no way back to a
+/// vault without a policy. Fails with `INVALID_INPUT` (not a valid policy),
+/// `ACCESS_DENIED`, `STORAGE`, `BAD_HANDLE`, `NULL_ARGUMENT`. Thread-safe.
+///
+/// # Safety
+/// As `medvault_put`; `out_version` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn medvault_set_policy(
+    vault: MedvaultVault,
+    access: *const MedvaultAccess,
+    policy_json: *const c_char,
+    out_version: *mut u32,
+) -> MedvaultStatus {
+    guard(|| {
+        // SAFETY: pointers as the caller's contract (`# Safety`) says.
+        let out = unsafe { opt_out_arg(out_version, 0) };
+        // SAFETY: pointers as the caller's contract (`# Safety`) says.
+        let (v, ctx) = unsafe { data_call(vault, access) }?;
+        // SAFETY: pointers as the caller's contract (`# Safety`) says.
+        let policy = unsafe { str_arg(policy_json, "policy_json") }?;
+        let version = text::set_policy(&v, &ctx, policy)?;
+        if let Some(o) = out {
+            *o = version;
+        }
+        Ok(())
+    })
+}
+
+/// The JSON text of the default clinic policy (docs/POLICY.md "The default clinic
+/// policy": roles `care`, `billing`, `research`, `administration`, `dpo`,
+/// `integration`), for `medvault_set_policy` as it is or edited. `*out_json` receives it
+/// (free it with `medvault_string_free`). Fails only with `NULL_ARGUMENT`. Thread-safe.
+///
+/// # Safety
+/// `out_json` is NULL or points to a writable `char *`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn medvault_default_policy(out_json: *mut *mut c_char) -> MedvaultStatus {
+    guard(|| {
+        // SAFETY: pointers as the caller's contract (`# Safety`) says.
+        let out = unsafe { out_arg(out_json, std::ptr::null_mut(), "out_json") }?;
+        *out = registry::hand_out(&text::default_policy_text())?;
+        Ok(())
+    })
+}
+
 // ----- access log ----------------------------------------------------------------------
 
 /// Verifies the whole access log (chain, seals, MACs) and, when `checkpoint` (text form
@@ -727,9 +853,10 @@ pub unsafe extern "C" fn medvault_rotate_data_keys(
 /// of them; Bulk Data NDJSON and Bundles) with medvault-fhir's default `ImportOptions`:
 /// atomic batches, each record logged as `import`, the default blind indexes defined
 /// first; a resource the vault already holds with the same text is counted as
-/// unchanged and not written again. `*out_report_json` (may be NULL) receives
-/// `{"records", "per_type", "replaced", "unchanged", "skipped", "rejected", "batches",
-/// "bytes"}`. Fails with `INVALID_INPUT` for unreadable or invalid input (file and
+/// unchanged and not written again; a resource of an erased subject is not stored and
+/// counted in `refused_erased` (the import goes on). `*out_report_json` (may be NULL)
+/// receives `{"records", "per_type", "replaced", "unchanged", "skipped", "rejected",
+/// "refused_erased", "batches", "bytes"}`. Fails with `INVALID_INPUT` for unreadable or invalid input (file and
 /// position named, never content), or the vault's error; batches committed before a
 /// failure stay. Thread-safe.
 ///

@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// What an exported function returns: `MEDVAULT_STATUS_OK` (0) or the kind of failure.
-/// Codes 1-12 mirror the core's error kinds (`medvault::Error::kind_name`); 100 and up
+/// Codes 1-13 mirror the core's error kinds (`medvault::Error::kind_name`); 100 and up
 /// are the binding's own. Values are stable: new kinds get new numbers, never reused.
 #[repr(i32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +41,11 @@ pub enum MedvaultStatus {
     KeyInUse = 11,
     /// A vault already exists where `create` was asked to make one (`already_exists`).
     AlreadyExists = 12,
+    /// The write would re-create a subject that was erased (`subject_erased`): the
+    /// vault remembers erasures (SECURITY.md "Erasure memory") and refuses to bring an
+    /// erased patient back by accident. The refusal is logged. If the patient has really
+    /// returned, call `medvault_readmit_subject` (with a reason) first.
+    SubjectErased = 13,
     /// An error kind this build of the binding has no code for; its name is returned by
     /// `medvault_last_error_kind`.
     Other = 50,
@@ -72,6 +77,7 @@ impl MedvaultStatus {
             "excessive_work" => MedvaultStatus::ExcessiveWork,
             "key_in_use" => MedvaultStatus::KeyInUse,
             "already_exists" => MedvaultStatus::AlreadyExists,
+            "subject_erased" => MedvaultStatus::SubjectErased,
             _ => MedvaultStatus::Other,
         }
     }
@@ -89,6 +95,8 @@ pub struct BindError {
     pub kind: String,
     /// Human-readable message.
     pub message: String,
+    /// The access-policy rule of an `access_denied` by the policy, else `None`.
+    pub rule: Option<String>,
 }
 
 impl BindError {
@@ -103,6 +111,7 @@ impl BindError {
             status: MedvaultStatus::NullArgument,
             kind: "null_argument".into(),
             message: format!("argument `{what}` is NULL"),
+            rule: None,
         }
     }
 
@@ -112,6 +121,7 @@ impl BindError {
             status: MedvaultStatus::BadHandle,
             kind: "bad_handle".into(),
             message: message.into(),
+            rule: None,
         }
     }
 
@@ -121,6 +131,7 @@ impl BindError {
             kind: "panic".into(),
             // The payload is not repeated: a panic message is not vetted for content.
             message: "internal error: medvault panicked (a bug; please report it)".into(),
+            rule: None,
         }
     }
 }
@@ -133,11 +144,12 @@ impl From<medvault::Error> for BindError {
 
 impl From<medvault_bindings_text::TextError> for BindError {
     fn from(e: medvault_bindings_text::TextError) -> Self {
-        let (kind, message) = e.into_parts();
+        let (kind, message, rule) = e.into_parts();
         BindError {
             status: MedvaultStatus::of_kind(kind),
             kind: kind.to_owned(),
             message,
+            rule,
         }
     }
 }
@@ -155,6 +167,7 @@ pub(crate) struct LastError {
     pub status: MedvaultStatus,
     pub kind: CString,
     pub message: CString,
+    pub rule: Option<CString>,
 }
 
 thread_local! {
@@ -173,6 +186,7 @@ fn set_last(e: Option<BindError>) {
         status: e.status,
         kind: c_string_lossy(&e.kind),
         message: c_string_lossy(&e.message),
+        rule: e.rule.as_deref().map(c_string_lossy),
     });
     // `try_with`: during thread teardown the slot may be gone; then nothing is recorded.
     let _ = LAST.try_with(|l| *l.borrow_mut() = v);
@@ -225,6 +239,7 @@ mod tests {
             ("excessive_work", 10),
             ("key_in_use", 11),
             ("already_exists", 12),
+            ("subject_erased", 13),
             ("a_kind_from_the_future", 50),
         ];
         for (name, code) in expect {

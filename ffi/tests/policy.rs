@@ -1,8 +1,10 @@
 //! The C ABI under a vault access policy (docs/POLICY.md): the binding reaches records
-//! only through the core's read and write paths, so the policy holds there too. Its
-//! access struct carries no role, so under the default clinic policy every record call
-//! is refused (rule `no-role`), returns no data, and leaves a denied entry; the vault
-//! created and read back through the Rust API (an independent path) is unchanged.
+//! only through the core's read and write paths, so the policy holds there too. An
+//! access struct without a role (`roles_len` 0) is refused under the default clinic
+//! policy on every record call (rule `no-role`), returns no data, and leaves a denied
+//! entry; the vault created and read back through the Rust API (an independent path) is
+//! unchanged. Roles allowed and refused, partial reads and the erasure memory through
+//! the C ABI are tested from C: tests/c/policy_roles.c (run by .ci/c-abi).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failure is the report
 #![allow(unsafe_code)] // calling the C ABI from Rust, with valid pointers only
@@ -54,6 +56,9 @@ fn record_calls_through_the_c_abi_obey_the_policy() {
         actor: actor.as_ptr(),
         purpose: care.as_ptr(),
         reason: ptr::null(),
+        roles: ptr::null(),
+        roles_len: 0,
+        purpose_code: ptr::null(),
     };
     let (s, col, id) = (c("p1"), c("Patient"), c("p1"));
     let mut v: MedvaultVault = 0;

@@ -43,6 +43,9 @@ fn c_writes_rust_reads_and_the_log_is_the_same() {
         actor: actor.as_ptr(),
         purpose: care.as_ptr(),
         reason: reason.as_ptr(),
+        roles: ptr::null(),
+        roles_len: 0,
+        purpose_code: ptr::null(),
     };
     let (s, col, id) = (c("patient-1"), c("Observation"), c("bp-1"));
     let mut v: MedvaultVault = 0;
@@ -141,6 +144,9 @@ fn break_the_glass_without_reason_is_refused_and_logged() {
         actor: actor.as_ptr(),
         purpose: emergency.as_ptr(),
         reason: ptr::null(),
+        roles: ptr::null(),
+        roles_len: 0,
+        purpose_code: ptr::null(),
     };
     let mut v: MedvaultVault = 0;
     let mut n = 0u64;
@@ -162,6 +168,9 @@ fn break_the_glass_without_reason_is_refused_and_logged() {
             actor: ops.as_ptr(),
             purpose: maint.as_ptr(),
             reason: ptr::null(),
+            roles: ptr::null(),
+            roles_len: 0,
+            purpose_code: ptr::null(),
         };
         let q = c(r#"{"actor":"dr-7"}"#);
         let mut out = ptr::null_mut();
@@ -194,6 +203,9 @@ fn json_text_comes_back_byte_for_byte() {
         actor: actor.as_ptr(),
         purpose: care.as_ptr(),
         reason: ptr::null(),
+        roles: ptr::null(),
+        roles_len: 0,
+        purpose_code: ptr::null(),
     };
     let (s, col, id) = (c("patient-1"), c("Observation"), c("o-1"));
     let mut v: MedvaultVault = 0;

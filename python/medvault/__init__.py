@@ -50,10 +50,12 @@ __all__ = [
     "NotFoundError",
     "RecordKey",
     "StorageError",
+    "SubjectErasedError",
     "UnknownKeyVersionError",
     "UnsupportedVersionError",
     "Vault",
     "WrongKeyError",
+    "default_policy",
     "dumps",
     "loads",
 ]
@@ -66,12 +68,24 @@ class Access(NamedTuple):
 
     ``purpose`` is one of ``care``, ``emergency`` (break-the-glass: needs a non-empty
     ``reason``), ``administration``, ``billing``, ``research``, ``patient-request``,
-    ``maintenance``. ``actor`` is 1 to 256 bytes; ``reason`` at most 1024 bytes.
+    ``maintenance``, or its HL7 v3 PurposeOfUse code (``TREAT``, ``ETREAT``,
+    ``HOPERAT``, ``HPAYMT``, ``HRESCH``, ``PATRQT``, ``HSYSADMIN``). ``actor`` is 1 to
+    256 bytes; ``reason`` at most 1024 bytes.
+
+    ``roles`` are the roles the application authenticated the actor in (at most 16
+    names of 1 to 64 bytes, e.g. ``("care",)``). On a vault with an access policy
+    (docs/POLICY.md) the policy decides on them: an ``Access`` without a role is refused
+    there (`AccessDeniedError`, rule ``no-role``). On a vault without a policy they
+    change nothing but are recorded in the access log. ``purpose_code`` is a custom
+    PurposeOfUse code the policy declares (e.g. ``"PUBHLTH"``), refining ``purpose``;
+    None for the purpose's own code.
     """
 
     actor: str
     purpose: str
     reason: Optional[str] = None
+    roles: Sequence[str] = ()
+    purpose_code: Optional[str] = None
 
 
 class RecordKey(NamedTuple):
@@ -102,14 +116,19 @@ class Kdf(NamedTuple):
 
 
 class MedvaultError(Exception):
-    """Base of every medvault error. ``kind`` is the engine's stable kind name."""
+    """Base of every medvault error. ``kind`` is the engine's stable kind name; ``rule``
+    the access-policy rule of a policy denial (`AccessDeniedError`), else None."""
 
     kind: str = "unknown"
+    rule: Optional[str] = None
 
-    def __init__(self, message: str, kind: Optional[str] = None) -> None:
+    def __init__(
+        self, message: str, kind: Optional[str] = None, rule: Optional[str] = None
+    ) -> None:
         super().__init__(message)
         if kind is not None:
             self.kind = kind
+        self.rule = rule
 
 
 class WrongKeyError(MedvaultError):
@@ -138,7 +157,11 @@ class NotFoundError(MedvaultError):
 
 class AccessDeniedError(MedvaultError):
     """The access context does not allow the call (e.g. break-the-glass without a
-    reason). The attempt is logged."""
+    reason, or the vault's access policy). The attempt is logged. ``rule`` names the
+    policy rule that refused (a rule of the policy such as ``billing-claims``, or a
+    built-in one: ``no-role``, ``undeclared-purpose``, ``role-purpose``,
+    ``deny-by-default``, ``field-not-granted``, ``capability``; docs/POLICY.md), None
+    for a refusal that is not the policy's."""
 
     kind = "access_denied"
 
@@ -185,6 +208,15 @@ class AlreadyExistsError(MedvaultError):
     kind = "already_exists"
 
 
+class SubjectErasedError(MedvaultError):
+    """The write would re-create a subject that was erased. The vault remembers erasures
+    (by keyed pseudonym only) and refuses to bring an erased patient back by accident;
+    the refusal is logged. If the patient has really returned, call
+    `Vault.readmit_subject` (with a reason) first."""
+
+    kind = "subject_erased"
+
+
 class ClosedError(MedvaultError):
     """The vault was closed."""
 
@@ -206,6 +238,7 @@ _BY_KIND: Dict[str, type] = {
         ExcessiveWorkError,
         KeyInUseError,
         AlreadyExistsError,
+        SubjectErasedError,
         ClosedError,
     )
 }
@@ -213,9 +246,9 @@ _BY_KIND: Dict[str, type] = {
 
 def _reraise(e: Exception) -> NoReturn:
     """Re-raises a native error as the class of its kind (`MedvaultError` if unknown)."""
-    kind, message = e.args
+    kind, message, rule = e.args
     cls = _BY_KIND.get(kind, MedvaultError)
-    raise cls(message, kind) from None
+    raise cls(message, kind, rule) from None
 
 
 def _call(fn: Any, *args: Any) -> Any:
@@ -294,12 +327,29 @@ PathLike = Union[str, "os.PathLike[str]"]
 KeyLike = Union[RecordKey, Tuple[str, str, str]]
 
 
-def _ctx(ctx: Any) -> Tuple[str, str, Optional[str]]:
-    if isinstance(ctx, Access):
-        return (ctx.actor, ctx.purpose, ctx.reason)
-    if isinstance(ctx, tuple) and len(ctx) in (2, 3):
-        return (ctx[0], ctx[1], ctx[2] if len(ctx) == 3 else None)
-    raise InvalidInputError("the access context is an Access(actor, purpose, reason)")
+_NativeCtx = Tuple[str, str, Optional[str], List[str], Optional[str]]
+
+
+def _ctx(ctx: Any) -> _NativeCtx:
+    if isinstance(ctx, tuple) and 2 <= len(ctx) <= 5:
+        a = Access(*ctx)
+        if isinstance(a.roles, str):
+            # A bare string would be split into one-letter roles.
+            raise InvalidInputError(
+                "Access.roles is a sequence of role names, e.g. ('care',)", "invalid_input"
+            )
+        return (a.actor, a.purpose, a.reason, list(a.roles or ()), a.purpose_code)
+    raise InvalidInputError(
+        "the access context is an Access(actor, purpose, reason, roles, purpose_code)",
+        "invalid_input",
+    )
+
+
+def default_policy() -> Dict[str, Any]:
+    """The default clinic access policy (docs/POLICY.md "The default clinic policy") as
+    a dict, to pass to `Vault.set_policy` as it is or edited."""
+    result: Dict[str, Any] = loads(_native.default_policy())
+    return result
 
 
 def _key(key: Any) -> RecordKey:
@@ -445,6 +495,29 @@ class Vault:
         records erased. Raises `NotFoundError` for an unknown subject."""
         return int(_call(self._native.erase_subject, _ctx(ctx), subject))
 
+    def is_erased(self, ctx: Access, subject: str) -> bool:
+        """True when ``subject`` is remembered as erased: writes for it raise
+        `SubjectErasedError` until `readmit_subject`. Logged as ``search``."""
+        return bool(_call(self._native.is_erased, _ctx(ctx), subject))
+
+    def readmit_subject(self, ctx: Access, subject: str, reason: str) -> None:
+        """Re-admits an erased subject whose patient has really returned: writes for it
+        are accepted again, as a new incarnation under new keys (nothing of the erased
+        one comes back). ``reason`` is required and logged with the actor in a
+        ``readmit`` entry. Raises `InvalidInputError` (empty reason), `NotFoundError`
+        (not remembered as erased), `AccessDeniedError` (under a policy, a role that may
+        not erase)."""
+        _call(self._native.readmit_subject, _ctx(ctx), subject, reason)
+
+    def set_policy(self, ctx: Access, policy: Union[str, Mapping[str, Any]]) -> int:
+        """Installs an access policy (its JSON text, or a dict such as
+        `default_policy()`) as the vault's next version; returns the version (1 for the
+        first). Once a policy is installed, changing it needs a role with the
+        ``policy`` capability; there is no way back to a vault without a policy. Raises
+        `InvalidInputError`, `AccessDeniedError`."""
+        text = policy if isinstance(policy, str) else dumps(policy)
+        return int(_call(self._native.set_policy, _ctx(ctx), text))
+
     def verify(self, ctx: Access, checkpoint: Optional[str] = None) -> int:
         """Verifies the whole access log (and that it extends ``checkpoint``, a text
         from `checkpoint`); returns the number of entries verified. Raises
@@ -513,9 +586,10 @@ class Vault:
     def import_fhir(self, ctx: Access, path: PathLike) -> Dict[str, Any]:
         """Imports FHIR R4 resources (NDJSON or Bundles; a file or a directory) in
         atomic batches logged as ``import``; returns ``{"records", "per_type",
-        "replaced", "unchanged", "skipped", "rejected", "batches", "bytes"}``
-        (``unchanged``: resources the vault already held with the same text, not
-        written again)."""
+        "replaced", "unchanged", "skipped", "rejected", "refused_erased", "batches",
+        "bytes"}`` (``unchanged``: resources the vault already held with the same text,
+        not written again; ``refused_erased``: resources of erased subjects, not
+        stored)."""
         result: Dict[str, Any] = loads(
             _call(self._native.import_fhir, _ctx(ctx), os.fspath(path))
         )

@@ -1,19 +1,22 @@
 """Type stubs of the extension module `medvault._native` (crate medvault-py).
 
 Values cross as JSON text; the package `medvault` wraps this module and is the API to
-use. An access context is the tuple (actor, purpose, reason)."""
+use. An access context is the tuple (actor, purpose, reason, roles, purpose_code)."""
 
 from os import PathLike
 from typing import List, Optional, Tuple, Union
 
 __version__: str
 
-_Ctx = Tuple[str, str, Optional[str]]
+_Ctx = Tuple[str, str, Optional[str], List[str], Optional[str]]
 _Kdf = Tuple[int, int, int]
 _Path = Union[str, PathLike[str]]
 
+def default_policy() -> str: ...
+
 class NativeError(Exception):
-    """args: (kind, message)."""
+    """args: (kind, message, rule): rule names the access-policy rule of a policy
+    denial, else None."""
 
 class NativeVault:
     @staticmethod
@@ -51,6 +54,9 @@ class NativeVault:
     ) -> str: ...
     def find(self, ctx: _Ctx, collection: str, index: str, values: List[str]) -> str: ...
     def erase_subject(self, ctx: _Ctx, subject: str) -> int: ...
+    def is_erased(self, ctx: _Ctx, subject: str) -> bool: ...
+    def readmit_subject(self, ctx: _Ctx, subject: str, reason: str) -> None: ...
+    def set_policy(self, ctx: _Ctx, policy: str) -> int: ...
     def verify(self, ctx: _Ctx, checkpoint: Optional[str] = None) -> int: ...
     def checkpoint(self, ctx: _Ctx) -> str: ...
     def audit_query(self, ctx: _Ctx, query: Optional[str] = None) -> str: ...

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use medvault::{
-    AccessContext, KdfParams, KeySource, Purpose, RecordKey, RotationScope, Vault, VaultOptions,
+    AccessContext, KdfParams, KeySource, RecordKey, RotationScope, Vault, VaultOptions,
 };
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -30,7 +30,7 @@ create_exception!(
     _native,
     NativeError,
     PyException,
-    "A medvault failure: args are (kind, message); the package re-raises it as the \
+    "A medvault failure: args are (kind, message, rule); the package re-raises it as the \
      exception class of its kind."
 );
 
@@ -39,6 +39,7 @@ create_exception!(
 pub struct BindError {
     kind: String,
     message: String,
+    rule: Option<String>,
 }
 
 impl BindError {
@@ -51,16 +52,18 @@ impl BindError {
         BindError {
             kind: "closed".into(),
             message: "the vault is closed".into(),
+            rule: None,
         }
     }
 }
 
 impl From<text::TextError> for BindError {
     fn from(e: text::TextError) -> Self {
-        let (kind, message) = e.into_parts();
+        let (kind, message, rule) = e.into_parts();
         BindError {
             kind: kind.to_owned(),
             message,
+            rule,
         }
     }
 }
@@ -73,18 +76,22 @@ impl From<medvault::Error> for BindError {
 
 impl From<BindError> for PyErr {
     fn from(e: BindError) -> PyErr {
-        NativeError::new_err((e.kind, e.message))
+        NativeError::new_err((e.kind, e.message, e.rule))
     }
 }
 
-/// `(actor, purpose, reason)` as the package passes an `Access`.
-type Ctx = (String, String, Option<String>);
+/// `(actor, purpose, reason, roles, purpose_code)` as the package passes an `Access`.
+type Ctx = (String, String, Option<String>, Vec<String>, Option<String>);
 
-fn context((actor, purpose, reason): Ctx) -> Result<AccessContext, BindError> {
-    let purpose: Purpose = purpose.parse()?;
-    let mut c = AccessContext::new(actor, purpose);
-    c.reason = reason;
-    Ok(c)
+fn context((actor, purpose, reason, roles, code): Ctx) -> Result<AccessContext, BindError> {
+    let roles: Vec<&str> = roles.iter().map(String::as_str).collect();
+    Ok(text::access_context(
+        &actor,
+        &purpose,
+        reason.as_deref(),
+        &roles,
+        code.as_deref(),
+    )?)
 }
 
 fn key_source(passphrase: Option<String>, key: Option<&[u8]>) -> Result<KeySource, BindError> {
@@ -299,6 +306,28 @@ impl NativeVault {
         self.run(py, ctx, |v, c| Ok(v.erase_subject(c, &subject)?))
     }
 
+    /// True when `subject` is remembered as erased (writes for it are refused until a
+    /// re-admission).
+    fn is_erased(&self, py: Python<'_>, ctx: Ctx, subject: String) -> PyResult<bool> {
+        self.run(py, ctx, |v, c| Ok(v.is_erased(c, &subject)?))
+    }
+
+    /// Re-admits an erased subject; `reason` (required) is logged.
+    fn readmit_subject(
+        &self,
+        py: Python<'_>,
+        ctx: Ctx,
+        subject: String,
+        reason: String,
+    ) -> PyResult<()> {
+        self.run(py, ctx, |v, c| Ok(v.readmit_subject(c, &subject, &reason)?))
+    }
+
+    /// Installs the access policy given as JSON text; returns its new version.
+    fn set_policy(&self, py: Python<'_>, ctx: Ctx, policy: String) -> PyResult<u32> {
+        self.run(py, ctx, |v, c| Ok(text::set_policy(v, c, &policy)?))
+    }
+
     /// Verifies the access log (against a checkpoint text when given); returns the
     /// number of entries verified.
     #[pyo3(signature = (ctx, checkpoint=None))]
@@ -368,11 +397,18 @@ impl NativeVault {
     }
 }
 
+/// The JSON text of the default clinic policy (docs/POLICY.md).
+#[pyfunction]
+fn default_policy() -> String {
+    text::default_policy_text()
+}
+
 /// The extension module `medvault._native`.
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeVault>()?;
+    m.add_function(wrap_pyfunction!(default_policy, m)?)?;
     m.add("NativeError", m.py().get_type::<NativeError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

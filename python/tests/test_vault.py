@@ -253,4 +253,5 @@ def test_every_error_class_is_a_medvault_error():
         "excessive_work",
         "key_in_use",
         "already_exists",
+        "subject_erased",
     } <= kinds

@@ -46,6 +46,8 @@ static void all_with_vault(MedvaultVault v, MedvaultStatus want) {
     MedvaultKdf kdf = {.memory_kib = 64, .iterations = 1, .lanes = 1};
     char *out = NULL;
     uint64_t n = 0;
+    int32_t erased = 0;
+    uint32_t version = 0;
     EXPECT(medvault_put(v, &a, "s", "c", "r", "{\"a\":1}"), want);
     EXPECT(medvault_get(v, &a, "s", "c", "r", &out), want);
     EXPECT(medvault_get_fields(v, &a, "s", "c", "r", one, 1, &out), want);
@@ -53,6 +55,9 @@ static void all_with_vault(MedvaultVault v, MedvaultStatus want) {
     EXPECT(medvault_records_of(v, &a, "s", NULL, &out), want);
     EXPECT(medvault_find(v, &a, "Patient", "identifier", one, 1, &out), want);
     EXPECT(medvault_erase_subject(v, &a, "s", &n), want);
+    EXPECT(medvault_is_erased(v, &a, "s", &erased), want);
+    EXPECT(medvault_readmit_subject(v, &a, "s", "returned"), want);
+    EXPECT(medvault_set_policy(v, &a, "{}", &version), want);
     EXPECT(medvault_verify(v, &a, NULL, &n), want);
     EXPECT(medvault_checkpoint(v, &a, &out), want);
     EXPECT(medvault_audit_query(v, &a, NULL, &out), want);
@@ -74,6 +79,11 @@ static void nulls_with_vault(MedvaultVault v) {
     MedvaultAccess no_purpose = {.actor = "tester", .purpose = NULL, .reason = NULL};
     const char *one[] = {"x"};
     const char *with_null[] = {NULL};
+    /* roles NULL with a length, and a NULL role name. */
+    MedvaultAccess null_roles = {.actor = "tester", .purpose = "care", .roles_len = 1};
+    MedvaultAccess null_role = {.actor = "tester", .purpose = "care", .roles = with_null,
+                                .roles_len = 1};
+    int32_t erased = 0;
     char *out = NULL;
     EXPECT(medvault_put(v, NULL, "s", "c", "r", "{}"), NULLARG);
     EXPECT(medvault_put(v, &no_actor, "s", "c", "r", "{}"), NULLARG);
@@ -101,6 +111,16 @@ static void nulls_with_vault(MedvaultVault v) {
     EXPECT(medvault_find(v, NULL, "c", "i", one, 1, &out), NULLARG);
     EXPECT(medvault_erase_subject(v, &a, NULL, NULL), NULLARG);
     EXPECT(medvault_erase_subject(v, NULL, "s", NULL), NULLARG);
+    EXPECT(medvault_is_erased(v, &a, NULL, &erased), NULLARG);
+    EXPECT(medvault_is_erased(v, &a, "s", NULL), NULLARG);
+    EXPECT(medvault_is_erased(v, NULL, "s", &erased), NULLARG);
+    EXPECT(medvault_readmit_subject(v, &a, NULL, "returned"), NULLARG);
+    EXPECT(medvault_readmit_subject(v, &a, "s", NULL), NULLARG);
+    EXPECT(medvault_readmit_subject(v, NULL, "s", "returned"), NULLARG);
+    EXPECT(medvault_set_policy(v, &a, NULL, NULL), NULLARG);
+    EXPECT(medvault_set_policy(v, NULL, "{}", NULL), NULLARG);
+    EXPECT(medvault_put(v, &null_roles, "s", "c", "r", "{}"), NULLARG);
+    EXPECT(medvault_put(v, &null_role, "s", "c", "r", "{}"), NULLARG);
     EXPECT(medvault_verify(v, NULL, NULL, NULL), NULLARG);
     EXPECT(medvault_checkpoint(v, &a, NULL), NULLARG);
     EXPECT(medvault_checkpoint(v, NULL, &out), NULLARG);
@@ -127,6 +147,17 @@ static void nulls_with_vault(MedvaultVault v) {
     EXPECT(medvault_audit_query(v, &a, "{\"bogus\":1}", &out), MEDVAULT_STATUS_INVALID_INPUT);
     EXPECT(medvault_put(v, &bad_purpose, "s", "c", "r", "{}"), MEDVAULT_STATUS_INVALID_INPUT);
     EXPECT(medvault_put(v, &btg, "s", "c", "r", "{}"), MEDVAULT_STATUS_ACCESS_DENIED);
+    /* Not a policy denial (this vault has no policy): no rule. */
+    if (medvault_last_error_rule() != NULL) {
+        fprintf(stderr, "break-the-glass without a reason reported a policy rule\n");
+        failures++;
+    }
+    const char *empty_role[] = {""};
+    MedvaultAccess bad_role = {.actor = "tester", .purpose = "care", .roles = empty_role,
+                               .roles_len = 1};
+    EXPECT(medvault_put(v, &bad_role, "s", "c", "r", "{}"), MEDVAULT_STATUS_INVALID_INPUT);
+    EXPECT(medvault_set_policy(v, &a, "{\"bogus\":1}", NULL), MEDVAULT_STATUS_INVALID_INPUT);
+    EXPECT(medvault_readmit_subject(v, &a, "s", "returned"), MEDVAULT_STATUS_NOT_FOUND);
     EXPECT(medvault_get(v, &a, "nobody", "c", "r", &out), MEDVAULT_STATUS_NOT_FOUND);
     if (out != NULL) {
         fprintf(stderr, "an out-pointer was set by a failed call\n");
@@ -146,7 +177,18 @@ int main(int argc, char **argv) {
 
     /* Functions without a vault. */
     EXPECT(medvault_string_free(NULL), MEDVAULT_STATUS_OK);
-    if (medvault_version() == NULL || medvault_last_error_kind() != NULL) failures++;
+    if (medvault_version() == NULL || medvault_last_error_kind() != NULL ||
+        medvault_last_error_rule() != NULL)
+        failures++;
+    EXPECT(medvault_default_policy(NULL), NULLARG);
+    if (medvault_last_error_rule() != NULL) failures++;
+    EXPECT(medvault_default_policy(&s), MEDVAULT_STATUS_OK);
+    if (s == NULL || strstr(s, "\"care-all\"") == NULL) {
+        fprintf(stderr, "the default policy text does not name care-all\n");
+        failures++;
+    }
+    EXPECT(medvault_string_free(s), MEDVAULT_STATUS_OK);
+    s = NULL;
     EXPECT(medvault_create_passphrase(NULL, "p", NULL, NULL, &v), NULLARG);
     EXPECT(medvault_create_passphrase(argv[1], NULL, NULL, NULL, &v), NULLARG);
     EXPECT(medvault_create_passphrase(argv[1], "p", NULL, NULL, NULL), NULLARG);
