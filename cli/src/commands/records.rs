@@ -38,7 +38,7 @@ pub fn get(
         )));
     }
     let (ctx, vault) = access::open(path, args)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     if let (Some(collection), Some(record_id)) = (collection, record_id) {
         let key = RecordKey::new(subject, collection, record_id);
         let value = if fields.is_empty() {
@@ -81,7 +81,7 @@ fn write_json(out: &mut dyn Write, value: &JsonText, pretty: bool) -> CliResult 
 }
 
 /// `e`, with a "not found" that names what was not found (`what()`).
-fn not_found_as(e: Error, what: impl FnOnce() -> String) -> Failure {
+pub fn not_found_as(e: Error, what: impl FnOnce() -> String) -> Failure {
     match e {
         Error::NotFound => Failure::new(Code::NotFound, what()),
         e => e.into(),
@@ -164,7 +164,7 @@ pub fn find(
     args: &AccessArgs,
 ) -> CliResult {
     let (ctx, vault) = access::open(path, args)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     if list {
         let rows: Vec<Vec<String>> = vault
             .indexes()
@@ -296,7 +296,7 @@ pub fn subjects(path: &Path, args: &AccessArgs) -> CliResult {
     let (ctx, vault) = access::open(path, args)?;
     let mut ids = vault.subjects(&ctx)?;
     ids.sort();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(crate::output::stdout());
     // A header only for a person: scripts read one id per line.
     if std::io::stdout().is_terminal() {
         writeln!(

@@ -55,7 +55,13 @@ pub fn run(cmd: ResearchCommand) -> CliResult {
             access,
         } => {
             let (ctx, vault) = access::open(&vault, &access)?;
-            vault.set_research_objection(&ctx, &subject, !withdraw)?;
+            vault
+                .set_research_objection(&ctx, &subject, !withdraw)
+                .map_err(|e| {
+                    crate::commands::records::not_found_as(e, || {
+                        format!("no subject {}", crate::human::escape(&subject))
+                    })
+                })?;
             println!(
                 "objection to secondary use {} (logged)",
                 if withdraw { "withdrawn" } else { "recorded" }

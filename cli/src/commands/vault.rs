@@ -76,7 +76,7 @@ pub fn stats(path: &Path, json: bool, args: &AccessArgs) -> CliResult {
             ("root-key generation", s.root_generation.to_string()),
         ]
         .map(|(k, v)| vec![k.to_owned(), v]);
-        crate::human::table(&mut std::io::stdout().lock(), &["FIGURE", "VALUE"], &rows)?;
+        crate::human::table(&mut crate::output::stdout(), &["FIGURE", "VALUE"], &rows)?;
     }
     Ok(())
 }
