@@ -81,7 +81,14 @@ fn quiet_panics() {
                 .location()
                 .map(|l| format!("{}:{}", l.file(), l.line()));
         }
-        if debugging {
+        // `print!` on a closed stdout is no bug: main ends quietly (output.rs).
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if debugging && !output::note_print_panic(message) {
             default(info);
         }
     }));

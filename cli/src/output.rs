@@ -56,3 +56,24 @@ impl Write for Stdout {
         self.0.flush().map_err(note)
     }
 }
+
+/// `println!` through [`stdout`]: returns the write's `io::Result` instead of panicking
+/// on a closed pipe (and records it, see the module docs).
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = $crate::output::stdout();
+        writeln!(out, $($arg)*).and_then(|()| out.flush())
+    }};
+}
+
+/// `print!` through [`stdout`], as [`outln!`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = $crate::output::stdout();
+        write!(out, $($arg)*).and_then(|()| out.flush())
+    }};
+}

@@ -139,12 +139,14 @@ fn a_closed_stdout_ends_every_output_command_quietly_with_exit_0() {
     // pipe's 64 KiB buffer and the command is still writing when the reader leaves.
     let input = patients(&tmp.path().join("p.ndjson"), 2000);
     mv.ok(&["import", s(&v), s(&input)]);
+    // RUST_BACKTRACE set, as a debugging operator has it: still not a word on stderr.
     let env = [
         ("MEDVAULT_ACTOR", "auditor"),
         ("MEDVAULT_PURPOSE", "maintenance"),
+        ("RUST_BACKTRACE", "1"),
     ];
     let vs = s(&v);
-    let cases: [(&[&str], usize); 8] = [
+    let cases: [(&[&str], usize); 10] = [
         (&["audit", "log", vs, "--json"], 100),
         (&["audit", "log", vs], 100),
         (&["audit", "export", vs, "--format", "jsonl"], 100),
@@ -154,6 +156,8 @@ fn a_closed_stdout_ends_every_output_command_quietly_with_exit_0() {
         (&["audit", "report", vs, "p1", "--format", "json"], 0),
         (&["subjects", vs], 0),
         (&["policy", "default"], 0),
+        (&["audit", "checkpoint", vs], 0),
+        (&["stats", vs], 0),
     ];
     for (args, keep) in cases {
         let (rc, err) = with_closed_stdout(&env, args, keep);

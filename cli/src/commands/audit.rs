@@ -50,12 +50,12 @@ pub fn verify(path: &Path, checkpoint: Option<&Path>, args: &AccessArgs) -> CliR
     let n = vault.verify(&ctx, cp.as_ref())?;
     let secs = started.elapsed().as_secs_f64();
     match &cp {
-        Some(c) => println!(
+        Some(c) => crate::outln!(
             "access log intact: {n} entries verified in {secs:.3} s; it extends the checkpoint, \
              which pinned its first {} entries",
             c.next_seq
-        ),
-        None => println!("access log intact: {n} entries verified in {secs:.3} s"),
+        )?,
+        None => crate::outln!("access log intact: {n} entries verified in {secs:.3} s")?,
     }
     Ok(())
 }
@@ -64,7 +64,7 @@ pub fn verify(path: &Path, checkpoint: Option<&Path>, args: &AccessArgs) -> CliR
 pub fn checkpoint(path: &Path, args: &AccessArgs) -> CliResult {
     let (ctx, vault) = access::open(path, args)?;
     let cp = vault.checkpoint(&ctx)?;
-    println!("{}", cp.to_text());
+    crate::outln!("{}", cp.to_text())?;
     Ok(())
 }
 

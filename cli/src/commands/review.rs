@@ -279,7 +279,7 @@ fn not_pending(vault: &medvault::Vault, ctx: &medvault::AccessContext, seq: u64)
 /// Runs a policy command.
 pub fn policy(cmd: PolicyCommand) -> CliResult {
     match cmd {
-        PolicyCommand::Default => println!("{}", Policy::default_clinic().to_json()),
+        PolicyCommand::Default => crate::outln!("{}", Policy::default_clinic().to_json())?,
         PolicyCommand::Show { vault, access } => {
             let (_ctx, vault) = access::open(&vault, &access)?;
             match vault.policy() {
@@ -320,7 +320,7 @@ pub fn policy(cmd: PolicyCommand) -> CliResult {
             let policy = Policy::from_json(&text)?;
             let (ctx, vault) = access::open(&vault, &access)?;
             let v = vault.set_policy(&ctx, policy)?;
-            println!("access policy version {v} installed");
+            crate::outln!("access policy version {v} installed")?;
         }
     }
     Ok(())
