@@ -437,3 +437,47 @@ fn lookups_log_queries_and_key_operations_follow_the_policy() {
         .unwrap_err();
     assert_eq!(rule_of(&e), "capability");
 }
+
+/// A new-user trial: a policy in which no role keeps the `policy` capability was
+/// accepted, and then nobody could ever change it again. It is refused, by `from_json`
+/// and by `set_policy` (which leaves the policy in force unchanged), as is a policy whose
+/// only `policy` role has no purpose of use to invoke it with.
+#[test]
+fn a_policy_that_would_lock_everyone_out_of_itself_is_refused() {
+    // Hand-written JSON (not the encoder's output): one role, no `policy` capability.
+    let locked = r#"{"name": "locked", "roles": {"care": {"purposes": ["TREAT"],
+        "capabilities": ["audit", "keys"]}}, "rules": []}"#;
+    let e = Policy::from_json(locked).unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)), "{e:?}");
+    let text = e.to_string();
+    assert!(
+        text.contains("`policy` capability") && text.contains("nobody could ever change"),
+        "{text}"
+    );
+    // A `policy` role without any purpose could never act either.
+    let no_purpose = r#"{"name": "locked", "roles": {"admin": {"purposes": [],
+        "capabilities": ["policy"]}}, "rules": []}"#;
+    assert!(matches!(
+        Policy::from_json(no_purpose),
+        Err(Error::InvalidInput(_))
+    ));
+    // The smallest policy that keeps a way in is accepted.
+    let open = r#"{"name": "ok", "roles": {"admin": {"purposes": ["HOPERAT"],
+        "capabilities": ["policy"]}}, "rules": []}"#;
+    Policy::from_json(open).unwrap();
+
+    // Through the vault: the policy in force stays version 1, and still works.
+    let (_s, v) = governed();
+    let mut p = Policy::default_clinic();
+    for g in p.roles.values_mut() {
+        g.capabilities.retain(|c| c != "policy");
+    }
+    assert!(matches!(
+        v.set_policy(&admin(), p),
+        Err(Error::InvalidInput(_))
+    ));
+    assert_eq!(v.policy().unwrap(), (1, Policy::default_clinic()));
+    let mut p = Policy::default_clinic();
+    p.roles.remove("research");
+    assert_eq!(v.set_policy(&admin(), p).unwrap(), 2);
+}

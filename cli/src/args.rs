@@ -323,7 +323,8 @@ pub enum AuditCommand {
         access: AccessArgs,
     },
     /// Print access-log entries. --actor and --purpose FILTER here; the auditor is named
-    /// by --auditor/--auditor-purpose or MEDVAULT_ACTOR/MEDVAULT_PURPOSE.
+    /// by --auditor/--auditor-purpose/--role or MEDVAULT_ACTOR/MEDVAULT_PURPOSE/
+    /// MEDVAULT_ROLES.
     Log {
         /// The vault directory.
         vault: PathBuf,
@@ -355,6 +356,11 @@ pub enum AuditCommand {
         /// [required, or MEDVAULT_PURPOSE] Why the log is read.
         #[arg(long, value_name = "PURPOSE", value_parser = PurposeParser)]
         auditor_purpose: Option<Purpose>,
+        /// A role the auditor holds (repeatable, or comma-separated in MEDVAULT_ROLES),
+        /// as for every other command; under an access policy, reading the log needs a
+        /// role with the `audit` capability (docs/POLICY.md).
+        #[arg(long = "role", env = "MEDVAULT_ROLES", value_delimiter = ',')]
+        roles: Vec<String>,
     },
     /// Governance commands: break-the-glass review, patient access report, alerts,
     /// FHIR AuditEvent export (docs/POLICY.md).

@@ -15,6 +15,7 @@ mod commands;
 mod demo;
 mod exit;
 mod human;
+mod output;
 mod progress;
 mod secrets;
 
@@ -28,9 +29,12 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     match std::panic::catch_unwind(|| commands::run(cli.command)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
-        // The reader of stdout went away (`| head`): not an error of ours.
-        Ok(Err(failure)) if failure.broken_pipe => ExitCode::SUCCESS,
+        // The reader of stdout went away (`| head`): not an error of ours, whatever
+        // layer wrapped the write error (output.rs); the same for every command.
+        Ok(Err(failure)) if failure.broken_pipe || output::closed() => ExitCode::SUCCESS,
         Ok(Err(failure)) => failure.report(),
+        // `println!` panics on a closed stdout: the same quiet end.
+        Err(payload) if print_panic_on_closed_pipe(payload.as_ref()) => ExitCode::SUCCESS,
         Err(_) => {
             let at = LAST_PANIC
                 .lock()
@@ -47,6 +51,16 @@ fn main() -> ExitCode {
             .report()
         }
     }
+}
+
+/// True when a caught panic is `print!`'s on a closed stdout (see `output`).
+fn print_panic_on_closed_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    output::note_print_panic(message)
 }
 
 /// Where the last panic happened (`file:line`), recorded by the hook of [`quiet_panics`].
@@ -67,7 +81,14 @@ fn quiet_panics() {
                 .location()
                 .map(|l| format!("{}:{}", l.file(), l.line()));
         }
-        if debugging {
+        // `print!` on a closed stdout is no bug: main ends quietly (output.rs).
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if debugging && !output::note_print_panic(message) {
             default(info);
         }
     }));

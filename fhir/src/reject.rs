@@ -83,9 +83,9 @@ impl RejectFile {
     }
 
     /// Flushes what was written; when nothing was, removes the reject file of an earlier
-    /// import at the path: a regular file (not a link) that is empty or whose first line
-    /// is an OperationOutcome as this type writes them. Anything else there is left
-    /// alone.
+    /// import at the path: a regular file (not a link) whose first line is an
+    /// OperationOutcome as this type writes them. Anything else there (an empty file, a
+    /// link, a directory, another file) is left alone.
     ///
     /// # Errors
     /// The write error, or the error removing a stale reject file.
@@ -103,8 +103,9 @@ impl RejectFile {
     }
 }
 
-/// True when `path` is a regular file (not followed if a link) that is empty or starts
-/// with [`LINE_START`]; false when there is nothing there or something else.
+/// True when `path` is a regular file (not followed if a link) that starts with
+/// [`LINE_START`]; false when there is nothing there or something else (an empty file
+/// included: it may be anyone's).
 fn is_reject_file(path: &Path) -> io::Result<bool> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
@@ -118,13 +119,13 @@ fn is_reject_file(path: &Path) -> io::Result<bool> {
     File::open(path)?
         .take(LINE_START.len() as u64)
         .read_to_end(&mut head)?;
-    Ok(head.is_empty() || head == LINE_START)
+    Ok(head == LINE_START)
 }
 
 impl RejectSink for RejectFile {
     fn reject(&mut self, e: &FhirError) -> io::Result<()> {
         if self.out.is_none() {
-            self.out = Some(BufWriter::new(File::create(&self.path)?));
+            self.out = Some(BufWriter::new(create_private(&self.path)?));
         }
         if let Some(w) = &mut self.out {
             w.write_all(operation_outcome(e).as_bytes())?;
@@ -132,5 +133,56 @@ impl RejectSink for RejectFile {
         }
         self.written += 1;
         Ok(())
+    }
+}
+
+/// Creates (or truncates) the reject file at `path` for writing, readable by its owner
+/// only (mode 0600 on Unix: the diagnostics name input files and positions). Never
+/// follows a symbolic link: a link at `path` is refused (an import must not overwrite
+/// whatever file a link points to), as is anything but a regular file.
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidInput`] for a link or a non-regular file at `path`; the
+/// error of creating, opening or changing the mode of the file.
+fn create_private(path: &Path) -> io::Result<File> {
+    let refuse = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is {what}; the reject file is never written through one (name a new \
+                 file or a regular file)",
+                path.display()
+            ),
+        )
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match std::fs::symlink_metadata(path) {
+        // Nothing there: create it exclusively. O_CREAT|O_EXCL fails on any link placed
+        // there meanwhile (even a dangling one) instead of following it.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => options.create_new(true).open(path),
+        Err(e) => Err(e),
+        Ok(m) if m.file_type().is_symlink() => Err(refuse("a symbolic link")),
+        Ok(m) if !m.file_type().is_file() => Err(refuse("not a regular file")),
+        Ok(before) => {
+            // Opened without truncating: the file opened must first be shown to be the
+            // regular file inspected, not a link swapped in between the two calls.
+            let file = options.open(path)?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::MetadataExt;
+                let after = file.metadata()?;
+                if (after.dev(), after.ino()) != (before.dev(), before.ino()) {
+                    return Err(refuse("a file that changed while it was opened"));
+                }
+                file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            }
+            #[cfg(not(unix))]
+            let _ = before;
+            file.set_len(0)?;
+            Ok(file)
+        }
     }
 }

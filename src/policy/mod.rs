@@ -215,8 +215,11 @@ impl Policy {
     }
 
     /// Checks that every purpose a role or rule names is standard or declared, that
-    /// rules have names, and the alert hours are in 0..=24. Fails with
-    /// [`Error::InvalidInput`] ([`InputKind::Policy`]).
+    /// rules have names, that the alert hours are in 0..=24, and that the policy does not
+    /// lock everyone out of itself: some role must hold the `policy` capability and at
+    /// least one purpose of use to invoke it with (a policy without one could never be
+    /// changed again, by anyone). Fails with [`Error::InvalidInput`]
+    /// ([`InputKind::Policy`]).
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(InputKind::Policy, m));
         for c in &self.purposes {
@@ -253,6 +256,18 @@ impl Policy {
         let a = &self.alerts;
         if a.hours_start_utc > 24 || a.hours_end_utc > 24 {
             return bad("alert hours are 0 to 24".into());
+        }
+        let can_change = self
+            .roles
+            .values()
+            .any(|g| !g.purposes.is_empty() && g.capabilities.iter().any(|c| c == "policy"));
+        if !can_change {
+            return bad(
+                "no role holds the `policy` capability together with a purpose of use: \
+                 nobody could ever change this policy again (keep `policy` in some role's \
+                 capabilities, e.g. the default's `administration`)"
+                    .into(),
+            );
         }
         Ok(())
     }

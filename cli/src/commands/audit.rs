@@ -50,12 +50,12 @@ pub fn verify(path: &Path, checkpoint: Option<&Path>, args: &AccessArgs) -> CliR
     let n = vault.verify(&ctx, cp.as_ref())?;
     let secs = started.elapsed().as_secs_f64();
     match &cp {
-        Some(c) => println!(
+        Some(c) => crate::outln!(
             "access log intact: {n} entries verified in {secs:.3} s; it extends the checkpoint, \
              which pinned its first {} entries",
             c.next_seq
-        ),
-        None => println!("access log intact: {n} entries verified in {secs:.3} s"),
+        )?,
+        None => crate::outln!("access log intact: {n} entries verified in {secs:.3} s")?,
     }
     Ok(())
 }
@@ -64,7 +64,7 @@ pub fn verify(path: &Path, checkpoint: Option<&Path>, args: &AccessArgs) -> CliR
 pub fn checkpoint(path: &Path, args: &AccessArgs) -> CliResult {
     let (ctx, vault) = access::open(path, args)?;
     let cp = vault.checkpoint(&ctx)?;
-    println!("{}", cp.to_text());
+    crate::outln!("{}", cp.to_text())?;
     Ok(())
 }
 
@@ -78,17 +78,21 @@ pub struct Filter {
     pub until: Option<String>,
 }
 
+/// Who reads the log with `audit log`, as typed (`--auditor`, `--auditor-purpose`,
+/// `--role`; the role already falls back to MEDVAULT_ROLES through clap).
+pub struct Auditor {
+    pub actor: Option<String>,
+    pub purpose: Option<Purpose>,
+    pub roles: Vec<String>,
+}
+
 /// `medvault audit log VAULT [filters] [--json]`.
-pub fn log(
-    path: &Path,
-    filter: Filter,
-    json: bool,
-    auditor: Option<String>,
-    auditor_purpose: Option<Purpose>,
-) -> CliResult {
+pub fn log(path: &Path, filter: Filter, json: bool, auditor: Auditor) -> CliResult {
     let env = AccessArgs {
-        actor: auditor.or_else(|| std::env::var("MEDVAULT_ACTOR").ok()),
-        purpose: match auditor_purpose {
+        actor: auditor
+            .actor
+            .or_else(|| std::env::var("MEDVAULT_ACTOR").ok()),
+        purpose: match auditor.purpose {
             Some(p) => Some(p),
             None => match std::env::var("MEDVAULT_PURPOSE") {
                 Ok(s) => Some(s.parse::<Purpose>().map_err(|_| {
@@ -101,9 +105,7 @@ pub fn log(
             },
         },
         reason: std::env::var("MEDVAULT_REASON").ok(),
-        roles: std::env::var("MEDVAULT_ROLES")
-            .map(|r| r.split(',').map(str::to_owned).collect())
-            .unwrap_or_default(),
+        roles: auditor.roles,
         purpose_code: std::env::var("MEDVAULT_PURPOSE_CODE").ok(),
     };
     let ctx = access::context(&env).map_err(|f| {
@@ -132,7 +134,7 @@ pub fn log(
         until_ms: time(&filter.until, "--until")?,
     };
     let vault = access::open_vault(path, &ctx)?;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(crate::output::stdout());
     if json {
         vault.audit_export_jsonl(&ctx, &q, &mut out)?;
         out.flush()?;

@@ -147,6 +147,7 @@ pub fn run(command: Command) -> CliResult {
             json,
             auditor,
             auditor_purpose,
+            roles,
         }) => audit::log(
             &vault,
             audit::Filter {
@@ -158,8 +159,11 @@ pub fn run(command: Command) -> CliResult {
                 until,
             },
             json,
-            auditor,
-            auditor_purpose,
+            audit::Auditor {
+                actor: auditor,
+                purpose: auditor_purpose,
+                roles,
+            },
         ),
         Command::Audit(AuditCommand::Governance(g)) => review::run(g),
         Command::Policy(p) => review::policy(p),

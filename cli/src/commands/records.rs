@@ -38,7 +38,7 @@ pub fn get(
         )));
     }
     let (ctx, vault) = access::open(path, args)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     if let (Some(collection), Some(record_id)) = (collection, record_id) {
         let key = RecordKey::new(subject, collection, record_id);
         let value = if fields.is_empty() {
@@ -81,7 +81,7 @@ fn write_json(out: &mut dyn Write, value: &JsonText, pretty: bool) -> CliResult 
 }
 
 /// `e`, with a "not found" that names what was not found (`what()`).
-fn not_found_as(e: Error, what: impl FnOnce() -> String) -> Failure {
+pub fn not_found_as(e: Error, what: impl FnOnce() -> String) -> Failure {
     match e {
         Error::NotFound => Failure::new(Code::NotFound, what()),
         e => e.into(),
@@ -142,14 +142,14 @@ pub fn put(
         &RecordKey::new(subject, collection, record_id),
         &value,
     )?;
-    println!(
+    crate::outln!(
         "stored record {}/{} of subject {} ({}, {}); any previous version is replaced",
         escape(collection),
         escape(record_id),
         escape(subject),
         crate::human::count(fields as u64, "field"),
         crate::human::bytes(text.len() as u64)
-    );
+    )?;
     Ok(())
 }
 
@@ -164,7 +164,7 @@ pub fn find(
     args: &AccessArgs,
 ) -> CliResult {
     let (ctx, vault) = access::open(path, args)?;
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     if list {
         let rows: Vec<Vec<String>> = vault
             .indexes()
@@ -282,12 +282,12 @@ pub fn delete(
     vault
         .delete(&ctx, &key)
         .map_err(|e| not_found_as(e, || no_record(&key)))?;
-    println!(
+    crate::outln!(
         "deleted record {}/{} of subject {}",
         escape(collection),
         escape(record_id),
         escape(subject)
-    );
+    )?;
     Ok(())
 }
 
@@ -296,7 +296,7 @@ pub fn subjects(path: &Path, args: &AccessArgs) -> CliResult {
     let (ctx, vault) = access::open(path, args)?;
     let mut ids = vault.subjects(&ctx)?;
     ids.sort();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(crate::output::stdout());
     // A header only for a person: scripts read one id per line.
     if std::io::stdout().is_terminal() {
         writeln!(
@@ -334,12 +334,12 @@ pub fn erase(path: &Path, subject: &str, yes: bool, args: &AccessArgs) -> CliRes
     let n = vault
         .erase_subject(&ctx, subject)
         .map_err(|e| not_found_as(e, || format!("no subject {}", escape(subject))))?;
-    println!(
+    crate::outln!(
         "erased subject {}: {}; its data keys are destroyed and the database rewritten without them; \
          the vault remembers the erasure and refuses to re-create the subject (`medvault readmit` if the patient returns)",
         escape(subject),
         crate::human::count(n, "record")
-    );
+    )?;
     Ok(())
 }
 
@@ -355,9 +355,9 @@ pub fn readmit(path: &Path, subject: &str, args: &AccessArgs) -> CliResult {
     vault
         .readmit_subject(&ctx, subject, &reason)
         .map_err(|e| not_found_as(e, || "this subject is not remembered as erased".to_owned()))?;
-    println!(
+    crate::outln!(
         "re-admitted subject {}: its records may be written or imported again (the re-admission is in the access log)",
         escape(subject)
-    );
+    )?;
     Ok(())
 }

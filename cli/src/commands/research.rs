@@ -55,11 +55,17 @@ pub fn run(cmd: ResearchCommand) -> CliResult {
             access,
         } => {
             let (ctx, vault) = access::open(&vault, &access)?;
-            vault.set_research_objection(&ctx, &subject, !withdraw)?;
-            println!(
+            vault
+                .set_research_objection(&ctx, &subject, !withdraw)
+                .map_err(|e| {
+                    crate::commands::records::not_found_as(e, || {
+                        format!("no subject {}", crate::human::escape(&subject))
+                    })
+                })?;
+            crate::outln!(
                 "objection to secondary use {} (logged)",
                 if withdraw { "withdrawn" } else { "recorded" }
-            );
+            )?;
         }
         ResearchCommand::DestroyKey {
             vault,
@@ -68,7 +74,9 @@ pub fn run(cmd: ResearchCommand) -> CliResult {
         } => {
             let (ctx, vault) = access::open(&vault, &access)?;
             vault.destroy_research_key(&ctx, &project)?;
-            println!("research project key destroyed (logged); its pseudonyms are unrecoverable");
+            crate::outln!(
+                "research project key destroyed (logged); its pseudonyms are unrecoverable"
+            )?;
         }
     }
     Ok(())
@@ -144,9 +152,9 @@ pub fn export(a: ExportArgs<'_>, args: &AccessArgs) -> CliResult {
     m.sync_all()?;
     let mf = &x.manifest;
     if a.json {
-        println!("{manifest}");
+        crate::outln!("{manifest}")?;
     } else {
-        println!(
+        crate::outln!(
             "research export for project {}: {} patients, {} resources in {} (k achieved {}, required {}; {} patients suppressed, {} excluded by objection); logged as a disclosure",
             mf.project,
             mf.patients,
@@ -156,7 +164,7 @@ pub fn export(a: ExportArgs<'_>, args: &AccessArgs) -> CliResult {
             mf.k_required,
             mf.suppressed_patients,
             mf.excluded_objections
-        );
+        )?;
     }
     Ok(())
 }

@@ -83,7 +83,8 @@ pub enum GovernanceCommand {
 /// `medvault policy show|set|default`.
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
-    /// Print the vault's access policy (JSON) and its version.
+    /// Print the vault's access policy as pure JSON on stdout (feedable back to `policy
+    /// set`); its version goes to stderr (`policy version N`).
     Show {
         vault: PathBuf,
         #[command(flatten)]
@@ -122,7 +123,7 @@ fn json_out(v: Result<serde_json::Value, serde_json::Error>, out: &mut impl Writ
 
 /// Runs a governance command.
 pub fn run(cmd: GovernanceCommand) -> CliResult {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(crate::output::stdout());
     match cmd {
         GovernanceCommand::Review {
             vault,
@@ -139,7 +140,13 @@ pub fn run(cmd: GovernanceCommand) -> CliResult {
                     .ok_or_else(|| Failure::usage("--close needs --verdict justified|unjustified"))?
                     .parse()
                     .map_err(|_| Failure::usage("--verdict: justified or unjustified"))?;
-                vault.close_review(&ctx, seq, verdict, &comment)?;
+                match vault.close_review(&ctx, seq, verdict, &comment) {
+                    Ok(()) => {}
+                    Err(medvault::Error::NotFound) => {
+                        return Err(not_pending(&vault, &ctx, seq));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 writeln!(out, "review of #{seq} closed: {}", verdict.name())?;
             } else {
                 let q = vault.review_queue(&ctx, None)?;
@@ -240,15 +247,54 @@ pub fn run(cmd: GovernanceCommand) -> CliResult {
     Ok(())
 }
 
+/// Why `audit review --close SEQ` found nothing to close: the review of `seq` was
+/// already closed (by whom, when, with which verdict, from the log's review entry), or
+/// `seq` is no pending break-the-glass access at all.
+fn not_pending(vault: &medvault::Vault, ctx: &medvault::AccessContext, seq: u64) -> Failure {
+    let q = LogQuery {
+        action: Some(medvault::Action::Review),
+        ..LogQuery::default()
+    };
+    let prefix = format!("review of #{seq}: ");
+    let closed = vault.audit_query(ctx, &q).ok().and_then(|entries| {
+        entries
+            .into_iter()
+            .find(|e| e.outcome == medvault::Outcome::Ok && e.note.starts_with(&prefix))
+    });
+    let message = match closed {
+        Some(e) => format!(
+            "the review of #{seq} is already closed: {} by {} at {}",
+            escape(&e.note[prefix.len()..]),
+            escape(&e.actor),
+            clock::format_ms(e.time_ms)
+        ),
+        None => format!(
+            "#{seq} is not a pending break-the-glass access (`medvault audit review VAULT` \
+             lists them)"
+        ),
+    };
+    Failure::new(crate::exit::Code::NotFound, message)
+}
+
 /// Runs a policy command.
 pub fn policy(cmd: PolicyCommand) -> CliResult {
     match cmd {
-        PolicyCommand::Default => println!("{}", Policy::default_clinic().to_json()),
+        PolicyCommand::Default => crate::outln!("{}", Policy::default_clinic().to_json())?,
         PolicyCommand::Show { vault, access } => {
             let (_ctx, vault) = access::open(&vault, &access)?;
             match vault.policy() {
-                Some((v, p)) => println!("# policy version {v}\n{}", p.to_json()),
-                None => println!("no access policy installed: every access is allowed and logged"),
+                // Pure JSON on stdout, so that `policy show V > f.json` then
+                // `policy set V f.json` works; the version is for the operator's eyes.
+                Some((v, p)) => {
+                    eprintln!("medvault: policy version {v}");
+                    let mut out = crate::output::stdout();
+                    writeln!(out, "{}", p.to_json())?;
+                    out.flush()?;
+                }
+                None => eprintln!(
+                    "medvault: no access policy installed: every access is allowed and logged \
+                     (`medvault policy default` prints one to start from)"
+                ),
             }
         }
         PolicyCommand::Set {
@@ -274,7 +320,7 @@ pub fn policy(cmd: PolicyCommand) -> CliResult {
             let policy = Policy::from_json(&text)?;
             let (ctx, vault) = access::open(&vault, &access)?;
             let v = vault.set_policy(&ctx, policy)?;
-            println!("access policy version {v} installed");
+            crate::outln!("access policy version {v} installed")?;
         }
     }
     Ok(())

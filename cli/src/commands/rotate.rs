@@ -35,11 +35,11 @@ pub fn root(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
     });
     bar.finish_and_clear();
     let n = result?;
-    println!(
+    crate::outln!(
         "root key rotated: {} rewrapped in {:.2} s; the old key no longer opens the vault",
         crate::human::count_as(n, "subject key entry", "subject key entries"),
         started.elapsed().as_secs_f64()
-    );
+    )?;
     Ok(())
 }
 
@@ -79,19 +79,19 @@ pub fn data(path: &Path, resume: bool, subjects: &[String], args: &AccessArgs) -
         bar.finish_and_clear();
         let r = result?;
         let secs = started.elapsed().as_secs_f64();
-        println!(
+        crate::outln!(
             "{what}: {}, {} re-encrypted in {secs:.2} s ({:.0} records/s); old data-key versions retired",
             crate::human::count(r.subjects, "subject"),
             crate::human::count(r.records, "record"),
             r.records as f64 / secs.max(1e-9)
-        );
+        )?;
         Ok(())
     };
     let pending = vault.data_key_rotation_pending()?;
     if pending {
         run("interrupted data-key rotation finished")?;
     } else if resume {
-        println!("no data-key rotation pending");
+        crate::outln!("no data-key rotation pending")?;
     }
     if !resume {
         run("data keys rotated")?;

@@ -72,7 +72,7 @@ pub fn import(
             report.rejected - report.rejects.len() as u64
         );
     }
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::output::stdout();
     let written = report.records + report.replaced;
     if json {
         let skipped_in: Vec<serde_json::Value> = report
@@ -203,7 +203,7 @@ pub fn export(path: &Path, subjects: &[String], args: &AccessArgs) -> CliResult 
         subjects.len() as u64
     };
     let bar = progress::bar(total, Unit::Items("subjects"));
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, crate::output::stdout());
     let result = fhir::export_ndjson(&vault, &ctx, subjects, &mut out, &mut |p| {
         bar.set_position(p.subjects_done);
     });

@@ -45,11 +45,11 @@ pub fn init(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
             kdf.kdf_memory, kdf.kdf_iterations, kdf.kdf_lanes
         )
     };
-    println!(
+    crate::outln!(
         "created vault {} (id {}) protected by {how}",
         path.display(),
         hex(vault.vault_id().as_bytes())
-    );
+    )?;
     Ok(())
 }
 
@@ -59,7 +59,7 @@ pub fn stats(path: &Path, json: bool, args: &AccessArgs) -> CliResult {
     let s = vault.stats()?;
     if json {
         let text = serde_json::to_string(&s).map_err(|e| Failure::other(e.to_string()))?;
-        println!("{text}");
+        crate::outln!("{text}")?;
     } else {
         let rows = [
             ("subjects", s.subjects.to_string()),
@@ -76,7 +76,7 @@ pub fn stats(path: &Path, json: bool, args: &AccessArgs) -> CliResult {
             ("root-key generation", s.root_generation.to_string()),
         ]
         .map(|(k, v)| vec![k.to_owned(), v]);
-        crate::human::table(&mut std::io::stdout().lock(), &["FIGURE", "VALUE"], &rows)?;
+        crate::human::table(&mut crate::output::stdout(), &["FIGURE", "VALUE"], &rows)?;
     }
     Ok(())
 }

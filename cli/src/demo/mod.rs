@@ -68,7 +68,7 @@ pub fn run(patients: usize, dir: Option<&Path>, seed: u64) -> CliResult {
         kept: dir.is_some(),
     };
     let report = demo.run(patients, seed)?;
-    print!("{report}");
+    crate::out!("{report}")?;
     Ok(())
 }
 
@@ -481,7 +481,7 @@ impl Demo {
             && control.hits == ds.needles.len()
             && old_key_refused;
         if !ok {
-            print!("{r}");
+            crate::out!("{r}")?;
             return Err(Failure::new(
                 crate::exit::Code::Integrity,
                 "demo: a check failed (see the report above)",
