@@ -553,3 +553,41 @@ fn a_write_only_role_reimports_without_comparing() {
     let differ = before.iter().zip(&after).filter(|(a, b)| a != b).count();
     assert_eq!(differ, 1, "only o9 rewritten");
 }
+
+/// `put_many_json_outcomes` against raw storage: an unchanged record keeps its bytes; a
+/// key given twice in one batch is compared with its earlier item (stored X, batch [A, X]
+/// leaves X, both written); a new key is created.
+#[test]
+fn write_outcomes_follow_the_stored_bytes() {
+    use medvault::WriteOutcome::{Created, Replaced, Unchanged};
+    use medvault::danger::RawAccess;
+    let storage = MemoryStorage::new();
+    let v = governed_in(storage.clone());
+    let records = || -> Vec<(Vec<u8>, Vec<u8>)> {
+        storage
+            .dump()
+            .into_iter()
+            .filter(|(k, _)| k.first() == Some(&b'r'))
+            .collect()
+    };
+    let before = records();
+    let (p, o) = (key("Patient", "p1"), key("Observation", "o1"));
+    let (pt, ot) = (text(PATIENT), text(OBSERVATION));
+    let r = v
+        .put_many_json_outcomes(&importer(), [(&p, &pt), (&o, &ot)], Action::Import)
+        .unwrap();
+    assert_eq!(r, [Unchanged, Unchanged]);
+    assert_eq!(records(), before);
+    let other = text(&PATIENT.replacen('{', r#"{"active":true,"#, 1));
+    let r = v
+        .put_many_json_outcomes(&importer(), [(&p, &other), (&p, &pt)], Action::Import)
+        .unwrap();
+    assert_eq!(r, [Replaced, Replaced]);
+    unchanged(&v, &p, Some(PATIENT));
+    let n = key("Observation", "o-new");
+    let r = v
+        .put_many_json_outcomes(&importer(), [(&n, &ot), (&o, &ot)], Action::Import)
+        .unwrap();
+    assert_eq!(r, [Created, Unchanged]);
+    assert_eq!(records().len(), before.len() + 1);
+}
