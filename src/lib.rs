@@ -72,7 +72,7 @@ pub use policy::{FieldFilter, Policy};
 pub use record::RecordKey;
 pub use vault::{
     DEFAULT_DEK_MESSAGE_BOUND, Durability, ErasedSubject, LogQuery, Progress, RotationReport,
-    RotationScope, SYSTEM_ACTOR, Stats, Vault, VaultOptions,
+    RotationScope, SYSTEM_ACTOR, Stats, Vault, VaultOptions, WriteOutcome,
 };
 
 /// The README's examples, compiled and run as doctests.

@@ -65,8 +65,13 @@ fn text(s: &str) -> JsonText {
 /// A vault under the default clinic policy holding the four records of patient p1, with
 /// Patient's default indexes (identifier, family, ...).
 fn governed() -> Vault {
+    governed_in(MemoryStorage::new())
+}
+
+/// [`governed`] in `storage` (a clone shares its bytes, for raw looks).
+fn governed_in(storage: MemoryStorage) -> Vault {
     let v = Vault::create_in(
-        Box::new(MemoryStorage::new()),
+        Box::new(storage),
         raw_key(),
         VaultOptions {
             policy: Some(Policy::default_clinic()),
@@ -486,31 +491,103 @@ fn fhir_export_is_denied_and_narrowed_through_the_policy() {
     assert_eq!(lines, want);
 }
 
-/// A write-only role (the importer) may not read, so a re-import cannot compare what the
-/// vault holds: it reports `compared: false` and counts nothing unchanged; a role that
-/// may read compares and counts the same resource unchanged.
+/// A write-only role (the importer) may not read, yet a re-import counts what the vault
+/// holds unchanged: the vault compares inside the write, nothing is read first. The
+/// oracle is the raw record bytes in storage (identical before and after: no new
+/// ciphertext) and the log (no denied look, no write entry, one `unchanged=1` note).
 #[test]
 fn a_write_only_role_reimports_without_comparing() {
-    let v = governed();
+    use medvault::danger::RawAccess;
+    let storage = MemoryStorage::new();
+    let v = governed_in(storage.clone());
+    let records = || -> Vec<(Vec<u8>, Vec<u8>)> {
+        storage
+            .dump()
+            .into_iter()
+            .filter(|(k, _)| k.first() == Some(&b'r'))
+            .collect()
+    };
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("Observation.ndjson"),
-        format!(
-            "{}\n",
-            r#"{"resourceType":"Observation","id":"o9","subject":{"reference":"Patient/p1"}}"#
-        ),
-    )
-    .unwrap();
-    for round in 0..2 {
+    let obs = r#"{"resourceType":"Observation","id":"o9","subject":{"reference":"Patient/p1"}}"#;
+    let write = |line: &str| {
+        std::fs::write(dir.path().join("Observation.ndjson"), format!("{line}\n")).unwrap();
+    };
+    let import = |who: &AccessContext| {
         let src = medvault_fhir::ImportSource::new(&[dir.path().to_path_buf()]).unwrap();
-        let r =
-            medvault_fhir::import(&v, &importer(), src, Default::default(), &mut |_| {}).unwrap();
-        assert!(!r.compared, "round {round}");
-        assert_eq!(r.unchanged, 0);
-        assert_eq!(r.records, 1, "round {round}");
+        medvault_fhir::import(&v, who, src, Default::default(), &mut |_| {}).unwrap()
+    };
+    write(obs);
+    let r = import(&importer());
+    assert_eq!((r.records, r.replaced, r.unchanged), (1, 0, 0));
+    let before = records();
+    assert_eq!(before.len(), 5, "four records of p1 and o9");
+    let from = v.log_len() as usize;
+    for round in 0..2 {
+        let r = import(&importer());
+        assert!(r.compared, "round {round}");
+        assert_eq!(
+            (r.records, r.replaced, r.unchanged),
+            (0, 0, 1),
+            "round {round}"
+        );
     }
-    let src = medvault_fhir::ImportSource::new(&[dir.path().to_path_buf()]).unwrap();
-    let r = medvault_fhir::import(&v, &care(), src, Default::default(), &mut |_| {}).unwrap();
-    assert!(r.compared);
+    assert_eq!(records(), before, "nothing rewritten");
+    let log = v.audit_query(&admin(), &LogQuery::default()).unwrap();
+    let etl: Vec<_> = log[from..].iter().filter(|e| e.actor == "etl").collect();
+    assert_eq!(etl.len(), 2, "{etl:?}");
+    for e in etl {
+        assert_eq!(e.action, Action::Import);
+        assert_eq!(e.outcome, Outcome::Ok);
+        assert_eq!(e.note, "unchanged=1");
+        assert!(e.subject_pseudonym.is_none());
+    }
+    // A role that may read counts the same; changed text is replaced, new ciphertext.
+    let r = import(&care());
     assert_eq!((r.records, r.replaced, r.unchanged), (0, 0, 1));
+    assert_eq!(records(), before);
+    write(&obs.replace("o9\"", "o9\",\"status\":\"final\""));
+    let r = import(&importer());
+    assert_eq!((r.records, r.replaced, r.unchanged), (0, 1, 0));
+    let after = records();
+    assert_eq!(after.len(), 5);
+    let differ = before.iter().zip(&after).filter(|(a, b)| a != b).count();
+    assert_eq!(differ, 1, "only o9 rewritten");
+}
+
+/// `put_many_json_outcomes` against raw storage: an unchanged record keeps its bytes; a
+/// key given twice in one batch is compared with its earlier item (stored X, batch [A, X]
+/// leaves X, both written); a new key is created.
+#[test]
+fn write_outcomes_follow_the_stored_bytes() {
+    use medvault::WriteOutcome::{Created, Replaced, Unchanged};
+    use medvault::danger::RawAccess;
+    let storage = MemoryStorage::new();
+    let v = governed_in(storage.clone());
+    let records = || -> Vec<(Vec<u8>, Vec<u8>)> {
+        storage
+            .dump()
+            .into_iter()
+            .filter(|(k, _)| k.first() == Some(&b'r'))
+            .collect()
+    };
+    let before = records();
+    let (p, o) = (key("Patient", "p1"), key("Observation", "o1"));
+    let (pt, ot) = (text(PATIENT), text(OBSERVATION));
+    let r = v
+        .put_many_json_outcomes(&importer(), [(&p, &pt), (&o, &ot)], Action::Import)
+        .unwrap();
+    assert_eq!(r, [Unchanged, Unchanged]);
+    assert_eq!(records(), before);
+    let other = text(&PATIENT.replacen('{', r#"{"active":true,"#, 1));
+    let r = v
+        .put_many_json_outcomes(&importer(), [(&p, &other), (&p, &pt)], Action::Import)
+        .unwrap();
+    assert_eq!(r, [Replaced, Replaced]);
+    unchanged(&v, &p, Some(PATIENT));
+    let n = key("Observation", "o-new");
+    let r = v
+        .put_many_json_outcomes(&importer(), [(&n, &ot), (&o, &ot)], Action::Import)
+        .unwrap();
+    assert_eq!(r, [Created, Unchanged]);
+    assert_eq!(records().len(), before.len() + 1);
 }

@@ -54,9 +54,10 @@ fn count(o: &BTreeMap<String, Value>, k: &str) -> u64 {
     o[k].as_u64().unwrap()
 }
 
-/// Created, replaced, skipped and rejected, from the `created N, replaced M, unchanged
-/// U, skipped K, rejected R` line of the summary (each number found by its name).
-fn summary(stdout: &str) -> (u64, u64, u64, u64) {
+/// Created, replaced, unchanged, skipped and rejected, from the `created N, replaced M,
+/// unchanged U, skipped K, rejected R` line of the summary (each number found by its
+/// name).
+fn summary(stdout: &str) -> (u64, u64, u64, u64, u64) {
     let line = stdout
         .lines()
         .find(|l| l.starts_with("created "))
@@ -66,7 +67,13 @@ fn summary(stdout: &str) -> (u64, u64, u64, u64) {
             .find_map(|part| part.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
             .unwrap_or_else(|| panic!("no {name} in {line}"))
     };
-    (n("created"), n("replaced"), n("skipped"), n("rejected"))
+    (
+        n("created"),
+        n("replaced"),
+        n("unchanged"),
+        n("skipped"),
+        n("rejected"),
+    )
 }
 
 /// Acceptance 1: every file of r4/ (Bundle.ndjson by its rule) and bundles/, default
@@ -87,7 +94,7 @@ fn external_corpus_round_trips_exactly() {
     let out = mv.run(&["import", s(&vault), s(&inputs[0]), s(&inputs[1])]);
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(code(&out), Some(0), "{printed}\n{}", stderr(&out));
-    let (created, replaced, skipped, rejected) = summary(&printed);
+    let (created, replaced, unchanged, skipped, rejected) = summary(&printed);
     assert_eq!(rejected, 0);
     // Document and message Bundles are kept whole under their patient, found by id; a
     // urn:uuid subject outside any Bundle is filed under that uuid.
@@ -113,10 +120,12 @@ fn external_corpus_round_trips_exactly() {
     std::fs::write(&export, mv.ok(&["export", s(&vault)])).unwrap();
     let o = oracle(&export, &inputs, false);
     eprintln!(
-        "fhir-r4-external: created {created}, replaced {replaced}, skipped {skipped}, rejected {rejected}; oracle {o:?}"
+        "fhir-r4-external: created {created}, replaced {replaced}, unchanged {unchanged}, skipped {skipped}, rejected {rejected}; oracle {o:?}"
     );
     assert_eq!(count(&o, "expected"), created, "{o:?}");
+    // A resource met again with the same text is unchanged (not written again).
     assert_eq!(count(&o, "replaced"), replaced, "{o:?}");
+    assert_eq!(count(&o, "unchanged"), unchanged, "{o:?}");
     assert_eq!(count(&o, "skipped"), skipped, "{o:?}");
     assert_eq!(count(&o, "missing_or_changed"), 0, "{o:?}");
     assert_eq!(count(&o, "unexpected"), 0, "{o:?}");
@@ -140,10 +149,10 @@ fn ndjson_corpus_exports_byte_identical_lines() {
         let mv = Medvault::new();
         mv.init_fast(&vault);
         let printed = mv.ok(&["import", s(&vault), s(&input)]);
-        let (created, replaced, skipped, rejected) = summary(&printed);
+        let (created, replaced, unchanged, skipped, rejected) = summary(&printed);
         assert_eq!(
-            (created, replaced, rejected),
-            (resources, 0, 0),
+            (created, replaced, unchanged, rejected),
+            (resources, 0, 0, 0),
             "{printed}"
         );
 
@@ -218,7 +227,7 @@ fn rejects_go_to_the_reject_file_and_strict_stops() {
     let out = mv.run(&["import", s(&vault), s(&input)]);
     assert_eq!(code(&out), Some(7), "{}", stderr(&out));
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(summary(&printed), (4, 0, 0, 5), "{printed}");
+    assert_eq!(summary(&printed), (4, 0, 0, 0, 5), "{printed}");
     let reject_path = tmp.path().join("v.rejects.ndjson");
     let rejects = std::fs::read_to_string(&reject_path).unwrap();
     assert!(!rejects.contains("SECRET"), "reject file quotes input");
@@ -302,7 +311,7 @@ fn duplicate_ids_are_counted_and_stored_once() {
     let mv = Medvault::new();
     mv.init_fast(&vault);
     let printed = mv.ok(&["import", s(&vault), s(&a)]);
-    assert_eq!(summary(&printed), (1, 2, 0, 0), "{printed}");
+    assert_eq!(summary(&printed), (1, 2, 0, 0, 0), "{printed}");
     let exported = mv.ok(&["export", s(&vault)]);
     assert_eq!(exported.lines().count(), 1, "{exported}");
     assert!(exported.contains(r#""valueInteger":3"#));
@@ -353,7 +362,7 @@ fn devices_fifos_and_links_to_them_are_refused() {
     let out = mv.run(&["import", s(&vault), s(&dir)]);
     assert_eq!(code(&out), Some(7), "{}", stderr(&out));
     let printed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(summary(&printed), (1, 0, 0, 2), "{printed}");
+    assert_eq!(summary(&printed), (1, 0, 0, 0, 2), "{printed}");
 }
 
 /// The oracle is not vacuous: it sees a changed number text, a changed member order and

@@ -42,12 +42,13 @@ fn vault() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// The `import` entries of the access log (`audit log --json`, one JSON object a line).
+/// Only those naming a record (writes): an import's `unchanged=K` note names none.
 fn import_entries(mv: &Medvault, vault: &Path) -> usize {
     mv.ok(&["audit", "log", s(vault), "--action", "import", "--json"])
         .lines()
         .filter(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["action"] == "import"
+            v["action"] == "import" && !v["subject_pseudonym"].is_null()
         })
         .count()
 }
@@ -156,6 +157,70 @@ fn reimport_counts_unchanged_and_replaced_not_created() {
     assert_eq!(import_entries(&mv, &vault), 4);
     let pb = mv.ok(&["get", s(&vault), "pb", "Patient", "pb"]);
     assert_eq!(pb.trim_end(), PB_CHANGED);
+}
+
+/// Under the default policy the importer role (`integration`) may write but not read: a
+/// re-import still counts unchanged, writes nothing and logs no denial (the vault
+/// compares inside the write). Oracle: the counts the test knows it wrote, and the
+/// access log read back by an administrator.
+#[test]
+fn a_write_only_reimport_counts_unchanged_without_a_denial() {
+    let (tmp, vault) = vault();
+    let admin = Medvault::new()
+        .env("MEDVAULT_ACTOR", Some("admin-1"))
+        .env("MEDVAULT_PURPOSE", Some("administration"))
+        .env("MEDVAULT_ROLES", Some("administration"));
+    let policy = tmp.path().join("policy.json");
+    std::fs::write(&policy, admin.ok(&["policy", "default"])).unwrap();
+    admin.ok(&["policy", "set", s(&vault), s(&policy)]);
+    let etl = Medvault::new();
+    let input = write_lines(&tmp.path().join("in.ndjson"), &[PA, PB, OBS]);
+    let args = [
+        "import",
+        s(&vault),
+        s(&input),
+        "--actor",
+        "int-1",
+        "--purpose",
+        "maintenance",
+        "--role",
+        "integration",
+    ];
+    let first = etl.ok(&args);
+    assert!(
+        first.contains("created 3, replaced 0, unchanged 0"),
+        "{first}"
+    );
+    for _ in 0..2 {
+        let again = etl.ok(&args);
+        assert!(
+            again.contains("created 0, replaced 0, unchanged 3"),
+            "{again}"
+        );
+    }
+    let log: Vec<serde_json::Value> = admin
+        .ok(&["audit", "log", s(&vault), "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let int: Vec<&serde_json::Value> = log.iter().filter(|e| e["actor"] == "int-1").collect();
+    let written = int
+        .iter()
+        .filter(|e| e["action"] == "import" && !e["subject_pseudonym"].is_null())
+        .count();
+    assert_eq!(written, 3, "only the first import wrote: {int:?}");
+    let notes: Vec<&serde_json::Value> = int
+        .iter()
+        .filter(|e| e["action"] == "import" && e["subject_pseudonym"].is_null())
+        .map(|e| &e["note"])
+        .collect();
+    assert_eq!(notes, ["unchanged=3", "unchanged=3"], "{int:?}");
+    // No denial, and nothing read or searched first.
+    assert!(
+        int.iter()
+            .all(|e| e["outcome"] == "ok" && e["action"] != "search" && e["action"] != "read"),
+        "{int:?}"
+    );
 }
 
 /// A copy of `vault` whose header has `bytes` at `offset`, with the unkeyed checksum

@@ -7,23 +7,23 @@
 //!
 //! A resource already in the vault under the same subject, collection and id with the
 //! same exact text is counted as unchanged and not written again (no new ciphertext, no
-//! `import` entry); with other text it is replaced. To know, the import reads the
-//! records of each subject it meets that the vault already holds, once (a `read` entry
-//! per such subject, after one `search` listing the subjects; nothing for a vault
-//! without subjects).
+//! `import` entry of its own; one `import` entry per batch notes `unchanged=K`); with
+//! other text it is replaced. The vault decides this inside each batch's write
+//! ([`Vault::put_many_json_outcomes`]): the import reads nothing first, so a role that
+//! may write but not read (e.g. `integration`) re-imports without rewriting anything
+//! and without a denied read in the log.
 //!
 //! Memory: one batch of records (at most [`ImportOptions::batch_records`] records or
 //! about [`ImportOptions::batch_bytes`] bytes of resource text), what [`ImportSource`]
 //! holds (one line, or one Bundle entry and two in flight), the set of
 //! `(resourceType, id)` written so far (a 16-byte digest and a subject number, about 24
-//! bytes per distinct resource) that counts duplicates honestly, and two 16-byte
-//! digests per record already stored under the subjects met.
+//! bytes per distinct resource) that counts duplicates honestly.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::PathBuf;
 
-use medvault::{AccessContext, Error, RecordKey, Vault};
+use medvault::{AccessContext, Error, RecordKey, Vault, WriteOutcome};
 use sha2::{Digest, Sha256};
 
 use crate::source::Located;
@@ -115,11 +115,9 @@ pub struct ImportReport {
     /// Resources the vault already held under the same subject with the same exact
     /// text: not written again (no new ciphertext, no `import` log entry).
     pub unchanged: u64,
-    /// True when the import could read what the vault held to compare (always for a
-    /// vault without subjects). False when the vault refused the reads
-    /// ([`Error::AccessDenied`], e.g. a role that may write but not read under a
-    /// policy): then `unchanged` is 0 and resources already stored count as created or
-    /// replaced, as before they are written again.
+    /// Always true: the vault compares each record with what it holds inside the write
+    /// ([`Vault::put_many_json_outcomes`]), whatever the caller may read. Kept for the
+    /// report's readers (the CLI's JSON summary).
     pub compared: bool,
     /// Positions that were valid JSON but not resources to store (Bulk Data
     /// `log.ndjson` lines, Bundle entries without a resource, PATCH entries, search
@@ -211,6 +209,7 @@ pub fn import(
 
 /// Where a record of the batch comes from, and whether it replaces one.
 struct Meta {
+    /// This import wrote the same (collection, record id) before.
     replaces: bool,
     path: PathBuf,
     at: Option<Position>,
@@ -264,88 +263,6 @@ impl Seen {
     }
 }
 
-/// A digest of a record's exact text (first 128 bits of SHA-256), to tell an unchanged
-/// resource from a changed one without keeping its text.
-type TextDigest = [u8; 16];
-
-fn text_digest(text: &str) -> TextDigest {
-    let d = Sha256::digest(text.as_bytes());
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&d[..16]);
-    out
-}
-
-/// What the vault held before the import, loaded subject by subject as the import meets
-/// them: the text digest of each (collection, record id) stored under the subject.
-struct Stored {
-    /// Subjects the vault held when the import began (emptied when `ctx` may not read).
-    subjects: HashSet<String>,
-    /// Subjects loaded so far.
-    loaded: HashMap<String, HashMap<KeyDigest, TextDigest>>,
-    /// False once the vault refused a look ([`Error::AccessDenied`]: a context that may
-    /// write but not read, e.g. an integration role under a policy). Then nothing more
-    /// is looked up and every resource counts as created or replaced, as it would be
-    /// written.
-    compared: bool,
-}
-
-impl Stored {
-    /// The subjects of `vault`: none without a `search` entry when it holds none.
-    fn new(vault: &Vault, ctx: &AccessContext) -> Result<Stored, Error> {
-        let mut stored = Stored {
-            subjects: HashSet::new(),
-            loaded: HashMap::new(),
-            compared: true,
-        };
-        if vault.stats()?.subjects > 0 {
-            match vault.subjects(ctx) {
-                Ok(s) => stored.subjects = s.into_iter().collect(),
-                Err(Error::AccessDenied(_)) => stored.compared = false,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(stored)
-    }
-
-    /// The text digest of the record `digest` stored under `subject` before the import.
-    fn get(
-        &mut self,
-        vault: &Vault,
-        ctx: &AccessContext,
-        subject: &str,
-        digest: &KeyDigest,
-    ) -> Result<Option<TextDigest>, Error> {
-        if !self.subjects.contains(subject) {
-            return Ok(None);
-        }
-        if !self.loaded.contains_key(subject) {
-            let records = match vault.records_of_json(ctx, subject, None) {
-                Ok(r) => r,
-                Err(Error::AccessDenied(_)) => {
-                    self.subjects.clear();
-                    self.compared = false;
-                    return Ok(None);
-                }
-                Err(e) => return Err(e),
-            };
-            let records = records
-                .into_iter()
-                .map(|(k, t)| {
-                    (
-                        key_digest(&k.collection, &k.record_id),
-                        text_digest(t.as_str()),
-                    )
-                })
-                .collect();
-            self.loaded.insert(subject.to_owned(), records);
-        }
-        Ok(self
-            .loaded
-            .get(subject)
-            .and_then(|m| m.get(digest).copied()))
-    }
-}
-
 /// The import's state.
 struct Run<'a> {
     vault: &'a Vault,
@@ -360,8 +277,6 @@ struct Run<'a> {
     in_batch: HashSet<KeyDigest>,
     /// Every (collection, record id) written, with its subject.
     seen: Seen,
-    /// What the vault held before.
-    stored: Stored,
 }
 
 /// Reads every resource from `source` and stores it in `vault` as record `(subject,
@@ -387,10 +302,6 @@ pub fn import_with(
         add_default_indexes(vault, ctx)?;
     }
     let total_bytes = source.total_bytes();
-    let stored = Stored::new(vault, ctx).map_err(|error| ImportError::Vault {
-        error,
-        committed: 0,
-    })?;
     let mut run = Run {
         vault,
         ctx,
@@ -402,7 +313,6 @@ pub fn import_with(
         batch_bytes: 0,
         in_batch: HashSet::new(),
         seen: Seen::default(),
-        stored,
     };
     while let Some(Located { path, at, item }) = source.next_located() {
         match item {
@@ -423,7 +333,7 @@ pub fn import_with(
     }
     run.commit()?;
     run.report.bytes = source.bytes_read();
-    run.report.compared = run.stored.compared;
+    run.report.compared = true;
     progress(ImportProgress {
         bytes_read: run.report.bytes,
         total_bytes,
@@ -517,26 +427,11 @@ impl Run<'_> {
         };
         let id = (r.collection, r.record_id);
         let digest = key_digest(&id.0, &id.1);
+        // Written by this import before: it replaces that copy (or leaves it, same
+        // text). Else the vault tells at the commit whether the record is created,
+        // replaced or unchanged (the import reads nothing of the vault).
         let mut replaces = false;
-        if self.seen.get(&digest).is_none() {
-            // Not written by this import yet: is it in the vault already?
-            let before = self
-                .stored
-                .get(self.vault, self.ctx, &r.subject, &digest)
-                .map_err(|error| ImportError::Vault {
-                    error,
-                    committed: self.committed(),
-                })?;
-            match before {
-                Some(t) if t == text_digest(prepared.as_str()) => {
-                    self.report.unchanged += 1;
-                    self.seen.insert(digest, &r.subject);
-                    return Ok(());
-                }
-                Some(_) => replaces = true,
-                None => {}
-            }
-        } else if let Some(old_subject) = self.seen.get(&digest).map(str::to_owned) {
+        if let Some(old_subject) = self.seen.get(&digest).map(str::to_owned) {
             replaces = true;
             if self.in_batch.contains(&digest) {
                 // One key twice in one atomic batch: commit the first one first.
@@ -578,9 +473,9 @@ impl Run<'_> {
         self.in_batch.clear();
         self.batch_bytes = 0;
         match store::put_batch(self.vault, self.ctx, &batch) {
-            Ok(()) => {
-                for ((key, _), m) in batch.iter().zip(&meta) {
-                    self.count(key, m.replaces);
+            Ok(outcomes) => {
+                for (((key, _), m), o) in batch.iter().zip(&meta).zip(outcomes) {
+                    self.count(key, m.replaces, o);
                 }
                 self.report.batches += 1;
                 Ok(())
@@ -588,8 +483,10 @@ impl Run<'_> {
             Err(StoreError::Refused(_)) => {
                 for (one, m) in batch.iter().zip(meta) {
                     match store::put_batch(self.vault, self.ctx, std::slice::from_ref(one)) {
-                        Ok(()) => {
-                            self.count(&one.0, m.replaces);
+                        Ok(outcomes) => {
+                            for o in outcomes {
+                                self.count(&one.0, m.replaces, o);
+                            }
                             self.report.batches += 1;
                         }
                         Err(StoreError::Refused(message)) => {
@@ -675,8 +572,12 @@ impl Run<'_> {
         self.commit()
     }
 
-    fn count(&mut self, key: &RecordKey, replaces: bool) {
-        if replaces {
+    /// Counts one record of a committed batch: `earlier` when this import wrote its key
+    /// before (then it replaces that copy unless the text is the same).
+    fn count(&mut self, key: &RecordKey, earlier: bool, outcome: WriteOutcome) {
+        if outcome == WriteOutcome::Unchanged {
+            self.report.unchanged += 1;
+        } else if earlier || outcome == WriteOutcome::Replaced {
             self.report.replaced += 1;
         } else {
             self.report.records += 1;

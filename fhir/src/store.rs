@@ -4,7 +4,7 @@
 //! are kept, so an export gives back what was imported (docs/FHIR.md section 1).
 
 use medvault::json::JsonText;
-use medvault::{AccessContext, Action, Error, RecordKey, Vault};
+use medvault::{AccessContext, Action, Error, RecordKey, Vault, WriteOutcome};
 use zeroize::Zeroizing;
 
 /// Why a batch was not stored.
@@ -39,11 +39,6 @@ impl Prepared {
     pub fn len(&self) -> usize {
         self.0.len()
     }
-
-    /// Its exact text.
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
 }
 
 /// Parses `text` into the vault's exact representation (validated, canonical compact
@@ -60,7 +55,10 @@ pub fn prepare(text: Zeroizing<String>) -> Result<Prepared, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Stores `batch` atomically (one `import` access-log entry per record).
+/// Stores `batch` atomically (one `import` access-log entry per record written), leaving
+/// each record the vault already holds with the same exact text as it is (the vault
+/// compares inside the write, [`Vault::put_many_json_outcomes`]: nothing stored is read
+/// back to the caller). Returns one outcome per record, in order.
 ///
 /// # Errors
 /// [`StoreError::Refused`] when a record cannot be stored (then nothing is),
@@ -69,9 +67,8 @@ pub fn put_batch(
     vault: &Vault,
     ctx: &AccessContext,
     batch: &[(RecordKey, Prepared)],
-) -> Result<(), StoreError> {
-    vault.put_many_json(ctx, batch.iter().map(|(k, p)| (k, &p.0)), Action::Import)?;
-    Ok(())
+) -> Result<Vec<WriteOutcome>, StoreError> {
+    Ok(vault.put_many_json_outcomes(ctx, batch.iter().map(|(k, p)| (k, &p.0)), Action::Import)?)
 }
 
 /// Every record of `subject` as (key, exact JSON text), logged as one `export` entry.

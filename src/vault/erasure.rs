@@ -211,12 +211,12 @@ impl Vault {
     /// was in flight), one entry per erased subject of the batch names it by pseudonym,
     /// outcome `subject_erased`, and `r` becomes [`Error::SubjectErased`]; otherwise one
     /// entry naming no subject.
-    pub(super) fn log_write_failure(
+    pub(super) fn log_write_failure<T>(
         &self,
         ctx: &AccessContext,
         action: Action,
         items: &[(&RecordKey, &JsonText)],
-        r: &mut Result<usize>,
+        r: &mut Result<T>,
     ) {
         if matches!(r, Err(Error::SubjectErased) | Err(Error::NotFound)) {
             let mut erased: Vec<SubjectTag> = Vec::new();

@@ -212,6 +212,7 @@ mod records;
 mod research;
 mod rotation;
 pub use erasure::ErasedSubject;
+pub use records::WriteOutcome;
 pub use rotation::{Progress, RotationReport, RotationScope};
 
 impl Vault {

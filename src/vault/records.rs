@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::commit::{Erasure, Flush, record_target};
+use super::commit::{Erasure, Flush, noted, record_target};
 use super::governance::OpenFor;
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target};
@@ -22,6 +22,18 @@ use crate::record::{
     split_json, validate_id,
 };
 use crate::storage::{WriteBatch, prefix_end};
+
+/// What [`Vault::put_many_json_outcomes`] did with one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The vault held no record under its key: written.
+    Created,
+    /// The vault held the record with other text: written over it.
+    Replaced,
+    /// The vault held the record with this exact text: not written (no new ciphertext,
+    /// no log entry of its own).
+    Unchanged,
+}
 
 impl Vault {
     // ----- writes ------------------------------------------------------------------------
@@ -49,7 +61,7 @@ impl Vault {
     /// as written, member order kept), so [`Vault::get_json`] returns `record` exactly.
     /// Logged as `write`. Fails like [`Vault::put`].
     pub fn put_json(&self, ctx: &AccessContext, key: &RecordKey, record: &JsonText) -> Result<()> {
-        self.write_texts(ctx, vec![(key, record)], Action::Write)
+        self.write_texts(ctx, vec![(key, record)], Action::Write, false)
             .map(|_| ())
     }
 
@@ -75,7 +87,32 @@ impl Vault {
         action: Action,
     ) -> Result<usize> {
         check_write_action(action)?;
-        self.write_texts(ctx, items.into_iter().collect(), action)
+        self.write_texts(ctx, items.into_iter().collect(), action, false)
+            .map(|(n, _)| n)
+    }
+
+    /// [`Vault::put_many_json`] that leaves a record whose stored text is already
+    /// `record`'s exact text unchanged: the vault compares each record with the version
+    /// it holds (decrypting it as the vault's own work: nothing stored reaches the
+    /// caller) and writes only the records it creates or replaces, in one atomic commit
+    /// (all or none), each with its own log entry (`action`: [`Action::Write`] or
+    /// [`Action::Import`]). An unchanged record gets no new ciphertext and no entry of
+    /// its own: one entry of `action` without a subject notes how many were unchanged
+    /// (`unchanged=K`). The records compared as unchanged are checked, under the commit
+    /// lock, to be stored still as they were compared (else the batch is compared and
+    /// sealed again). Only a context allowed to write every record learns the outcomes:
+    /// the write policy is checked before any comparison (docs/POLICY.md, "What a
+    /// writer learns"). Returns one [`WriteOutcome`] per item, in order (a key given
+    /// twice is compared with its earlier item). Fails like [`Vault::put_many`].
+    pub fn put_many_json_outcomes<'a>(
+        &self,
+        ctx: &AccessContext,
+        items: impl IntoIterator<Item = (&'a RecordKey, &'a JsonText)>,
+        action: Action,
+    ) -> Result<Vec<WriteOutcome>> {
+        check_write_action(action)?;
+        self.write_texts(ctx, items.into_iter().collect(), action, true)
+            .map(|(_, o)| o)
     }
 
     fn write_records<'a, T: Serialize + ?Sized + 'a>(
@@ -89,9 +126,14 @@ impl Vault {
             .map(|(k, v)| Ok((k, JsonText::from_serialize(v)?)))
             .collect();
         match texts {
-            Ok(texts) => {
-                self.write_texts(ctx, texts.iter().map(|(k, t)| (*k, t)).collect(), action)
-            }
+            Ok(texts) => self
+                .write_texts(
+                    ctx,
+                    texts.iter().map(|(k, t)| (*k, t)).collect(),
+                    action,
+                    false,
+                )
+                .map(|(n, _)| n),
             Err(e) => {
                 let r = Err(e);
                 self.log_failure(ctx, action, None, &r);
@@ -105,13 +147,16 @@ impl Vault {
         ctx: &AccessContext,
         items: Vec<(&RecordKey, &JsonText)>,
         action: Action,
-    ) -> Result<usize> {
+        compare: bool,
+    ) -> Result<(usize, Vec<WriteOutcome>)> {
         // A concurrent data-key rotation may retire the version a record was sealed
         // under before the commit; the commit refuses it and the records are resealed.
+        // With `compare`, a record compared as unchanged and stored otherwise at the
+        // commit is refused the same way, and the batch compared again.
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.write_records_once(ctx, &items, action) {
+            match self.write_records_once(ctx, &items, action, compare) {
                 Err(Error::UnknownKeyVersion(_)) if attempts < 4 => continue,
                 mut r => {
                     if r.is_err() {
@@ -128,7 +173,8 @@ impl Vault {
         ctx: &AccessContext,
         items: &[(&RecordKey, &JsonText)],
         action: Action,
-    ) -> Result<usize> {
+        compare: bool,
+    ) -> Result<(usize, Vec<WriteOutcome>)> {
         ctx.validate()?;
         // The write choke point: every put (typed or exact JSON, one or many, write or
         // import) comes through here, and the policy decides each record's fields.
@@ -140,6 +186,12 @@ impl Vault {
         let vid = self.vault_id();
         let snap = self.indexes.snapshot();
         let mut staged = Vec::with_capacity(items.len());
+        // With `compare`: each item's outcome; what each key holds after the items so
+        // far; the stored bytes of the records left unchanged, checked at the commit.
+        let mut outcomes = Vec::new();
+        let mut held: std::collections::HashMap<Vec<u8>, &JsonText> =
+            std::collections::HashMap::new();
+        let mut unchanged: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for (key, value) in items {
             key.validate()?;
             let fields = split_json(value)?;
@@ -163,11 +215,33 @@ impl Vault {
                     k
                 }
             };
+            let sk = self.record_storage_key(&tag, key);
+            if compare {
+                let outcome = match held.get(&sk) {
+                    Some(t) if t.as_str() == value.as_str() => WriteOutcome::Unchanged,
+                    Some(_) => WriteOutcome::Replaced,
+                    None => match self.storage.get(&sk)? {
+                        None => WriteOutcome::Created,
+                        Some(bytes) => {
+                            if self.stored_text_is(&keys, &sk, key, &bytes, value)? {
+                                unchanged.push((sk.clone(), bytes));
+                                WriteOutcome::Unchanged
+                            } else {
+                                WriteOutcome::Replaced
+                            }
+                        }
+                    },
+                };
+                held.insert(sk.clone(), *value);
+                outcomes.push(outcome);
+                if outcome == WriteOutcome::Unchanged {
+                    continue;
+                }
+            }
             let dek = keys.current_dek(fields.len() as u64 + 1)?;
             if !uses.contains(&(tag, dek.version)) {
                 uses.push((tag, dek.version));
             }
-            let sk = self.record_storage_key(&tag, key);
             let bind = Binding {
                 vault_id: &vid,
                 storage_key: &sk,
@@ -190,16 +264,64 @@ impl Vault {
             ));
         }
         let n = entries.len();
-        if n == 0 {
-            return Ok(0);
+        let same = outcomes
+            .iter()
+            .filter(|o| **o == WriteOutcome::Unchanged)
+            .count();
+        if same > 0 {
+            // Unchanged records are not writes: one entry, naming no subject, says how
+            // many were left as they were.
+            entries.push(noted(ctx, action, format!("unchanged={same}")));
+        }
+        if entries.is_empty() {
+            return Ok((0, outcomes));
         }
         let refs: Vec<&Arc<SubjectKeys>> = subjects.iter().collect();
         // Index entries are computed under the commit lock's view of the definitions (an
         // index added since the snapshot is applied too) and replace the old ones.
         self.commit_with(batch, entries, &refs, &uses, Flush::Write, None, |b, _| {
+            // A record compared as unchanged must be stored still as it was compared
+            // (a concurrent write or re-encryption may have replaced it since): else
+            // the caller compares and seals again (`write_texts`).
+            for (sk, bytes) in &unchanged {
+                if self.storage.get(sk)?.as_deref() != Some(bytes.as_slice()) {
+                    return Err(Error::UnknownKeyVersion(0));
+                }
+            }
             self.apply_index(&snap, &mut staged, b)
         })?;
-        Ok(n)
+        Ok((n, outcomes))
+    }
+
+    /// Whether the stored record `bytes` (at `sk`, of `key`) holds exactly `text`:
+    /// opened as the vault's own work (nothing of it leaves the vault). A record that
+    /// fails its integrity check is not `text` (the write replaces it, as any write
+    /// does); other errors (a retired key version: resealed meanwhile) are returned.
+    fn stored_text_is(
+        &self,
+        keys: &SubjectKeys,
+        sk: &[u8],
+        key: &RecordKey,
+        bytes: &[u8],
+        text: &JsonText,
+    ) -> Result<bool> {
+        let opened = self.with_opened(
+            keys,
+            sk,
+            Some(key),
+            bytes,
+            &Opening {
+                reader: &OpenFor::Vault,
+                fields: None,
+                only_collection: None,
+            },
+            |sealed, dek, bind, meta, _, want| sealed.open_json(dek, bind, meta, want),
+        );
+        match opened {
+            Ok(Some((stored, _))) => Ok(stored.as_str() == text.as_str()),
+            Ok(None) | Err(Error::Integrity { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Deletes record `key`. Logged as `delete`. Fails with [`Error::NotFound`] when

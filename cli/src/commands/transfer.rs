@@ -141,13 +141,6 @@ pub fn import(
                 k.why
             )?;
         }
-        if !report.compared {
-            writeln!(
-                out,
-                "note: this access context may not read the vault, so resources already \
-                 there were not compared (none counted unchanged)"
-            )?;
-        }
         if let Some(p) = &removed {
             writeln!(out, "removed the reject file of an earlier import: {p}")?;
         }

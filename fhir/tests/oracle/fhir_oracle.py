@@ -102,14 +102,20 @@ class Expected:
         self.order = []
         self.writes = 0
         self.replaced = 0
+        self.unchanged = 0
         self.skipped = 0
 
     def put(self, rtype, rid, value, source_line):
         key = (rtype, rid)
         self.writes += 1
+        c = canon(value)
         if key in self.by_key:
-            self.replaced += 1
-        self.by_key[key] = (canon(value), source_line)
+            # The same resource again with the same value is not written again.
+            if self.by_key[key][0] == c:
+                self.unchanged += 1
+            else:
+                self.replaced += 1
+        self.by_key[key] = (c, source_line)
 
 
 def fullurl_id(full_url, rtype):
@@ -233,6 +239,7 @@ def main():
         "unexpected": unexpected,
         "writes": exp.writes,
         "replaced": exp.replaced,
+        "unchanged": exp.unchanged,
         "skipped": exp.skipped,
         "minified_input_lines": sum(len(s) for s in minified_lines.values()),
         "not_byte_identical": not_byte_identical,
