@@ -612,3 +612,56 @@ fn erasures_killed_by_sigkill_are_remembered_or_not_done() {
         "no kill came after an erasure: the invariant was only checked on untouched vaults"
     );
 }
+
+/// Whether a patient was erased is personal data: under the default clinic policy,
+/// `is_erased` answers who may erase (dpo), audit (administration) or write (care, the
+/// importer, whose writes are refused for an erased subject anyway), and refuses
+/// research and billing (AccessDenied, logged), as `erased_subjects` refuses them.
+#[test]
+fn is_erased_under_a_policy_needs_erase_audit_or_write_authority() {
+    let admin = AccessContext::new("admin-1", Purpose::Administration).with_role("administration");
+    let v = Vault::create_in(
+        Box::new(MemoryStorage::new()),
+        KeySource::raw([0x5e; 32]),
+        VaultOptions {
+            policy: Some(medvault::Policy::default_clinic()),
+            opener: admin.clone(),
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    let care = AccessContext::new("dr-1", Purpose::Care).with_role("care");
+    let dpo = dpo().with_role("dpo");
+    v.put(
+        &care,
+        &RecordKey::new(ERASED, "Patient", ERASED),
+        &json!({"a": 1}),
+    )
+    .unwrap();
+    v.erase_subject(&dpo, ERASED).unwrap();
+    for denied in [
+        AccessContext::new("dr-study", Purpose::Research).with_role("research"),
+        AccessContext::new("clerk-2", Purpose::Billing).with_role("billing"),
+    ] {
+        assert!(
+            matches!(v.is_erased(&denied, ERASED), Err(Error::AccessDenied(_))),
+            "{:?}",
+            denied.roles
+        );
+        assert!(matches!(
+            v.erased_subjects(&denied),
+            Err(Error::AccessDenied(_))
+        ));
+    }
+    let etl = AccessContext::new("etl", Purpose::Maintenance).with_role("integration");
+    for allowed in [&dpo, &admin, &care, &etl] {
+        assert!(v.is_erased(allowed, ERASED).unwrap(), "{:?}", allowed.roles);
+    }
+    let refused = v
+        .audit_query(&admin, &LogQuery::default())
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == Action::Search && e.outcome == Outcome::Denied)
+        .count();
+    assert_eq!(refused, 4);
+}

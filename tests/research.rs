@@ -946,3 +946,277 @@ fn an_objection_is_logged_withdrawable_and_erased_with_its_subject() {
     v.erase_subject(&dpo(), "p1").unwrap();
     assert_eq!(raw_keys_with_prefix(&storage, b'o'), 0);
 }
+
+// ----- security review (issue 16 follow-up) -------------------------------------------
+
+/// A Patient carried inside other resources: its id, US SSN and birth date are known
+/// here, so the output can be scanned for them as raw bytes.
+const NESTED_ID: &str = "nested-patient-4711";
+const NESTED_SSN: &str = "999-12-3456";
+const NESTED_BIRTH: &str = "1961-07-23";
+const NESTED_URL: &str = "urn:uuid:8c0e1b2a-5d4f-4e33-9a7b-0b1c2d3e4f50";
+
+fn nested_patient() -> String {
+    format!(
+        r#"{{"resourceType":"Patient","id":"{NESTED_ID}","identifier":[{{"system":"http://hl7.org/fhir/sid/us-ssn","value":"{NESTED_SSN}"}}],"gender":"female","birthDate":"{NESTED_BIRTH}"}}"#
+    )
+}
+
+/// A FHIR document Bundle (Bundle "Document" section): a Composition and the Patient it
+/// is about, as full entries with `fullUrl`.
+fn document_bundle() -> String {
+    format!(
+        r#"{{"resourceType":"Bundle","id":"doc-1","type":"document","timestamp":"2026-03-04T05:06:07Z","entry":[{{"fullUrl":"urn:uuid:0f1e2d3c-4b5a-4697-8887-766554433221","resource":{{"resourceType":"Composition","id":"comp-1","status":"final","date":"2026-03-04","subject":{{"reference":"{NESTED_URL}"}}}}}},{{"fullUrl":"{NESTED_URL}","resource":{}}}]}}"#,
+        nested_patient()
+    )
+}
+
+/// A FHIR history Bundle: the Patient's version with its request and response.
+fn history_bundle() -> String {
+    format!(
+        r#"{{"resourceType":"Bundle","id":"hist-1","type":"history","entry":[{{"fullUrl":"http://example.org/fhir/Patient/{NESTED_ID}","resource":{},"request":{{"method":"PUT","url":"Patient?identifier=urn:oid:2.16.840.1.113883.4.1|{NESTED_SSN}"}},"response":{{"status":"200 OK","location":"Patient/{NESTED_ID}/_history/2","lastModified":"{NESTED_BIRTH}T00:00:00Z"}}}}]}}"#,
+        nested_patient()
+    )
+}
+
+fn put_text(v: &Vault, subject: &str, collection: &str, id: &str, text: &str) {
+    let t = medvault::json::JsonText::parse(text).unwrap();
+    v.put_json(&etl(), &RecordKey::new(subject, collection, id), &t)
+        .unwrap();
+}
+
+fn spec_of(collections: &[&str], dates: DateRule) -> DataSpec {
+    DataSpec {
+        collections: collections
+            .iter()
+            .map(|c| CollectionSpec {
+                collection: c.to_string(),
+                fields: vec!["*".into()],
+            })
+            .collect(),
+        dates,
+        postal_digits: 3,
+        quasi_identifiers: Vec::new(),
+        keep_identifiers: Vec::new(),
+        reference_year: Some(REFERENCE_YEAR),
+    }
+}
+
+fn assert_no_nested_values(x: &ResearchExport) {
+    let b = output_bytes(x);
+    for needle in [
+        NESTED_ID,
+        NESTED_SSN,
+        NESTED_BIRTH,
+        "1961",
+        NESTED_URL,
+        "8c0e1b2a",
+    ] {
+        assert!(!contains(&b, needle), "the export holds {needle}");
+    }
+}
+
+/// Whole Bundles (document, history) and Parameters carry other resources with their
+/// own ids, identifiers, dates and URLs: a specification naming them is refused, the
+/// refusal logged, whatever the rest of the specification.
+#[test]
+fn bundles_and_parameters_in_a_specification_are_refused_and_logged() {
+    let storage = MemoryStorage::new();
+    let v = vault(&storage, policy_k(1));
+    put_patient(&v, "p1", "1970-05-06", "female");
+    put_text(&v, "p1", "Bundle", "doc-1", &document_bundle());
+    put_text(&v, "p1", "Bundle", "hist-1", &history_bundle());
+    let params = format!(
+        r#"{{"resourceType":"Parameters","parameter":[{{"name":"p","resource":{}}}]}}"#,
+        nested_patient()
+    );
+    put_text(&v, "p1", "Parameters", "par-1", &params);
+    for c in [
+        &["Bundle"][..],
+        &["Patient", "Bundle"],
+        &["Parameters"],
+        &["Condition", "Parameters"],
+    ] {
+        let r = v.research_export(
+            &researcher(),
+            &request("P-NEST", spec_of(c, DateRule::Year)),
+        );
+        assert_eq!(denied_rule(r), "research-nested-resources", "{c:?}");
+    }
+    let denied = v
+        .audit_query(
+            &admin(),
+            &LogQuery {
+                action: Some(Action::Export),
+                ..LogQuery::default()
+            },
+        )
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.outcome == Outcome::Denied && e.note.contains("research-nested-resources"))
+        .count();
+    assert_eq!(denied, 4);
+}
+
+/// Outside Bundles, no resource nested in another leaves: `contained`, a resource put in
+/// any member, and a Bundle stored under another collection's name (its resourceType is
+/// not its collection) are dropped; the nested Patient's id, SSN, birth date and URL
+/// are nowhere in the output bytes.
+#[test]
+fn no_nested_resource_leaves_in_any_other_collection() {
+    let storage = MemoryStorage::new();
+    let v = vault(&storage, policy_k(1));
+    put_patient(&v, "p1", "1970-05-06", "female");
+    let obs = format!(
+        r##"{{"resourceType":"Observation","id":"o1","status":"final","subject":{{"reference":"Patient/p1"}},"effectiveDateTime":"2020-01-02","contained":[{np}],"performer":[{{"reference":"#{NESTED_ID}"}}],"component":[{{"code":{{"text":"x"}},"valueReference":{np}}}],"focus":[{np}]}}"##,
+        np = nested_patient()
+    );
+    put_text(&v, "p1", "Observation", "o1", &obs);
+    put_text(&v, "p1", "Composition", "doc-1", &document_bundle());
+    put_text(&v, "p1", "Composition", "hist-1", &history_bundle());
+    let x = v
+        .research_export(
+            &researcher(),
+            &request(
+                "P-NEST",
+                spec_of(&["Patient", "Observation", "Composition"], DateRule::Shift),
+            ),
+        )
+        .unwrap();
+    assert_no_nested_values(&x);
+    let out = parsed(&x);
+    let types: Vec<&str> = out.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(
+        types,
+        ["Patient", "Observation"],
+        "the Bundles under Composition"
+    );
+    let o = &out[1].1;
+    assert_eq!(o["resourceType"], "Observation");
+    assert_eq!(o["status"], "final");
+    assert!(
+        o.get("contained").is_none() && o.get("focus").is_none(),
+        "{o}"
+    );
+    assert!(o["component"][0].get("valueReference").is_none(), "{o}");
+    assert_eq!(x.manifest.changes.nested_resources_dropped, 2);
+}
+
+/// The project id and the authorization reference are written into the disclosure
+/// entry's `name=value; ...` note, the manifest and the CLI's output: a `;`, `=`,
+/// newline or other control character is refused (InvalidInput, logged), so no field or
+/// line can be forged; the documented charset is accepted.
+#[test]
+fn project_and_authorization_that_could_forge_log_fields_are_refused() {
+    let storage = MemoryStorage::new();
+    let v = vault(&storage, policy_k(1));
+    put_patient(&v, "p1", "1970-05-06", "female");
+    let forged = "none; spec=sha256:0; patients=0";
+    let s = || spec(DateRule::Year, 3);
+    for (project, auth) in [
+        ("P-1", forged),
+        ("P-1", "IRB 7\nresearch disclosure: project=X"),
+        ("P-1", "IRB\u{7}"),
+        ("P-1", "IRB=7"),
+        ("P-1", "IRB-é"),
+        ("P;1", AUTH),
+        ("P-1\r", AUTH),
+        ("P`1", AUTH),
+    ] {
+        let req = ResearchRequest {
+            project: project.into(),
+            authorization: auth.into(),
+            spec: s(),
+        };
+        match v.research_export(&researcher(), &req) {
+            Err(Error::InvalidInput(i)) => {
+                assert_eq!(i.kind, medvault::InputKind::Context);
+                assert!(i.to_string().contains("printable ASCII"), "{i}");
+            }
+            other => panic!("{project:?}/{auth:?}: expected InvalidInput, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        v.destroy_research_key(&admin(), "P;1\nx"),
+        Err(Error::InvalidInput(_))
+    ));
+    // 128 printable bytes pass; 129 do not (the existing length rule).
+    let long = "A".repeat(128);
+    let ok = ResearchRequest {
+        project: "P-1 (cohort: 2026/07, v2.1)".into(),
+        authorization: long.clone(),
+        spec: s(),
+    };
+    v.research_export(&researcher(), &ok).unwrap();
+    let mut too_long = ok.clone();
+    too_long.authorization.push('A');
+    assert_eq!(
+        denied_rule(v.research_export(&researcher(), &too_long)),
+        "research-authorization"
+    );
+    // No entry of the log holds the forged text.
+    for e in v.audit_query(&admin(), &LogQuery::default()).unwrap() {
+        let all = format!("{} {:?}", e.note, e.reason);
+        assert!(!all.contains("sha256:0;") && !all.contains('\n'), "{all}");
+    }
+}
+
+/// A date shift never leaves the FHIR date range: a value whose shift crosses year 9999
+/// or year 1 is generalized to its year (docs/RESEARCH.md). The oracle is the FHIR
+/// `date` regular expression (FHIR "Data Types", "date"), applied to every date-like
+/// output string.
+#[test]
+fn a_date_shift_past_the_fhir_range_gives_the_year_not_an_invalid_date() {
+    let storage = MemoryStorage::new();
+    let v = vault(&storage, policy_k(1));
+    let mut seen_year_only = 0;
+    for i in 0..6 {
+        let p = format!("p{i}");
+        put_patient(&v, &p, "1970-05-06", "female");
+        let obs = format!(
+            r#"{{"resourceType":"Observation","id":"o{i}","status":"final","effectiveDateTime":"9999-12-31T23:59:59Z","issued":"0001-01-01T00:00:00Z","valuePeriod":{{"start":"9999-12","end":"0001-01"}}}}"#
+        );
+        put_text(&v, &p, "Observation", &format!("o{i}"), &obs);
+    }
+    let x = v
+        .research_export(
+            &researcher(),
+            &request("P-SHIFT", spec_of(&["Observation"], DateRule::Shift)),
+        )
+        .unwrap();
+    let fhir_date = regex_lite_date;
+    for (_, o) in parsed(&x) {
+        for s in [
+            &o["effectiveDateTime"],
+            &o["issued"],
+            &o["valuePeriod"]["start"],
+            &o["valuePeriod"]["end"],
+        ] {
+            let s = s.as_str().unwrap();
+            assert!(fhir_date(s), "not a FHIR date: {s}");
+            if s.len() == 4 {
+                seen_year_only += 1;
+            }
+        }
+    }
+    assert_eq!(x.manifest.records, 6);
+    // Every shift but 0 pushes one of each pair out of range.
+    assert!(seen_year_only >= 10, "{seen_year_only}");
+}
+
+/// FHIR `date`: `([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)(-(0[1-9]|1[0-2])(-(0[1-9]|[1-2][0-9]|3[0-1]))?)?`
+/// (FHIR "Data Types", "Primitive Types"), checked by hand: a four-digit year 0001 to
+/// 9999, then optionally `-MM` in 01..12 and `-DD` in 01..31.
+fn regex_lite_date(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let in_range = |r: std::ops::Range<usize>, max: u32| {
+        digits(r.clone()) && (1..=max).contains(&s[r].parse::<u32>().unwrap())
+    };
+    if !(b.len() == 4 || b.len() == 7 || b.len() == 10) || !digits(0..4) || &s[..4] == "0000" {
+        return false;
+    }
+    let month_ok = b.len() < 7 || (b[4] == b'-' && in_range(5..7, 12));
+    let day_ok = b.len() < 10 || (b[7] == b'-' && in_range(8..10, 31));
+    month_ok && day_ok
+}

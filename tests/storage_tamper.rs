@@ -440,3 +440,54 @@ fn every_vault_file_tampered_is_caught_or_harmless() {
         files.len()
     );
 }
+
+// ----- deleted objections and erasure marks ------------------------------------------
+
+/// A closed disk vault with patient `objector` objecting to research (an `'o'` key) and
+/// patient `gone` erased (an `'e'` key); then the keys of the record store (sled, read
+/// with sled itself, not medvault) that start with `prefix` are deleted.
+fn delete_marker_keys(dir: &std::path::Path, prefix: u8) {
+    {
+        let v = Vault::create_with(dir, raw_key(), options()).unwrap();
+        let pr = medvault::AccessContext::new("dpo-1", medvault::Purpose::PatientRequest);
+        for s in ["objector", "gone", "stays"] {
+            v.put(&ctx(), &RecordKey::new(s, "Patient", s), &json!({"a": 1}))
+                .unwrap();
+        }
+        v.set_research_objection(&pr, "objector", true).unwrap();
+        v.erase_subject(&pr, "gone").unwrap();
+        v.verify(&ctx(), None).unwrap();
+    }
+    let db = sled::open(dir.join("db")).unwrap();
+    let keys: Vec<_> = db
+        .scan_prefix([prefix])
+        .map(|r| r.unwrap().0.to_vec())
+        .collect();
+    assert_eq!(keys.len(), 1, "one {:?} key", prefix as char);
+    db.remove(&keys[0]).unwrap();
+    db.flush().unwrap();
+}
+
+/// The state digest covers the whole record store: deleting a research objection
+/// (the patient would silently re-enter research exports) or an erasure mark (the
+/// erased patient could be re-created by a re-import) from a closed vault's files is
+/// reported by `verify` as an integrity error naming the deleted key (`'o'` is 0x6f,
+/// `'e'` 0x65). Open alone does not notice (SECURITY.md "What is not protected": a read
+/// does not know the latest state; run `verify`).
+#[test]
+fn a_deleted_objection_or_erasure_mark_fails_verify() {
+    for prefix in [b'o', b'e'] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v");
+        delete_marker_keys(&path, prefix);
+        let v = open_disk(&path).unwrap();
+        verify_fails_naming(
+            &v,
+            &[
+                "state digest",
+                &format!("key {:02x}", prefix),
+                "missing (deleted)",
+            ],
+        );
+    }
+}

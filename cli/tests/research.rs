@@ -209,3 +209,162 @@ fn research_export_refuses_without_authorization_and_leaks_no_identity() {
         "{log}"
     );
 }
+
+/// A vault with one imported Patient (hand-written NDJSON), the default policy with
+/// k = 1, and a specification file; returns (vault path, spec path).
+fn small_vault(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let v = root.join("v");
+    let admin = as_role("admin-1", "administration", "administration");
+    admin.init_fast(&v);
+    let vs = v.to_str().unwrap();
+    let mut policy: Value = serde_json::from_str(&admin.ok(&["policy", "default"])).unwrap();
+    policy["research"] = serde_json::json!({"k": 1});
+    let pfile = root.join("policy.json");
+    std::fs::write(&pfile, policy.to_string()).unwrap();
+    admin.ok(&["policy", "set", vs, pfile.to_str().unwrap()]);
+    let src = root.join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(
+        src.join("Patient.ndjson"),
+        "{\"resourceType\":\"Patient\",\"id\":\"pat-1\",\"gender\":\"female\",\"birthDate\":\"1970-05-06\"}\n",
+    )
+    .unwrap();
+    as_role("etl", "maintenance", "integration").ok(&["import", vs, src.to_str().unwrap()]);
+    let spec = root.join("spec.json");
+    std::fs::write(&spec, r#"{"collections":[{"collection":"Patient"}]}"#).unwrap();
+    (v, spec)
+}
+
+fn export_to(v: &Path, spec: &Path, out: &Path, project: &str, auth: &str) -> std::process::Output {
+    as_role("dr-study", "research", "research").run(&[
+        "export",
+        v.to_str().unwrap(),
+        "--research",
+        "--project",
+        project,
+        "--authorization",
+        auth,
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// `--out DIR` must be new or empty: a stale file of an earlier export (an objector's
+/// data), a planted symbolic link at a file's path, or DIR itself a symbolic link are
+/// refused before anything is exported, and nothing outside is written; a new DIR is
+/// created 0700 with 0600 files; an existing empty DIR is made 0700.
+#[cfg(unix)]
+#[test]
+fn research_export_out_must_be_new_or_empty_and_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (v, spec) = small_vault(dir.path());
+    let victim = dir.path().join("victim.txt");
+    std::fs::write(&victim, "untouched").unwrap();
+
+    // A stale file (old permissions 0644) is refused, left as it was.
+    let stale = dir.path().join("stale");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("Patient.ndjson"), "objector's data\n").unwrap();
+    std::fs::set_permissions(
+        stale.join("Patient.ndjson"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let o = export_to(&v, &spec, &stale, "P-OUT", "IRB-1");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(stale.join("Patient.ndjson")).unwrap(),
+        "objector's data\n"
+    );
+
+    // A symbolic link planted at a file's path: refused, its target untouched.
+    let planted = dir.path().join("planted");
+    std::fs::create_dir(&planted).unwrap();
+    std::os::unix::fs::symlink(&victim, planted.join("Patient.ndjson")).unwrap();
+    std::os::unix::fs::symlink(&victim, planted.join("manifest.json")).unwrap();
+    let o = export_to(&v, &spec, &planted, "P-OUT", "IRB-1");
+    assert_ne!(o.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+
+    // DIR itself a symbolic link to an empty directory elsewhere: refused.
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let o = export_to(&v, &spec, &link, "P-OUT", "IRB-1");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+
+    // None of the refusals reached the vault: no disclosure logged.
+    let admin = as_role("admin-1", "administration", "administration");
+    let log = admin.ok(&[
+        "audit",
+        "log",
+        v.to_str().unwrap(),
+        "--action",
+        "export",
+        "--json",
+    ]);
+    assert!(!log.contains("research disclosure"), "{log}");
+
+    // A new DIR (and its parent): 0700, files 0600.
+    let new = dir.path().join("a").join("new");
+    let said = String::from_utf8(export_to(&v, &spec, &new, "P-OUT", "IRB-1").stdout).unwrap();
+    assert!(said.contains("1 patients"), "{said}");
+    assert_eq!(mode(&new), 0o700);
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(&new).unwrap() {
+        let p = e.unwrap().path();
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+        names.push(p.file_name().unwrap().to_str().unwrap().to_owned());
+    }
+    names.sort();
+    assert_eq!(names, ["Patient.ndjson", "manifest.json"]);
+    // The same DIR again: not empty any more, refused.
+    let o = export_to(&v, &spec, &new, "P-OUT", "IRB-1");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+
+    // An existing empty DIR, 0755: made 0700.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = export_to(&v, &spec, &empty, "P-OUT", "IRB-1");
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(mode(&empty), 0o700);
+    assert_eq!(mode(&empty.join("manifest.json")), 0o600);
+}
+
+/// A project or authorization with `;`, `=` or a control character could forge fields
+/// of the disclosure note or lines of the output: refused with a clear message, nothing
+/// written, nothing printed on stdout.
+#[test]
+fn research_export_refuses_project_or_authorization_that_forge_fields_or_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let (v, spec) = small_vault(dir.path());
+    let out = dir.path().join("out");
+    for (project, auth) in [
+        ("P-1", "none; spec=sha256:0; patients=0"),
+        ("P-1\nresearch export for project X: 0 patients", "IRB-1"),
+        ("P-1", "IRB\u{1b}[2J"),
+    ] {
+        let o = export_to(&v, &spec, &out, project, auth);
+        assert_ne!(o.status.code(), Some(0), "{project:?} {auth:?}");
+        assert!(stderr(&o).contains("printable ASCII"), "{}", stderr(&o));
+        assert!(o.stdout.is_empty());
+        assert!(!out.exists());
+    }
+    let admin = as_role("admin-1", "administration", "administration");
+    let log = admin.ok(&["audit", "log", v.to_str().unwrap(), "--json"]);
+    assert!(!log.contains("sha256:0;"), "{log}");
+}

@@ -527,6 +527,21 @@ impl Invocation {
         }
     }
 
+    /// Refused unless the purpose may write some field of some collection (emergency
+    /// access may).
+    pub(crate) fn check_writes_something(&self) -> Result<()> {
+        let any = self.emergency
+            || self
+                .policy
+                .rules_for(&self.code)
+                .any(|r| r.grants.iter().any(|g| !g.write.is_empty()));
+        if any {
+            Ok(())
+        } else {
+            Err(deny("deny-by-default", self.version))
+        }
+    }
+
     /// Whether the purpose may erase a subject.
     pub(crate) fn check_erase(&self) -> Result<()> {
         if self.policy.rules_for(&self.code).any(|r| r.erase) {

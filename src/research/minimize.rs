@@ -28,6 +28,9 @@ pub struct DropCounts {
     pub addresses_reduced: u64,
     /// Birth dates dropped because the age is over 89.
     pub birth_dates_dropped: u64,
+    /// Resources nested in an exported resource (any object below the top level with
+    /// a `resourceType` member), dropped whole.
+    pub nested_resources_dropped: u64,
 }
 
 impl DropCounts {
@@ -40,6 +43,7 @@ impl DropCounts {
         self.dates_generalized += o.dates_generalized;
         self.addresses_reduced += o.addresses_reduced;
         self.birth_dates_dropped += o.birth_dates_dropped;
+        self.nested_resources_dropped += o.nested_resources_dropped;
     }
 }
 
@@ -54,15 +58,18 @@ struct Walk<'a> {
 /// the project's pseudonyms `names`. `age_grouped`: the patient is over 89 (a Patient's
 /// `birthDate` is then dropped). `shift_days`: the patient's date shift under
 /// [`DateRule::Shift`] ([`ProjectPseudonyms::shift_days`]), ignored otherwise. Returns the minimized resource and what changed;
-/// `None` when the resource is not an object or its collection is not in `spec`.
+/// `None` when the resource is not an object, its `resourceType` is not `collection`,
+/// or its collection is not in `spec` or is a [`super::CONTAINER_TYPES`] one.
 ///
 /// Rules, in order, for each member at every depth: a name in [`DIRECT_IDENTIFIERS`]
 /// not kept by [`DataSpec::keep_identifiers`] is dropped; `address` is reduced to
 /// `{"postalCode": first N characters}` (dropped when N is 0 or no postal code); the
 /// `display` of an object holding a `reference` is dropped; a `reference` is
 /// pseudonymized; a string that is a FHIR date, dateTime or instant is generalized
-/// (`birthDate` always to the year); objects and arrays left empty are dropped. At the
-/// top level only the specification's fields are kept, and `id` is pseudonymized.
+/// (`birthDate` always to the year); an object below the top level with a
+/// `resourceType` member (a nested resource: Bundle entries, `contained`, Parameters)
+/// is dropped whole; objects and arrays left empty are dropped. At the top level only
+/// the specification's fields are kept, and `id` is pseudonymized.
 pub fn minimize(
     resource: &JsonText,
     collection: &str,
@@ -71,9 +78,18 @@ pub fn minimize(
     age_grouped: bool,
     shift_days: i64,
 ) -> Option<(JsonText, DropCounts)> {
+    if super::CONTAINER_TYPES.contains(&collection) {
+        return None;
+    }
     let cspec = spec.collection(collection)?;
     let tree = resource.tree();
     let obj = tree.as_object()?;
+    // Only a resource of its own collection's type: a Bundle put in another collection
+    // would carry its entries' URLs and whole resources past the rules.
+    let ty = obj.get("resourceType")?.as_str()?.unescape();
+    if *ty != *collection {
+        return None;
+    }
     let mut w = Walk {
         spec,
         shift_days,
@@ -176,6 +192,11 @@ impl Walk<'_> {
 
     fn value(&mut self, v: &Value<'_>) -> Option<Zeroizing<String>> {
         match v {
+            Value::Object(o) if o.get("resourceType").is_some() => {
+                // A resource nested in another: never exported (docs/RESEARCH.md).
+                self.counts.nested_resources_dropped += 1;
+                None
+            }
             Value::Object(o) => {
                 let in_ref = o.get("reference").is_some();
                 let mut out = Zeroizing::new(String::with_capacity(o.raw().len()));
@@ -313,6 +334,11 @@ pub(crate) fn generalize_date(s: &str, rule: DateRule, shift_days: i64) -> Optio
             let m: u32 = m.parse().ok()?;
             let d = valid_day.unwrap_or(1);
             let (y, m, d) = super::civil_from_days(super::days_from_civil(y, m, d) + shift_days);
+            if !(1..=9999).contains(&y) {
+                // No valid FHIR date (four-digit year, year 0001 at the earliest):
+                // the year only, unshifted, as `YYYY` values are.
+                return Some(year.to_owned());
+            }
             match day {
                 Some(_) => format!("{y:04}-{m:02}-{d:02}"),
                 None => format!("{y:04}-{m:02}"),
@@ -369,5 +395,10 @@ mod tests {
         assert_eq!(s("2024-03", -1).as_deref(), Some("2024-02"));
         assert_eq!(s("2024", 100).as_deref(), Some("2024"));
         assert_eq!(s("2024-06-15", 0).as_deref(), Some("2024-06-15"));
+        // A shift past the FHIR date range: the year only (docs/RESEARCH.md).
+        assert_eq!(s("9999-12-31T23:59:59Z", 1).as_deref(), Some("9999"));
+        assert_eq!(s("9999-12", 31).as_deref(), Some("9999"));
+        assert_eq!(s("0001-01-01", -1).as_deref(), Some("0001"));
+        assert_eq!(s("9999-12-30", 1).as_deref(), Some("9999-12-31"));
     }
 }

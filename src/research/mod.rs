@@ -44,6 +44,30 @@ pub const MAX_AGE: i32 = 89;
 /// Maximum length of a project id or an authorization reference, in bytes.
 pub const MAX_REF_LEN: usize = 128;
 
+/// FHIR resource types whose resources carry other whole resources (Bundle
+/// `entry.resource`, `entry.response.outcome`; Parameters `parameter.resource`): a
+/// specification naming one is refused (rule [`rules::NESTED`]), because a nested
+/// resource keeps its own ids, identifiers, dates, URLs (`fullUrl`, `request.url`,
+/// `response.location`) and may be another patient's, escaping k-anonymity and that
+/// patient's objection. Nested resources in any other record are dropped
+/// ([`minimize`]): only top-level resources leave.
+pub const CONTAINER_TYPES: [&str; 2] = ["Bundle", "Parameters"];
+
+/// Whether `s` is acceptable as a project id or an authorization reference: 1 to
+/// [`MAX_REF_LEN`] bytes of printable ASCII (0x20 to 0x7E) other than `;`, `=` and
+/// `` ` ``, not only spaces. These strings are written into the disclosure entry's
+/// note (`name=value; ...`), the manifest and the CLI's output: a `;`, `=`, newline or
+/// other control character could forge fields or lines there.
+pub fn valid_reference(s: &str) -> bool {
+    !s.trim().is_empty() && s.len() <= MAX_REF_LEN && s.bytes().all(reference_byte)
+}
+
+/// Whether byte `b` may appear in a project id or authorization reference
+/// ([`valid_reference`]).
+pub(crate) fn reference_byte(b: u8) -> bool {
+    (0x20..=0x7e).contains(&b) && !matches!(b, b';' | b'=' | b'`')
+}
+
 /// Member names dropped at every depth unless the specification keeps them and the
 /// policy allows it ([`ResearchPolicy::allow_identifiers`]): FHIR direct identifiers
 /// (`name`, `identifier`, `masterIdentifier`, `telecom`, `photo`, `contact`, `link`),
@@ -208,12 +232,16 @@ pub mod rules {
     pub const IDENTIFIER: &str = "research-identifier";
     /// Recording an objection needs the patient-request purpose (`PATRQT`).
     pub const OBJECTION: &str = "research-objection-purpose";
+    /// The specification names a collection whose resources carry other resources
+    /// ([`super::CONTAINER_TYPES`]: Bundle, Parameters).
+    pub const NESTED: &str = "research-nested-resources";
 }
 
 impl ResearchRequest {
     /// The guard's checks of the request against `policy` (the default research policy
     /// when the vault has none): `Err(rule)` names the [`rules`] constant that refuses.
     pub fn check(&self, policy: &ResearchPolicy) -> std::result::Result<(), &'static str> {
+        // The charset ([`valid_reference`]) is checked by the vault first.
         let ok_ref = |s: &str| !s.trim().is_empty() && s.len() <= MAX_REF_LEN;
         if !ok_ref(&self.authorization) {
             return Err(rules::AUTHORIZATION);
@@ -230,6 +258,12 @@ impl ResearchRequest {
                 .any(|c| c.fields.is_empty() || !seen.insert(c.collection.as_str()))
         {
             return Err(rules::SPECIFICATION);
+        }
+        if s.collections
+            .iter()
+            .any(|c| CONTAINER_TYPES.contains(&c.collection.as_str()))
+        {
+            return Err(rules::NESTED);
         }
         for id in &s.keep_identifiers {
             if !policy.allow_identifiers.iter().any(|a| a == id) {
@@ -307,7 +341,7 @@ pub(crate) fn rule_sentences(spec: &DataSpec, k: usize) -> Vec<String> {
     vec![
         "resource ids and references replaced by per-project pseudonyms (HMAC-SHA-256 under HKDF(project seed, project id)); reference display text dropped".to_owned(),
         format!(
-            "direct identifiers, narrative, notes, attachments, extensions and contained resources dropped at every depth ({}); kept by the specification: {:?}",
+            "direct identifiers, narrative, notes, attachments, extensions and contained resources dropped at every depth ({}); kept by the specification: {:?}; any other resource nested in a resource dropped, a record whose resourceType is not its collection not exported, Bundle and Parameters refused",
             DIRECT_IDENTIFIERS.join(", "),
             spec.keep_identifiers
         ),

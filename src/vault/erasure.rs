@@ -246,8 +246,11 @@ impl Vault {
 
     /// Whether `subject` was erased and not re-admitted since: a lookup in the erasure
     /// memory, e.g. for an import to set aside an erased patient's records. Logged as
-    /// `search`, naming the subject by pseudonym. Fails with [`Error::InvalidInput`] (id
-    /// empty or too long), [`Error::Integrity`] (a mark fails its MAC),
+    /// `search`, naming the subject by pseudonym. Under an access policy, needs a role
+    /// allowed to erase, the `audit` capability, or a purpose that may write some
+    /// collection (an importer, whose writes for an erased subject are refused anyway);
+    /// otherwise [`Error::AccessDenied`] (research and billing under the default
+    /// policy). Fails with [`Error::InvalidInput`] (id empty or too long), [`Error::Integrity`] (a mark fails its MAC),
     /// [`Error::Storage`].
     ///
     /// ```
@@ -269,6 +272,16 @@ impl Vault {
         let tag = self.subject_tag(subject);
         let erased = self.guarded(ctx, Action::Search, Some(tag), || {
             validate_id("subject", subject)?;
+            // Under a policy, whether a patient was erased is itself personal data: who
+            // may erase or audit may ask, and so may a writer (an importer), whose
+            // writes for an erased subject are refused anyway.
+            let d = self.decide(ctx)?;
+            if let Err(denied) = d.check_erase()
+                && self.require_capability(ctx, "audit").is_err()
+                && d.check_writes_something().is_err()
+            {
+                return Err(denied);
+            }
             Ok(self.erasure_mark_of(&tag)?.is_some())
         })?;
         let mut e = PendingEntry::new(ctx, Action::Search, Outcome::Ok);

@@ -51,6 +51,14 @@ impl Decision {
         }
     }
 
+    /// Refused unless the purpose may write something (of some collection).
+    pub(super) fn check_writes_something(&self) -> Result<()> {
+        match &self.0 {
+            None => Ok(()),
+            Some(inv) => inv.check_writes_something(),
+        }
+    }
+
     /// Refused unless the purpose may erase a subject.
     pub(super) fn check_erase(&self) -> Result<()> {
         match &self.0 {

@@ -12,17 +12,32 @@ use super::{Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target, now_ms};
 use crate::context::{AccessContext, Purpose};
 use crate::crypto::SecretKey;
-use crate::error::{Denial, Error, Result, Structure};
+use crate::error::{Denial, Error, InputKind, Result, Structure};
 use crate::json::JsonText;
 use crate::keyring::{SubjectKeys, SubjectTag};
 use crate::keyspace;
 use crate::record::RecordKey;
+use crate::research::reference_byte;
 use crate::research::{
     DropCounts, Manifest, ProjectPseudonyms, QuasiIdentifiers, RESEARCH_PURPOSE, ResearchExport,
     ResearchPolicy, ResearchRequest, k_anonymity, minimize, open_objection, open_seed,
     rule_sentences, rules, seal_objection, seal_seed, year_of_ms,
 };
 use crate::storage::{WriteBatch, prefix_end};
+
+/// Refuses a project id or an authorization reference holding a byte outside the
+/// charset of [`crate::research::valid_reference`] (empty, blank or long ones are
+/// refused by the guard's own rules).
+fn check_references(project: &str, authorization: &str) -> Result<()> {
+    let bad = |s: &str| !s.bytes().all(reference_byte);
+    if bad(project) || bad(authorization) {
+        return Err(Error::invalid(
+            InputKind::Context,
+            "a research project id or authorization reference must be 1 to 128 bytes of printable ASCII without ';', '=' or '`' (docs/RESEARCH.md)",
+        ));
+    }
+    Ok(())
+}
 
 /// One patient read for an export, before the k-anonymity check.
 struct Candidate {
@@ -83,6 +98,7 @@ impl Vault {
                 .get()
                 .map(|(_, p)| p.research.clone())
                 .unwrap_or_default();
+            check_references(&req.project, &req.authorization)?;
             req.check(&policy)
                 .map_err(|rule| self.research_denied(rule))?;
             self.build_research_export(ctx, req, &policy)
@@ -404,6 +420,7 @@ impl Vault {
             let _g = lock(&self.key_op_lock);
             let batch = self.guarded(ctx, Action::KeyRotation, None, || {
                 self.require_capability(ctx, "keys")?;
+                check_references(project, "-")?;
                 let sk = keyspace::research_seed(&self.pseudonyms, project);
                 if self.storage.get(&sk)?.is_none() {
                     return Err(Error::NotFound);
@@ -415,10 +432,7 @@ impl Vault {
             let e = noted(
                 ctx,
                 Action::KeyRotation,
-                format!(
-                    "research project key destroyed: project={}",
-                    project.chars().take(128).collect::<String>()
-                ),
+                format!("research project key destroyed: project={project}"),
             );
             let r = self.commit(batch, vec![e], &[], Flush::Write);
             if r.is_err() {

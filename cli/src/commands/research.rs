@@ -99,7 +99,8 @@ pub struct ExportArgs<'a> {
 }
 
 /// `medvault export VAULT --research ...`: writes `<resourceType>.ndjson` files and
-/// `manifest.json` into `--out`. A missing project, authorization or specification is
+/// `manifest.json` into `--out`, which must be new or an empty directory (created 0700;
+/// files created new, 0600, never through a symbolic link). A missing project, authorization or specification is
 /// passed to the vault as empty, so the refusal is the guard's, and logged.
 pub fn export(a: ExportArgs<'_>, args: &AccessArgs) -> CliResult {
     let out = a
@@ -121,10 +122,12 @@ pub fn export(a: ExportArgs<'_>, args: &AccessArgs) -> CliResult {
         authorization: a.authorization.unwrap_or_default().to_owned(),
         spec,
     };
+    // Checked before the export, so that a disclosure is not logged for data that
+    // cannot be written.
+    let existed = check_out_dir(out)?;
     let (ctx, vault) = access::open(a.vault, args)?;
     let x = vault.research_export(&ctx, &req)?;
-    std::fs::create_dir_all(out)
-        .map_err(|e| Failure::other(format!("cannot create {}: {e}", out.display())))?;
+    make_out_dir(out, existed)?;
     let mut files: std::collections::BTreeMap<&str, std::fs::File> = Default::default();
     for (ty, text) in &x.resources {
         if !ty.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -183,10 +186,60 @@ fn read_spec(p: &Path) -> CliResult<DataSpec> {
         .map_err(|e| Failure::usage(format!("specification {}: {e}", p.display())))
 }
 
-/// Creates (or truncates) `path` readable and writable by the owner only.
+/// `--out DIR` must be new or an empty directory (not a symlink): no stale file of an
+/// earlier export (an objector's data) survives next to the new one, and no file is
+/// written through a planted link. Returns whether it exists.
+fn check_out_dir(out: &Path) -> CliResult<bool> {
+    match std::fs::symlink_metadata(out) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Failure::other(format!("--out {}: {e}", out.display()))),
+        Ok(m) if !m.is_dir() => Err(Failure::usage(format!(
+            "--out {} is not a directory (or is a symbolic link); give a new or empty directory",
+            out.display()
+        ))),
+        Ok(_) => {
+            let mut entries = std::fs::read_dir(out)
+                .map_err(|e| Failure::other(format!("--out {}: {e}", out.display())))?;
+            if entries.next().is_some() {
+                return Err(Failure::usage(format!(
+                    "--out {} is not empty; give a new or empty directory",
+                    out.display()
+                )));
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// Creates `out` (its parents as needed) readable by the owner only (0700 on Unix); an
+/// existing empty `out` is made 0700.
+fn make_out_dir(out: &Path, existed: bool) -> CliResult {
+    let fail = |e: std::io::Error| Failure::other(format!("cannot create {}: {e}", out.display()));
+    if existed {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(out, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+        }
+        return Ok(());
+    }
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(fail)?;
+    }
+    let mut b = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(out).map_err(fail)
+}
+
+/// Creates `path`, which must not exist (no symbolic link is followed: `O_EXCL`),
+/// readable and writable by the owner only (0600 on Unix).
 fn private_file(path: &Path) -> CliResult<std::fs::File> {
     let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
+    o.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
