@@ -38,6 +38,7 @@
 #![deny(clippy::unwrap_used)]
 
 pub mod audit;
+pub mod civil;
 mod codec;
 pub mod commit;
 pub mod context;

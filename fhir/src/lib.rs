@@ -34,7 +34,7 @@
 #![deny(clippy::unwrap_used)]
 
 mod bundle;
-pub mod civil;
+pub use medvault::civil;
 pub mod export;
 pub mod import;
 mod indexes;

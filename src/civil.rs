@@ -2,8 +2,9 @@
 //! time-zone database), by the `days_from_civil` / `civil_from_days` algorithms of
 //! Howard Hinnant, "chrono-Compatible Low-Level Date Algorithms" (public domain). FHIR
 //! `date` and `dateTime` values (FHIR R4, "Data Types", "date" and "dateTime") use this
-//! calendar; the synthetic generator writes them with it and the `medvault` command
-//! formats and parses access-log times with it.
+//! calendar; the research export generalizes and shifts them with it, the synthetic
+//! generator of medvault-fhir writes them with it and the `medvault` command formats and
+//! parses access-log times with it (one copy, re-exported as `medvault_fhir::civil`).
 
 /// Days since 1970-01-01 of the civil date `y-m-d` (`m` in 1..=12, `d` in 1..=31; not
 /// validated: an out-of-range day counts on into the next month). Negative before 1970.
