@@ -45,6 +45,9 @@ struct Cfg {
     only_medvault: bool,
     dir: PathBuf,
     json: PathBuf,
+    /// Subjects of the key-hierarchy vault (root-key change and vault-KEK rewrap measured
+    /// at this size, not extrapolated); 0 skips it.
+    key_subjects: u64,
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -76,6 +79,7 @@ impl Cfg {
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
             json,
+            key_subjects: env_u64("MEDVAULT_BENCH_KEY_SUBJECTS", 1_000_000),
         }
     }
 }
@@ -398,6 +402,72 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Span) {
             cpu: cpu_secs() - c,
         },
     )
+}
+
+/// The key hierarchy at `cfg.key_subjects` subjects (default 1M, one small record each,
+/// imported in batches of 1,000 under `Durability::Background`), measured once, not
+/// extrapolated: a root-key change with a raw key (so the figure is what follows the
+/// KDF; issue 14: <= 50 ms) and a vault-KEK rotation rewrapping every subject entry
+/// (<= 10 s).
+fn key_hierarchy(cfg: &Cfg, fig: &mut Figures) {
+    let n = cfg.key_subjects;
+    if n == 0 {
+        return;
+    }
+    let base = cfg
+        .dir
+        .join(format!("medvault-compare-keys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let cx = ctx();
+    let t = Instant::now();
+    let vault = Vault::create_with(
+        base.join("v"),
+        KeySource::raw(ROOT_KEY),
+        vault_options(cfg, Durability::Background),
+    )
+    .expect("create key vault");
+    let mut i = 0u64;
+    while i < n {
+        let end = (i + 1000).min(n);
+        let batch: Vec<(RecordKey, serde_json::Value)> = (i..end)
+            .map(|s| {
+                (
+                    RecordKey::new(format!("subject-{s:08}"), "Patient", "p"),
+                    serde_json::json!({"resourceType": "Patient", "id": "p"}),
+                )
+            })
+            .collect();
+        vault
+            .put_many(&cx, batch.iter().map(|(k, r)| (k, r)), Action::Import)
+            .expect("key vault import");
+        i = end;
+    }
+    vault.sync().expect("sync");
+    eprintln!(
+        "  key hierarchy: {n} subjects written in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let (_, t) = timed(|| {
+        vault
+            .rotate_root_key(
+                &cx,
+                KeySource::raw(ROOT_KEY_2),
+                KdfParams::default(),
+                &mut |_| {},
+            )
+            .expect("rotate root key")
+    });
+    fig.add("key_hierarchy.root_rotation_ms", t.wall.as_secs_f64() * 1e3);
+    let (rewrapped, t) = timed(|| {
+        vault
+            .rotate_vault_kek(&cx, &mut |_| {})
+            .expect("rotate vault KEK")
+    });
+    fig.rate("key_hierarchy.kek_rotation", rewrapped, t);
+    fig.add("key_hierarchy.kek_rotation_s", t.wall.as_secs_f64());
+    fig.add("key_hierarchy.subjects", rewrapped as f64);
+    drop(vault);
+    let _ = std::fs::remove_dir_all(&base);
 }
 
 /// One round: every workload on every system, in an order that rotates with the round.
@@ -745,12 +815,24 @@ fn round(cfg: &Cfg, r: usize, fig: &mut Figures, notes: &mut BTreeMap<String, St
 
     // --- full scan decrypting every field -----------------------------------------------
     let mv_scan = |fig: &mut Figures| {
+        // Subjects read 256 at a time: one access-log commit per batch (one read entry
+        // per subject in it), each record deserialized into the same struct as the
+        // other systems.
         let (count, t) = timed(|| {
             let mut count = 0u64;
-            for s in vault.subjects(&cx).expect("subjects") {
-                let rs: Vec<(RecordKey, Rec)> = vault.records_of(&cx, &s, None).expect("scan");
-                count += rs.len() as u64;
-                std::hint::black_box(rs);
+            let subjects = vault.subjects(&cx).expect("subjects");
+            for batch in subjects.chunks(256) {
+                let names: Vec<&str> = batch.iter().map(String::as_str).collect();
+                let read = vault
+                    .records_of_subjects_json(&cx, &names, None, medvault::Action::Read)
+                    .expect("scan");
+                for (_, records) in read {
+                    for (k, text) in records {
+                        let r: Rec = text.deserialize().expect("decode");
+                        count += 1;
+                        std::hint::black_box((k, r));
+                    }
+                }
             }
             count
         });
@@ -786,20 +868,15 @@ fn round(cfg: &Cfg, r: usize, fig: &mut Figures, notes: &mut BTreeMap<String, St
         sq_scan(fig, &sq);
     }
 
-    // --- root-key rotation: rewrap every subject entry --------------------------------
+    // --- vault-KEK rotation: rewrap every subject entry (the root change is O(1)) -----
     {
         let (rewrapped, t) = timed(|| {
             vault
-                .rotate_root_key(
-                    &cx,
-                    KeySource::raw(ROOT_KEY_2),
-                    KdfParams::default(),
-                    &mut |_| {},
-                )
-                .expect("rotate root key")
+                .rotate_vault_kek(&cx, &mut |_| {})
+                .expect("rotate vault KEK")
         });
-        fig.rate("root_rotation.medvault", rewrapped, t);
-        fig.add("root_rotation.subjects", rewrapped as f64);
+        fig.rate("kek_rotation.medvault", rewrapped, t);
+        fig.add("kek_rotation.subjects", rewrapped as f64);
     }
 
     drop((vault, sled_db, nolog_db));
@@ -849,6 +926,7 @@ fn main() {
     let mut fig = Figures::default();
     let mut notes = BTreeMap::new();
     let started = Instant::now();
+    key_hierarchy(&cfg, &mut fig);
     for r in 0..cfg.rounds {
         let t = Instant::now();
         round(&cfg, r, &mut fig, &mut notes);
@@ -974,25 +1052,40 @@ fn main() {
             1.0,
         ),
     ];
-    let root_rate = med("root_rotation.medvault");
-    let root_1m = root_rate.map(|r| 1e6 / r);
+    let kek_secs = med("key_hierarchy.kek_rotation_s");
+    let kek_n = med("key_hierarchy.subjects");
     rows.push(Row {
-        workload: "root-key rotation: rewrap (extrapolated to 1M subject keys)",
+        workload: "vault-KEK rotation: rewrap every subject entry (measured)",
         sled: "".into(),
         medvault: format!(
-            "{} ({} keys)",
-            fmt_rate(root_rate),
-            med("root_rotation.subjects")
-                .map(|v| format!("{v:.0}"))
-                .unwrap_or_default()
+            "{} ({} entries; {} in the rounds' vault)",
+            fmt_rate(med("key_hierarchy.kek_rotation")),
+            kek_n.map(|v| format!("{v:.0}")).unwrap_or_default(),
+            fmt_rate(med("kek_rotation.medvault"))
         ),
         sqlcipher: "".into(),
-        ratio: root_1m,
-        ratio_text: root_1m
-            .map(|s| format!("{s:.1} s / 1M"))
+        ratio: kek_secs,
+        ratio_text: kek_secs
+            .map(|s| format!("{s:.1} s"))
             .unwrap_or_else(|| "n/a".into()),
-        goal: "<= 10 s",
-        holds: root_1m.map(|s| s <= 10.0),
+        goal: "<= 10 s at 1M",
+        holds: kek_secs.zip(kek_n).map(|(s, n)| n >= 1e6 && s <= 10.0),
+    });
+    let root_ms = med("key_hierarchy.root_rotation_ms");
+    rows.push(Row {
+        workload: "passphrase / root-key change, after the KDF (measured)",
+        sled: "".into(),
+        medvault: format!(
+            "{} subjects",
+            kek_n.map(|v| format!("{v:.0}")).unwrap_or_default()
+        ),
+        sqlcipher: "".into(),
+        ratio: root_ms,
+        ratio_text: root_ms
+            .map(|s| format!("{s:.1} ms"))
+            .unwrap_or_else(|| "n/a".into()),
+        goal: "<= 50 ms at 1M",
+        holds: root_ms.zip(kek_n).map(|(s, n)| n >= 1e6 && s <= 50.0),
     });
     let dek = ratio(med("dek_rotation.medvault"), med("import.medvault"));
     rows.push(Row {
@@ -1248,7 +1341,8 @@ fn main() {
             "single_put.medvault.background": "Background (sled flush every 500 ms)",
             "single_put.sqlcipher.normal": "WAL, synchronous=NORMAL",
             "dek_rotation.medvault": "Writes",
-            "root_rotation.medvault": "Background (header writes are always fsync'd)"
+            "kek_rotation.medvault": "Background (header writes are always fsync'd)",
+            "key_hierarchy": "Background import; root change and KEK rotation fsync their header writes and log entries"
         },
         "rows": json_rows,
         "cpu_normalized_rows": cpu_rows,

@@ -1,8 +1,12 @@
 //! Criterion benches of the vault operations, each with its access-log entry: put, get of
-//! all fields, get of one field, the scan of one subject (`records_of`), a batched import
-//! (`put_many` of 1000), `verify`, root-key and data-key rotation; on the ~1 KiB 12-field
-//! records of `workload` and on synthetic FHIR patients (`fhir::synth::generate`); plus
-//! the record codec alone (`codec/*`, through the hidden `testing::bench`, feature `testing`).
+//! all fields, get of one field, the scan of one subject (`records_of`), a full scan of
+//! every subject in batches (`records_of_subjects_json`), random reads with the key
+//! cache at its default and smallest byte budgets, a batched import (`put_many` of 1000),
+//! `verify`, open after the KDF, root-key and data-key rotation; on the ~1 KiB 12-field
+//! records of `workload` and on synthetic FHIR patients (`fhir::synth::generate`); the log
+//! store's read paths (`logstore/*`: the backward probe for the last entries, tail
+//! recovery, the forward walk); plus the record codec alone (`codec/*`, through the hidden
+//! `testing::bench`, feature `testing`).
 //!
 //! Vaults use a raw root key (no Argon2id) and live in a temporary directory.
 
@@ -82,6 +86,36 @@ fn records(c: &mut Criterion) {
             black_box(out.len())
         })
     });
+    // The full-scan path: every subject, 256 per access-log commit.
+    let subjects: Vec<String> = (0..PRELOAD / workload::RECORDS_PER_SUBJECT)
+        .map(workload::subject)
+        .collect();
+    g.throughput(Throughput::Elements(PRELOAD));
+    g.sample_size(10);
+    g.bench_function(
+        format!("scan_{PRELOAD}_records_256_subjects_per_commit"),
+        |b| {
+            b.iter(|| {
+                let mut n = 0usize;
+                for batch in subjects.chunks(256) {
+                    let names: Vec<&str> = batch.iter().map(String::as_str).collect();
+                    for (_, records) in v
+                        .records_of_subjects_json(&cx, &names, None, Action::Read)
+                        .expect("scan")
+                    {
+                        for (_, text) in records {
+                            n += black_box(text.deserialize::<Rec>().expect("decode"))
+                                .mrn
+                                .len();
+                        }
+                    }
+                }
+                n
+            })
+        },
+    );
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(100);
     // New records above the preload, so each put is an insert.
     let fresh = AtomicU64::new(PRELOAD);
     g.bench_function("put/durability_writes", |b| {
@@ -167,6 +201,38 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
+/// Random reads over 1000 subjects with a key cache that holds them all (the default
+/// budget) and with the smallest one (32 KiB, ~14 subjects: nearly every read unwraps the
+/// subject's keys): the cost the byte-sized cache removes.
+fn key_cache(c: &mut Criterion) {
+    let cx = ctx();
+    let mut g = c.benchmark_group("vault/key_cache");
+    g.throughput(Throughput::Elements(1));
+    for (name, bytes) in [
+        ("default", medvault::DEFAULT_KEY_CACHE_BYTES),
+        ("minimum", 0),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let opts = VaultOptions {
+            durability: Durability::Writes,
+            key_cache_bytes: bytes,
+            ..VaultOptions::default()
+        };
+        let v = Vault::create_with(dir.path().join("v"), KeySource::raw([0x42; 32]), opts)
+            .expect("create vault");
+        preload(&v, PRELOAD);
+        let keys = sample(PRELOAD, 4096, 11);
+        let next = AtomicU64::new(0);
+        g.bench_function(format!("get_all_fields_random_subject/{name}"), |b| {
+            b.iter(|| {
+                let k = key(keys[(next.fetch_add(1, Ordering::Relaxed) % 4096) as usize]);
+                v.get::<Rec>(&cx, &k).expect("get")
+            })
+        });
+    }
+    g.finish();
+}
+
 fn verify(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let v = new_vault(dir.path(), Durability::Background);
@@ -182,6 +248,88 @@ fn verify(c: &mut Criterion) {
     g.finish();
 }
 
+/// Open after the KDF (raw root key) of a vault of `PRELOAD` records: sled's own open,
+/// the anchor and marker checks, the tail recovery and the policy-version check, which
+/// reads the log's last entries backward from its end (never the whole log).
+fn open(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    drop({
+        let v = new_vault(dir.path(), Durability::Writes);
+        preload(&v, PRELOAD);
+        v
+    });
+    let mut g = c.benchmark_group("vault/open");
+    g.sample_size(20);
+    g.bench_function(format!("raw_key_{PRELOAD}_records"), |b| {
+        b.iter(|| {
+            Vault::open_with(
+                dir.path().join("v"),
+                KeySource::raw([0x42; 32]),
+                VaultOptions::default(),
+            )
+            .expect("open")
+        })
+    });
+    g.finish();
+}
+
+/// The log store's paths open and verify use: the backward probe for the last entries
+/// (`read_back`), the tail recovery from a remembered position, and the forward walk.
+fn logstore(c: &mut Criterion) {
+    use medvault::logstore::{FRAME_VERSION, Frame, LogPos, LogStore, SegmentLog};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = medvault::VaultId::from([7; 16]);
+    let n = 100_000u64;
+    let end = {
+        let log = SegmentLog::create(dir.path(), id, Default::default()).expect("create log");
+        let mut end = log.end();
+        for first in (0..n).step_by(1000) {
+            let frames: Vec<Frame> = (first..first + 1000)
+                .map(|seq| Frame {
+                    seq,
+                    version: FRAME_VERSION,
+                    flags: 0,
+                    body: vec![seq as u8; 270],
+                    link: [1; 32],
+                })
+                .collect();
+            end = log.append(&frames).expect("append");
+        }
+        log.sync().expect("sync");
+        end
+    };
+    let log = SegmentLog::open(dir.path(), id, Default::default()).expect("open log");
+    log.recover(&end).expect("recover");
+    let mut g = c.benchmark_group("logstore/100k_frames");
+    g.bench_function("read_back_64", |b| {
+        b.iter(|| black_box(log.read_back(64).expect("read_back")))
+    });
+    g.bench_function("recover_from_end", |b| {
+        b.iter(|| black_box(log.recover(&end).expect("recover")))
+    });
+    let near_end = LogPos {
+        next_seq: n - 1000,
+        segment: 0,
+        offset: end.offset - 1000 * (54 + 270),
+    };
+    g.bench_function("recover_last_1000", |b| {
+        b.iter(|| black_box(log.recover(&near_end).expect("recover")))
+    });
+    g.throughput(Throughput::Elements(n));
+    g.sample_size(10);
+    g.bench_function("read_all", |b| {
+        b.iter(|| {
+            let mut k = 0u64;
+            for f in log.read(0).expect("read") {
+                black_box(f.expect("frame"));
+                k += 1;
+            }
+            k
+        })
+    });
+    g.finish();
+}
+
 fn rotation(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let v = new_vault(dir.path(), Durability::Writes);
@@ -190,10 +338,11 @@ fn rotation(c: &mut Criterion) {
     let mut g = c.benchmark_group("vault/rotation");
     g.sample_size(10);
     let subjects = PRELOAD / workload::RECORDS_PER_SUBJECT;
-    g.throughput(Throughput::Elements(subjects));
-    // Alternates between two raw root keys, so each iteration is a full rotation.
+    // A root-key change is one header write (O(1)): one element per rotation. Alternates
+    // between two raw root keys (no KDF), so each iteration is a full rotation.
+    g.throughput(Throughput::Elements(1));
     let mut flip = false;
-    g.bench_function(format!("root_key_rewrap_{subjects}_subjects"), |b| {
+    g.bench_function(format!("root_key_change_{subjects}_subjects"), |b| {
         b.iter(|| {
             flip = !flip;
             let k = if flip { [0x43; 32] } else { [0x42; 32] };
@@ -204,6 +353,14 @@ fn rotation(c: &mut Criterion) {
                 &mut |_| {},
             )
             .expect("rotate root key")
+        })
+    });
+    // Vault-KEK rotation: every subject entry rewrapped, no record touched.
+    g.throughput(Throughput::Elements(subjects));
+    g.bench_function(format!("vault_kek_rewrap_{subjects}_subjects"), |b| {
+        b.iter(|| {
+            v.rotate_vault_kek(&cx, &mut |_| {})
+                .expect("rotate vault KEK")
         })
     });
     g.throughput(Throughput::Elements(PRELOAD));
@@ -279,5 +436,7 @@ fn fhir(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, records, verify, rotation, fhir);
+criterion_group!(
+    benches, codec, records, key_cache, verify, open, logstore, rotation, fhir
+);
 criterion_main!(benches);

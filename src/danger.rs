@@ -51,6 +51,16 @@ pub struct FaultPlan {
     pub fail_log_sync: bool,
     /// Fail anchor writes and anchor syncs.
     pub fail_anchor_writes: bool,
+    /// Fail the I/O call with this index (0-based, counted from when the plan was set)
+    /// among every call that writes or syncs, on both stores: the record store's
+    /// `apply`, `flush` and `write_header`, and the log store's `append`, `sync`,
+    /// `write_anchor`, `sync_anchor` and `drop_before`. Each call is counted once, whether it fails or
+    /// not; [`FaultHandle::io_calls`] reads the count, so a test can run an operation
+    /// once without faults to learn how many calls it makes, then fail each in turn.
+    pub fail_io_call: Option<u64>,
+    /// With [`FaultPlan::fail_io_call`]: every counted call from that index on fails too
+    /// (a disk that went away), instead of that one call only (a transient error).
+    pub fail_io_sticky: bool,
 }
 
 #[derive(Default)]
@@ -58,6 +68,27 @@ struct Faults {
     plan: FaultPlan,
     batches: u64,
     appends: u64,
+    io_calls: u64,
+}
+
+impl Faults {
+    /// Counts one writing or syncing I/O call; true when the plan fails it.
+    fn io_call_fails(&mut self) -> bool {
+        let n = self.io_calls;
+        self.io_calls += 1;
+        match self.plan.fail_io_call {
+            Some(at) if self.plan.fail_io_sticky => n >= at,
+            Some(at) => n == at,
+            None => false,
+        }
+    }
+
+    fn reset(&mut self, plan: FaultPlan) {
+        self.plan = plan;
+        self.batches = 0;
+        self.appends = 0;
+        self.io_calls = 0;
+    }
 }
 
 /// A [`Storage`] that injects the faults of a [`FaultPlan`] into any backend `S` (the
@@ -81,12 +112,15 @@ impl<S: Storage> FaultyStorage<S> {
         }
     }
 
-    /// Replaces the fault plan and resets the batch counter.
+    /// Replaces the fault plan and resets the batch, append and I/O-call counters.
     pub fn set_faults(&self, plan: FaultPlan) {
-        let mut f = self.lock();
-        f.plan = plan;
-        f.batches = 0;
-        f.appends = 0;
+        self.lock().reset(plan);
+    }
+
+    /// Writing or syncing I/O calls made on both stores since the plan was set (see
+    /// [`FaultPlan::fail_io_call`]).
+    pub fn io_calls(&self) -> u64 {
+        self.lock().io_calls
     }
 
     /// A handle that changes this store's fault plan after the store itself was handed
@@ -120,12 +154,21 @@ pub struct FaultHandle {
 }
 
 impl FaultHandle {
-    /// Replaces the fault plan and resets the batch counter.
+    /// Replaces the fault plan and resets the batch, append and I/O-call counters.
     pub fn set_faults(&self, plan: FaultPlan) {
-        let mut f = self.faults.lock().unwrap_or_else(|p| p.into_inner());
-        f.plan = plan;
-        f.batches = 0;
-        f.appends = 0;
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reset(plan);
+    }
+
+    /// Writing or syncing I/O calls made on both stores since the plan was set (see
+    /// [`FaultPlan::fail_io_call`]).
+    pub fn io_calls(&self) -> u64 {
+        self.faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .io_calls
     }
 }
 
@@ -156,8 +199,14 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
 
     fn write_header(&self, bytes: &[u8]) -> Result<(), StorageError> {
-        if self.lock().plan.fail_header_writes {
-            return Err(injected("header write"));
+        {
+            let mut f = self.lock();
+            if f.io_call_fails() {
+                return Err(injected("I/O call (header write)"));
+            }
+            if f.plan.fail_header_writes {
+                return Err(injected("header write"));
+            }
         }
         self.inner.write_header(bytes)
     }
@@ -186,6 +235,9 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     fn apply(&self, batch: WriteBatch) -> Result<(), StorageError> {
         let torn = {
             let mut f = self.lock();
+            if f.io_call_fails() {
+                return Err(injected("I/O call (apply)"));
+            }
             let fire = matches!(f.plan.fail_writes_after, Some(n) if f.batches >= n);
             f.batches += 1;
             fire.then_some(f.plan.torn_ops)
@@ -202,9 +254,14 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
-        if self.lock().plan.fail_flush {
+        let mut f = self.lock();
+        if f.io_call_fails() {
+            return Err(injected("I/O call (flush)"));
+        }
+        if f.plan.fail_flush {
             return Err(injected("flush"));
         }
+        drop(f);
         self.inner.flush()
     }
 
@@ -256,6 +313,9 @@ impl LogStore for FaultyLog {
     fn append(&self, frames: &[Frame]) -> crate::Result<LogPos> {
         {
             let mut f = self.lock();
+            if f.io_call_fails() {
+                return Err(injected_log("I/O call (log append)"));
+            }
             let fire = matches!(f.plan.fail_log_appends_after, Some(n) if f.appends >= n);
             if fire {
                 return Err(injected_log("log append"));
@@ -266,9 +326,14 @@ impl LogStore for FaultyLog {
     }
 
     fn sync(&self) -> crate::Result<()> {
-        if self.lock().plan.fail_log_sync {
+        let mut f = self.lock();
+        if f.io_call_fails() {
+            return Err(injected_log("I/O call (log sync)"));
+        }
+        if f.plan.fail_log_sync {
             return Err(injected_log("log sync"));
         }
+        drop(f);
         self.inner.sync()
     }
 
@@ -291,20 +356,44 @@ impl LogStore for FaultyLog {
     }
 
     fn write_anchor(&self, slot: usize, bytes: &[u8]) -> crate::Result<()> {
-        if self.lock().plan.fail_anchor_writes {
+        let mut f = self.lock();
+        if f.io_call_fails() {
+            return Err(injected_log("I/O call (anchor write)"));
+        }
+        if f.plan.fail_anchor_writes {
             return Err(injected_log("anchor write"));
         }
+        drop(f);
         self.inner.write_anchor(slot, bytes)
     }
 
     fn sync_anchor(&self) -> crate::Result<()> {
-        if self.lock().plan.fail_anchor_writes {
+        let mut f = self.lock();
+        if f.io_call_fails() {
+            return Err(injected_log("I/O call (anchor sync)"));
+        }
+        if f.plan.fail_anchor_writes {
             return Err(injected_log("anchor sync"));
         }
+        drop(f);
         self.inner.sync_anchor()
     }
 
     fn size_on_disk(&self) -> crate::Result<u64> {
         self.inner.size_on_disk()
+    }
+
+    fn tree(&self) -> Option<&crate::logstore::tree::LogTree> {
+        self.inner.tree()
+    }
+
+    fn drop_before(&self, first_kept: u64) -> crate::Result<u64> {
+        {
+            let mut f = self.lock();
+            if f.io_call_fails() {
+                return Err(injected_log("I/O call (drop segments)"));
+            }
+        }
+        self.inner.drop_before(first_kept)
     }
 }

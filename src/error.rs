@@ -182,6 +182,14 @@ pub enum Structure {
     /// The record store as a whole against the log: behind or ahead of it, or not
     /// matching the state digest (docs/FORMAT.md "State digest").
     RecordStore,
+    /// A backup directory: its manifest, a file missing, cut or altered, a log that does
+    /// not match its checkpoint (docs/FORMAT.md "Backup directory").
+    Backup,
+    /// The erasure ledger (docs/FORMAT.md "Erasure ledger").
+    ErasureLedger,
+    /// The prune record: the retention's prune point in the record store, or its log
+    /// entry (docs/FORMAT.md "Prune record").
+    PruneRecord,
 }
 
 impl fmt::Display for Structure {
@@ -210,6 +218,9 @@ impl fmt::Display for Structure {
             Structure::Anchor => "anchor",
             Structure::AppliedMarker => "applied marker",
             Structure::RecordStore => "record store",
+            Structure::Backup => "backup",
+            Structure::ErasureLedger => "erasure ledger",
+            Structure::PruneRecord => "prune record",
         })
     }
 }
@@ -329,6 +340,9 @@ pub enum InputKind {
     Output,
     /// An access policy (malformed JSON, an undeclared purpose), or a review verdict.
     Policy,
+    /// A backup or restore request: another vault's backup, no erasure ledger, a bad
+    /// destination; a retention period or legal-hold name.
+    Backup,
 }
 
 /// The payload of [`Error::InvalidInput`]: which input, and a message for people.

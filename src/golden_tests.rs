@@ -7,7 +7,7 @@
 //! fails `golden_encoders_are_unchanged`; `golden_files_decode` checks that the
 //! committed files still decode to the known content with the current decoders.
 //!
-//! Covered: header (raw key, passphrase, pending root rotation), subject entry, record
+//! Covered: header (raw key, passphrase, pending vault-KEK rotation), subject entry, record
 //! value (meta + field envelopes), the access log as a segment file (header and frames),
 //! the anchor file, the applied marker, checkpoint (binary and text), data-key rotation
 //! state, blind-index definitions, forward entries (keys only) and reverse entry, and the
@@ -175,12 +175,14 @@ fn build_all() -> Vec<(String, Vec<u8>)> {
     out.push(("header_passphrase.bin".to_owned(), h.encode(&u.root)));
     drop(_rng);
 
-    // A header with a root-key rotation pending (raw ROOT -> raw NEXT_ROOT).
+    // A header with a vault-KEK rotation pending (KEK generation 0 -> 1, raw ROOT).
     let _rng = test_rng::seed(RNG_SEED + 2);
     let (h, u) = Header::create(&KeySource::raw(ROOT), KdfParams::default()).unwrap();
-    let (hp, _) = h
-        .begin_rotation(&u.root, &KeySource::raw(NEXT_ROOT), KdfParams::default())
-        .unwrap();
+    let next = crate::header::Kek {
+        generation: 1,
+        key: crate::crypto::SecretKey::random(),
+    };
+    let hp = h.with_next_kek(&u.root, &next).unwrap();
     out.push(("header_rotating.bin".to_owned(), hp.encode(&u.root)));
     drop(_rng);
 
@@ -317,14 +319,15 @@ fn golden_files_decode() {
     let (h, unlocked) = Header::unlock(golden("header_raw.bin"), &KeySource::raw(ROOT)).unwrap();
     assert_eq!(h.root.generation, 0);
     assert!(h.root.kdf.is_none());
-    assert!(h.pending.is_none());
+    assert!(h.next_kek.is_none());
+    assert_eq!(h.kek.generation, 0);
     assert!(matches!(
         Header::unlock(golden("header_raw.bin"), &KeySource::raw(NEXT_ROOT)),
         Err(Error::WrongKey)
     ));
 
-    // Subject entry: unwraps under the root key, names the subject, one DEK version.
-    let keyring = Keyring::new(h.vault_id, &unlocked.root, 0, None, 16);
+    // Subject entry: unwraps under the vault KEK, names the subject, one DEK version.
+    let keyring = Keyring::new(h.vault_id, &unlocked.kek, None, 16);
     let keys_txt = std::str::from_utf8(golden("storage_keys.txt")).unwrap();
     let entry_key = keys_txt
         .lines()
@@ -495,7 +498,7 @@ fn golden_files_decode() {
         assert_eq!(e.outcome, outcome, "entry {i}");
         assert_eq!(e.target, target, "entry {i}");
     }
-    assert_eq!(entries[0].note, "format 1");
+    assert_eq!(entries[0].note, "format 2");
     assert_eq!(entries[6].note, "data-key rotation started");
     // The rotation's next commit was logged (step 1) but its batch failed (step 2): the
     // committer logs that it was not applied, then the rotation logs its failure.
@@ -542,13 +545,19 @@ fn golden_files_decode() {
         Err(Error::WrongKey)
     ));
 
-    // The rotating header: either root key opens it, and both agree on the vault secret.
+    // The KEK-rotating header: the root opens it and unwraps both KEK generations;
+    // no other key opens it (no root is wrapped under another).
     let (h, a) = Header::unlock(golden("header_rotating.bin"), &KeySource::raw(ROOT)).unwrap();
-    let (_, b) = Header::unlock(golden("header_rotating.bin"), &KeySource::raw(NEXT_ROOT)).unwrap();
-    assert_eq!(h.pending.as_ref().unwrap().next.generation, 1);
-    assert_eq!(
-        a.vault_secret.expose_secret(),
-        b.vault_secret.expose_secret()
+    assert!(matches!(
+        Header::unlock(golden("header_rotating.bin"), &KeySource::raw(NEXT_ROOT)),
+        Err(Error::WrongKey)
+    ));
+    assert_eq!(h.kek.generation, 0);
+    assert_eq!(h.next_kek.as_ref().unwrap().generation, 1);
+    assert_eq!(a.next_kek.as_ref().unwrap().generation, 1);
+    assert_ne!(
+        a.kek.key.expose_secret(),
+        a.next_kek.as_ref().unwrap().key.expose_secret()
     );
 }
 
@@ -636,18 +645,6 @@ fn golden_files_decode_by_hand() {
     fn be32(b: &[u8]) -> u32 {
         u32::from_be_bytes(b[..4].try_into().unwrap())
     }
-    fn lp16(b: &[u8], at: &mut usize) -> Vec<u8> {
-        let n = u16::from_be_bytes([b[*at], b[*at + 1]]) as usize;
-        let v = b[*at + 2..*at + 2 + n].to_vec();
-        *at += 2 + n;
-        v
-    }
-    fn lp32(b: &[u8], at: &mut usize) -> Vec<u8> {
-        let n = be32(&b[*at..]) as usize;
-        let v = b[*at + 4..*at + 4 + n].to_vec();
-        *at += 4 + n;
-        v
-    }
     fn put_lp16(out: &mut Vec<u8>, x: &[u8]) {
         out.extend_from_slice(&(x.len() as u16).to_be_bytes());
         out.extend_from_slice(x);
@@ -659,15 +656,44 @@ fn golden_files_decode_by_hand() {
             .collect()
     }
 
-    // Header ("Header"): vault_id at 5..21, wrapped vault secret at 86..146.
+    // Header ("Header", version 2): vault_id at 5..21, wrapped vault secret at 86..146,
+    // KEK generation at 146..150, wrapped KEK at 150..210, next-KEK flag at 210.
     let hdr = golden("header_raw.bin");
+    assert_eq!(hdr[0], 2);
+    assert_eq!(hdr.len(), 211 + 64, "no next KEK: flag, MAC, checksum");
+    assert_eq!(hdr[210], 0);
     let vault_id = &hdr[5..21];
-    let kek = hkdf(&ROOT, b"medvault/v1/kek");
+    let root_wrap = hkdf(&ROOT, b"medvault/v1/kek");
     let mut aad = b"medvault/v1/vault-secret".to_vec();
-    aad.push(1);
+    aad.push(2);
     aad.extend_from_slice(vault_id);
     aad.extend_from_slice(&0u32.to_be_bytes());
-    let secret: [u8; 32] = open(&kek, &hdr[86..146], &aad).try_into().unwrap();
+    let secret: [u8; 32] = open(&root_wrap, &hdr[86..146], &aad).try_into().unwrap();
+    let kek_aad = |vid: &[u8], root_gen: u32, kek_gen: u32| {
+        let mut aad = b"medvault/v1/vault-kek".to_vec();
+        aad.push(2);
+        aad.extend_from_slice(vid);
+        aad.extend_from_slice(&root_gen.to_be_bytes());
+        aad.extend_from_slice(&kek_gen.to_be_bytes());
+        aad
+    };
+    assert_eq!(be32(&hdr[146..]), 0, "KEK generation 0");
+    let vault_kek = open(&root_wrap, &hdr[150..210], &kek_aad(vault_id, 0, 0));
+    let kek = hkdf(&vault_kek, b"medvault/v1/subject-wrap");
+    // Header MAC and checksum.
+    assert_eq!(
+        hdr[211..243],
+        hmac(&hkdf(&ROOT, b"medvault/v1/header-mac"), &[&hdr[..211]])
+    );
+    assert_eq!(hdr[243..], Sha256::digest(&hdr[..243])[..]);
+    // The KEK-rotating header: both KEKs wrapped under the root, generations 0 and 1.
+    let rot = golden("header_rotating.bin");
+    assert_eq!(rot.len(), 275 + 64);
+    assert_eq!(rot[210], 1);
+    assert_eq!(be32(&rot[211..]), 1);
+    let k0 = open(&root_wrap, &rot[150..210], &kek_aad(&rot[5..21], 0, 0));
+    let k1 = open(&root_wrap, &rot[215..275], &kek_aad(&rot[5..21], 0, 1));
+    assert_ne!(k0, k1);
 
     // Storage keys of the golden vault.
     let keys: Vec<(Vec<u8>, &str)> = std::str::from_utf8(golden("storage_keys.txt"))
@@ -684,7 +710,7 @@ fn golden_files_decode_by_hand() {
     let sk = key_of("subject_entry.bin");
     let tag = &sk[1..17];
     let e = golden("subject_entry.bin");
-    assert_eq!(e[0], 1);
+    assert_eq!(e[0], 2);
     let g = be32(&e[1..]);
     assert_eq!(g, 0);
     let n_versions = u16::from_be_bytes([e[9], e[10]]) as usize;
@@ -693,7 +719,7 @@ fn golden_files_decode_by_hand() {
         let at = 11 + i * 72;
         let version = be32(&e[at..]);
         let mut aad = b"medvault/v1/dek".to_vec();
-        aad.push(1);
+        aad.push(2);
         aad.extend_from_slice(vault_id);
         aad.extend_from_slice(tag);
         aad.extend_from_slice(&version.to_be_bytes());
@@ -705,54 +731,101 @@ fn golden_files_decode_by_hand() {
     }
     assert!(found, "the subject entry holds data-key version 1");
 
-    // Record value ("Record value", version 2).
+    // Record value ("Record value", version 3): varint lengths, envelopes without a
+    // nonce (derived from the record nonce and the envelope's index), the fields' AAD a
+    // SHA-256 binding digest followed by the field name.
+    fn leb(b: &[u8], at: &mut usize) -> usize {
+        let (mut x, mut shift) = (0usize, 0);
+        loop {
+            let byte = b[*at];
+            *at += 1;
+            x |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return x;
+            }
+            shift += 7;
+        }
+    }
+    fn lpv(b: &[u8], at: &mut usize) -> Vec<u8> {
+        let n = leb(b, at);
+        let v = b[*at..*at + n].to_vec();
+        *at += n;
+        v
+    }
+    fn nonce_at(record_nonce: &[u8], index: u32) -> [u8; 12] {
+        let mut n: [u8; 12] = record_nonce.try_into().unwrap();
+        for (b, x) in n[8..].iter_mut().zip(index.to_be_bytes()) {
+            *b ^= x;
+        }
+        n
+    }
+    fn open_detached(key: &[u8; 32], nonce: &[u8; 12], sealed: &[u8], aad: &[u8]) -> Vec<u8> {
+        let mut env = nonce.to_vec();
+        env.extend_from_slice(sealed);
+        open(key, &env, aad)
+    }
     let rk = key_of("record.bin");
     let r = golden("record.bin");
-    assert_eq!(r[0], 0x02, "record value version 2");
+    assert_eq!(r[0], 0x03, "record value version 3");
     let v = be32(&r[1..]);
     assert_eq!(v, 1, "sealed under data-key version 1");
     let w = be64(&r[5..]);
-    let write_id = &r[13..29];
-    let mut at = 29;
-    let meta_env = lp32(r, &mut at);
-    let n = u16::from_be_bytes([r[at], r[at + 1]]) as usize;
-    at += 2;
-    let envs: Vec<Vec<u8>> = (0..n).map(|_| lp32(r, &mut at)).collect();
+    let record_nonce = &r[13..25];
+    let mut at = 25;
+    let meta_sealed = lpv(r, &mut at);
+    let n = leb(r, &mut at);
+    let envs: Vec<Vec<u8>> = (0..n).map(|_| lpv(r, &mut at)).collect();
     assert_eq!(at, r.len(), "no trailing bytes");
     let mut aad = b"medvault/v1/record-meta".to_vec();
-    aad.push(2);
+    aad.push(3);
     aad.extend_from_slice(vault_id);
     aad.extend_from_slice(&v.to_be_bytes());
     aad.extend_from_slice(&w.to_be_bytes());
-    aad.extend_from_slice(write_id);
+    aad.extend_from_slice(record_nonce);
     put_lp16(&mut aad, &rk);
-    let meta = open(&dek, &meta_env, &aad);
+    let meta = open_detached(&dek, &nonce_at(record_nonce, 0), &meta_sealed, &aad);
     let mut m = 0;
-    assert_eq!(lp16(&meta, &mut m), b"Observation");
-    assert_eq!(lp16(&meta, &mut m), b"bp-1");
-    assert_eq!(u16::from_be_bytes([meta[m], meta[m + 1]]) as usize, n);
-    m += 2;
-    let names: Vec<Vec<u8>> = (0..n).map(|_| lp16(&meta, &mut m)).collect();
+    assert_eq!(lpv(&meta, &mut m), b"Observation");
+    assert_eq!(lpv(&meta, &mut m), b"bp-1");
+    assert_eq!(leb(&meta, &mut m), n);
+    let names: Vec<Vec<u8>> = (0..n).map(|_| lpv(&meta, &mut m)).collect();
     assert_eq!(m, meta.len());
+    let mut h = Sha256::new();
+    let mut lp = |b: &[u8]| {
+        h.update((b.len() as u16).to_be_bytes());
+        h.update(b);
+    };
+    lp(b"medvault/v1/record-binding");
+    lp(&[3]);
+    lp(vault_id);
+    lp(&rk);
+    lp(SUBJECT.as_bytes());
+    lp(b"Observation");
+    lp(b"bp-1");
+    lp(&v.to_be_bytes());
+    lp(&w.to_be_bytes());
+    lp(record_nonce);
+    lp(&(n as u16).to_be_bytes());
+    for name in &names {
+        lp(name);
+    }
+    let digest = h.finalize();
     let mut text = b"{".to_vec();
     for (i, (name, env)) in names.iter().zip(&envs).enumerate() {
-        let mut aad = b"medvault/v1/field".to_vec();
-        aad.push(2);
-        aad.extend_from_slice(vault_id);
-        put_lp16(&mut aad, SUBJECT.as_bytes());
-        put_lp16(&mut aad, b"Observation");
-        put_lp16(&mut aad, b"bp-1");
-        aad.extend_from_slice(&v.to_be_bytes());
-        aad.extend_from_slice(&w.to_be_bytes());
-        aad.extend_from_slice(write_id);
-        put_lp16(&mut aad, name);
+        let mut aad = digest.to_vec();
+        aad.extend_from_slice(name);
         if i > 0 {
             text.push(b',');
         }
         text.push(b'"');
         text.extend_from_slice(name);
         text.extend_from_slice(b"\":");
-        text.extend_from_slice(&open(&dek, env, &aad));
+        text.extend_from_slice(&open_detached(
+            &dek,
+            &nonce_at(record_nonce, i as u32 + 1),
+            env,
+            &aad,
+        ));
     }
     text.push(b'}');
     assert_eq!(std::str::from_utf8(&text).unwrap(), RECORD_TEXT);
@@ -769,6 +842,7 @@ fn golden_files_decode_by_hand() {
     let mut at = 41;
     let mut links = vec![link];
     let mut flags_by_seq = Vec::new();
+    let mut frame_bytes: Vec<Vec<u8>> = Vec::new();
     while at < seg.len() {
         let len = be32(&seg[at..]) as usize;
         let f = &seg[at..at + 4 + len];
@@ -782,6 +856,7 @@ fn golden_files_decode_by_hand() {
         assert_eq!(f[f.len() - 40..f.len() - 8], link, "link of frame {seq}");
         links.push(link);
         flags_by_seq.push(f[5]);
+        frame_bytes.push(f.to_vec());
         at += 4 + len;
     }
     let frames = flags_by_seq.len() as u64;
@@ -832,7 +907,9 @@ fn golden_files_decode_by_hand() {
     let anchor_key = hkdf(&secret, b"medvault/v1/anchor");
     let mut newest: Option<&[u8]> = None;
     for (i, slot) in [&a[..193], &a[4096..4096 + 193]].into_iter().enumerate() {
-        assert_eq!(slot[0], 1);
+        assert_eq!(slot[0], 2);
+        assert_eq!(be32(&slot[137..]), 0, "root generation 0");
+        assert_eq!(be32(&slot[141..]), 0, "KEK generation 0");
         assert_eq!(
             slot[161..],
             hmac(
@@ -841,7 +918,7 @@ fn golden_files_decode_by_hand() {
             )
         );
         assert_eq!(be64(&slot[1..]) % 2, i as u64, "slot = counter mod 2");
-        assert!(slot[105..161].iter().all(|&b| b == 0), "reserved bytes");
+        assert!(slot[145..161].iter().all(|&b| b == 0), "reserved bytes");
         if newest.is_none_or(|n| be64(&n[1..]) < be64(&slot[1..])) {
             newest = Some(slot);
         }
@@ -860,4 +937,26 @@ fn golden_files_decode_by_hand() {
     assert_eq!(s[33..65], links[frames as usize]);
     assert_eq!(be64(&s[65..]), m_next);
     assert_eq!(s[73..105], mk[57..89]);
+    // The Merkle root of the whole log, by RFC 9162's recursive definition over the
+    // frames' bytes as the segment holds them.
+    fn mth(d: &[Vec<u8>]) -> [u8; 32] {
+        match d.len() {
+            0 => Sha256::digest([]).into(),
+            1 => Sha256::new()
+                .chain_update([0])
+                .chain_update(&d[0])
+                .finalize()
+                .into(),
+            n => {
+                let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+                Sha256::new()
+                    .chain_update([1])
+                    .chain_update(mth(&d[..k]))
+                    .chain_update(mth(&d[k..]))
+                    .finalize()
+                    .into()
+            }
+        }
+    }
+    assert_eq!(s[105..137], mth(&frame_bytes), "Merkle root of the log");
 }

@@ -1,8 +1,14 @@
 //! The vault header: format version, vault_id, how the root key is obtained (Argon2id
-//! parameters and salt, or raw), a key-check value, the vault secret wrapped under the
-//! root key, and an optional pending root-key rotation. Authenticated twice: an unkeyed
+//! parameters and salt, or raw), a key-check value, and the keys the root key wraps: the
+//! vault secret and the vault key-encryption key (KEK, which wraps every subject entry),
+//! plus the next KEK while a KEK rotation is pending. Authenticated twice: an unkeyed
 //! SHA-256 checksum tells corruption from a wrong key, and an HMAC under a root-derived
 //! key authenticates the content once the key is known. Layout in docs/FORMAT.md "Header".
+//!
+//! A root-key rotation (or passphrase change) replaces the header in one atomic write,
+//! rewrapping only these two or three keys: no header ever wraps one root key under
+//! another, so no copy of a header taken at any instant gives an old root's holder the
+//! new root (the rotation bridge of header version 1 did; issue 14).
 
 use crate::codec::Reader;
 use crate::crypto::kdf::SALT_LEN;
@@ -12,12 +18,12 @@ use crate::crypto::{
 };
 use crate::error::{Error, InputKind, Result, Structure};
 
-/// Header format version written by this build.
-pub const HEADER_VERSION: u8 = 1;
+/// Header format version written by this build (2: root wraps the vault KEK; no root
+/// bridge).
+pub const HEADER_VERSION: u8 = 2;
 const MAGIC: &[u8; 4] = b"MDVH";
 /// Length of a wrapped 256-bit key: nonce (12) + key (32) + tag (16).
 pub const WRAPPED_LEN: usize = 32 + OVERHEAD;
-const ROOT_SPEC_LEN: usize = 1 + 12 + SALT_LEN + 4 + 32;
 
 /// How one generation of the root key is obtained and checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,15 +36,13 @@ pub(crate) struct RootSpec {
     pub key_check: [u8; 32],
 }
 
-/// A root-key rotation in progress: the next root and two bridges, so that either the
-/// old or the new root key opens the vault until the rotation completes.
+/// One vault KEK generation as the header stores it: wrapped under the root key.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PendingRoot {
-    pub next: RootSpec,
-    /// The next root key wrapped under the current one.
-    pub new_under_old: [u8; WRAPPED_LEN],
-    /// The current root key wrapped under the next one.
-    pub old_under_new: [u8; WRAPPED_LEN],
+pub(crate) struct WrappedKek {
+    /// KEK generation (0 at create, +1 per KEK rotation); subject entries name it.
+    pub generation: u32,
+    /// The KEK wrapped under the root's wrapping key, AAD [`kek_aad`].
+    pub wrapped: [u8; WRAPPED_LEN],
 }
 
 /// The decoded header.
@@ -47,17 +51,30 @@ pub(crate) struct Header {
     pub vault_id: crate::VaultId,
     pub root: RootSpec,
     /// The vault secret (from which pseudonym, log and index keys derive) wrapped under
-    /// the current root key.
+    /// the root key.
     pub wrapped_secret: [u8; WRAPPED_LEN],
-    pub pending: Option<PendingRoot>,
+    /// The vault KEK in force.
+    pub kek: WrappedKek,
+    /// The next vault KEK while a KEK rotation is pending (subject entries are being
+    /// rewrapped from `kek` to it).
+    pub next_kek: Option<WrappedKek>,
+}
+
+/// One unwrapped vault KEK generation.
+#[derive(Clone)]
+pub(crate) struct Kek {
+    pub generation: u32,
+    pub key: SecretKey,
 }
 
 /// Keys recovered by unlocking a header.
 pub(crate) struct Unlocked {
-    /// The current root key.
+    /// The root key.
     pub root: RootKey,
-    /// The next root key, when a rotation is pending.
-    pub next_root: Option<RootKey>,
+    /// The vault KEK in force.
+    pub kek: Kek,
+    /// The next vault KEK, while a KEK rotation is pending.
+    pub next_kek: Option<Kek>,
     /// The vault secret.
     pub vault_secret: SecretKey,
 }
@@ -100,12 +117,14 @@ fn secret_aad(vault_id: &crate::VaultId, generation: u32) -> Vec<u8> {
     aad
 }
 
-fn bridge_aad(vault_id: &crate::VaultId, from: u32, to: u32) -> Vec<u8> {
-    let mut aad = b"medvault/v1/root-bridge".to_vec();
+/// AAD of a vault KEK wrapped under root generation `root_gen`:
+/// `"medvault/v1/vault-kek" || u8 header version || vault_id || u32 root_gen || u32 kek_gen`.
+fn kek_aad(vault_id: &crate::VaultId, root_gen: u32, kek_gen: u32) -> Vec<u8> {
+    let mut aad = b"medvault/v1/vault-kek".to_vec();
     aad.push(HEADER_VERSION);
     aad.extend_from_slice(vault_id.as_bytes());
-    aad.extend_from_slice(&from.to_be_bytes());
-    aad.extend_from_slice(&to.to_be_bytes());
+    aad.extend_from_slice(&root_gen.to_be_bytes());
+    aad.extend_from_slice(&kek_gen.to_be_bytes());
     aad
 }
 
@@ -214,14 +233,44 @@ impl RootSpec {
     }
 }
 
+fn wrap_kek(root: &RootKey, vault_id: &crate::VaultId, root_gen: u32, kek: &Kek) -> WrappedKek {
+    WrappedKek {
+        generation: kek.generation,
+        wrapped: wrap_key(
+            &wrapping_key(root),
+            &kek_aad(vault_id, root_gen, kek.generation),
+            &kek.key,
+        ),
+    }
+}
+
+fn unwrap_kek(
+    root: &AeadKey,
+    vault_id: &crate::VaultId,
+    root_gen: u32,
+    w: &WrappedKek,
+) -> Result<Kek> {
+    let key = unwrap_key(root, &kek_aad(vault_id, root_gen, w.generation), &w.wrapped)
+        .ok_or_else(|| Error::integrity(Structure::Header, "wrapped vault key-encryption key"))?;
+    Ok(Kek {
+        generation: w.generation,
+        key,
+    })
+}
+
 impl Header {
-    /// Creates a header for a new vault. Returns it with the unlocked keys.
+    /// Creates a header for a new vault (root and KEK generation 0, a random vault
+    /// secret and KEK). Returns it with the unlocked keys.
     pub fn create(source: &KeySource, kdf: KdfParams) -> Result<(Header, Unlocked)> {
         let mut id = [0u8; 16];
         crate::crypto::random_bytes(&mut id);
         let vault_id = crate::VaultId::from(id);
         let (root_spec, root) = RootSpec::new(source, kdf, &vault_id, 0)?;
         let vault_secret = SecretKey::random();
+        let kek = Kek {
+            generation: 0,
+            key: SecretKey::random(),
+        };
         let wrapped_secret = wrap_key(
             &wrapping_key(&root),
             &secret_aad(&vault_id, 0),
@@ -232,82 +281,111 @@ impl Header {
                 vault_id,
                 root: root_spec,
                 wrapped_secret,
-                pending: None,
+                kek: wrap_kek(&root, &vault_id, 0, &kek),
+                next_kek: None,
             },
             Unlocked {
                 root,
-                next_root: None,
+                kek,
+                next_kek: None,
                 vault_secret,
             },
         ))
     }
 
-    /// Starts a root-key rotation: returns a header with a pending next root (bridges
-    /// both ways) and the next root key.
-    pub fn begin_rotation(
+    /// A root-key rotation in one step: a header for a new root (generation + 1) from
+    /// `source`, wrapping the same vault secret and KEK(s), and the new root key. O(1):
+    /// two or three keys are rewrapped whatever the vault's size. Fails with
+    /// [`Error::InvalidInput`] when the generation is exhausted, or when `keks` do not
+    /// match the header's generations.
+    pub fn with_new_root(
         &self,
-        current: &RootKey,
         source: &KeySource,
         kdf: KdfParams,
+        kek: &Kek,
+        next_kek: Option<&Kek>,
+        vault_secret: &SecretKey,
     ) -> Result<(Header, RootKey)> {
-        let g = self.root.generation;
-        let next_gen = g.checked_add(1).ok_or_else(|| {
+        let next_gen = self.root.generation.checked_add(1).ok_or_else(|| {
             Error::invalid(InputKind::KeyOperation, "root-key generation exhausted")
         })?;
-        let (next, next_root) = RootSpec::new(source, kdf, &self.vault_id, next_gen)?;
-        let new_under_old = wrap_key(
-            &wrapping_key(current),
-            &bridge_aad(&self.vault_id, g, next_gen),
-            next_root.secret(),
-        );
-        let old_under_new = wrap_key(
-            &wrapping_key(&next_root),
-            &bridge_aad(&self.vault_id, next_gen, g),
-            current.secret(),
-        );
+        if kek.generation != self.kek.generation
+            || next_kek.map(|k| k.generation) != self.next_kek.as_ref().map(|k| k.generation)
+        {
+            return Err(Error::invalid(
+                InputKind::KeyOperation,
+                "key-encryption keys do not match the header",
+            ));
+        }
+        let vid = self.vault_id;
+        let (spec, root) = RootSpec::new(source, kdf, &vid, next_gen)?;
+        let h = Header {
+            vault_id: vid,
+            root: spec,
+            wrapped_secret: wrap_key(
+                &wrapping_key(&root),
+                &secret_aad(&vid, next_gen),
+                vault_secret,
+            ),
+            kek: wrap_kek(&root, &vid, next_gen, kek),
+            next_kek: next_kek.map(|k| wrap_kek(&root, &vid, next_gen, k)),
+        };
+        Ok((h, root))
+    }
+
+    /// Starts a KEK rotation: the header with `next` (generation = current + 1) wrapped
+    /// under `root` beside the current KEK. Fails with [`Error::InvalidInput`] when one is
+    /// already pending or the generation does not follow.
+    pub fn with_next_kek(&self, root: &RootKey, next: &Kek) -> Result<Header> {
+        if self.next_kek.is_some() {
+            return Err(Error::invalid(
+                InputKind::KeyOperation,
+                "a key-encryption-key rotation is already pending",
+            ));
+        }
+        if Some(next.generation) != self.kek.generation.checked_add(1) {
+            return Err(Error::invalid(
+                InputKind::KeyOperation,
+                "key-encryption-key generation exhausted",
+            ));
+        }
         let mut h = self.clone();
-        h.pending = Some(PendingRoot {
-            next,
-            new_under_old,
-            old_under_new,
-        });
-        Ok((h, next_root))
+        h.next_kek = Some(wrap_kek(root, &self.vault_id, self.root.generation, next));
+        Ok(h)
     }
 
-    /// Completes a root-key rotation: the pending root becomes current and the vault
-    /// secret is rewrapped under it.
-    pub fn finish_rotation(&self, next_root: &RootKey, vault_secret: &SecretKey) -> Result<Header> {
-        let p = self.pending.as_ref().ok_or_else(|| {
-            Error::invalid(InputKind::KeyOperation, "no root-key rotation is pending")
+    /// Finishes a KEK rotation: the next KEK becomes the one in force and the old one is
+    /// dropped from the header. Both are wrapped under the same root with their
+    /// generation in the AAD, so the wrapped bytes move as they are.
+    pub fn with_next_kek_promoted(&self) -> Result<Header> {
+        let next = self.next_kek.clone().ok_or_else(|| {
+            Error::invalid(
+                InputKind::KeyOperation,
+                "no key-encryption-key rotation is pending",
+            )
         })?;
-        let wrapped_secret = wrap_key(
-            &wrapping_key(next_root),
-            &secret_aad(&self.vault_id, p.next.generation),
-            vault_secret,
-        );
-        Ok(Header {
-            vault_id: self.vault_id,
-            root: p.next.clone(),
-            wrapped_secret,
-            pending: None,
-        })
+        let mut h = self.clone();
+        h.kek = next;
+        h.next_kek = None;
+        Ok(h)
     }
 
-    /// Serializes the header, MACed under `root` (the current root key).
+    /// Serializes the header, MACed under `root`.
     pub fn encode(&self, root: &RootKey) -> Vec<u8> {
-        let mut out = Vec::with_capacity(512);
+        let mut out = Vec::with_capacity(384);
         out.push(HEADER_VERSION);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(self.vault_id.as_bytes());
         self.root.encode(&mut out);
         out.extend_from_slice(&self.wrapped_secret);
-        match &self.pending {
+        out.extend_from_slice(&self.kek.generation.to_be_bytes());
+        out.extend_from_slice(&self.kek.wrapped);
+        match &self.next_kek {
             None => out.push(0),
-            Some(p) => {
+            Some(k) => {
                 out.push(1);
-                p.next.encode(&mut out);
-                out.extend_from_slice(&p.new_under_old);
-                out.extend_from_slice(&p.old_under_new);
+                out.extend_from_slice(&k.generation.to_be_bytes());
+                out.extend_from_slice(&k.wrapped);
             }
         }
         let mac = header_mac_key(root).mac_raw(&[&out]);
@@ -318,8 +396,9 @@ impl Header {
     }
 
     /// Parses and checksums a header without any key. Fails with
-    /// [`Error::UnsupportedVersion`], or [`Error::Integrity`] for a bad checksum, magic or
-    /// truncation. Also returns the length of the MACed prefix.
+    /// [`Error::UnsupportedVersion`], or [`Error::Integrity`] for a bad checksum, magic,
+    /// KEK generations out of order, or truncation. Also returns the length of the MACed
+    /// prefix.
     pub fn decode(bytes: &[u8]) -> Result<(Header, usize)> {
         let version = *bytes
             .first()
@@ -346,23 +425,35 @@ impl Header {
         let vault_id = crate::VaultId::from(r.array::<16>()?);
         let root = RootSpec::decode(&mut r)?;
         let wrapped_secret = r.array()?;
-        let pending = match r.u8()? {
+        let kek = WrappedKek {
+            generation: r.u32()?,
+            wrapped: r.array()?,
+        };
+        let next_kek = match r.u8()? {
             0 => None,
-            1 => Some(PendingRoot {
-                next: RootSpec::decode(&mut r)?,
-                new_under_old: r.array()?,
-                old_under_new: r.array()?,
-            }),
-            _ => return Err(Error::integrity(Structure::Header, "bad pending flag")),
+            1 => {
+                let k = WrappedKek {
+                    generation: r.u32()?,
+                    wrapped: r.array()?,
+                };
+                if Some(k.generation) != kek.generation.checked_add(1) {
+                    return Err(Error::integrity(
+                        Structure::Header,
+                        "next key-encryption key does not follow the current one",
+                    ));
+                }
+                Some(k)
+            }
+            _ => return Err(Error::integrity(Structure::Header, "bad next-KEK flag")),
         };
         r.finish()?;
-        let _ = ROOT_SPEC_LEN;
         Ok((
             Header {
                 vault_id,
                 root,
                 wrapped_secret,
-                pending,
+                kek,
+                next_kek,
             },
             mac_at,
         ))
@@ -370,8 +461,7 @@ impl Header {
 
     /// Decodes `bytes` and unlocks them with `source`: checksum ([`Error::Integrity`]),
     /// KDF caps ([`Error::ExcessiveWork`]), key check ([`Error::WrongKey`]), then the
-    /// header MAC and the wrapped vault secret ([`Error::Integrity`]). During a pending
-    /// root-key rotation either the old or the new key opens.
+    /// header MAC and the wrapped keys ([`Error::Integrity`]).
     #[cfg(any(test, feature = "testing"))]
     pub fn unlock(bytes: &[u8], source: &KeySource) -> Result<(Header, Unlocked)> {
         Header::unlock_within(bytes, source, crate::crypto::DEFAULT_MAX_KDF_WORK)
@@ -387,56 +477,28 @@ impl Header {
     ) -> Result<(Header, Unlocked)> {
         let (h, mac_at) = Header::decode(bytes)?;
         let vid = h.vault_id;
-        let derived = derive_root(&h.root, source, max_work);
-        let (root, next_root) = match derived {
-            Ok(k) if h.root.matches(&k, &vid) => {
-                let next = match &h.pending {
-                    Some(p) => Some(
-                        unwrap_key(
-                            &wrapping_key(&k),
-                            &bridge_aad(&vid, h.root.generation, p.next.generation),
-                            &p.new_under_old,
-                        )
-                        .map(RootKey::from_secret)
-                        .ok_or_else(|| Error::integrity(Structure::Header, "root bridge"))?,
-                    ),
-                    None => None,
-                };
-                (k, next)
-            }
-            first => {
-                // Not the current root: during a rotation it may be the next one.
-                let p = match &h.pending {
-                    Some(p) => p,
-                    None => return Err(first.err().unwrap_or(Error::WrongKey)),
-                };
-                let k = derive_root(&p.next, source, max_work)?;
-                if !p.next.matches(&k, &vid) {
-                    return Err(Error::WrongKey);
-                }
-                let old = unwrap_key(
-                    &wrapping_key(&k),
-                    &bridge_aad(&vid, p.next.generation, h.root.generation),
-                    &p.old_under_new,
-                )
-                .ok_or_else(|| Error::integrity(Structure::Header, "root bridge"))?;
-                (RootKey::from_secret(old), Some(k))
-            }
-        };
+        let root = derive_root(&h.root, source, max_work)?;
+        if !h.root.matches(&root, &vid) {
+            return Err(Error::WrongKey);
+        }
         if !header_mac_key(&root).verify_raw(&[&bytes[..mac_at]], &bytes[mac_at..mac_at + 32]) {
             return Err(Error::integrity(Structure::Header, "MAC mismatch"));
         }
-        let vault_secret = unwrap_key(
-            &wrapping_key(&root),
-            &secret_aad(&vid, h.root.generation),
-            &h.wrapped_secret,
-        )
-        .ok_or_else(|| Error::integrity(Structure::Header, "wrapped vault secret"))?;
+        let wk = wrapping_key(&root);
+        let g = h.root.generation;
+        let vault_secret = unwrap_key(&wk, &secret_aad(&vid, g), &h.wrapped_secret)
+            .ok_or_else(|| Error::integrity(Structure::Header, "wrapped vault secret"))?;
+        let kek = unwrap_kek(&wk, &vid, g, &h.kek)?;
+        let next_kek = match &h.next_kek {
+            Some(w) => Some(unwrap_kek(&wk, &vid, g, w)?),
+            None => None,
+        };
         Ok((
             h,
             Unlocked {
                 root,
-                next_root,
+                kek,
+                next_kek,
                 vault_secret,
             },
         ))
@@ -511,33 +573,44 @@ mod tests {
     }
 
     #[test]
-    fn rotation_opens_with_either_key() {
+    fn root_rotation_rewraps_the_same_keks_and_the_old_key_opens_nothing() {
         let kdf = crate::danger::insecure_kdf_params();
         let (h, u) = Header::create(&pw("old"), kdf).unwrap();
-        let (hp, next) = h
-            .begin_rotation(&u.root, &KeySource::raw([7; 32]), kdf)
+        let next = Kek {
+            generation: 1,
+            key: SecretKey::random(),
+        };
+        let h = h.with_next_kek(&u.root, &next).unwrap();
+        let (h2, new_root) = h
+            .with_new_root(
+                &KeySource::raw([7; 32]),
+                kdf,
+                &u.kek,
+                Some(&next),
+                &u.vault_secret,
+            )
             .unwrap();
-        let bytes = hp.encode(&u.root);
-        let (_, a) = Header::unlock(&bytes, &pw("old")).unwrap();
-        let (_, b) = Header::unlock(&bytes, &KeySource::raw([7; 32])).unwrap();
-        assert_eq!(
-            a.root.secret().expose_secret(),
-            b.root.secret().expose_secret()
-        );
-        assert_eq!(
-            a.next_root.unwrap().secret().expose_secret(),
-            b.next_root.unwrap().secret().expose_secret()
-        );
-        let done = hp.finish_rotation(&next, &u.vault_secret).unwrap();
-        let bytes = done.encode(&next);
+        let bytes = h2.encode(&new_root);
         assert!(matches!(
             Header::unlock(&bytes, &pw("old")),
             Err(Error::WrongKey)
         ));
-        let (_, c) = Header::unlock(&bytes, &KeySource::raw([7; 32])).unwrap();
+        let (d, c) = Header::unlock(&bytes, &KeySource::raw([7; 32])).unwrap();
+        assert_eq!(d.root.generation, 1);
         assert_eq!(
             c.vault_secret.expose_secret(),
             u.vault_secret.expose_secret()
         );
+        assert_eq!(c.kek.key.expose_secret(), u.kek.key.expose_secret());
+        assert_eq!(
+            c.next_kek.unwrap().key.expose_secret(),
+            next.key.expose_secret()
+        );
+        // Promotion moves the next KEK into force; the old one is gone from the header.
+        let p = d.with_next_kek_promoted().unwrap();
+        let (_, e) = Header::unlock(&p.encode(&new_root), &KeySource::raw([7; 32])).unwrap();
+        assert_eq!(e.kek.generation, 1);
+        assert_eq!(e.kek.key.expose_secret(), next.key.expose_secret());
+        assert!(e.next_kek.is_none());
     }
 }

@@ -1,4 +1,5 @@
-//! The keyring: one set of keys per subject, stored only wrapped under the root key.
+//! The keyring: one set of keys per subject, stored only wrapped under the vault
+//! key-encryption key (KEK), itself wrapped under the root key in the header.
 //!
 //! A subject entry (docs/FORMAT.md "Subject key entry") holds every live data-key (DEK) version, the
 //! subject's audit key (seals the identifying part of its access-log entries, so that
@@ -12,13 +13,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, put_lp32};
-use crate::crypto::{AeadKey, RootKey, SecretKey};
+use crate::crypto::{AeadKey, SecretKey, derive_key};
 use crate::error::{Error, InputKind, Result, Structure};
-use crate::header::{WRAPPED_LEN, unwrap_key, wrap_key, wrapping_key};
+use crate::header::{Kek, WRAPPED_LEN, unwrap_key, wrap_key};
 use crate::keyspace;
 
-/// Subject-entry format version.
-pub const SUBJECT_ENTRY_VERSION: u8 = 1;
+/// Subject-entry format version (2: keys wrapped under the vault KEK, whose generation
+/// the entry names).
+pub const SUBJECT_ENTRY_VERSION: u8 = 2;
 /// How many messages a persisted usage mark runs ahead of actual use.
 pub(crate) const USAGE_RESERVE: u64 = 1 << 16;
 /// Most DEK versions a subject may hold at once (old ones are retired after rotation).
@@ -57,6 +59,21 @@ pub(crate) struct SubjectKeys {
 impl SubjectKeys {
     pub fn lock(&self) -> MutexGuard<'_, KeyState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Memory the key cache counts for these keys, in bytes: the structure, the subject
+    /// id, each data-key version (key, expanded AES-GCM key schedule, counters) and the
+    /// cache's own map slot and reference counts. An estimate from the types' sizes
+    /// (allocator overhead not included), taken when the keys enter the cache.
+    pub fn cached_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let versions = self.lock().versions.len();
+        // Arc allocations carry two reference counts.
+        const ARC: usize = 2 * size_of::<usize>();
+        ARC + size_of::<SubjectKeys>()
+            + self.subject.capacity()
+            + versions * (size_of::<(Arc<Dek>, u64, u64)>() + ARC + size_of::<Dek>())
+            + size_of::<(SubjectTag, (Arc<SubjectKeys>, u64, usize))>()
     }
 
     /// The current DEK, with `messages` counted against it.
@@ -142,22 +159,22 @@ impl SubjectKeys {
     }
 }
 
-fn dek_aad(vault_id: &crate::VaultId, tag: &SubjectTag, version: u32, root_gen: u32) -> Vec<u8> {
+fn dek_aad(vault_id: &crate::VaultId, tag: &SubjectTag, version: u32, kek_gen: u32) -> Vec<u8> {
     let mut aad = b"medvault/v1/dek".to_vec();
     aad.push(SUBJECT_ENTRY_VERSION);
     aad.extend_from_slice(vault_id.as_bytes());
     aad.extend_from_slice(tag.as_bytes());
     aad.extend_from_slice(&version.to_be_bytes());
-    aad.extend_from_slice(&root_gen.to_be_bytes());
+    aad.extend_from_slice(&kek_gen.to_be_bytes());
     aad
 }
 
-fn audit_aad(vault_id: &crate::VaultId, tag: &SubjectTag, root_gen: u32) -> Vec<u8> {
+fn audit_aad(vault_id: &crate::VaultId, tag: &SubjectTag, kek_gen: u32) -> Vec<u8> {
     let mut aad = b"medvault/v1/audit-key".to_vec();
     aad.push(SUBJECT_ENTRY_VERSION);
     aad.extend_from_slice(vault_id.as_bytes());
     aad.extend_from_slice(tag.as_bytes());
-    aad.extend_from_slice(&root_gen.to_be_bytes());
+    aad.extend_from_slice(&kek_gen.to_be_bytes());
     aad
 }
 
@@ -173,8 +190,8 @@ fn id_aad(vault_id: &crate::VaultId, tag: &SubjectTag, entry: &[u8]) -> Vec<u8> 
     aad
 }
 
-/// The key-encryption side of the keyring: the root key's wrapping key (and, during a
-/// root-key rotation, the next one) plus the cache of unwrapped subject keys.
+/// The key-encryption side of the keyring: the vault KEK's wrapping key (and, during a
+/// KEK rotation, the next one) plus the cache of unwrapped subject keys.
 pub(crate) struct Keyring {
     vault_id: crate::VaultId,
     keks: Mutex<Keks>,
@@ -186,32 +203,63 @@ pub(crate) struct Keyring {
 struct Keks {
     current: (u32, Arc<AeadKey>),
     next: Option<(u32, Arc<AeadKey>)>,
+    /// The unwrapped KEKs themselves, for rewrapping them under a new root.
+    secrets: (Kek, Option<Kek>),
 }
 
+/// The AEAD key that wraps subject keys under a vault KEK: HKDF(KEK,
+/// "medvault/v1/subject-wrap").
+fn subject_wrapping_key(kek: &Kek) -> (u32, Arc<AeadKey>) {
+    (
+        kek.generation,
+        Arc::new(AeadKey::new(&derive_key(
+            &kek.key,
+            &[b"medvault/v1/subject-wrap"],
+        ))),
+    )
+}
+
+/// Default budget of the key cache, in bytes: 256 MiB, which holds the unwrapped keys of
+/// every subject of a 100,000-patient clinic (one data-key version each: about 2.3 KB
+/// per subject, dominated by two expanded AES-256-GCM key schedules; see
+/// [`SubjectKeys::cached_bytes`]), so a scan or random reads over such a clinic unwrap
+/// each subject's keys once.
+pub const DEFAULT_KEY_CACHE_BYTES: usize = 256 << 20;
+
+/// The smallest key-cache budget accepted (smaller settings are raised to it): 32 KiB, about 14 subjects.
+pub const MIN_KEY_CACHE_BYTES: usize = 32 << 10;
+
 struct Cache {
-    map: HashMap<SubjectTag, (Arc<SubjectKeys>, u64)>,
+    /// Per subject: its keys, when last used, and the bytes counted for it.
+    map: HashMap<SubjectTag, (Arc<SubjectKeys>, u64, usize)>,
     tick: u64,
+    /// Sum of the bytes counted for the entries in `map`.
+    bytes: usize,
+    /// Budget in bytes.
     capacity: usize,
 }
 
 impl Keyring {
+    /// A keyring over vault KEK `kek` (and `next`, while a KEK rotation is pending)
+    /// caching subjects up to `cache_bytes` of keys.
     pub fn new(
         vault_id: crate::VaultId,
-        root: &RootKey,
-        generation: u32,
-        next: Option<(&RootKey, u32)>,
-        capacity: usize,
+        kek: &Kek,
+        next: Option<&Kek>,
+        cache_bytes: usize,
     ) -> Self {
         Keyring {
             vault_id,
             keks: Mutex::new(Keks {
-                current: (generation, Arc::new(wrapping_key(root))),
-                next: next.map(|(k, g)| (g, Arc::new(wrapping_key(k)))),
+                current: subject_wrapping_key(kek),
+                next: next.map(subject_wrapping_key),
+                secrets: (kek.clone(), next.cloned()),
             }),
             cache: Mutex::new(Cache {
                 map: HashMap::new(),
                 tick: 0,
-                capacity: capacity.max(16),
+                bytes: 0,
+                capacity: cache_bytes.max(MIN_KEY_CACHE_BYTES),
             }),
             create: Mutex::new(()),
         }
@@ -225,7 +273,7 @@ impl Keyring {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The wrapping key for writing: the next root during a rotation, else the current.
+    /// The wrapping key for writing: the next KEK during a rotation, else the current.
     fn write_kek(&self) -> (u32, Arc<AeadKey>) {
         let k = self.keks();
         k.next.clone().unwrap_or_else(|| k.current.clone())
@@ -240,23 +288,109 @@ impl Keyring {
             Some((g, kek)) if *g == generation => Ok(kek.clone()),
             _ => Err(Error::integrity(
                 Structure::SubjectEntry,
-                "wrapped under an unknown root generation",
+                "wrapped under an unknown key-encryption-key generation",
             )),
         }
     }
 
-    /// Installs the next root key for a rotation (`Some`) or promotes it (`None`:
-    /// rotation finished, the next root becomes current).
-    pub fn set_next_root(&self, next: Option<(&RootKey, u32)>) {
+    /// Installs the next vault KEK of a KEK rotation (`Some`): entries are written under
+    /// it from now on, and read under either. `None` promotes it (rotation finished: the
+    /// old KEK is dropped and zeroized).
+    pub fn set_next_kek(&self, next: Option<&Kek>) {
         let mut k = self.keks();
         match next {
-            Some((key, g)) => k.next = Some((g, Arc::new(wrapping_key(key)))),
+            Some(n) => {
+                k.next = Some(subject_wrapping_key(n));
+                k.secrets.1 = Some(n.clone());
+            }
             None => {
                 if let Some(n) = k.next.take() {
                     k.current = n;
                 }
+                if let Some(n) = k.secrets.1.take() {
+                    k.secrets.0 = n;
+                }
             }
         }
+    }
+
+    /// The unwrapped vault KEK in force and the pending next one (to rewrap them under a
+    /// new root key).
+    pub fn kek_secrets(&self) -> (Kek, Option<Kek>) {
+        self.keks().secrets.clone()
+    }
+
+    /// Rewraps a stored subject entry under the write KEK without building its keys:
+    /// every wrapped key is unwrapped and wrapped again, the subject id re-sealed (its
+    /// AAD covers the entry), versions and usage marks copied as they are. `Ok(None)`
+    /// when the entry is already under the write KEK. [`Error::Integrity`] on any
+    /// failure, as [`Keyring::decode_entry`].
+    pub fn rewrap_entry(&self, tag: &SubjectTag, bytes: &[u8]) -> Result<Option<Vec<u8>>> {
+        let (to_gen, to) = self.write_kek();
+        let bad = |what: &'static str| Error::integrity(Structure::SubjectEntry, what);
+        let mut r = Reader::new(bytes, Structure::SubjectEntry);
+        let v = r.u8()?;
+        if v != SUBJECT_ENTRY_VERSION {
+            return Err(Error::UnsupportedVersion {
+                what: "subject entry",
+                version: v,
+            });
+        }
+        let from_gen = r.u32()?;
+        if from_gen == to_gen {
+            return Ok(None);
+        }
+        let from = self.kek_for(from_gen)?;
+        let current = r.u32()?;
+        let n = r.u16()? as usize;
+        if n == 0 || n > MAX_DEK_VERSIONS {
+            return Err(bad("bad number of key versions"));
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        out.push(SUBJECT_ENTRY_VERSION);
+        out.extend_from_slice(&to_gen.to_be_bytes());
+        out.extend_from_slice(&current.to_be_bytes());
+        out.extend_from_slice(&(n as u16).to_be_bytes());
+        for _ in 0..n {
+            let version = r.u32()?;
+            let mark = r.u64()?;
+            let wrapped = r.bytes(WRAPPED_LEN)?;
+            let key = unwrap_key(
+                &from,
+                &dek_aad(&self.vault_id, tag, version, from_gen),
+                wrapped,
+            )
+            .ok_or_else(|| bad("wrapped data key"))?;
+            out.extend_from_slice(&version.to_be_bytes());
+            out.extend_from_slice(&mark.to_be_bytes());
+            out.extend_from_slice(&wrap_key(
+                &to,
+                &dek_aad(&self.vault_id, tag, version, to_gen),
+                &key,
+            ));
+        }
+        let audit_mark = r.u64()?;
+        let wrapped = r.bytes(WRAPPED_LEN)?;
+        let audit_key = unwrap_key(&from, &audit_aad(&self.vault_id, tag, from_gen), wrapped)
+            .ok_or_else(|| bad("wrapped audit key"))?;
+        out.extend_from_slice(&audit_mark.to_be_bytes());
+        out.extend_from_slice(&wrap_key(
+            &to,
+            &audit_aad(&self.vault_id, tag, to_gen),
+            &audit_key,
+        ));
+        let covered = bytes
+            .get(..bytes.len() - r.remaining())
+            .ok_or_else(|| bad("truncated"))?;
+        let sealed_id = r.lp32(4096)?;
+        r.finish()?;
+        let audit = AeadKey::new(&audit_key);
+        let id = audit
+            .open(&id_aad(&self.vault_id, tag, covered), sealed_id)
+            .ok_or_else(|| bad("sealed subject id"))?;
+        let resealed = audit.seal(&id_aad(&self.vault_id, tag, &out), &id);
+        put_lp32(&mut out, &resealed);
+        Ok(Some(out))
     }
 
     /// Looks a subject up in the cache.
@@ -264,37 +398,56 @@ impl Keyring {
         let mut c = self.cache();
         c.tick += 1;
         let t = c.tick;
-        c.map.get_mut(tag).map(|(k, used)| {
+        c.map.get_mut(tag).map(|(k, used, _)| {
             *used = t;
             k.clone()
         })
     }
 
     fn insert(&self, keys: Arc<SubjectKeys>) {
+        let size = keys.cached_bytes();
         let mut c = self.cache();
         c.tick += 1;
         let t = c.tick;
-        if c.map.len() >= c.capacity {
-            // Evict the least recently used quarter, keeping entries not yet persisted.
-            let mut ages: Vec<(u64, SubjectTag)> = c
+        if c.bytes + size > c.capacity {
+            // Evict the least recently used entries down to three quarters of the budget
+            // (amortizes the sort), keeping entries not yet persisted.
+            let mut ages: Vec<(u64, SubjectTag, usize)> = c
                 .map
                 .iter()
-                .filter(|(_, (k, _))| !k.lock().dirty)
-                .map(|(tag, (_, used))| (*used, *tag))
+                .filter(|(_, (k, _, _))| !k.lock().dirty)
+                .map(|(tag, (_, used, bytes))| (*used, *tag, *bytes))
                 .collect();
             ages.sort_unstable();
-            let n = (c.capacity / 4).max(1);
-            for (_, tag) in ages.into_iter().take(n) {
+            let target = (c.capacity / 4 * 3).saturating_sub(size);
+            for (_, tag, bytes) in ages {
+                if c.bytes <= target {
+                    break;
+                }
                 c.map.remove(&tag);
+                c.bytes = c.bytes.saturating_sub(bytes);
             }
         }
-        c.map.insert(keys.tag, (keys, t));
+        c.bytes += size;
+        if let Some((_, _, old)) = c.map.insert(keys.tag, (keys, t, size)) {
+            c.bytes = c.bytes.saturating_sub(old);
+        }
+    }
+
+    /// Bytes the cache counts for the subjects it holds, and how many it holds.
+    #[cfg(test)]
+    fn cache_usage(&self) -> (usize, usize) {
+        let c = self.cache();
+        (c.bytes, c.map.len())
     }
 
     /// Removes a subject from the cache (erasure; its keys are zeroized when the last
     /// user drops them).
     pub fn evict(&self, tag: &SubjectTag) {
-        self.cache().map.remove(tag);
+        let mut c = self.cache();
+        if let Some((_, _, bytes)) = c.map.remove(tag) {
+            c.bytes = c.bytes.saturating_sub(bytes);
+        }
     }
 
     /// Loads a subject's keys (cache, then storage). `Ok(None)` when the subject has none.
@@ -427,7 +580,7 @@ impl Keyring {
         Ok(())
     }
 
-    /// Serializes a subject entry under the write root generation, advancing usage marks
+    /// Serializes a subject entry under the write KEK generation, advancing usage marks
     /// by [`USAGE_RESERVE`]. Marks the keys clean.
     pub fn encode_entry(&self, keys: &SubjectKeys) -> Vec<u8> {
         let (gen_, kek) = self.write_kek();
@@ -539,5 +692,85 @@ impl Keyring {
                 erased: false,
             }),
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failure should abort the test
+mod cache_tests {
+    use super::*;
+
+    fn keyring(cache_bytes: usize) -> Keyring {
+        let kek = crate::header::Kek {
+            generation: 0,
+            key: crate::crypto::SecretKey::from_bytes([9; 32]),
+        };
+        Keyring::new(crate::VaultId::from([3; 16]), &kek, None, cache_bytes)
+    }
+
+    fn tag(i: u32) -> SubjectTag {
+        let mut t = [0u8; 16];
+        t[..4].copy_from_slice(&i.to_be_bytes());
+        SubjectTag::from(t)
+    }
+
+    fn add(k: &Keyring, i: u32, clean: bool) -> Arc<SubjectKeys> {
+        let keys = k
+            .load_or_create(&tag(i), &format!("patient-{i:06}"), |_| Ok(None))
+            .unwrap();
+        if clean {
+            keys.lock().dirty = false;
+        }
+        keys
+    }
+
+    #[test]
+    fn the_default_budget_holds_a_100k_patient_clinic() {
+        let k = keyring(DEFAULT_KEY_CACHE_BYTES);
+        let one = add(&k, 1, true);
+        let size = one.cached_bytes();
+        // The estimate counts at least the two expanded AES-256-GCM keys (data key and
+        // audit key) and the two raw keys, as the compiler lays them out.
+        let floor = 2 * std::mem::size_of::<AeadKey>() + 2 * std::mem::size_of::<SecretKey>();
+        assert!(size >= floor, "{size} < {floor}");
+        assert!(
+            100_000 * size <= DEFAULT_KEY_CACHE_BYTES,
+            "100k subjects of {size} bytes exceed the default budget"
+        );
+    }
+
+    #[test]
+    fn the_cache_keeps_to_its_byte_budget_least_recently_used_first() {
+        let budget = 64 << 10;
+        let k = keyring(budget);
+        let size = add(&k, 0, true).cached_bytes();
+        let fits = budget / size;
+        assert!(fits >= 8, "{fits}");
+        for i in 1..(4 * fits as u32) {
+            add(&k, i, true);
+            // Subject 0 is used all along: never the least recently used.
+            assert!(k.cached(&tag(0)).is_some(), "a subject in use was evicted");
+            let (bytes, held) = k.cache_usage();
+            assert!(bytes <= budget, "{bytes} over {budget} after {i}");
+            assert_eq!(bytes, held * size, "bytes counted = entries held x size");
+        }
+        assert!(k.cached(&tag(1)).is_none(), "an old subject still held");
+        let last = 4 * fits as u32 - 1;
+        assert!(k.cached(&tag(last)).is_some(), "the newest subject evicted");
+        k.evict(&tag(last));
+        let (bytes, held) = k.cache_usage();
+        assert_eq!(bytes, held * size, "evict uncounts");
+    }
+
+    #[test]
+    fn keys_not_yet_persisted_are_never_evicted() {
+        let k = keyring(0); // raised to the minimum
+        let n = 2 * MIN_KEY_CACHE_BYTES / add(&k, 0, false).cached_bytes();
+        for i in 1..n as u32 {
+            add(&k, i, false);
+        }
+        for i in 0..n as u32 {
+            assert!(k.cached(&tag(i)).is_some(), "dirty subject {i} evicted");
+        }
     }
 }

@@ -23,10 +23,16 @@ pub(crate) const APPLIED_MARKER: &[u8] = crate::commit::MARKER_KEY;
 pub(crate) const ERASED_PREFIX: u8 = b'e';
 /// `'g'`: the sealed access policy (docs/FORMAT.md "Access policy (`'g'`), version 1").
 pub(crate) const POLICY: &[u8] = b"g";
+/// `'h' || hold name (1..=64 bytes of [A-Za-z0-9._-])`: a legal hold on the access log
+/// (docs/FORMAT.md "Legal hold"); while one exists, no log segment is pruned.
+pub(crate) const LEGAL_HOLD_PREFIX: u8 = b'h';
 /// `'i' || index_id (8)`: a blind-index definition (docs/INDEXES.md).
 pub(crate) const INDEX_DEF_PREFIX: u8 = b'i';
 /// `'k' || subject_tag (16)`: a subject key entry.
 pub(crate) const SUBJECT_PREFIX: u8 = b'k';
+/// `'n' || u32 generation`: a checkpoint signing key (docs/FORMAT.md "Checkpoint
+/// signing key").
+pub(crate) const SIGNING_KEY_PREFIX: u8 = b'n';
 /// `'o' || subject_tag (16)`: a subject's sealed objection to secondary use
 /// (docs/FORMAT.md "Research objection").
 pub(crate) const OBJECTION_PREFIX: u8 = b'o';
@@ -37,6 +43,13 @@ pub(crate) const RECORD_PREFIX: u8 = b'r';
 /// `'s' || project_tag (16)`: a research project's sealed pseudonym seed
 /// (docs/FORMAT.md "Research project seed").
 pub(crate) const RESEARCH_SEED_PREFIX: u8 = b's';
+/// `'z' || setting name`: a vault setting (docs/FORMAT.md "Vault settings").
+#[allow(dead_code)] // the prefix of RETENTION and PRUNE_POINT; listed in ALL_PREFIXES
+pub(crate) const SETTINGS_PREFIX: u8 = b'z';
+/// `"zretention"`: the access-log retention period, `u32` days big-endian.
+pub(crate) const RETENTION: &[u8] = b"zretention";
+/// `"zprune"`: the prune record (docs/FORMAT.md "Prune record"): where the log starts.
+pub(crate) const PRUNE_POINT: &[u8] = b"zprune";
 /// `'x' || index_id || value_hash || subject_tag || record_tag`: a blind-index entry.
 pub(crate) const INDEX_ENTRY_PREFIX: u8 = b'x';
 /// `'y' || subject_tag || record_tag`: the index-entry keys of one record.
@@ -44,19 +57,22 @@ pub(crate) const REVERSE_PREFIX: u8 = b'y';
 
 /// Every prefix byte in use, sorted (what docs/FORMAT.md's key-space table must list).
 #[cfg(test)]
-pub(crate) const ALL_PREFIXES: [u8; 12] = [
+pub(crate) const ALL_PREFIXES: [u8; 15] = [
     APPLIED_MARKER[0],
     ROTATION_STATE[0],
     ERASED_PREFIX,
     POLICY[0],
+    LEGAL_HOLD_PREFIX,
     INDEX_DEF_PREFIX,
     SUBJECT_PREFIX,
+    SIGNING_KEY_PREFIX,
     OBJECTION_PREFIX,
     PURGE_PENDING[0],
     RECORD_PREFIX,
     RESEARCH_SEED_PREFIX,
     INDEX_ENTRY_PREFIX,
     REVERSE_PREFIX,
+    SETTINGS_PREFIX,
 ];
 
 /// Length of a record storage key: prefix, subject tag, record tag.

@@ -69,12 +69,19 @@ pub use crypto::{DEFAULT_MAX_KDF_WORK, KdfParams, KeySource, Passphrase, RootKey
 pub use error::{Denial, Error, InputKind, Invalid, LogFault, Result, StorageError, Structure};
 pub use ids::{SubjectTag, VaultId};
 pub use index::{IndexCheck, IndexPath, IndexSpec, IndexStatus, Normalization};
+pub use keyring::DEFAULT_KEY_CACHE_BYTES;
 pub use policy::{FieldFilter, Policy};
 pub use record::RecordKey;
 pub use vault::{
-    DEFAULT_DEK_MESSAGE_BOUND, Durability, ErasedSubject, LogQuery, Progress, RotationReport,
-    RotationScope, SYSTEM_ACTOR, Stats, Vault, VaultOptions, WriteOutcome,
+    BackupReport, CheckpointKey, DEFAULT_DEK_MESSAGE_BOUND, DEFAULT_RETENTION_DAYS, Durability,
+    ErasedSubject, ErasureLedger, KEK_REWRAP_BATCH, LedgerEntry, LegalHold, LogQuery, Progress,
+    PruneReport, RestoreOptions, RestoreReport, RotateAllReport, RotationReport, RotationScope,
+    SYSTEM_ACTOR, SignedCheckpoint, Stats, SubjectRecords, Vault, VaultOptions, WriteOutcome,
 };
+/// File names of a backup directory, and where a restore builds (docs/BACKUP.md).
+pub mod backup {
+    pub use crate::vault::{MANIFEST_FILE, RECORDS_FILE, restore_partial_dir};
+}
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

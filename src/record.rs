@@ -12,16 +12,17 @@
 use serde::de::DeserializeOwned;
 use zeroize::Zeroizing;
 
-use crate::codec::{Reader, put_lp16, put_lp32};
+use crate::codec::{Reader, put_lp16};
 use crate::crypto::AeadKey;
+use crate::crypto::aead::{NONCE_LEN, TAG_LEN};
 use crate::error::{Error, InputKind, Result, Structure};
 use crate::json::{self, JsonText, ObjectBuilder};
 
-/// Record-value format version. Version 2 binds every envelope to its write: the record
-/// version and a random write id are in every AAD.
-pub const RECORD_VERSION: u8 = 2;
-/// Bytes of a record's write id.
-pub const WRITE_ID_LEN: usize = 16;
+/// Record-value format version. Version 3: one random 96-bit record nonce per write
+/// (each envelope's nonce derived from it and the envelope's index), each field's AAD a
+/// per-record binding digest plus the field name, varint lengths (docs/FORMAT.md
+/// "Record value").
+pub const RECORD_VERSION: u8 = 3;
 /// Maximum length of a subject, collection or record id, in bytes.
 pub const MAX_ID_LEN: usize = 256;
 /// Maximum length of a field name, in bytes.
@@ -189,7 +190,7 @@ pub(crate) fn join_json(fields: &[PlainField]) -> Result<JsonText> {
 }
 
 /// Joins fields and deserializes the record into `T` (through serde_json).
-#[cfg(any(test, feature = "testing"))]
+#[cfg(test)]
 pub(crate) fn join_fields<T: DeserializeOwned>(fields: &[PlainField]) -> Result<T> {
     from_json(&join_json(fields)?)
 }
@@ -205,7 +206,7 @@ pub(crate) fn from_json<T: DeserializeOwned>(text: &JsonText) -> Result<T> {
     })
 }
 
-/// Everything a record's AADs bind besides the field name.
+/// Everything a record's AADs bind besides the field names.
 pub(crate) struct Binding<'a> {
     pub vault_id: &'a crate::VaultId,
     pub storage_key: &'a [u8],
@@ -213,15 +214,76 @@ pub(crate) struct Binding<'a> {
     pub key_version: u32,
 }
 
-/// The write a record value belongs to: its version and its random write id, in every
-/// AAD of the value, so that envelopes of two writes never combine.
+/// The write a record value belongs to: its version and its random 96-bit record nonce
+/// (fresh for every write; every envelope's nonce is derived from it and every AAD binds
+/// it), so that envelopes of two writes never combine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct WriteStamp {
     pub version: u64,
-    pub write_id: [u8; WRITE_ID_LEN],
+    pub nonce: [u8; NONCE_LEN],
+}
+
+impl WriteStamp {
+    /// The nonce of envelope `index` (0: the meta block; field `i`: `i + 1`): the record
+    /// nonce with its last four bytes XORed with `u32 index` (docs/FORMAT.md "Record
+    /// value"). Distinct for every index of one record.
+    fn envelope_nonce(&self, index: usize) -> [u8; NONCE_LEN] {
+        let mut n = self.nonce;
+        // index <= MAX_FIELDS (4096): fits a u32.
+        let i = (index as u32).to_be_bytes();
+        for (b, x) in n[NONCE_LEN - 4..].iter_mut().zip(i) {
+            *b ^= x;
+        }
+        n
+    }
+}
+
+/// Appends `x` as an unsigned LEB128 varint (7 bits a byte, low group first, high bit =
+/// more follows), minimal length.
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut x: u64) {
+    while x >= 0x80 {
+        out.push((x as u8 & 0x7f) | 0x80);
+        x >>= 7;
+    }
+    out.push(x as u8);
+}
+
+/// Reads a minimal unsigned LEB128 varint of at most `max`. [`Error::Integrity`] when
+/// truncated, over `max`, longer than 5 bytes or not minimal (a last byte of zero after
+/// the first): every value has exactly one encoding.
+fn varint(r: &mut Reader<'_>, max: usize, what: Structure) -> Result<usize> {
+    let mut x: u64 = 0;
+    for i in 0..5 {
+        let b = r.u8()?;
+        x |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            if i > 0 && b == 0 {
+                return Err(Error::integrity(what, "varint not minimal"));
+            }
+            return usize::try_from(x)
+                .ok()
+                .filter(|x| *x <= max)
+                .ok_or_else(|| Error::integrity(what, "length over its bound"));
+        }
+    }
+    Err(Error::integrity(what, "varint too long"))
+}
+
+/// A varint-length-prefixed byte string of at most `max` bytes.
+fn lpv<'a>(r: &mut Reader<'a>, max: usize, what: Structure) -> Result<&'a [u8]> {
+    let n = varint(r, max, what)?;
+    r.bytes(n)
+}
+
+/// Appends a varint-length-prefixed byte string.
+fn put_lpv(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
 }
 
 impl Binding<'_> {
+    /// AAD of the meta block: everything known before it is opened (the ids are inside
+    /// it; the storage key is their keyed hash).
     fn meta_aad(&self, w: &WriteStamp) -> Vec<u8> {
         let mut aad = Vec::with_capacity(96);
         aad.extend_from_slice(b"medvault/v1/record-meta");
@@ -229,68 +291,111 @@ impl Binding<'_> {
         aad.extend_from_slice(self.vault_id.as_bytes());
         aad.extend_from_slice(&self.key_version.to_be_bytes());
         aad.extend_from_slice(&w.version.to_be_bytes());
-        aad.extend_from_slice(&w.write_id);
+        aad.extend_from_slice(&w.nonce);
         put_lp16(&mut aad, self.storage_key);
         aad
     }
 
-    /// AAD prefix of every field; the field name is appended per field.
-    fn field_aad_prefix(&self, w: &WriteStamp) -> Vec<u8> {
+    /// The record's binding digest, computed once per record: SHA-256 over the format
+    /// version, vault id, storage key, logical ids, key version, write (version and
+    /// record nonce) and the ordered list of field names (docs/FORMAT.md "Record
+    /// value"). Each field's AAD is this digest followed by the field's raw name.
+    fn digest<'n>(
+        &self,
+        w: &WriteStamp,
+        names: impl ExactSizeIterator<Item = &'n str>,
+    ) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
         let k = self.key;
-        let mut aad =
-            Vec::with_capacity(96 + k.subject.len() + k.collection.len() + k.record_id.len());
-        aad.extend_from_slice(b"medvault/v1/field");
-        aad.push(RECORD_VERSION);
-        aad.extend_from_slice(self.vault_id.as_bytes());
-        put_lp16(&mut aad, k.subject.as_bytes());
-        put_lp16(&mut aad, k.collection.as_bytes());
-        put_lp16(&mut aad, k.record_id.as_bytes());
-        aad.extend_from_slice(&self.key_version.to_be_bytes());
-        aad.extend_from_slice(&w.version.to_be_bytes());
-        aad.extend_from_slice(&w.write_id);
-        aad
+        let mut h = Sha256::new();
+        let mut lp = |b: &[u8]| {
+            h.update((b.len() as u16).to_be_bytes());
+            h.update(b);
+        };
+        lp(b"medvault/v1/record-binding");
+        lp(&[RECORD_VERSION]);
+        lp(self.vault_id.as_bytes());
+        lp(self.storage_key);
+        lp(k.subject.as_bytes());
+        lp(k.collection.as_bytes());
+        lp(k.record_id.as_bytes());
+        lp(&self.key_version.to_be_bytes());
+        lp(&w.version.to_be_bytes());
+        lp(&w.nonce);
+        lp(&(names.len() as u16).to_be_bytes());
+        for n in names {
+            lp(n.as_bytes());
+        }
+        h.finalize().into()
+    }
+}
+
+/// A field's AAD buffer: the binding digest, then (per field) the raw name.
+struct FieldAad(Vec<u8>);
+
+impl FieldAad {
+    fn new(digest: &[u8; 32]) -> Self {
+        let mut v = Vec::with_capacity(32 + 64);
+        v.extend_from_slice(digest);
+        FieldAad(v)
+    }
+
+    fn with_name(&mut self, name: &str) -> &[u8] {
+        self.0.truncate(32);
+        self.0.extend_from_slice(name.as_bytes());
+        &self.0
     }
 }
 
 /// Seals a record's fields into a record value (docs/FORMAT.md "Record value") as
 /// write `version` (the vault's next log sequence number when sealed: it grows with every
-/// write), with a fresh random write id.
+/// write), under a fresh random record nonce. Seals `fields.len() + 1` messages under
+/// `dek` (the caller counts them against the key's usage).
 pub(crate) fn seal_record(
     dek: &AeadKey,
     bind: &Binding<'_>,
     version: u64,
     fields: &[PlainField],
 ) -> Vec<u8> {
-    let mut write_id = [0u8; WRITE_ID_LEN];
-    crate::crypto::random_bytes(&mut write_id);
-    let stamp = WriteStamp { version, write_id };
+    let mut nonce = [0u8; NONCE_LEN];
+    crate::crypto::random_bytes(&mut nonce);
+    let stamp = WriteStamp { version, nonce };
     let k = bind.key;
-    let mut meta = Zeroizing::new(Vec::with_capacity(64));
-    put_lp16(&mut meta, k.collection.as_bytes());
-    put_lp16(&mut meta, k.record_id.as_bytes());
-    meta.extend_from_slice(&(fields.len() as u16).to_be_bytes());
-    for f in fields {
-        put_lp16(&mut meta, f.name.as_bytes());
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    let mut meta = Zeroizing::new(Vec::with_capacity(
+        8 + k.collection.len()
+            + k.record_id.len()
+            + names.iter().map(|n| n.len() + 2).sum::<usize>(),
+    ));
+    put_lpv(&mut meta, k.collection.as_bytes());
+    put_lpv(&mut meta, k.record_id.as_bytes());
+    put_varint(&mut meta, fields.len() as u64);
+    for n in &names {
+        put_lpv(&mut meta, n.as_bytes());
     }
-    let payload: usize = fields.iter().map(|f| f.value.len() + 32).sum();
-    let mut out = Vec::with_capacity(40 + meta.len() + 32 + payload);
+    let payload: usize = fields.iter().map(|f| f.value.len() + TAG_LEN + 3).sum();
+    let mut out = Vec::with_capacity(25 + 8 + meta.len() + TAG_LEN + payload);
     out.push(RECORD_VERSION);
     out.extend_from_slice(&bind.key_version.to_be_bytes());
     out.extend_from_slice(&stamp.version.to_be_bytes());
-    out.extend_from_slice(&stamp.write_id);
-    let sealed_meta = dek.seal(&bind.meta_aad(&stamp), &meta);
-    put_lp32(&mut out, &sealed_meta);
-    out.extend_from_slice(&(fields.len() as u16).to_be_bytes());
-    let mut aad = bind.field_aad_prefix(&stamp);
-    let base = aad.len();
-    for f in fields {
-        aad.truncate(base);
-        put_lp16(&mut aad, f.name.as_bytes());
-        let len_at = out.len();
-        out.extend_from_slice(&[0; 4]);
-        dek.seal_into(&aad, &f.value, &mut out);
-        let n = (out.len() - len_at - 4) as u32;
-        out[len_at..len_at + 4].copy_from_slice(&n.to_be_bytes());
+    out.extend_from_slice(&stamp.nonce);
+    put_varint(&mut out, (meta.len() + TAG_LEN) as u64);
+    dek.seal_detached_into(
+        &stamp.envelope_nonce(0),
+        &bind.meta_aad(&stamp),
+        &meta,
+        &mut out,
+    );
+    put_varint(&mut out, fields.len() as u64);
+    let mut aad = FieldAad::new(&bind.digest(&stamp, names.iter().copied()));
+    for (i, f) in fields.iter().enumerate() {
+        put_varint(&mut out, (f.value.len() + TAG_LEN) as u64);
+        dek.seal_detached_into(
+            &stamp.envelope_nonce(i + 1),
+            aad.with_name(&f.name),
+            &f.value,
+            &mut out,
+        );
     }
     out
 }
@@ -305,9 +410,11 @@ pub(crate) struct SealedRecord<'a> {
 }
 
 /// Parses a record value's structure (no decryption). [`Error::Integrity`] on any
-/// malformation, [`Error::UnsupportedVersion`] on an unknown version.
+/// malformation (non-minimal varints included), [`Error::UnsupportedVersion`] on an
+/// unknown version (1: CBOR fields; 2: one random nonce and the whole AAD per field).
 pub(crate) fn parse_record(bytes: &[u8]) -> Result<SealedRecord<'_>> {
-    let mut r = Reader::new(bytes, Structure::RecordValue);
+    const S: Structure = Structure::RecordValue;
+    let mut r = Reader::new(bytes, S);
     let v = r.u8()?;
     if v != RECORD_VERSION {
         return Err(Error::UnsupportedVersion {
@@ -318,16 +425,24 @@ pub(crate) fn parse_record(bytes: &[u8]) -> Result<SealedRecord<'_>> {
     let key_version = r.u32()?;
     let stamp = WriteStamp {
         version: r.u64()?,
-        write_id: r.array()?,
+        nonce: r.array()?,
     };
-    let meta = r.lp32(MAX_RECORD_BYTES)?;
-    let n = r.u16()? as usize;
-    if n > MAX_FIELDS || n * 4 > r.remaining() {
-        return Err(Error::integrity(Structure::RecordValue, "bad field count"));
+    let meta = lpv(&mut r, MAX_RECORD_BYTES, S)?;
+    if meta.len() < TAG_LEN {
+        return Err(Error::integrity(S, "meta block shorter than a tag"));
+    }
+    let n = varint(&mut r, MAX_FIELDS, S)?;
+    // Each field takes at least 1 + 16 bytes: bound the allocation by what remains.
+    if n * (1 + TAG_LEN) > r.remaining() {
+        return Err(Error::integrity(S, "bad field count"));
     }
     let mut fields = Vec::with_capacity(n);
     for _ in 0..n {
-        fields.push(r.lp32(MAX_RECORD_BYTES)?);
+        let f = lpv(&mut r, MAX_RECORD_BYTES, S)?;
+        if f.len() < TAG_LEN {
+            return Err(Error::integrity(S, "field envelope shorter than a tag"));
+        }
+        fields.push(f);
     }
     r.finish()?;
     Ok(SealedRecord {
@@ -338,35 +453,71 @@ pub(crate) fn parse_record(bytes: &[u8]) -> Result<SealedRecord<'_>> {
     })
 }
 
-/// The opened meta block of a record.
+/// The opened meta block of a record. The field names (plaintext: names can reveal
+/// facts) sit in one zeroize-on-drop string, not one allocation per name.
 pub(crate) struct Meta {
     pub collection: String,
     pub record_id: String,
-    pub names: Vec<String>,
+    /// Every field name, concatenated.
+    names: Zeroizing<String>,
+    /// End offset of each name in `names`, in stored order.
+    ends: Vec<usize>,
+}
+
+impl Meta {
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The raw name of field `i` (empty when out of range).
+    pub fn name(&self, i: usize) -> &str {
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).copied().unwrap_or(0),
+        };
+        let end = self.ends.get(i).copied().unwrap_or(start);
+        // Offsets are boundaries between whole UTF-8 names: `get` cannot fail.
+        self.names.get(start..end).unwrap_or_default()
+    }
+
+    /// The raw names, in stored order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.names_exact()
+    }
+
+    fn names_exact(&self) -> impl ExactSizeIterator<Item = &str> {
+        (0..self.len()).map(|i| self.name(i))
+    }
 }
 
 /// Parses an opened meta block that must name `fields` fields. [`Error::Integrity`] when
 /// malformed.
 pub(crate) fn parse_meta(pt: &[u8], fields: usize) -> Result<Meta> {
-    let mut r = Reader::new(pt, Structure::RecordMeta);
-    let collection = r.str16()?.to_owned();
-    let record_id = r.str16()?.to_owned();
-    let n = r.u16()? as usize;
-    if n != fields {
-        return Err(Error::integrity(
-            Structure::RecordMeta,
-            "field count mismatch",
-        ));
+    fn utf8(b: &[u8]) -> Result<&str> {
+        std::str::from_utf8(b).map_err(|_| Error::integrity(Structure::RecordMeta, "bad UTF-8"))
     }
-    let mut names = Vec::with_capacity(n);
+    const S: Structure = Structure::RecordMeta;
+    let mut r = Reader::new(pt, S);
+
+    let collection = utf8(lpv(&mut r, MAX_ID_LEN, S)?)?.to_owned();
+    let record_id = utf8(lpv(&mut r, MAX_ID_LEN, S)?)?.to_owned();
+    let n = varint(&mut r, MAX_FIELDS, S)?;
+    if n != fields {
+        return Err(Error::integrity(S, "field count mismatch"));
+    }
+    let mut names = Zeroizing::new(String::with_capacity(r.remaining()));
+    let mut ends = Vec::with_capacity(n);
     for _ in 0..n {
-        names.push(r.str16()?.to_owned());
+        names.push_str(utf8(lpv(&mut r, MAX_FIELD_NAME_LEN, S)?)?);
+        ends.push(names.len());
     }
     r.finish()?;
     Ok(Meta {
         collection,
         record_id,
         names,
+        ends,
     })
 }
 
@@ -374,13 +525,19 @@ impl SealedRecord<'_> {
     /// Opens the meta block: collection, record id and field names.
     pub fn open_meta(&self, dek: &AeadKey, bind: &Binding<'_>) -> Result<Meta> {
         let pt = dek
-            .open(&bind.meta_aad(&self.stamp), self.meta)
+            .open_detached(
+                &self.stamp.envelope_nonce(0),
+                &bind.meta_aad(&self.stamp),
+                self.meta,
+            )
             .ok_or_else(|| Error::integrity(Structure::RecordMeta, "authentication failed"))?;
         parse_meta(&pt, self.fields.len())
     }
 
     /// Opens the fields whose names pass `want` (all when `want` is `None`), in stored
-    /// order. [`Error::Integrity`] when any opened field fails.
+    /// order, each into its own buffer (the re-encryption and index paths, which need
+    /// the fields apart; reads use [`SealedRecord::open_json`]). [`Error::Integrity`]
+    /// when any opened field fails.
     pub fn open_fields(
         &self,
         dek: &AeadKey,
@@ -388,22 +545,21 @@ impl SealedRecord<'_> {
         meta: &Meta,
         want: Option<&[&str]>,
     ) -> Result<Vec<PlainField>> {
-        let mut aad = bind.field_aad_prefix(&self.stamp);
-        let base = aad.len();
-        let mut out = Vec::with_capacity(want.map_or(meta.names.len(), |w| w.len()));
-        for (name, env) in meta.names.iter().zip(&self.fields) {
+        let mut aad = FieldAad::new(&bind.digest(&self.stamp, meta.names_exact()));
+        let mut out = Vec::with_capacity(want.map_or(meta.len(), |w| w.len()));
+        for (i, (name, env)) in meta.names().zip(&self.fields).enumerate() {
             if let Some(w) = want
                 && !w.iter().any(|n| raw_name_is(name, n))
             {
                 continue;
             }
-            aad.truncate(base);
-            put_lp16(&mut aad, name.as_bytes());
-            let value = dek.open(&aad, env).ok_or_else(|| {
-                Error::integrity(Structure::FieldEnvelope, "authentication failed")
-            })?;
+            let value = dek
+                .open_detached(&self.stamp.envelope_nonce(i + 1), aad.with_name(name), env)
+                .ok_or_else(|| {
+                    Error::integrity(Structure::FieldEnvelope, "authentication failed")
+                })?;
             out.push(PlainField {
-                name: name.clone(),
+                name: name.to_owned(),
                 value,
             });
         }
@@ -413,45 +569,49 @@ impl SealedRecord<'_> {
     /// Opens the fields whose names pass `want` (all when `want` is `None`) straight
     /// into one JSON object, in stored order: each field is decrypted in place at the
     /// end of the output buffer (no per-field plaintext buffer). Returns the text and
-    /// the names of the fields in it. [`Error::Integrity`] when a field fails to open or
-    /// the result is not valid JSON.
+    /// the indexes (into `meta.names`) of the fields in it. [`Error::Integrity`] when a
+    /// field fails to open or the result is not JSON.
     pub fn open_json(
         &self,
         dek: &AeadKey,
         bind: &Binding<'_>,
         meta: &Meta,
         want: Option<&[&str]>,
-    ) -> Result<(JsonText, Vec<String>)> {
-        let picked: Vec<(&String, &[u8])> = meta
-            .names
-            .iter()
-            .zip(self.fields.iter().copied())
-            .filter(|(name, _)| want.is_none_or(|w| w.iter().any(|n| raw_name_is(name, n))))
+    ) -> Result<(JsonText, Vec<usize>)> {
+        let picked: Vec<usize> = meta
+            .names()
+            .enumerate()
+            .filter(|(_, name)| want.is_none_or(|w| w.iter().any(|n| raw_name_is(name, n))))
+            .map(|(i, _)| i)
             .collect();
-        let total: usize = picked.iter().map(|(n, e)| n.len() + e.len() + 4).sum();
+        let total: usize = picked
+            .iter()
+            .map(|&i| meta.name(i).len() + self.fields.get(i).map_or(0, |f| f.len()) + 4)
+            .sum();
         let mut out = ObjectBuilder::with_capacity(total + 2);
-        let mut aad = bind.field_aad_prefix(&self.stamp);
-        let base = aad.len();
-        let mut names = Vec::with_capacity(picked.len());
-        for (name, env) in picked {
-            aad.truncate(base);
-            put_lp16(&mut aad, name.as_bytes());
-            let buf = out.value_buffer(
-                name,
-                env.len().saturating_sub(crate::crypto::aead::OVERHEAD),
+        let mut aad = FieldAad::new(&bind.digest(&self.stamp, meta.names_exact()));
+        for &i in &picked {
+            let (name, env) = (
+                meta.name(i),
+                self.fields.get(i).copied().unwrap_or_default(),
             );
-            if !dek.open_into(&aad, env, buf) {
+            let buf = out.value_buffer(name, env.len().saturating_sub(TAG_LEN));
+            if !dek.open_detached_into(
+                &self.stamp.envelope_nonce(i + 1),
+                aad.with_name(name),
+                env,
+                buf,
+            ) {
                 return Err(Error::integrity(
                     Structure::FieldEnvelope,
                     "authentication failed",
                 ));
             }
-            names.push(name.clone());
         }
         let text = out
             .finish()
             .map_err(|_| Error::integrity(Structure::FieldValue, "not valid JSON"))?;
-        Ok((text, names))
+        Ok((text, picked))
     }
 }
 
@@ -507,7 +667,7 @@ mod tests {
         assert_eq!(p.key_version, 3);
         assert_eq!(p.stamp.version, 7);
         let meta = p.open_meta(&dek, &bind).unwrap();
-        assert_eq!(meta.names, vec!["age", "name"]);
+        assert_eq!(meta.names().collect::<Vec<_>>(), vec!["age", "name"]);
         let one = p.open_fields(&dek, &bind, &meta, Some(&["name"])).unwrap();
         let got: serde_json::Value = join_fields(&one).unwrap();
         assert_eq!(got, json!({"name": "Ann"}));
@@ -529,20 +689,49 @@ mod binding_tests {
     use crate::crypto::SecretKey;
     use serde_json::json;
 
-    /// Splits a record value into (prefix up to the meta, meta lp32, field lp32s) by
-    /// hand from the documented layout: the oracle does not use `parse_record`.
+    /// Reads an unsigned LEB128 varint by hand (the oracle does not use the codec).
+    fn leb(b: &[u8], at: &mut usize) -> usize {
+        let (mut x, mut shift) = (0usize, 0);
+        loop {
+            let byte = b[*at];
+            *at += 1;
+            x |= usize::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return x;
+            }
+            shift += 7;
+        }
+    }
+
+    fn leb_bytes(mut x: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        loop {
+            let b = (x & 0x7f) as u8;
+            x >>= 7;
+            if x == 0 {
+                v.push(b);
+                return v;
+            }
+            v.push(b | 0x80);
+        }
+    }
+
+    /// Splits a record value into (head of 25 bytes, meta with its length, fields with
+    /// their lengths) by hand from the documented layout: the oracle does not use
+    /// `parse_record`.
     fn pieces(b: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<Vec<u8>>) {
-        let head = b[..29].to_vec();
-        let ml = u32::from_be_bytes(b[29..33].try_into().unwrap()) as usize;
-        let meta = b[29..33 + ml].to_vec();
-        let mut at = 33 + ml;
-        let n = u16::from_be_bytes(b[at..at + 2].try_into().unwrap()) as usize;
-        at += 2;
+        let head = b[..25].to_vec();
+        let mut at = 25;
+        let ml = leb(b, &mut at);
+        let meta = b[25..at + ml].to_vec();
+        at += ml;
+        let n = leb(b, &mut at);
         let mut fields = Vec::new();
         for _ in 0..n {
-            let l = u32::from_be_bytes(b[at..at + 4].try_into().unwrap()) as usize;
-            fields.push(b[at..at + 4 + l].to_vec());
-            at += 4 + l;
+            let start = at;
+            let l = leb(b, &mut at);
+            fields.push(b[start..at + l].to_vec());
+            at += l;
         }
         assert_eq!(at, b.len());
         (head, meta, fields)
@@ -551,7 +740,7 @@ mod binding_tests {
     fn assemble(head: &[u8], meta: &[u8], fields: &[Vec<u8>]) -> Vec<u8> {
         let mut out = head.to_vec();
         out.extend_from_slice(meta);
-        out.extend_from_slice(&(fields.len() as u16).to_be_bytes());
+        out.extend_from_slice(&leb_bytes(fields.len()));
         for f in fields {
             out.extend_from_slice(f);
         }
@@ -609,5 +798,259 @@ mod binding_tests {
             );
             assert!(r.is_err());
         }
+    }
+
+    #[test]
+    fn varints_are_minimal_and_bounded() {
+        let ok = |b: &[u8], max| {
+            varint(
+                &mut Reader::new(b, Structure::RecordValue),
+                max,
+                Structure::RecordValue,
+            )
+        };
+        for x in [0usize, 1, 127, 128, 300, 16_383, 16_384, MAX_RECORD_BYTES] {
+            let mut v = Vec::new();
+            put_varint(&mut v, x as u64);
+            assert_eq!(v, leb_bytes(x), "{x}");
+            assert_eq!(ok(&v, MAX_RECORD_BYTES).unwrap(), x);
+        }
+        // Non-minimal spellings of 0 and 1, an over-long varint, a bound, a truncation.
+        for bad in [
+            &[0x80u8, 0x00][..],
+            &[0x81, 0x00],
+            &[0x80, 0x80, 0x80, 0x80, 0x80, 0x01],
+            &[0x80],
+        ] {
+            assert!(
+                matches!(ok(bad, usize::MAX), Err(Error::Integrity { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(ok(&[0x81, 0x01], 128).is_err());
+        assert_eq!(ok(&[0x80, 0x01], 128).unwrap(), 128);
+    }
+
+    #[test]
+    fn envelope_nonces_are_distinct_within_a_record() {
+        let w = WriteStamp {
+            version: 1,
+            nonce: [0xa5; NONCE_LEN],
+        };
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..=MAX_FIELDS {
+            let n = w.envelope_nonce(i);
+            assert_eq!(n[..8], [0xa5; 8], "only the last 32 bits vary");
+            assert_eq!(
+                u32::from_be_bytes(n[8..].try_into().unwrap()),
+                0xa5a5_a5a5 ^ i as u32
+            );
+            assert!(seen.insert(n));
+        }
+    }
+
+    /// Every binding of the field AAD: a field of a record opens under no other record
+    /// key, subject, vault, storage key, key version, record version or record nonce, and
+    /// no other name or field list. The field is opened by hand (aes-gcm directly) with
+    /// the nonce and AAD the format documents, so the oracle is the documented formula.
+    #[test]
+    fn every_binding_of_a_field_is_checked() {
+        use aes_gcm::aead::AeadInPlace;
+        use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+        use sha2::{Digest, Sha256};
+        let raw = [7u8; 32];
+        let dek = AeadKey::new(&SecretKey::from_bytes(raw));
+        let key = RecordKey::new("s", "Patient", "p1");
+        let vid = crate::VaultId::from([1; 16]);
+        let bind = Binding {
+            vault_id: &vid,
+            storage_key: b"sk",
+            key: &key,
+            key_version: 4,
+        };
+        let v = json!({"a": "x", "b": 2});
+        let sealed = seal_record(&dek, &bind, 9, &split_fields(&v).unwrap());
+        let (head, _, fields) = pieces(&sealed);
+        let nonce: [u8; 12] = head[13..25].try_into().unwrap();
+        let field_b = &fields[1][1..]; // one length byte
+        let digest = |vault: &[u8],
+                      sk: &[u8],
+                      subject: &str,
+                      coll: &str,
+                      id: &str,
+                      kv: u32,
+                      w: u64,
+                      rn: &[u8],
+                      names: &[&str]| {
+            let mut h = Sha256::new();
+            let mut lp = |b: &[u8]| {
+                h.update((b.len() as u16).to_be_bytes());
+                h.update(b);
+            };
+            lp(b"medvault/v1/record-binding");
+            lp(&[3]);
+            lp(vault);
+            lp(sk);
+            lp(subject.as_bytes());
+            lp(coll.as_bytes());
+            lp(id.as_bytes());
+            lp(&kv.to_be_bytes());
+            lp(&w.to_be_bytes());
+            lp(rn);
+            lp(&(names.len() as u16).to_be_bytes());
+            for n in names {
+                lp(n.as_bytes());
+            }
+            h.finalize().to_vec()
+        };
+        let cipher = Aes256Gcm::new(&raw.into());
+        let opens = |d: Vec<u8>, name: &str, index: u32| {
+            let mut aad = d;
+            aad.extend_from_slice(name.as_bytes());
+            let mut n = nonce;
+            for (b, x) in n[8..].iter_mut().zip(index.to_be_bytes()) {
+                *b ^= x;
+            }
+            let (ct, tag) = field_b.split_at(field_b.len() - 16);
+            let mut buf = ct.to_vec();
+            cipher
+                .decrypt_in_place_detached(
+                    Nonce::from_slice(&n),
+                    &aad,
+                    &mut buf,
+                    Tag::from_slice(tag),
+                )
+                .ok()
+                .map(|_| buf)
+        };
+        let good = digest(
+            &[1; 16],
+            b"sk",
+            "s",
+            "Patient",
+            "p1",
+            4,
+            9,
+            &nonce,
+            &["a", "b"],
+        );
+        assert_eq!(opens(good.clone(), "b", 2).unwrap(), b"2");
+        let mut other_nonce = nonce;
+        other_nonce[0] ^= 1;
+        let wrong = [
+            digest(
+                &[2; 16],
+                b"sk",
+                "s",
+                "Patient",
+                "p1",
+                4,
+                9,
+                &nonce,
+                &["a", "b"],
+            ),
+            digest(
+                &[1; 16],
+                b"sK",
+                "s",
+                "Patient",
+                "p1",
+                4,
+                9,
+                &nonce,
+                &["a", "b"],
+            ),
+            digest(
+                &[1; 16],
+                b"sk",
+                "t",
+                "Patient",
+                "p1",
+                4,
+                9,
+                &nonce,
+                &["a", "b"],
+            ),
+            digest(
+                &[1; 16],
+                b"sk",
+                "s",
+                "Patienu",
+                "p1",
+                4,
+                9,
+                &nonce,
+                &["a", "b"],
+            ),
+            digest(
+                &[1; 16],
+                b"sk",
+                "s",
+                "Patient",
+                "p2",
+                4,
+                9,
+                &nonce,
+                &["a", "b"],
+            ),
+            digest(
+                &[1; 16],
+                b"sk",
+                "s",
+                "Patient",
+                "p1",
+                5,
+                9,
+                &nonce,
+                &["a", "b"],
+            ),
+            digest(
+                &[1; 16],
+                b"sk",
+                "s",
+                "Patient",
+                "p1",
+                4,
+                8,
+                &nonce,
+                &["a", "b"],
+            ),
+            digest(
+                &[1; 16],
+                b"sk",
+                "s",
+                "Patient",
+                "p1",
+                4,
+                9,
+                &other_nonce,
+                &["a", "b"],
+            ),
+            digest(&[1; 16], b"sk", "s", "Patient", "p1", 4, 9, &nonce, &["b"]),
+            digest(
+                &[1; 16],
+                b"sk",
+                "s",
+                "Patient",
+                "p1",
+                4,
+                9,
+                &nonce,
+                &["b", "a"],
+            ),
+        ];
+        for (i, d) in wrong.into_iter().enumerate() {
+            assert!(opens(d, "b", 2).is_none(), "binding {i} not checked");
+        }
+        assert!(opens(good.clone(), "a", 2).is_none(), "name not bound");
+        assert!(opens(good, "b", 1).is_none(), "index not bound");
+        // And the codec agrees: another record key, another version fail.
+        let p = parse_record(&sealed).unwrap();
+        let meta = p.open_meta(&dek, &bind).unwrap();
+        let k2 = RecordKey::new("s", "Patient", "p2");
+        assert!(
+            p.open_json(&dek, &Binding { key: &k2, ..bind }, &meta, None)
+                .is_err()
+        );
     }
 }

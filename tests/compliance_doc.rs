@@ -24,17 +24,28 @@ fn references(row: &str) -> Vec<(String, String)> {
 
 /// Whether `src` defines `name` as a test: the `fn name(` line follows a `#[test]`
 /// attribute (other attributes may sit between, over several lines, e.g. a
-/// `#[cfg_attr(..., ignore = "...")]` broken by rustfmt).
+/// `#[cfg_attr(..., ignore = "...")]` broken by rustfmt), or `fn name(` exists and
+/// `name` is listed, one per line, in an `on_every_backend!(` invocation (which makes
+/// it the tests `name::memory` and `name::postgres`, tests/pg_dba).
 fn defines_test(src: &str, name: &str) -> bool {
     let lines: Vec<&str> = src.lines().map(str::trim).collect();
-    lines.iter().enumerate().any(|(i, l)| {
-        l.starts_with(&format!("fn {name}("))
-            && lines[..i]
+    let defined = lines.iter().any(|l| l.starts_with(&format!("fn {name}(")));
+    let per_backend = lines.iter().enumerate().any(|(i, l)| {
+        *l == "on_every_backend!("
+            && lines[i + 1..]
                 .iter()
-                .rev()
-                .take_while(|p| !p.is_empty() && !p.ends_with('}') && !p.ends_with(';'))
-                .any(|p| *p == "#[test]")
-    })
+                .take_while(|p| **p != ");")
+                .any(|p| *p == format!("{name},"))
+    });
+    (defined && per_backend)
+        || lines.iter().enumerate().any(|(i, l)| {
+            l.starts_with(&format!("fn {name}("))
+                && lines[..i]
+                    .iter()
+                    .rev()
+                    .take_while(|p| !p.is_empty() && !p.ends_with('}') && !p.ends_with(';'))
+                    .any(|p| *p == "#[test]")
+        })
 }
 
 #[test]

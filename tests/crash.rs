@@ -2,7 +2,10 @@
 //! killed with SIGKILL at random points leaves a vault that opens, verifies, and where
 //! records and write entries match one to one; a batch is all or nothing; with
 //! `Durability::Writes` every acknowledged write survives; a create killed at any point
-//! leaves either no vault (and a new create works) or a whole one.
+//! leaves either no vault (and a new create works) or a whole one. The writer also erases
+//! patients (crypto-shredding) as it goes, so kills land inside erasures too: an erasure
+//! is whole (the patient reads nothing, is remembered as erased, and every write entry of
+//! theirs predates the erasure entry) or absent (every write of theirs is present).
 
 // Tests: a failure should abort the test with the panic message.
 #![allow(clippy::unwrap_used)]
@@ -24,8 +27,12 @@ use serde_json::{Value, json};
 const ENV_DIR: &str = "MEDVAULT_CRASH_VAULT";
 const ENV_SEED: &str = "MEDVAULT_CRASH_SEED";
 const ENV_DURABILITY: &str = "MEDVAULT_CRASH_DURABILITY";
+/// `erase`: the child erases a patient at every step (the erasure-heavy mix).
+const ENV_MIX: &str = "MEDVAULT_CRASH_MIX";
 const CHILD: &str = "crash_child";
 const COLLECTION: &str = "Observation";
+/// Prefix of the patients the child erases.
+const GONE: &str = "gone-";
 
 fn durability_from_env() -> Durability {
     match std::env::var(ENV_DURABILITY).as_deref() {
@@ -40,8 +47,10 @@ fn open(dir: &PathBuf, durability: Durability) -> Vault {
 }
 
 /// The child: writes records until killed, printing `ACK <subject> <record_id>` for
-/// each write acknowledged (returned `Ok`). Single puts and 4-record batches alternate.
-/// Does nothing unless started by `kill_rounds`.
+/// each write acknowledged (returned `Ok`). Single puts and 4-record batches alternate;
+/// every seventh step (every step with `MEDVAULT_CRASH_MIX=erase`) writes two records
+/// of a new patient `gone-<seed>-<i>` and erases that patient, printing `ERASED <subject>` once the erasure is acknowledged. Does
+/// nothing unless started by `kill_rounds`.
 #[test]
 #[ignore = "child process of the SIGKILL tests"]
 fn crash_child() {
@@ -60,13 +69,29 @@ fn crash_child() {
     }
     let vault = open(&dir, durability_from_env());
     let ctx = care("crash-writer");
+    let dpo = medvault::AccessContext::new("crash-dpo", medvault::Purpose::PatientRequest);
     let mut rng = StdRng::seed_from_u64(seed);
     let mut out = std::io::stdout().lock();
+    let erase_every = if std::env::var(ENV_MIX).as_deref() == Ok("erase") {
+        1
+    } else {
+        7
+    };
     for i in 0u64.. {
         let subject = format!("patient-{}", rng.gen_range(0..6));
         let note = "x".repeat(rng.gen_range(0..200));
         let value = json!({"round": seed, "i": i, "note": note});
-        if i % 5 == 4 {
+        if i % erase_every == erase_every - 1 {
+            let gone = format!("{GONE}{seed}-{i}");
+            for j in 0..2 {
+                let k = RecordKey::new(gone.as_str(), COLLECTION, format!("r{seed}-{i}-{j}"));
+                vault.put(&ctx, &k, &value).unwrap();
+                writeln!(out, "ACK {} {}", k.subject, k.record_id).unwrap();
+            }
+            out.flush().unwrap();
+            vault.erase_subject(&dpo, &gone).unwrap();
+            writeln!(out, "ERASED {gone}").unwrap();
+        } else if i % 5 == 4 {
             let keys: Vec<RecordKey> = (0..4)
                 .map(|j| {
                     let id = format!("r{seed}-{i}-b{j}");
@@ -94,9 +119,16 @@ fn batch_of(id: &str) -> Option<&str> {
 }
 
 /// Opens the vault after a kill and checks it: it verifies; every record has exactly one
-/// write entry and every write entry its record; batches are whole; every acknowledged
-/// write is present (when `acked` is given). Returns the number of records.
-fn check(dir: &PathBuf, acked: Option<&BTreeSet<RecordKey>>, round: u64) -> usize {
+/// write entry and every write entry of a patient not erased its record; an applied
+/// erasure entry means the patient reads nothing and is remembered as erased, and every
+/// write entry of theirs came before it; batches are whole; every acknowledged write
+/// of a patient not erased, and every acknowledged erasure, is present (when `acked` is
+/// given). Returns the number of records.
+fn check(
+    dir: &PathBuf,
+    acked: Option<(&BTreeSet<RecordKey>, &BTreeSet<String>)>,
+    round: u64,
+) -> usize {
     let auditor = care("crash-auditor");
     let v = open(dir, Durability::Writes);
     let n = v.verify(&auditor, None).unwrap();
@@ -121,6 +153,26 @@ fn check(dir: &PathBuf, acked: Option<&BTreeSet<RecordKey>>, round: u64) -> usiz
                 .unwrap_or_else(|| panic!("round {round}: recovery note {:?}", e.note))
         })
         .collect();
+    // Applied erasures, by pseudonym: their seq. After an erasure the log can no longer
+    // name the patient (its audit key is destroyed), only the keyed pseudonym. (An erase
+    // entry without a subject is the system's "storage purged" after an erasure.)
+    let erased_at: BTreeMap<String, u64> = entries
+        .iter()
+        .filter(|e| {
+            e.action == Action::Erase
+                && e.subject_pseudonym.is_some()
+                && !not_applied.contains(&e.seq)
+        })
+        .map(|e| {
+            assert_eq!(e.outcome, Outcome::Ok, "round {round}: {e:?}");
+            let tag = e
+                .subject_pseudonym
+                .as_ref()
+                .unwrap_or_else(|| panic!("round {round}: {e:?}"))
+                .to_string();
+            (tag, e.seq)
+        })
+        .collect();
     let mut written: BTreeMap<RecordKey, u32> = BTreeMap::new();
     for e in entries {
         if not_applied.contains(&e.seq) {
@@ -128,6 +180,18 @@ fn check(dir: &PathBuf, acked: Option<&BTreeSet<RecordKey>>, round: u64) -> usiz
         }
         if matches!(e.action, Action::Write | Action::Import) {
             assert_eq!(e.outcome, Outcome::Ok, "round {round}: {e:?}");
+            let tag = e.subject_pseudonym.as_ref().unwrap().to_string();
+            if let Some(at) = erased_at.get(&tag) {
+                assert!(
+                    e.seq < *at,
+                    "round {round}: a write logged after its patient's erasure"
+                );
+                assert!(
+                    e.target.is_none(),
+                    "round {round}: an erased patient's write entry still names its target"
+                );
+                continue;
+            }
             let t = e.target.unwrap();
             let k = RecordKey::new(t.subject, t.collection.unwrap(), t.record_id.unwrap());
             *written.entry(k).or_default() += 1;
@@ -155,7 +219,34 @@ fn check(dir: &PathBuf, acked: Option<&BTreeSet<RecordKey>>, round: u64) -> usiz
         missing.is_empty(),
         "round {round}: write entries without a record: {missing:?}"
     );
-    if let Some(acked) = acked {
+    // Every erased patient reads nothing and is remembered; the child's patients are
+    // named, so map each pseudonym back through `is_erased`.
+    let gone_present: Vec<_> = present
+        .iter()
+        .filter(|k| k.subject.starts_with(GONE) && v.is_erased(&auditor, &k.subject).unwrap())
+        .collect();
+    assert!(
+        gone_present.is_empty(),
+        "round {round}: records of erased patients: {gone_present:?}"
+    );
+    let erased_named = v.erased_subjects(&auditor).unwrap().len();
+    assert_eq!(
+        erased_named,
+        erased_at.len(),
+        "round {round}: erasure marks and applied erasure entries differ"
+    );
+    if let Some((acked, acked_erased)) = acked {
+        for s in acked_erased {
+            assert!(
+                v.is_erased(&auditor, s).unwrap(),
+                "round {round}: acknowledged erasure of {s} lost"
+            );
+        }
+        let acked: BTreeSet<RecordKey> = acked
+            .iter()
+            .filter(|k| !v.is_erased(&auditor, &k.subject).unwrap())
+            .cloned()
+            .collect();
         let lost: Vec<_> = acked.difference(&present).collect();
         assert!(
             lost.is_empty(),
@@ -179,6 +270,17 @@ fn check(dir: &PathBuf, acked: Option<&BTreeSet<RecordKey>>, round: u64) -> usiz
 /// checks the vault after each kill. Returns (kills that landed after acknowledged
 /// writes, writes acknowledged, records at the end).
 fn kill_rounds(durability: Durability, rounds: u64, seed: u64) -> (u64, usize, usize) {
+    kill_rounds_mix(durability, rounds, seed, "")
+}
+
+/// [`kill_rounds`] with the child's workload mix (`""` or `"erase"`). The acknowledged
+/// count returned leaves out records of patients erased since.
+fn kill_rounds_mix(
+    durability: Durability,
+    rounds: u64,
+    seed: u64,
+    mix: &str,
+) -> (u64, usize, usize) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("v");
     drop(Vault::create_with(&dir, raw_key(), options_with(durability)).unwrap());
@@ -189,14 +291,17 @@ fn kill_rounds(durability: Durability, rounds: u64, seed: u64) -> (u64, usize, u
     };
     let mut rng = StdRng::seed_from_u64(seed);
     let mut acked: BTreeSet<RecordKey> = BTreeSet::new();
+    let mut acked_erased: BTreeSet<String> = BTreeSet::new();
     let mut records = 0;
     let mut kills_after_acks = 0;
+    let mut kills_in_erasure = 0;
     for round in 0..rounds {
         let child = CrashChild::spawn(
             child_command(CHILD)
                 .env(ENV_DIR, &dir)
                 .env(ENV_SEED, (seed ^ round).to_string())
-                .env(ENV_DURABILITY, mode),
+                .env(ENV_DURABILITY, mode)
+                .env(ENV_MIX, mix),
         );
         let out = child.kill_after(Duration::from_millis(rng.gen_range(20..300)));
         assert!(
@@ -208,6 +313,13 @@ fn kill_rounds(durability: Durability, rounds: u64, seed: u64) -> (u64, usize, u
         let text = &out.stdout;
         let before = acked.len();
         for line in text.lines() {
+            // A line cut by the kill has no newline: it was not printed whole.
+            if let Some(s) = line.strip_prefix("ERASED ")
+                && text.contains(&format!("{line}\n"))
+            {
+                acked_erased.insert(s.to_owned());
+                continue;
+            }
             let Some(rest) = line.strip_prefix("ACK ") else {
                 continue;
             };
@@ -220,14 +332,35 @@ fn kill_rounds(durability: Durability, rounds: u64, seed: u64) -> (u64, usize, u
         if acked.len() > before {
             kills_after_acks += 1;
         }
-        let promised = (durability != Durability::Background).then_some(&acked);
+        // The last whole line is the second record of a patient about to be erased: the
+        // kill landed while that erasure was in flight.
+        if text
+            .lines()
+            .last()
+            .is_some_and(|l| l.starts_with(&format!("ACK {GONE}")) && l.ends_with("-1"))
+        {
+            kills_in_erasure += 1;
+        }
+        let promised = (durability != Durability::Background).then_some((&acked, &acked_erased));
         records = check(&dir, promised, round);
     }
+    let v = open(&dir, durability);
+    let auditor = care("crash-auditor");
+    let alive = acked
+        .iter()
+        .filter(|k| !v.is_erased(&auditor, &k.subject).unwrap())
+        .count();
     eprintln!(
-        "{mode}: {rounds} kills, {kills_after_acks} after acknowledged writes; {} acknowledged, {records} records",
-        acked.len()
+        "{mode}{}: {rounds} kills, {kills_after_acks} after acknowledged writes, {kills_in_erasure} while an erasure was in flight; {} acknowledged ({alive} of patients not erased), {} erasures acknowledged, {records} records",
+        if mix.is_empty() {
+            String::new()
+        } else {
+            format!(" ({mix} mix)")
+        },
+        acked.len(),
+        acked_erased.len()
     );
-    (kills_after_acks, acked.len(), records)
+    (kills_after_acks, alive, records)
 }
 
 #[test]
@@ -252,6 +385,22 @@ fn acknowledged_writes_survive_sigkill_under_every() {
         "most kills should land while the child writes ({kills_after_acks} of {ROUNDS})"
     );
     assert!(records >= acked);
+}
+
+/// The erasure-heavy mix (a patient written and erased at every step) under each mode
+/// that promises durability: an erasure cut by the kill is whole or absent, and an
+/// acknowledged one holds.
+#[test]
+fn erasures_survive_sigkill() {
+    const ROUNDS: u64 = 30;
+    for (durability, seed) in [(Durability::Writes, 0xe4a5e), (Durability::Every, 0xe4a5f)] {
+        let (kills_after_acks, acked, records) = kill_rounds_mix(durability, ROUNDS, seed, "erase");
+        assert!(
+            kills_after_acks >= ROUNDS / 2,
+            "{durability:?}: most kills should land while the child works ({kills_after_acks} of {ROUNDS})"
+        );
+        assert!(records >= acked);
+    }
 }
 
 #[test]

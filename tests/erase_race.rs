@@ -15,7 +15,7 @@ fn records_written_around_erasures_always_open() {
     for round in 0..20 {
         let m = MemoryStorage::new();
         let opts = VaultOptions {
-            key_cache_subjects: 16, // small: force cache misses, so loads go to storage
+            key_cache_bytes: 0, // the minimum (32 KiB, about 14 subjects): force cache misses, so loads go to storage
             ..VaultOptions::default()
         };
         let v = Arc::new(

@@ -1,6 +1,6 @@
 //! Key lifecycle (issue 4): data-key rotation re-encrypts and retires, retirement is
-//! refused while a version is in use, root-key rotation survives an interruption with
-//! either key, erasure leaves nothing of the subject in any vault file, and disk use
+//! refused while a version is in use, root-key rotation is one header write (O(1)),
+//! vault-KEK rotation survives an interruption and resumes, erasure leaves nothing of the subject in any vault file, and disk use
 //! stays bounded across rotations and erasures.
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test
 
@@ -141,14 +141,12 @@ fn retire_is_refused_while_a_record_uses_the_version() {
 }
 
 #[test]
-fn root_rotation_interrupted_opens_with_either_key_and_resumes() {
+fn root_rotation_is_one_header_write_and_a_failed_one_leaves_the_old_key() {
     let (m, v) = mem_vault(VaultOptions::default());
-    let all = fill(&v, 2500, 1);
-    // Rewrapping goes in batches of 1024 subject entries: let the "started" entry and
-    // the first batch through, fail the second. The header is pending, some entries
-    // are rewrapped, the rest are not.
+    let all = fill(&v, 300, 1);
+    // The header write fails: nothing changed, the old key still opens, the new one not.
     m.set_faults(FaultPlan {
-        fail_writes_after: Some(2),
+        fail_header_writes: true,
         ..FaultPlan::default()
     });
     let r = v.rotate_root_key(
@@ -160,31 +158,37 @@ fn root_rotation_interrupted_opens_with_either_key_and_resumes() {
     assert!(matches!(r, Err(Error::Storage(_))), "{r:?}");
     drop(v);
     m.set_faults(FaultPlan::default());
-    for key in [raw(1), KeySource::passphrase("new")] {
-        let v = Vault::open_in(Box::new(m.clone()), key, VaultOptions::default()).unwrap();
-        check_all(&v, &all);
-    }
-    // A pending rotation to some other key is refused; the same key completes it.
+    assert!(matches!(
+        Vault::open_in(
+            Box::new(m.clone()),
+            KeySource::passphrase("new"),
+            VaultOptions::default()
+        ),
+        Err(Error::WrongKey)
+    ));
     let v = Vault::open_in(Box::new(m.clone()), raw(1), VaultOptions::default()).unwrap();
-    let other = v.rotate_root_key(
-        &ctx(),
-        raw(9),
-        medvault::danger::insecure_kdf_params(),
-        &mut |_| {},
-    );
-    assert!(matches!(other, Err(Error::InvalidInput(_))), "{other:?}");
+    check_all(&v, &all);
+    // Done again: O(1), the vault secret and the KEK are rewrapped, no subject entry is.
+    let entries = |m: &FaultyStorage<MemoryStorage>| -> Vec<(Vec<u8>, Vec<u8>)> {
+        m.dump().into_iter().filter(|(k, _)| k[0] == b'k').collect()
+    };
+    let entries_before = entries(&m);
+    let mut last = None;
     let n = v
         .rotate_root_key(
             &ctx(),
             KeySource::passphrase("new"),
             medvault::danger::insecure_kdf_params(),
-            &mut |_| {},
+            &mut |p| last = Some(p),
         )
         .unwrap();
-    // Reads after the reopen already rewrote their subjects' entries under the new root
-    // (a read advances the audit-key usage mark), so the resume has at most the rest.
-    assert!(n < 2500, "resumed rotation rewrapped {n}");
-    check_all(&v, &all);
+    assert_eq!(n, 2);
+    assert_eq!(last.map(|p| (p.done, p.total)), Some((1, 1)));
+    assert!(
+        entries_before == entries(&m),
+        "a root-key rotation rewrote subject entries"
+    );
+    assert_eq!(v.stats().unwrap().root_generation, 1);
     drop(v);
     assert!(matches!(
         Vault::open_in(Box::new(m.clone()), raw(1), VaultOptions::default()),
@@ -198,6 +202,61 @@ fn root_rotation_interrupted_opens_with_either_key_and_resumes() {
     .unwrap();
     check_all(&v, &all);
     assert!(v.verify(&ctx(), None).unwrap() > 0);
+}
+
+#[test]
+fn kek_rotation_interrupted_reads_everything_and_resumes() {
+    let opts = || VaultOptions {
+        kek_rewrap_batch: 100,
+        ..VaultOptions::default()
+    };
+    let (m, v) = mem_vault(opts());
+    let all = fill(&v, 450, 1);
+    let gen_of = |m: &FaultyStorage<MemoryStorage>| -> Vec<u32> {
+        m.dump()
+            .into_iter()
+            .filter(|(k, _)| k[0] == b'k')
+            .map(|(_, e)| u32::from_be_bytes(e[1..5].try_into().unwrap()))
+            .collect()
+    };
+    assert!(gen_of(&m).iter().all(|g| *g == 0));
+    // Two batches of 100 reach the record store, the third fails (the "started" entry
+    // changes nothing there).
+    m.set_faults(FaultPlan {
+        fail_writes_after: Some(2),
+        ..FaultPlan::default()
+    });
+    let r = v.rotate_vault_kek(&ctx(), &mut |_| {});
+    assert!(matches!(r, Err(Error::Storage(_))), "{r:?}");
+    drop(v);
+    m.set_faults(FaultPlan::default());
+    let gens = gen_of(&m);
+    let moved = gens.iter().filter(|g| **g == 1).count();
+    assert_eq!(moved, 200, "two batches rewrapped: {gens:?}");
+    assert_eq!(gens.len() - moved, 250);
+    let v = Vault::open_in(Box::new(m.clone()), raw(1), opts()).unwrap();
+    assert!(v.vault_kek_rotation_pending());
+    check_all(&v, &all);
+    // New subjects written meanwhile go under the new KEK.
+    let extra = RecordKey::new("late-patient", "Observation", "o1");
+    v.put(&ctx(), &extra, &record(7)).unwrap();
+    let mut seen = Vec::new();
+    let n = v
+        .rotate_vault_kek(&ctx(), &mut |p| seen.push(p.done))
+        .unwrap();
+    assert!(n <= 250, "resume rewrapped {n}");
+    assert_eq!(seen.last().copied(), Some(451));
+    assert!(!v.vault_kek_rotation_pending());
+    assert_eq!(v.stats().unwrap().kek_generation, 1);
+    assert!(gen_of(&m).iter().all(|g| *g == 1));
+    check_all(&v, &all);
+    drop(v);
+    let v = Vault::open_in(Box::new(m.clone()), raw(1), opts()).unwrap();
+    check_all(&v, &all);
+    let _: Value = v.get(&ctx(), &extra).unwrap();
+    assert!(v.verify(&ctx(), None).unwrap() > 0);
+    // Records were never touched: every one still names data-key version 1.
+    assert!(record_versions(&m).iter().all(|x| *x == 1));
 }
 
 fn disk_bytes(dir: &Path) -> u64 {

@@ -1,6 +1,7 @@
 //! Guards the record API against an in-memory model (issue 2, acceptance 1): any
 //! sequence of put / get / get_fields / delete / records_of / erase / readmit / reopen
-//! gives the answers of a `BTreeMap`, on memory storage and on sled. Erased subjects are
+//! gives the answers of a `BTreeMap`, on memory storage, on sled and on PostgreSQL (when
+//! `MEDVAULT_TEST_PG` names a server; issue 17 acceptance 1). Erased subjects are
 //! remembered: a put for one is refused until it is re-admitted.
 
 // Tests: a failure should abort the test with the panic message.
@@ -14,6 +15,8 @@ use std::path::PathBuf;
 use common::{ctx, options, raw_key};
 use medvault::storage::MemoryStorage;
 use medvault::{Error, RecordKey, Vault};
+use medvault_postgres::PgTarget;
+use medvault_postgres::testdb::TestServer;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
@@ -99,6 +102,7 @@ fn op() -> impl Strategy<Value = Op> {
 enum Backend {
     Memory(MemoryStorage),
     Sled(PathBuf),
+    Postgres(Box<(TestServer, PgTarget)>),
 }
 
 impl Backend {
@@ -106,6 +110,10 @@ impl Backend {
         match self {
             Backend::Memory(s) => Vault::create_in(Box::new(s.clone()), raw_key(), options()),
             Backend::Sled(p) => Vault::create_with(p, raw_key(), options()),
+            Backend::Postgres(b) => {
+                let (srv, t) = b.as_ref();
+                Vault::create_in(Box::new(srv.create(t).unwrap()), raw_key(), options())
+            }
         }
         .unwrap()
     }
@@ -114,6 +122,10 @@ impl Backend {
         match self {
             Backend::Memory(s) => Vault::open_in(Box::new(s.clone()), raw_key(), options()),
             Backend::Sled(p) => Vault::open_with(p, raw_key(), options()),
+            Backend::Postgres(b) => {
+                let (srv, t) = b.as_ref();
+                Vault::open_in(Box::new(srv.open(t).unwrap()), raw_key(), options())
+            }
         }
         .unwrap()
     }
@@ -238,4 +250,26 @@ proptest! {
         let tmp = tempfile::tempdir().unwrap();
         run(&Backend::Sled(tmp.path().join("v")), &ops);
     }
+}
+
+/// The same sequences on PostgreSQL, one fresh schema per case (dropped after it).
+#[test]
+#[cfg_attr(no_test_pg, ignore = "skipped: no PostgreSQL (MEDVAULT_TEST_PG unset)")]
+fn postgres_vault_behaves_like_a_btreemap() {
+    let Some(srv) = medvault_postgres::testdb::server().unwrap() else {
+        return;
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 16,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&prop::collection::vec(op(), 1..25), |ops| {
+            let t = srv.fresh();
+            let backend = Backend::Postgres(Box::new((srv.clone(), t.clone())));
+            run(&backend, &ops);
+            srv.drop_vault(&t).unwrap();
+            Ok(())
+        })
+        .unwrap();
 }

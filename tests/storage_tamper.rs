@@ -3,13 +3,17 @@
 //! the files; each named case fails on read (splice, dropped field) or fails `verify` /
 //! open (the others), naming what differs. The oracle is the raw bytes the test itself
 //! saved and put back, and the documented record layout (tests/common `RecordLayout`).
+//! The cases on stored values run on memory storage and on PostgreSQL, where the
+//! tamperer is a DBA writing SQL (tests/pg_dba; issue 17 acceptance 1); the cases on
+//! files run on sled.
 
 // Tests: a failure should abort the test with the panic message.
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod pg_dba;
 
-use common::{RecordLayout, ctx, memory_vault, options, raw_get, raw_key, raw_with_prefix};
+use common::{RecordLayout, ctx, options, raw_get, raw_key, raw_with_prefix};
 use medvault::danger::RawAccess;
 use medvault::{Error, IndexSpec, Normalization, RecordKey, Result, Vault};
 use serde_json::{Value, json};
@@ -38,31 +42,27 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn only_record(storage: &medvault::storage::MemoryStorage) -> (Vec<u8>, Vec<u8>) {
+fn only_record(storage: &dyn RawAccess) -> (Vec<u8>, Vec<u8>) {
     let r = raw_with_prefix(storage, b'r');
     assert_eq!(r.len(), 1);
     r.into_iter().next().unwrap()
 }
 
-#[test]
-fn record_rollback_fails_verify() {
-    let (storage, vault) = memory_vault();
+fn record_rollback_fails_verify(storage: &dyn RawAccess, vault: &Vault) {
     vault
         .put(&ctx(), &key("p1"), &json!({"birthDate": "1970-01-01"}))
         .unwrap();
-    let (sk, old) = only_record(&storage);
+    let (sk, old) = only_record(storage);
     vault
         .put(&ctx(), &key("p1"), &json!({"birthDate": "1980-02-02"}))
         .unwrap();
     vault.verify(&ctx(), None).unwrap();
     storage.raw_put(&sk, &old);
     // A read alone does not know the latest write (SECURITY.md says so); verify does.
-    verify_fails_naming(&vault, &["record", &hex(&sk), "rolled back"]);
+    verify_fails_naming(vault, &["record", &hex(&sk), "rolled back"]);
 }
 
-#[test]
-fn a_record_spliced_from_two_writes_fails_on_read() {
-    let (storage, vault) = memory_vault();
+fn a_record_spliced_from_two_writes_fails_on_read(storage: &dyn RawAccess, vault: &Vault) {
     let k = key("p1");
     vault
         .put(
@@ -71,7 +71,7 @@ fn a_record_spliced_from_two_writes_fails_on_read() {
             &json!({"birthDate": "1970-01-01", "name": "Ann"}),
         )
         .unwrap();
-    let (sk, first) = only_record(&storage);
+    let (sk, first) = only_record(storage);
     vault
         .put(
             &ctx(),
@@ -79,7 +79,7 @@ fn a_record_spliced_from_two_writes_fails_on_read() {
             &json!({"birthDate": "1980-02-02", "name": "Bea"}),
         )
         .unwrap();
-    let second = raw_get(&storage, &sk);
+    let second = raw_get(storage, &sk);
     let a = RecordLayout::parse(&first).unwrap();
     let mut b = RecordLayout::parse(&second).unwrap();
     // birthDate (stored first, names in order) of write 1, the rest of write 2.
@@ -91,9 +91,7 @@ fn a_record_spliced_from_two_writes_fails_on_read() {
     assert!(is_integrity(&r), "a spliced field read as {r:?}");
 }
 
-#[test]
-fn a_dropped_field_fails_on_read() {
-    let (storage, vault) = memory_vault();
+fn a_dropped_field_fails_on_read(storage: &dyn RawAccess, vault: &Vault) {
     let k = key("p1");
     vault
         .put(
@@ -102,7 +100,7 @@ fn a_dropped_field_fails_on_read() {
             &json!({"birthDate": "1970-01-01", "name": "Ann"}),
         )
         .unwrap();
-    let (sk, orig) = only_record(&storage);
+    let (sk, orig) = only_record(storage);
     let mut l = RecordLayout::parse(&orig).unwrap();
     l.fields.remove(0);
     storage.raw_put(&sk, &l.encode());
@@ -115,44 +113,36 @@ fn a_dropped_field_fails_on_read() {
     assert!(is_integrity(&r), "{r:?}");
 }
 
-#[test]
-fn record_deletion_fails_verify() {
-    let (storage, vault) = memory_vault();
+fn record_deletion_fails_verify(storage: &dyn RawAccess, vault: &Vault) {
     vault.put(&ctx(), &key("p1"), &json!({"a": 1})).unwrap();
-    let (sk, _) = only_record(&storage);
+    let (sk, _) = only_record(storage);
     storage.raw_delete(&sk);
-    verify_fails_naming(&vault, &["record", &hex(&sk), "missing"]);
+    verify_fails_naming(vault, &["record", &hex(&sk), "missing"]);
 }
 
-#[test]
-fn subject_entry_deletion_fails_verify() {
-    let (storage, vault) = memory_vault();
+fn subject_entry_deletion_fails_verify(storage: &dyn RawAccess, vault: &Vault) {
     vault.put(&ctx(), &key("p1"), &json!({"a": 1})).unwrap();
-    let subj = raw_with_prefix(&storage, b'k');
+    let subj = raw_with_prefix(storage, b'k');
     assert_eq!(subj.len(), 1);
     storage.raw_delete(&subj[0].0);
-    verify_fails_naming(&vault, &["subject entry", &hex(&subj[0].0), "missing"]);
+    verify_fails_naming(vault, &["subject entry", &hex(&subj[0].0), "missing"]);
 }
 
-#[test]
-fn index_entry_deletion_fails_verify() {
-    let (storage, vault) = memory_vault();
+fn index_entry_deletion_fails_verify(storage: &dyn RawAccess, vault: &Vault) {
     let spec =
         IndexSpec::new("Patient", "family", &["name[].family"], Normalization::Name).unwrap();
     vault.add_index(&ctx(), spec, &mut |_| {}).unwrap();
     vault
         .put(&ctx(), &key("p1"), &json!({"name": [{"family": "Smith"}]}))
         .unwrap();
-    let entries = raw_with_prefix(&storage, b'x');
+    let entries = raw_with_prefix(storage, b'x');
     assert!(!entries.is_empty(), "the index wrote no entry");
     vault.verify(&ctx(), None).unwrap();
     storage.raw_delete(&entries[0].0);
-    verify_fails_naming(&vault, &["index entries"]);
+    verify_fails_naming(vault, &["index entries"]);
 }
 
-#[test]
-fn resurrection_of_an_erased_subject_fails_verify() {
-    let (storage, vault) = memory_vault();
+fn resurrection_of_an_erased_subject_fails_verify(storage: &dyn RawAccess, vault: &Vault) {
     vault.put(&ctx(), &key("p1"), &json!({"a": 1})).unwrap();
     let before: Vec<_> = storage
         .dump()
@@ -165,8 +155,18 @@ fn resurrection_of_an_erased_subject_fails_verify() {
     for (k, v) in &before {
         storage.raw_put(k, v);
     }
-    verify_fails_naming(&vault, &["added or resurrected"]);
+    verify_fails_naming(vault, &["added or resurrected"]);
 }
+
+on_every_backend!(
+    record_rollback_fails_verify,
+    a_record_spliced_from_two_writes_fails_on_read,
+    a_dropped_field_fails_on_read,
+    record_deletion_fails_verify,
+    subject_entry_deletion_fails_verify,
+    index_entry_deletion_fails_verify,
+    resurrection_of_an_erased_subject_fails_verify,
+);
 
 // ----- the files of a vault on disk --------------------------------------------------
 

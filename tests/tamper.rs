@@ -1,11 +1,16 @@
 //! Guards invariants 2 and 3 (binding, fail closed): a flipped, truncated or moved byte
 //! of a stored record, field envelope or subject key entry is an error, never data and
-//! never a panic (issue 2, acceptance 2).
+//! never a panic (issue 2, acceptance 2). The cases on one stored value run on memory
+//! storage and on PostgreSQL, where the tamperer is a DBA writing SQL (tests/pg_dba;
+//! issue 17 acceptance 1); those that move values between vaults or reopen over the
+//! same bytes run on memory storage only (the DBA cases of postgres/tests/backend.rs
+//! cover rows of another vault and reopening).
 
 // Tests: a failure should abort the test with the panic message.
 #![allow(clippy::unwrap_used)]
 
 mod common;
+mod pg_dba;
 
 use common::{RecordLayout, ctx, memory_vault, raw_get, raw_key, raw_with_prefix, reopen};
 use medvault::danger::RawAccess;
@@ -28,7 +33,7 @@ fn key(subject: &str, id: &str) -> RecordKey {
 }
 
 /// The storage key of the only record of `storage` written since `before` was dumped.
-fn new_record_key(storage: &MemoryStorage, before: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+fn new_record_key(storage: &dyn RawAccess, before: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
     let fresh: Vec<Vec<u8>> = raw_with_prefix(storage, b'r')
         .into_iter()
         .map(|(k, _)| k)
@@ -39,7 +44,7 @@ fn new_record_key(storage: &MemoryStorage, before: &[(Vec<u8>, Vec<u8>)]) -> Vec
 }
 
 /// Puts `value` at `k` and returns its storage key.
-fn put(storage: &MemoryStorage, vault: &Vault, k: &RecordKey, value: &Value) -> Vec<u8> {
+fn put(storage: &dyn RawAccess, vault: &Vault, k: &RecordKey, value: &Value) -> Vec<u8> {
     let before = raw_with_prefix(storage, b'r');
     vault.put(&ctx(), k, value).unwrap();
     new_record_key(storage, &before)
@@ -62,12 +67,10 @@ fn assert_reads_fail(vault: &Vault, k: &RecordKey, why: &str) {
     assert!(is_integrity(&scan), "{why}: records_of gave {scan:?}");
 }
 
-#[test]
-fn every_flipped_byte_of_a_record_value_fails_closed() {
-    let (storage, vault) = memory_vault();
+fn every_flipped_byte_of_a_record_value_fails_closed(storage: &dyn RawAccess, vault: &Vault) {
     let k = key("alice", "o1");
-    let sk = put(&storage, &vault, &k, &record());
-    let orig = raw_get(&storage, &sk);
+    let sk = put(storage, vault, &k, &record());
+    let orig = raw_get(storage, &sk);
     let layout = RecordLayout::parse(&orig).unwrap();
     assert_eq!(layout.encode(), orig, "test parser agrees with the format");
     assert_eq!(layout.fields.len(), ALL.len());
@@ -95,7 +98,7 @@ fn every_flipped_byte_of_a_record_value_fails_closed() {
                 );
                 continue;
             }
-            assert_reads_fail(&vault, &k, &why);
+            assert_reads_fail(vault, &k, &why);
             // One field alone: it fails unless the flip is inside another field's
             // envelope, which this read does not depend on (field-level sealing); then it
             // returns exactly the authentic field, never altered data.
@@ -112,16 +115,17 @@ fn every_flipped_byte_of_a_record_value_fails_closed() {
     assert_eq!(back, record());
 }
 
-#[test]
-fn every_truncation_and_extension_of_a_record_value_fails_closed() {
-    let (storage, vault) = memory_vault();
+fn every_truncation_and_extension_of_a_record_value_fails_closed(
+    storage: &dyn RawAccess,
+    vault: &Vault,
+) {
     let k = key("alice", "o1");
-    let sk = put(&storage, &vault, &k, &record());
-    let orig = raw_get(&storage, &sk);
+    let sk = put(storage, vault, &k, &record());
+    let orig = raw_get(storage, &sk);
     for n in 0..orig.len() {
         storage.raw_put(&sk, &orig[..n]);
         let why = format!("truncated to {n} bytes");
-        assert_reads_fail(&vault, &k, &why);
+        assert_reads_fail(vault, &k, &why);
         let one: Result<Value> = vault.get_fields(&ctx(), &k, &["code"]);
         assert!(is_integrity(&one), "{why}: {one:?}");
     }
@@ -129,18 +133,17 @@ fn every_truncation_and_extension_of_a_record_value_fails_closed() {
         let mut t = orig.clone();
         t.extend_from_slice(extra);
         storage.raw_put(&sk, &t);
-        assert_reads_fail(&vault, &k, &format!("{} bytes appended", extra.len()));
+        assert_reads_fail(vault, &k, &format!("{} bytes appended", extra.len()));
     }
 }
 
-#[test]
-fn unknown_record_format_version_is_unsupported() {
-    let (storage, vault) = memory_vault();
+fn unknown_record_format_version_is_unsupported(storage: &dyn RawAccess, vault: &Vault) {
     let k = key("alice", "o1");
-    let sk = put(&storage, &vault, &k, &record());
-    let orig = raw_get(&storage, &sk);
-    // 1 is the CBOR record format of earlier builds: refused, not misread.
-    for v in [0u8, 1, 3, 0x7f, 0xff] {
+    let sk = put(storage, vault, &k, &record());
+    let orig = raw_get(storage, &sk);
+    // 1 is the CBOR record format of earlier builds, 2 the exact-JSON format with a
+    // random nonce and the whole AAD per field: refused, not misread.
+    for v in [0u8, 1, 2, 4, 0x7f, 0xff] {
         let mut t = orig.clone();
         t[0] = v;
         storage.raw_put(&sk, &t);
@@ -212,22 +215,20 @@ fn record_values_moved_between_records_subjects_and_vaults_fail() {
     assert_eq!(b, other_record());
 }
 
-#[test]
-fn field_envelopes_swapped_or_moved_fail() {
-    let (storage, vault) = memory_vault();
+fn field_envelopes_swapped_or_moved_fail(storage: &dyn RawAccess, vault: &Vault) {
     let a1 = key("alice", "o1");
     let a2 = key("alice", "o2");
-    let sk1 = put(&storage, &vault, &a1, &record());
-    let sk2 = put(&storage, &vault, &a2, &other_record());
-    let orig1 = raw_get(&storage, &sk1);
+    let sk1 = put(storage, vault, &a1, &record());
+    let sk2 = put(storage, vault, &a2, &other_record());
+    let orig1 = raw_get(storage, &sk1);
     let l1 = RecordLayout::parse(&orig1).unwrap();
-    let l2 = RecordLayout::parse(&raw_get(&storage, &sk2)).unwrap();
+    let l2 = RecordLayout::parse(&raw_get(storage, &sk2)).unwrap();
 
     // Two fields of one record swapped ("code" <-> "note").
     let mut t = l1.clone();
     t.fields.swap(0, 1);
     storage.raw_put(&sk1, &t.encode());
-    assert_reads_fail(&vault, &a1, "fields swapped");
+    assert_reads_fail(vault, &a1, "fields swapped");
     for f in ["code", "note"] {
         let r: Result<Value> = vault.get_fields(&ctx(), &a1, &[f]);
         assert!(is_integrity(&r), "fields swapped, get_fields({f}): {r:?}");
@@ -244,7 +245,7 @@ fn field_envelopes_swapped_or_moved_fail() {
     let mut t = l1.clone();
     t.fields[0] = l2.fields[0].clone();
     storage.raw_put(&sk1, &t.encode());
-    assert_reads_fail(&vault, &a1, "field from another record");
+    assert_reads_fail(vault, &a1, "field from another record");
     let r: Result<Value> = vault.get_fields(&ctx(), &a1, &["code"]);
     assert!(is_integrity(&r), "field from another record: {r:?}");
 
@@ -252,13 +253,13 @@ fn field_envelopes_swapped_or_moved_fail() {
     let mut t = l1.clone();
     t.meta = l2.meta.clone();
     storage.raw_put(&sk1, &t.encode());
-    assert_reads_fail(&vault, &a1, "meta from another record");
+    assert_reads_fail(vault, &a1, "meta from another record");
 
     // Whole envelopes dropped (fewer fields than the meta names).
     let mut t = l1.clone();
     t.fields.pop();
     storage.raw_put(&sk1, &t.encode());
-    assert_reads_fail(&vault, &a1, "field envelope removed");
+    assert_reads_fail(vault, &a1, "field envelope removed");
 
     storage.raw_put(&sk1, &orig1);
     let back: Value = vault.get(&ctx(), &a1).unwrap();
@@ -434,3 +435,10 @@ fn every_flipped_byte_of_the_anchor_is_harmless_or_fails_open() {
     let vault = reopen(&storage);
     assert!(vault.verify(&ctx(), None).is_ok());
 }
+
+on_every_backend!(
+    every_flipped_byte_of_a_record_value_fails_closed,
+    every_truncation_and_extension_of_a_record_value_fails_closed,
+    unknown_record_format_version_is_unsupported,
+    field_envelopes_swapped_or_moved_fail,
+);

@@ -133,16 +133,20 @@ pub fn open(path: &Path, args: &AccessArgs) -> CliResult<(AccessContext, Vault)>
 
 /// Opens the vault at `path` with the root key from the environment or a prompt.
 pub fn open_vault(path: &Path, ctx: &AccessContext) -> CliResult<Vault> {
-    // Checked before the passphrase is asked for.
-    let header = SledStorage::read_header_at(path)
-        .map_err(|e| Failure::other(format!("open {}: {e}", path.display())))?;
-    if header.is_none() {
-        return Err(Failure::new(
-            Code::NotFound,
-            format!("no vault at {}", path.display()),
-        ));
+    let url = crate::backend::url(path).is_some();
+    // Checked before the passphrase is asked for (a URL: by the open itself).
+    if !url {
+        let header = SledStorage::read_header_at(path)
+            .map_err(|e| Failure::other(format!("open {}: {e}", path.display())))?;
+        if header.is_none() {
+            return Err(Failure::new(
+                Code::NotFound,
+                format!("no vault at {}", path.display()),
+            ));
+        }
     }
-    let key = secrets::root_key(path)?;
+    let shown = crate::backend::shown(path);
+    let key = secrets::root_key(Path::new(&shown))?;
     // A command is a short-lived process: every log entry, a read's included, is on disk
     // before the command returns (and before a read prints anything).
     let options = VaultOptions {
@@ -150,12 +154,15 @@ pub fn open_vault(path: &Path, ctx: &AccessContext) -> CliResult<Vault> {
         durability: Durability::Every,
         ..VaultOptions::default()
     };
-    let vault = Vault::open_with(path, key, options).map_err(|e| {
+    let vault = crate::backend::open(path, key, options)?.map_err(|e| {
+        if url && matches!(e, medvault::Error::NotFound) {
+            return Failure::new(Code::NotFound, format!("no vault at {shown}"));
+        }
         let mut f = crate::exit::open_failure(e);
-        if f.code == Code::InUse {
+        if f.code == Code::InUse && !url {
             f.message.push_str(&lock_holder_hint(path));
         }
-        f.context(format!("open {}", path.display()))
+        f.context(format!("open {shown}"))
     })?;
     // What the vault found amiss without refusing to open (e.g. files others can read).
     for w in vault.warnings() {

@@ -238,7 +238,54 @@ pub enum Command {
         #[command(flatten)]
         access: AccessArgs,
     },
-    /// Rotate the root key or the data keys.
+    /// Take an online, consistent backup of VAULT into the backup set DEST (a new
+    /// directory DEST/<id>, ciphertext only, with a MACed manifest; full log segments
+    /// of an earlier backup in DEST are reused). Prints its directory and checkpoint.
+    Backup {
+        /// The vault directory.
+        vault: PathBuf,
+        /// The backup set directory (created if missing).
+        dest: PathBuf,
+        /// Bring this erasure ledger up to date first (keep it apart from DEST).
+        #[arg(long, value_name = "FILE")]
+        ledger: Option<PathBuf>,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Restore the backup directory BACKUP into the new directory DEST: checked against
+    /// its manifest and checkpoint first, every erasure of the ledger re-applied, logged.
+    Restore {
+        /// A backup directory (DEST/<id> of `backup`).
+        backup: PathBuf,
+        /// The new vault directory (must not exist).
+        dest: PathBuf,
+        /// The erasure ledger (required unless --without-ledger).
+        #[arg(long, value_name = "FILE")]
+        ledger: Option<PathBuf>,
+        /// Restore without an erasure ledger: patients erased since the backup come back.
+        #[arg(long)]
+        without_ledger: bool,
+        /// The vault the backup must be of (32 hex digits; default: the ledger's).
+        #[arg(long, value_name = "ID")]
+        vault_id: Option<String>,
+        /// Accept a backup of another vault than expected.
+        #[arg(long)]
+        other_vault: bool,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Append the vault's erasures not yet in LEDGER to it (MACed, chained lines; keep it
+    /// apart from the backups: docs/BACKUP.md).
+    ErasureLedger {
+        /// The vault directory.
+        vault: PathBuf,
+        /// The ledger file (created if missing).
+        ledger: PathBuf,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Rotate the root key (passphrase), the vault key-encryption key, the data keys, or
+    /// all three (the response to a suspected compromise).
     #[command(subcommand)]
     Rotate(RotateCommand),
     /// Verify, checkpoint or query the access log.
@@ -261,11 +308,16 @@ pub enum Command {
         #[command(flatten)]
         access: AccessArgs,
     },
-    /// Run the end-to-end demonstration on synthetic patients and print a report.
+    /// Run the end-to-end demonstration and print a report: on the shared data set's
+    /// Synthea FHIR exports (../shared/data/fhir-r4-ndjson) when found, else on 1000
+    /// synthetic patients.
     Demo {
-        /// Number of synthetic patients.
-        #[arg(long, value_name = "N", default_value_t = 1000)]
-        patients: usize,
+        /// Use this many synthetic patients instead of the shared data set.
+        #[arg(long, value_name = "N", conflicts_with = "data")]
+        patients: Option<usize>,
+        /// Import the FHIR NDJSON files of this directory instead of the shared data set.
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
         /// Work in this directory (created; must be empty) instead of a temporary one,
         /// and keep it.
         #[arg(long, value_name = "DIR")]
@@ -273,14 +325,41 @@ pub enum Command {
         /// Seed of the synthetic data.
         #[arg(long, default_value_t = 20_240_806)]
         seed: u64,
+        /// Keep the vault on PostgreSQL at this URL (docs/POSTGRES.md; it must not
+        /// hold a vault) instead of a directory. The attacks on file copies are then
+        /// left out, and the plaintext scan reads every byte of the vault's tables.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum RotateCommand {
-    /// Rewrap every subject's data keys under a new root key (new passphrase from
-    /// MEDVAULT_NEW_PASSPHRASE, MEDVAULT_NEW_KEY_FILE or a prompt). Records are untouched.
+    /// Change the root key or passphrase (new one from MEDVAULT_NEW_PASSPHRASE,
+    /// MEDVAULT_NEW_KEY_FILE or a prompt): one header write, whatever the vault's size.
+    /// Someone who copied the header before still holds the vault key-encryption key:
+    /// after a suspected compromise use `rotate all`.
     Root {
+        /// The vault directory.
+        vault: PathBuf,
+        #[command(flatten)]
+        kdf: KdfArgs,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Rewrap every subject's keys under a new vault key-encryption key, online and
+    /// resumable (rerun to finish an interrupted one). Records are untouched.
+    Kek {
+        /// The vault directory.
+        vault: PathBuf,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Compromise response: a new root key or passphrase, a new vault key-encryption
+    /// key and new data keys for every subject (records re-encrypted), online. Data
+    /// written afterwards opens with no key material from before (SECURITY.md "Key
+    /// rotations").
+    All {
         /// The vault directory.
         vault: PathBuf,
         #[command(flatten)]
@@ -315,10 +394,61 @@ pub enum AuditCommand {
         #[command(flatten)]
         access: AccessArgs,
     },
-    /// Print a checkpoint token of the access log, to keep outside the vault.
+    /// Print a checkpoint of the access log, to keep outside the vault: the MAC token
+    /// (mvcp1:, for `audit verify --checkpoint`) or, with --signed, a signed checkpoint
+    /// anyone can check with `medvault-verify` and the vault's public key (docs/VERIFY.md).
     Checkpoint {
         /// The vault directory.
         vault: PathBuf,
+        /// Issue a signed checkpoint (C2SP signed note, Ed25519) instead of the MAC token.
+        #[arg(long)]
+        signed: bool,
+        /// Also append the signed checkpoint to FILE (created 0644 if missing); implies
+        /// --signed. For shipping checkpoints off the host (witnessing).
+        #[arg(long, value_name = "FILE")]
+        append: Option<PathBuf>,
+        /// Also pipe the signed checkpoint to `sh -c CMD` on its standard input; implies
+        /// --signed. A command that fails fails this one (exit 1).
+        #[arg(long, value_name = "CMD")]
+        exec: Option<String>,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Print a Merkle proof of the access log for `medvault-verify` (docs/VERIFY.md
+    /// "Proof files"): --entry N [--size S] an inclusion proof, --from A --to B a
+    /// consistency proof.
+    Prove {
+        /// The vault directory.
+        vault: PathBuf,
+        /// Inclusion proof of entry N (0-based sequence number).
+        #[arg(long, value_name = "N", conflicts_with_all = ["from", "to"], required_unless_present = "from")]
+        entry: Option<u64>,
+        /// Tree size of the inclusion proof: the size of the checkpoint you hold
+        /// (default: the log's length now).
+        #[arg(long, value_name = "S", requires = "entry")]
+        size: Option<u64>,
+        /// Also write entry N's exact bytes (sealed, as stored) to FILE, for
+        /// `medvault-verify inclusion --entry FILE`.
+        #[arg(long, value_name = "FILE", requires = "entry")]
+        entry_out: Option<PathBuf>,
+        /// Consistency proof from tree size A (the older checkpoint's)...
+        #[arg(long, value_name = "A", requires = "to")]
+        from: Option<u64>,
+        /// ... to tree size B (the newer checkpoint's).
+        #[arg(long, value_name = "B", requires = "from")]
+        to: Option<u64>,
+        #[command(flatten)]
+        access: AccessArgs,
+    },
+    /// Print the vault's checkpoint verifier key (public; docs/VERIFY.md "Verifier key"),
+    /// made if the vault has none yet. With --all, every key, oldest first, one a line.
+    Key {
+        /// The vault directory.
+        vault: PathBuf,
+        /// Every key the vault made (older ones verify checkpoints signed before a
+        /// root-key rotation), as `generation current|retired key`.
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         access: AccessArgs,
     },
@@ -366,6 +496,9 @@ pub enum AuditCommand {
     /// FHIR AuditEvent export (docs/POLICY.md).
     #[command(flatten)]
     Governance(crate::commands::review::GovernanceCommand),
+    /// Retention: prune, retention period, legal holds (docs/BACKUP.md).
+    #[command(flatten)]
+    Retention(crate::commands::backup::RetentionCommand),
 }
 
 /// The names `--purpose` accepts, in [`Purpose::ALL`] order.

@@ -10,6 +10,7 @@
 
 mod access;
 mod args;
+mod backend;
 mod clock;
 mod commands;
 mod demo;

@@ -414,10 +414,10 @@ MedvaultStatus medvault_audit_query(MedvaultVault vault,
                                     const char *query_json,
                                     char **out_json);
 
-// Rotates the root key (KEK) to a new passphrase stretched with `kdf` (NULL: RFC
-// 9106's default), rewrapping every subject entry without touching records; crash-safe
-// and resumable (see `Vault::rotate_root_key`). `*out_rewrapped` (may be NULL) receives
-// the number of subject entries rewrapped. Logged as `key_rotation`. Thread-safe
+// Rotates the root key to a new passphrase stretched with `kdf` (NULL: RFC 9106's
+// default): one atomic header write rewrapping the vault secret and key-encryption key,
+// whatever the vault's size (see `Vault::rotate_root_key`). `*out_rewrapped` (may be
+// NULL) receives the number of keys rewrapped (2, or 3 during a KEK rotation). Logged as `key_rotation`. Thread-safe
 // (one key operation at a time; others wait).
 //
 // # Safety

@@ -1,9 +1,10 @@
 //! Export of stored FHIR resources as NDJSON (one resource per line, FHIR Bulk Data
 //! Access IG "ndjson" output): the one code path behind `medvault export` and the demo.
 //!
-//! Each subject is read with [`Vault::export_records_of`] (one access-log `export` entry per subject
-//! naming the number of records, appended before anything is written), so memory holds one
-//! subject's records at a time. Each line is the stored record's JSON text, minified: for an
+//! Subjects are read [`EXPORT_BATCH`] at a time with [`Vault::records_of_subjects_json`]: one
+//! access-log commit per batch holding one `export` entry per subject (naming the number of
+//! records), appended before anything of the batch is written; memory holds one batch's
+//! records at a time. Each line is the stored record's JSON text, minified: for an
 //! import, the input resource with its number tokens, strings and member order
 //! (docs/FHIR.md sections 1 and 8).
 
@@ -16,6 +17,9 @@ use medvault::Vault;
 
 use crate::store;
 use zeroize::Zeroizing;
+
+/// Subjects read per access-log commit by [`export_ndjson`].
+pub const EXPORT_BATCH: usize = 64;
 
 /// Where an export stands, passed to the progress callback after each subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,29 +86,29 @@ pub fn export_ndjson(
     };
     let mut report = ExportReport::default();
     let mut line = Zeroizing::new(String::with_capacity(64 * 1024));
-    for subject in subjects {
-        let mut records = store::export_subject(vault, ctx, subject)?;
-        if named && records.is_empty() {
-            // A subject asked for by name that holds nothing (never written, or erased).
-            return Err(ExportError::NoRecords {
-                subject: subject.clone(),
+    for batch in subjects.chunks(EXPORT_BATCH) {
+        let names: Vec<&str> = batch.iter().map(String::as_str).collect();
+        for (subject, mut records) in store::export_subjects(vault, ctx, &names)? {
+            if named && records.is_empty() {
+                // A subject asked for by name that holds nothing (never written, or erased).
+                return Err(ExportError::NoRecords { subject });
+            }
+            sort_patient_first(&mut records);
+            for (_, text) in &records {
+                line.clear();
+                // The vault's text is compact JSON already (no whitespace outside strings).
+                line.push_str(text);
+                line.push('\n');
+                out.write_all(line.as_bytes())?;
+                report.records += 1;
+            }
+            report.subjects += 1;
+            progress(ExportProgress {
+                subjects_done: report.subjects,
+                subjects_total: subjects.len() as u64,
+                records: report.records,
             });
         }
-        sort_patient_first(&mut records);
-        for (_, text) in &records {
-            line.clear();
-            // The vault's text is compact JSON already (no whitespace outside strings).
-            line.push_str(text);
-            line.push('\n');
-            out.write_all(line.as_bytes())?;
-            report.records += 1;
-        }
-        report.subjects += 1;
-        progress(ExportProgress {
-            subjects_done: report.subjects,
-            subjects_total: subjects.len() as u64,
-            records: report.records,
-        });
     }
     out.flush()?;
     Ok(report)

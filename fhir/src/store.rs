@@ -71,18 +71,27 @@ pub fn put_batch(
     Ok(vault.put_many_json_outcomes(ctx, batch.iter().map(|(k, p)| (k, &p.0)), Action::Import)?)
 }
 
-/// Every record of `subject` as (key, exact JSON text), logged as one `export` entry.
+/// Every record of each subject of `subjects` as (key, exact JSON text), read in one
+/// commit of the access log with one `export` entry per subject
+/// ([`Vault::records_of_subjects_json`]); in the order given.
 ///
 /// # Errors
 /// The vault's error.
-pub fn export_subject(
+#[allow(clippy::type_complexity)]
+pub fn export_subjects(
     vault: &Vault,
     ctx: &AccessContext,
-    subject: &str,
-) -> Result<Vec<(RecordKey, Zeroizing<String>)>, Error> {
+    subjects: &[&str],
+) -> Result<Vec<(String, Vec<(RecordKey, Zeroizing<String>)>)>, Error> {
     Ok(vault
-        .export_records_of_json(ctx, subject)?
+        .records_of_subjects_json(ctx, subjects, None, Action::Export)?
         .into_iter()
-        .map(|(k, t)| (k, t.into_string()))
+        .map(|(s, records)| {
+            let records = records
+                .into_iter()
+                .map(|(k, t)| (k, t.into_string()))
+                .collect();
+            (s, records)
+        })
         .collect())
 }

@@ -568,8 +568,10 @@ class Vault:
         key: Optional[bytes] = None,
         kdf: Optional[Kdf] = None,
     ) -> int:
-        """Rotates the root key (KEK) to a new passphrase or raw 32-byte key; returns
-        the number of subject entries rewrapped. Crash-safe and resumable."""
+        """Rotates the root key to a new passphrase or raw 32-byte key in one atomic
+        header write (O(1)); returns the number of keys rewrapped (vault secret and
+        key-encryption key). Crash-safe: before the write only the old key opens the
+        vault, after it only the new one."""
         return int(
             _call(self._native.rotate_root_key, _ctx(ctx), passphrase, key, _kdf(kdf))
         )

@@ -353,8 +353,8 @@ impl NativeVault {
         })
     }
 
-    /// Rotates the root key to a new passphrase or raw key; returns the number of
-    /// subject entries rewrapped.
+    /// Rotates the root key to a new passphrase or raw key (one header write); returns
+    /// the number of keys rewrapped (the vault secret and key-encryption key(s)).
     #[pyo3(signature = (ctx, passphrase=None, key=None, kdf=None))]
     fn rotate_root_key(
         &self,

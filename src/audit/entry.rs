@@ -59,10 +59,21 @@ pub enum Action {
     /// An erased subject was re-admitted: its erasure mark was lifted, with a reason
     /// (SECURITY.md "Erasure memory").
     Readmit,
+    /// An online backup was taken (docs/BACKUP.md); the note names the backup id and
+    /// the log position it captured.
+    Backup,
+    /// The vault was restored from a backup (docs/BACKUP.md); the note names the backup
+    /// id and how many erasures of the ledger were applied.
+    Restore,
+    /// Whole access-log segments older than the retention period were dropped; the
+    /// note is the prune record (first kept entry and the chain link before it).
+    Prune,
+    /// A legal hold was set or lifted (the note says which and names the hold).
+    LegalHold,
 }
 
 impl Action {
-    const ALL: [Action; 16] = [
+    const ALL: [Action; 20] = [
         Action::Create,
         Action::Open,
         Action::Read,
@@ -79,6 +90,10 @@ impl Action {
         Action::Review,
         Action::Recovery,
         Action::Readmit,
+        Action::Backup,
+        Action::Restore,
+        Action::Prune,
+        Action::LegalHold,
     ];
 
     /// Stable one-byte code (docs/FORMAT.md "Access-log entry").
@@ -100,6 +115,10 @@ impl Action {
             Action::Review => 14,
             Action::Recovery => 15,
             Action::Readmit => 16,
+            Action::Backup => 17,
+            Action::Restore => 18,
+            Action::Prune => 19,
+            Action::LegalHold => 20,
         }
     }
 
@@ -127,6 +146,10 @@ impl Action {
             Action::Review => "review",
             Action::Recovery => "recovery",
             Action::Readmit => "readmit",
+            Action::Backup => "backup",
+            Action::Restore => "restore",
+            Action::Prune => "prune",
+            Action::LegalHold => "legal_hold",
         }
     }
 }

@@ -218,6 +218,19 @@ impl AuditLog {
             .entries)
     }
 
+    /// Opens and decodes one frame's entry. Errors: [`Error::LogTampered`] when its body
+    /// fails authentication; a malformed body.
+    pub fn entry_of(&self, frame: &crate::logstore::Frame) -> Result<LogEntry> {
+        let pt = self
+            .open(frame.seq, &frame.body)
+            .ok_or(Error::LogTampered {
+                seq: frame.seq,
+                fault: LogFault::BodyAuthentication,
+            })?;
+        let (body, _) = crate::commit::changes::split(&pt)?;
+        Ok(decode_body(frame.seq, body)?.entry)
+    }
+
     /// Reads and opens entries from `from` on, calling `f` with each decoded entry and
     /// its still-sealed target until it returns `false`. Checks each body's seal (not
     /// the chain: see `verify`).

@@ -60,6 +60,11 @@ impl CommitKeys {
             .mac_raw(&[prev, &[version, flags], &seq.to_be_bytes(), body])
     }
 
+    /// The anchor key (docs/FORMAT.md "Anchor file"): checks a backup's anchor slot.
+    pub fn anchor_key(&self) -> &MacKey {
+        &self.anchor
+    }
+
     /// The link before the first entry: `HMAC(chain key, lp("medvault/v1/genesis") ||
     /// lp(vault_id))`.
     pub fn genesis(&self) -> [u8; 32] {
@@ -136,6 +141,45 @@ struct SyncState {
 /// Which record-store keys stay outside the state digest (the applied marker always).
 pub type Excluded = fn(&[u8]) -> bool;
 
+/// The record-store scan of `verify`, cut into key ranges that its threads take in
+/// turn: everything before `r`, `r` (records, the bulk of the store) in 32 ranges of its
+/// next byte, then `s` to the end.
+struct ScanWork {
+    bounds: Vec<Vec<u8>>,
+    next: std::sync::atomic::AtomicUsize,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl ScanWork {
+    fn new() -> Self {
+        let mut bounds = vec![Vec::new(), b"r".to_vec()];
+        bounds.extend((1..32u8).map(|i| vec![b'r', i * 8]));
+        bounds.push(b"s".to_vec());
+        ScanWork {
+            bounds,
+            next: Default::default(),
+            stop: Default::default(),
+        }
+    }
+}
+
+/// Sets its flag when dropped: `verify` returning (early, on an error) stops the scan.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Where `verify` gets the record-store scan from.
+enum Scanned<'scope> {
+    /// A thread scanning meanwhile.
+    Thread(std::thread::ScopedJoinHandle<'scope, Result<(StateDigest, u64)>>),
+    /// No thread could be started: this thread scans every range after the chain.
+    Later,
+}
+
 /// What a [`Committer`] is built from.
 pub struct Parts {
     /// The vault's id (bound into the marker's and the anchor's MACs).
@@ -164,6 +208,34 @@ pub struct Committer {
     sync: Mutex<SyncState>,
     synced: Condvar,
     anchor_counter: AtomicU64,
+    /// Where the log starts after a prune (docs/BACKUP.md "Retention"): the first kept
+    /// sequence number and the link before it; `None`: from the genesis link at 0.
+    log_start: Mutex<Option<(u64, [u8; 32])>>,
+    /// `root_generation << 32 | kek_generation` written into each anchor.
+    key_generations: AtomicU64,
+}
+
+fn pack_generations((root, kek): (u32, u32)) -> u64 {
+    (u64::from(root) << 32) | u64::from(kek)
+}
+
+/// A consistent point of both stores, taken under the commit lock for a backup
+/// (docs/BACKUP.md): the log end, its link, the applied marker, and an anchor slot
+/// (counter 0) naming exactly that point, MACed for this vault.
+#[derive(Clone, Debug)]
+pub struct Capture {
+    /// End of the log (every frame before it is in the capture).
+    pub end: LogPos,
+    /// Link of the last frame before `end`.
+    pub link: [u8; 32],
+    /// The applied marker's next seq: every change logged before it is in the record
+    /// store.
+    pub applied_next: u64,
+    /// The encoded anchor slot 0 (docs/FORMAT.md "Anchor file") for the captured point.
+    pub anchor: Vec<u8>,
+    /// The RFC 9162 root of the log's first `end.next_seq` frames, as the anchor binds it
+    /// (all zero when the log store keeps no tree).
+    pub tree_root: [u8; 32],
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -171,7 +243,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Committer {
-    fn new(p: Parts, head: Head, counter: u64) -> Self {
+    fn new(p: Parts, head: Head, counter: u64, generations: (u32, u32)) -> Self {
         Committer {
             vault_id: p.vault_id,
             keys: p.keys,
@@ -186,7 +258,23 @@ impl Committer {
             head: Mutex::new(head),
             synced: Condvar::new(),
             anchor_counter: AtomicU64::new(counter),
+            log_start: Mutex::new(None),
+            key_generations: AtomicU64::new(pack_generations(generations)),
         }
+    }
+
+    /// The `(root, KEK)` generations the next anchor records: at open, those of the
+    /// anchor in force (the last finished rotations the vault knows of).
+    pub fn key_generations(&self) -> (u32, u32) {
+        let g = self.key_generations.load(Ordering::SeqCst);
+        ((g >> 32) as u32, g as u32)
+    }
+
+    /// Raises the `(root, KEK)` generations the next anchor records (never lowers them:
+    /// a lower pair is ignored). Called once a rotation's new header is written.
+    pub fn raise_key_generations(&self, generations: (u32, u32)) {
+        self.key_generations
+            .fetch_max(pack_generations(generations), Ordering::SeqCst);
     }
 
     fn is_excluded(&self, key: &[u8]) -> bool {
@@ -224,7 +312,7 @@ impl Committer {
             dirty: false,
             poisoned: false,
         };
-        let c = Committer::new(p, head, 0);
+        let c = Committer::new(p, head, 0, (0, 0));
         let done = c.commit_inner(WriteBatch::new(), entries, true, |_, _, _| Ok(()))?;
         c.make_durable(done.end)?;
         c.log.sync_anchor()?;
@@ -309,6 +397,17 @@ impl Committer {
                 ));
             }
         };
+        // The tree must give the root the anchor bound for the durable log.
+        if anchor.tree_root != [0; 32]
+            && let Some(tree) = log.tree()
+            && !ct_eq(&tree.root_at(anchor.log_end.next_seq)?, &anchor.tree_root)
+        {
+            return Err(Error::integrity(
+                Structure::LogSegment,
+                "the Merkle tree (log/tree) does not give the anchor's root: altered or \
+                 swapped (delete log/tree to rebuild it from the log)",
+            ));
+        }
         let mut link = from_link;
         let mut not_applied = Vec::new();
         for (_, f) in &frames {
@@ -332,7 +431,12 @@ impl Committer {
             dirty: false,
             poisoned: false,
         };
-        let c = Committer::new(p, head, anchor.counter);
+        let c = Committer::new(
+            p,
+            head,
+            anchor.counter,
+            (anchor.root_generation, anchor.kek_generation),
+        );
         if !not_applied.is_empty() {
             let mut h = lock(&c.head);
             c.append_not_applied(&mut h, &not_applied)?;
@@ -579,6 +683,12 @@ impl Committer {
             log_link: link,
             applied_next: applied.pos.next_seq,
             digest: applied.digest,
+            root_generation: self.key_generations().0,
+            kek_generation: self.key_generations().1,
+            tree_root: match self.log.tree() {
+                Some(t) => t.root_at(end.next_seq)?,
+                None => [0; 32],
+            },
         };
         self.log
             .write_anchor(a.slot(), &a.encode(&self.keys.anchor, &self.vault_id))?;
@@ -600,6 +710,51 @@ impl Committer {
     pub fn head(&self) -> (u64, [u8; 32]) {
         let h = lock(&self.head);
         (h.end.next_seq, h.link)
+    }
+
+    /// A [`Capture`] of the current state. Call it while no commit can run (the vault's
+    /// commit lock held), so that the record store holds exactly the changes before the
+    /// marker the anchor names. Takes the head lock briefly; writes nothing.
+    pub fn capture(&self) -> Capture {
+        let h = lock(&self.head);
+        // The generations are read after nothing can lower them: a rotation writes its
+        // header before it raises them, and the caller reads the header after this
+        // capture, so the backup's header is never older than its anchor says.
+        let (root_generation, kek_generation) = self.key_generations();
+        let a = AnchorState {
+            counter: 0,
+            log_end: h.end,
+            log_link: h.link,
+            applied_next: h.applied.pos.next_seq,
+            digest: h.applied.digest,
+            root_generation,
+            kek_generation,
+            // The tree is in step with the head (appended under its lock): its frontier,
+            // no read. Zero (no check at open) only if a store keeps no tree.
+            tree_root: self
+                .log
+                .tree()
+                .and_then(|t| t.root_at(h.end.next_seq).ok())
+                .unwrap_or([0; 32]),
+        };
+        Capture {
+            end: h.end,
+            link: h.link,
+            applied_next: h.applied.pos.next_seq,
+            anchor: a.encode(&self.keys.anchor, &self.vault_id).to_vec(),
+            tree_root: a.tree_root,
+        }
+    }
+
+    /// Sets where the log starts after a prune: `verify` then walks the chain from
+    /// `(first kept seq, link before it)` instead of the genesis link at 0.
+    pub fn set_log_start(&self, start: Option<(u64, [u8; 32])>) {
+        *lock(&self.log_start) = start;
+    }
+
+    /// Where the log starts: `(first seq, link before it)`; `(0, genesis)` unpruned.
+    pub fn log_start(&self) -> (u64, [u8; 32]) {
+        lock(&self.log_start).unwrap_or((0, self.keys.genesis()))
     }
 
     /// The log store (for reading entries).
@@ -627,19 +782,79 @@ impl Committer {
     /// the checkpoint".
     pub fn verify(&self, pin: Option<(u64, [u8; 32])>) -> Result<Verified> {
         let h = lock(&self.head);
+        // The record-store scan does not depend on the chain: a second thread scans key
+        // ranges while this one walks the log, then this one takes the ranges left (all
+        // of them if no thread can be started). XOR makes the digest order-free, so the
+        // two shares combine. Both see the state the commit lock holds still.
+        let work = ScanWork::new();
+        std::thread::scope(|s| {
+            let _stop = StopOnDrop(&work.stop);
+            let scan = std::thread::Builder::new()
+                .name("medvault-verify-scan".into())
+                .spawn_scoped(s, || self.scan_share(&work));
+            let scanned = match scan {
+                Ok(t) => Scanned::Thread(t),
+                Err(_) => Scanned::Later,
+            };
+            self.verify_locked(&h, pin, &work, scanned)
+        })
+    }
+
+    /// Scans the ranges of `work` not yet taken, recomputing their share of the state
+    /// digest; returns it with the pairs counted. Stops early once `work.stop` is set.
+    fn scan_share(&self, work: &ScanWork) -> Result<(StateDigest, u64)> {
+        let mut d = StateDigest::default();
+        let mut pairs = 0u64;
+        while !work.stop.load(Ordering::Relaxed) {
+            let i = work.next.fetch_add(1, Ordering::Relaxed);
+            let Some(start) = work.bounds.get(i) else {
+                break;
+            };
+            let end = work.bounds.get(i + 1).map(Vec::as_slice);
+            for kv in self.records.scan(start, end) {
+                let (k, v) = kv?;
+                if self.is_excluded(&k) {
+                    continue;
+                }
+                d.toggle(&self.keys.term(&k, &v));
+                pairs += 1;
+            }
+        }
+        Ok((d, pairs))
+    }
+
+    fn verify_locked(
+        &self,
+        h: &Head,
+        pin: Option<(u64, [u8; 32])>,
+        work: &ScanWork,
+        scanned: Scanned<'_>,
+    ) -> Result<Verified> {
         let anchor = anchor::newest(&self.keys.anchor, &self.vault_id, &self.log.read_anchor()?)
             .map_err(|e| Error::integrity(Structure::Anchor, e))?
             .ok_or_else(|| Error::integrity(Structure::Anchor, "missing (deleted)"))?;
         let bad = |seq: u64, fault: LogFault| Error::LogTampered { seq, fault };
-        let mut expected = 0u64;
-        let mut link = self.keys.genesis();
-        let mut anchor_ok = anchor.log_end.next_seq == 0 && anchor.log_link == link;
-        let mut marker_ok = h.applied.pos.next_seq == 0 && h.applied.link == link;
-        let mut pin_ok = pin.is_none_or(|(n, l)| n == 0 && ct_eq(&l, &link));
+        let (start, start_link) = self.log_start();
+        let mut expected = start;
+        let mut link = start_link;
+        let mut anchor_ok = anchor.log_end.next_seq == start && anchor.log_link == link;
+        let mut marker_ok = h.applied.pos.next_seq == start && h.applied.link == link;
+        let mut pin_ok = pin.is_none_or(|(n, l)| n == start && ct_eq(&l, &link));
+        // A checkpoint from before the prune point cannot be checked any more: its entry
+        // is gone. It is not "shorter" (the log went on); it pins nothing left.
+        if let Some((n, _)) = pin
+            && n < start
+        {
+            pin_ok = true;
+        }
+        let mut tree = match self.log.tree() {
+            Some(t) => Some(t.checker_from(start)?),
+            None => None,
+        };
         // A log store that cannot even start reading (every segment gone) is missing its
         // first entry.
-        let frames = self.log.read(0).map_err(|e| match e {
-            Error::Integrity { .. } => bad(0, LogFault::EntryMissing),
+        let frames = self.log.read(start).map_err(|e| match e {
+            Error::Integrity { .. } => bad(start, LogFault::EntryMissing),
             e => e,
         })?;
         for item in frames {
@@ -653,6 +868,9 @@ impl Committer {
             link = self.keys.link(&link, f.version, f.flags, f.seq, &f.body);
             if !ct_eq(&link, &f.link) {
                 return Err(bad(f.seq, LogFault::LinkMismatch));
+            }
+            if let Some(t) = tree.as_mut() {
+                t.push(&f)?;
             }
             expected += 1;
             if pos == anchor.log_end {
@@ -681,6 +899,9 @@ impl Committer {
         }
         if !pin_ok {
             return Err(bad(expected, LogFault::ShorterThanCheckpoint));
+        }
+        if let Some(t) = tree {
+            t.finish()?;
         }
         if !anchor_ok {
             return Err(Error::integrity(
@@ -712,15 +933,15 @@ impl Committer {
                 "replaced while the vault was open",
             ));
         }
-        let mut d = StateDigest::default();
-        let mut pairs = 0u64;
-        for kv in self.records.scan(&[], None) {
-            let (k, v) = kv?;
-            if self.is_excluded(&k) {
-                continue;
-            }
-            d.toggle(&self.keys.term(&k, &v));
-            pairs += 1;
+        let (mut d, mut pairs) = self.scan_share(work)?;
+        if let Scanned::Thread(t) = scanned {
+            let (d2, p2) = t.join().unwrap_or_else(|_| {
+                Err(Error::Storage(crate::error::StorageError::new(
+                    "the record-store scan of verify stopped",
+                )))
+            })?;
+            d.toggle(&d2.0);
+            pairs += p2;
         }
         if !ct_eq(&d.0, &h.digest.0) {
             return Err(Error::integrity(
@@ -732,7 +953,7 @@ impl Committer {
             ));
         }
         Ok(Verified {
-            entries: expected,
+            entries: expected - start,
             pairs,
         })
     }
@@ -750,7 +971,7 @@ impl Committer {
             // Change lists by seq, then those of commits later logged as not applied
             // dropped: what remains, in order, is what the store must hold.
             let mut lists = std::collections::BTreeMap::new();
-            for item in self.log.read(0)? {
+            for item in self.log.read(self.log_start().0)? {
                 let (f, _) = item?;
                 let Some(pt) = self.sealer.open(f.seq, &f.body) else {
                     return Err(Error::integrity(

@@ -75,19 +75,59 @@ impl AeadKey {
             .ok()
             .map(Zeroizing::new)
     }
+}
 
-    /// Opens an envelope straight into the end of `out` (no intermediate plaintext
-    /// buffer): the ciphertext is appended and decrypted in place. Returns false on any
-    /// failure (too short, tag mismatch), after zeroizing and removing what it appended
-    /// (aes-gcm decrypts before it compares the tag). The caller reserves room for the
-    /// plaintext (envelope length - 28) when `out` must not reallocate.
-    pub fn open_into(&self, aad: &[u8], envelope: &[u8], out: &mut Vec<u8>) -> bool {
+impl AeadKey {
+    /// Seals `plaintext` under the caller's `nonce`, binding `aad`, and appends
+    /// `ciphertext || tag` (plaintext length + 16 bytes, no nonce) to `out`, encrypting in
+    /// place at the end of `out` (no temporary buffer).
+    ///
+    /// The caller guarantees that `nonce` is never used twice under this key (NIST SP
+    /// 800-38D, "Uniqueness Requirement on IVs and Keys"): the record codec derives it
+    /// from a fresh random 96-bit record nonce and a field index unique within the
+    /// record (docs/FORMAT.md "Record value"), which keeps the random-nonce collision
+    /// bound per message that the usage marks count.
+    pub(crate) fn seal_detached_into(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) {
+        out.reserve(plaintext.len() + TAG_LEN);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        // aes-gcm only fails for plaintexts over 2^36 - 32 bytes; records are capped far
+        // below that (64 MiB), so this branch is unreachable in practice.
+        let tag = match self.cipher.encrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            aad,
+            &mut out[start..],
+        ) {
+            Ok(tag) => tag,
+            Err(_) => panic!("AES-GCM refused a plaintext within the record size cap"),
+        };
+        out.extend_from_slice(&tag);
+    }
+
+    /// Opens `ciphertext || tag` sealed by [`AeadKey::seal_detached_into`] under `nonce`
+    /// straight into the end of `out` (decrypted in place, no intermediate buffer).
+    /// Returns false on any failure (shorter than a tag, tag mismatch), after zeroizing
+    /// and removing what it appended (aes-gcm decrypts before it compares the tag). The
+    /// caller reserves room for the plaintext (`sealed.len() - 16`) when `out` must not
+    /// reallocate.
+    pub(crate) fn open_detached_into(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        sealed: &[u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
         use zeroize::Zeroize;
-        let Some(ct_len) = envelope.len().checked_sub(OVERHEAD) else {
+        let Some(ct_len) = sealed.len().checked_sub(TAG_LEN) else {
             return false;
         };
-        let (nonce, rest) = envelope.split_at(NONCE_LEN);
-        let (ct, tag) = rest.split_at(ct_len);
+        let (ct, tag) = sealed.split_at(ct_len);
         let start = out.len();
         out.extend_from_slice(ct);
         let ok = self
@@ -104,6 +144,19 @@ impl AeadKey {
             out.truncate(start);
         }
         ok
+    }
+
+    /// [`AeadKey::open_detached_into`] into a new zeroize-on-drop buffer; `None` on any
+    /// failure.
+    pub(crate) fn open_detached(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(sealed.len().saturating_sub(TAG_LEN)));
+        self.open_detached_into(nonce, aad, sealed, &mut out)
+            .then_some(out)
     }
 }
 
@@ -136,23 +189,34 @@ mod tests {
     }
 
     #[test]
-    fn open_into_appends_or_leaves_nothing() {
+    fn detached_matches_the_nonce_prefixed_envelope() {
+        // Oracle: the crate's own nonce-prefixed envelope (aes-gcm `encrypt`) with the same
+        // nonce gives the same ciphertext and tag.
         let k = AeadKey::new(&SecretKey::random());
-        let env = k.seal(b"aad", b"hello");
-        let mut out = b"prefix:".to_vec();
-        assert!(k.open_into(b"aad", &env, &mut out));
-        assert_eq!(out, b"prefix:hello");
-        for i in 0..env.len() {
-            let mut t = env.clone();
-            t[i] ^= 1;
-            let mut out = b"prefix:".to_vec();
-            assert!(!k.open_into(b"aad", &t, &mut out), "flip at {i} accepted");
-            assert_eq!(out, b"prefix:");
+        let env = k.seal(b"aad", b"hello world");
+        let nonce: [u8; NONCE_LEN] = env[..NONCE_LEN].try_into().unwrap();
+        let mut out = b"x".to_vec();
+        k.seal_detached_into(&nonce, b"aad", b"hello world", &mut out);
+        assert_eq!(&out[1..], &env[NONCE_LEN..]);
+        assert_eq!(
+            &k.open_detached(&nonce, b"aad", &out[1..]).unwrap()[..],
+            b"hello world"
+        );
+        for i in 1..out.len() {
+            let mut t = out[1..].to_vec();
+            t[i - 1] ^= 1;
+            let mut o = b"p".to_vec();
+            assert!(
+                !k.open_detached_into(&nonce, b"aad", &t, &mut o),
+                "flip at {i}"
+            );
+            assert_eq!(o, b"p");
         }
-        let mut out = Vec::new();
-        assert!(!k.open_into(b"aad", &env[..OVERHEAD - 1], &mut out));
-        assert!(!k.open_into(b"aaD", &env, &mut out));
-        assert!(out.is_empty());
+        let mut other = nonce;
+        other[11] ^= 1;
+        assert!(k.open_detached(&other, b"aad", &out[1..]).is_none());
+        assert!(k.open_detached(&nonce, b"aaD", &out[1..]).is_none());
+        assert!(k.open_detached(&nonce, b"aad", &out[1..TAG_LEN]).is_none());
     }
 
     #[test]

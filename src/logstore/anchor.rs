@@ -6,19 +6,28 @@
 //! Two fixed-size slots written alternately, each with a counter and a MAC under a key
 //! derived from the vault secret; the valid slot with the larger counter wins, so a write
 //! torn by a crash leaves the other, older slot in force.
+//!
+//! Each slot also records the root-key and vault-KEK generations of the header in force
+//! when it was written, so open refuses a header older than the last finished rotation
+//! (a header copied before a rotation and put back), and the root of the Merkle tree over
+//! the log's durable frames, so open refuses a tree file that does not match the log.
 
 use crate::crypto::{MacKey, ct_eq};
 use crate::logstore::LogPos;
 
-/// Anchor slot format version.
-pub const ANCHOR_VERSION: u8 = 1;
+/// Anchor slot format version: 2 carries the Merkle tree root (bytes 105..137) and the
+/// key generations (137..145). Version 1 (nothing past byte 105) is not read: nothing
+/// was released with it.
+pub const ANCHOR_VERSION: u8 = 2;
 /// Bytes of one slot.
 pub const SLOT_LEN: usize = 193;
 /// Offset of slot `i` in the anchor file is `i * SLOT_STRIDE`: each slot in its own
 /// 4 KiB block, so a torn block write damages at most one slot.
 pub const SLOT_STRIDE: u64 = 4096;
 const MAC_AT: usize = SLOT_LEN - 32;
-const RESERVED_AT: usize = 105;
+const TREE_AT: usize = 105;
+const GENERATIONS_AT: usize = 137;
+const RESERVED_AT: usize = 145;
 const LABEL: &[u8] = b"medvault/v1/anchor";
 
 /// What one anchor slot records.
@@ -35,11 +44,21 @@ pub struct AnchorState {
     pub applied_next: u64,
     /// The state digest of the record store at `applied_next`.
     pub digest: [u8; 32],
+    /// RFC 9162 root of the Merkle tree of the log's first `log_end.next_seq` frames
+    /// (docs/VERIFY.md); all zero when the log store keeps no tree, or for an anchor
+    /// written before the tree existed.
+    pub tree_root: [u8; 32],
+    /// Root-key generation of the header in force (raised when a root-key rotation's
+    /// new header is written; never lowered).
+    pub root_generation: u32,
+    /// Vault-KEK generation in force (raised when a KEK rotation finishes).
+    pub kek_generation: u32,
 }
 
 impl AnchorState {
     /// Encodes and MACs a slot: `u8 version || u64 counter || LogPos (24) ||
-    /// log_link[32] || u64 applied_next || digest[32] || reserved[56] (zero) || mac[32]`,
+    /// log_link[32] || u64 applied_next || digest[32] || tree_root[32] ||
+    /// u32 root_generation || u32 kek_generation || reserved[16] (zero) || mac[32]`,
     /// where `mac = HMAC-SHA256(anchor key, "medvault/v1/anchor" || vault_id || bytes
     /// 0..161)`.
     pub fn encode(&self, key: &MacKey, vault_id: &crate::VaultId) -> [u8; SLOT_LEN] {
@@ -50,6 +69,9 @@ impl AnchorState {
         b[33..65].copy_from_slice(&self.log_link);
         b[65..73].copy_from_slice(&self.applied_next.to_be_bytes());
         b[73..105].copy_from_slice(&self.digest);
+        b[TREE_AT..GENERATIONS_AT].copy_from_slice(&self.tree_root);
+        b[GENERATIONS_AT..GENERATIONS_AT + 4].copy_from_slice(&self.root_generation.to_be_bytes());
+        b[GENERATIONS_AT + 4..RESERVED_AT].copy_from_slice(&self.kek_generation.to_be_bytes());
         let mac = key.mac_raw(&[LABEL, vault_id.as_bytes(), &b[..MAC_AT]]);
         b[MAC_AT..].copy_from_slice(&mac);
         b
@@ -81,7 +103,17 @@ impl AnchorState {
         log_link.copy_from_slice(&b[33..65]);
         let mut digest = [0u8; 32];
         digest.copy_from_slice(&b[73..105]);
+        let mut tree_root = [0u8; 32];
+        tree_root.copy_from_slice(&b[TREE_AT..GENERATIONS_AT]);
+        let u4 = |i: usize| {
+            let mut a = [0u8; 4];
+            a.copy_from_slice(&b[i..i + 4]);
+            u32::from_be_bytes(a)
+        };
         Ok(AnchorState {
+            tree_root,
+            root_generation: u4(GENERATIONS_AT),
+            kek_generation: u4(GENERATIONS_AT + 4),
             counter: u(1),
             log_end: LogPos::from_bytes(&pos),
             log_link,
@@ -147,6 +179,9 @@ mod tests {
             log_link: [counter as u8; 32],
             applied_next: 5,
             digest: [0xd1; 32],
+            tree_root: [0x7e; 32],
+            root_generation: 7,
+            kek_generation: 0x0102_0304,
         }
     }
 
@@ -156,12 +191,15 @@ mod tests {
         use hmac::{Hmac, Mac};
         let s = state(3);
         let b = s.encode(&key(), &crate::VaultId::from([1; 16]));
-        assert_eq!(b[0], 1);
+        assert_eq!(b[0], 2);
         assert_eq!(&b[1..9], &3u64.to_be_bytes());
         assert_eq!(&b[9..17], &13u64.to_be_bytes());
         assert_eq!(&b[25..33], &500u64.to_be_bytes());
         assert_eq!(&b[65..73], &5u64.to_be_bytes());
-        assert!(b[105..161].iter().all(|&x| x == 0));
+        assert_eq!(&b[105..137], &[0x7e; 32]);
+        assert_eq!(&b[137..141], &[0, 0, 0, 7]);
+        assert_eq!(&b[141..145], &[1, 2, 3, 4]);
+        assert!(b[145..161].iter().all(|&x| x == 0));
         let mut m = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&[9; 32]).unwrap();
         m.update(b"medvault/v1/anchor");
         m.update(&[1; 16]);

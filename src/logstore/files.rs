@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::anchor::{SLOT_LEN, SLOT_STRIDE};
 use super::frame::{
     Decoded, FRAME_LEN_RANGE, Frame, MAX_FRAME_BODY, SEGMENT_HEADER_LEN, decode_frame,
-    decode_segment_header, encode_segment_header,
+    decode_segment_header, encode_segment_header, frame_ending_at,
 };
 use super::{FrameIter, LogPos, LogStore, Recovered, corrupt, io_error};
 use crate::error::{Error, Result};
@@ -58,13 +58,19 @@ pub struct SegmentLog {
     /// append could not be cut back (then every append fails until the vault reopens).
     writer: Mutex<Option<Writer>>,
     anchor: Mutex<Option<File>>,
+    /// The Merkle tree over the frames (`log/tree`, apart from the segments).
+    /// `None` only in the benches' baseline ([`SegmentLog::without_tree`]).
+    tree: Option<super::tree::LogTree>,
 }
 
-fn segment_name(first_seq: u64) -> String {
+/// File name of the segment whose first sequence number is `first_seq`:
+/// `<first_seq, 20 decimal digits>.seg`.
+pub fn segment_name(first_seq: u64) -> String {
     format!("{first_seq:020}{SEGMENT_SUFFIX}")
 }
 
-fn parse_segment_name(name: &str) -> Option<u64> {
+/// Inverse of [`segment_name`]: `None` for any other file name.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
     if digits.len() != 20 || !digits.bytes().all(|c| c.is_ascii_digit()) {
         return None;
@@ -128,7 +134,9 @@ impl SegmentLog {
             }
             Err(e) => return Err(io_error(e)),
         }
+        let tree = super::tree::LogTree::open_file(&log_dir, vault_id)?;
         Ok(SegmentLog {
+            tree: Some(tree),
             dir: vault_dir.to_path_buf(),
             log_dir,
             vault_id,
@@ -136,6 +144,14 @@ impl SegmentLog {
             writer: Mutex::new(None),
             anchor: Mutex::new(None),
         })
+    }
+
+    /// This log without its Merkle tree: appends hash and write no node. Only for the
+    /// benches' baseline (`benches/merkle.rs`); a vault never runs without its tree.
+    #[cfg(feature = "testing")]
+    pub fn without_tree(mut self) -> Self {
+        self.tree = None;
+        self
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Option<Writer>> {
@@ -167,6 +183,27 @@ impl SegmentLog {
             .map_err(|_| corrupt(format!("log segment {first}: header truncated")))?;
         check_header(&h, &self.vault_id, first)?;
         Ok(f)
+    }
+
+    /// The bytes of segment `first` from `offset` to its end, its header checked;
+    /// `None` when the segment is shorter than `offset`.
+    fn read_from(&self, first: u64, offset: u64) -> Result<Option<Vec<u8>>> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = File::open(self.segment_path(first)).map_err(io_error)?;
+        let mut h = Vec::with_capacity(SEGMENT_HEADER_LEN);
+        (&mut f)
+            .take(SEGMENT_HEADER_LEN as u64)
+            .read_to_end(&mut h)
+            .map_err(io_error)?;
+        check_header(&h, &self.vault_id, first)?;
+        let len = f.metadata().map_err(io_error)?.len();
+        if len < offset {
+            return Ok(None);
+        }
+        f.seek(SeekFrom::Start(offset)).map_err(io_error)?;
+        let mut rest = Vec::with_capacity((len - offset) as usize);
+        f.read_to_end(&mut rest).map_err(io_error)?;
+        Ok(Some(rest))
     }
 
     fn anchor_path(&self) -> PathBuf {
@@ -222,13 +259,19 @@ impl LogStore for SegmentLog {
         let last = segs.len() - 1;
         for (i, &seg) in segs.iter().enumerate().skip(start) {
             let path = self.segment_path(seg);
-            let bytes = fs::read(&path).map_err(io_error)?;
+            // `bytes` holds the segment from byte `base` on: from the remembered position
+            // in the first segment read (its header checked apart), so open reads only
+            // the tail, never the whole segment.
+            let (bytes, base) = if i == start {
+                (self.read_from(seg, from.offset)?, from.offset as usize)
+            } else {
+                (Some(fs::read(&path).map_err(io_error)?), 0)
+            };
+            let Some(bytes) = bytes else {
+                return Ok(Recovered::Missing("its log segment is shorter"));
+            };
             let offset = if i == start {
-                check_header(&bytes, &self.vault_id, seg)?;
-                if (bytes.len() as u64) < from.offset {
-                    return Ok(Recovered::Missing("its log segment is shorter"));
-                }
-                from.offset as usize
+                0
             } else {
                 if seg != expected {
                     return Err(corrupt(format!(
@@ -265,7 +308,7 @@ impl LogStore for SegmentLog {
                         end = LogPos {
                             next_seq: expected,
                             segment: seg,
-                            offset: at as u64,
+                            offset: (base + at) as u64,
                         };
                         frames.push((end, f));
                     }
@@ -277,7 +320,7 @@ impl LogStore for SegmentLog {
                             .write(true)
                             .open(&path)
                             .map_err(io_error)?;
-                        f.set_len(at as u64).map_err(io_error)?;
+                        f.set_len((base + at) as u64).map_err(io_error)?;
                         f.sync_data().map_err(io_error)?;
                         break;
                     }
@@ -298,6 +341,15 @@ impl LogStore for SegmentLog {
             file: Arc::new(file),
             end,
         });
+        // The tree: cut to the log's end, and what was not durable rebuilt from frames.
+        if let Some(tree) = &self.tree
+            && tree.size() != end.next_seq
+        {
+            tree.catch_up(end.next_seq, |from| {
+                Ok(self.read(from)?.map(|r| r.map(|(f, _)| f)))
+            })?;
+            tree.sync()?;
+        }
         Ok(Recovered::Tail {
             frames,
             end,
@@ -309,6 +361,7 @@ impl LogStore for SegmentLog {
         let mut guard = self.lock_writer();
         let w = guard.as_mut().ok_or_else(not_ready)?;
         let mut buf = Vec::with_capacity(frames.iter().map(Frame::encoded_len).sum());
+        let mut leaves = Vec::with_capacity(frames.len());
         for (i, f) in frames.iter().enumerate() {
             if f.seq != w.end.next_seq + i as u64 {
                 return Err(super::misuse("log append out of sequence"));
@@ -316,7 +369,11 @@ impl LogStore for SegmentLog {
             if f.body.len() > MAX_FRAME_BODY {
                 return Err(super::misuse("log entry over its size bound"));
             }
+            let at = buf.len();
             f.encode_into(&mut buf);
+            if self.tree.is_some() {
+                leaves.push(medvault_verify::leaf_hash(&buf[at..]));
+            }
         }
         if buf.is_empty() {
             return Ok(w.end);
@@ -325,8 +382,12 @@ impl LogStore for SegmentLog {
         if w.end.offset > header && w.end.offset + buf.len() as u64 > self.options.max_segment_bytes
         {
             // Rollover: the full segment is made durable before its successor exists, so
-            // only the last segment can ever end in a torn frame.
+            // only the last segment can ever end in a torn frame; so is the tree, so that
+            // no leaf of a segment a prune may drop needs rebuilding.
             w.file.sync_data().map_err(io_error)?;
+            if let Some(tree) = &self.tree {
+                tree.sync()?;
+            }
             let first = w.end.next_seq;
             let file = new_segment(&self.log_dir, &self.vault_id, first)?;
             sync_dir(&self.log_dir)?;
@@ -347,6 +408,13 @@ impl LogStore for SegmentLog {
             }
             return Err(io_error(e));
         }
+        if let Some(Err(e)) = self.tree.as_ref().map(|t| t.append_leaves(&leaves)) {
+            // All or nothing: the frames go too.
+            if w.file.set_len(w.end.offset).is_err() {
+                *guard = None;
+            }
+            return Err(e);
+        }
         w.end = LogPos {
             next_seq: w.end.next_seq + frames.len() as u64,
             segment: w.end.segment,
@@ -362,6 +430,10 @@ impl LogStore for SegmentLog {
             Some(w) => w.file.clone(),
             None => return Err(not_ready()),
         };
+        // The tree's buffered nodes reach the file (not durable: see the tree's module).
+        if let Some(tree) = &self.tree {
+            tree.flush()?;
+        }
         file.sync_data().map_err(io_error)
     }
 
@@ -397,7 +469,49 @@ impl LogStore for SegmentLog {
             from_seq,
             end,
             done: false,
+            buf: Vec::new(),
         }))
+    }
+
+    fn read_back(&self, n: usize) -> Result<Vec<Frame>> {
+        let (file, end) = match self.lock_writer().as_ref() {
+            Some(w) => (w.file.clone(), w.end),
+            None => return Err(not_ready()),
+        };
+        let header = SEGMENT_HEADER_LEN as u64;
+        let largest = (*FRAME_LEN_RANGE.end() + 4) as u64;
+        let mut out = Vec::new();
+        // The bytes `lo..end.offset` of the last segment, read once and widened (from
+        // 64 KiB, times 8) only when a frame starts before them.
+        let mut lo = end.offset;
+        let mut window: Vec<u8> = Vec::new();
+        let mut boundary = end.offset;
+        let mut seq = end.next_seq;
+        while out.len() < n && seq > end.segment && boundary > header {
+            let mut span = 64u64 << 10;
+            loop {
+                let want = boundary.saturating_sub(span).max(header);
+                if want < lo {
+                    let mut more = vec![0u8; (lo - want) as usize];
+                    file.read_exact_at(&mut more, want).map_err(io_error)?;
+                    more.extend_from_slice(&window);
+                    window = more;
+                    lo = want;
+                }
+                let upto = window.get(..(boundary - lo) as usize).unwrap_or(&[]);
+                if let Some((f, at)) = frame_ending_at(upto, seq - 1) {
+                    boundary = lo + at as u64;
+                    seq -= 1;
+                    out.push(f);
+                    break;
+                }
+                if lo == header || boundary - lo >= largest {
+                    return Ok(out);
+                }
+                span = span.saturating_mul(8);
+            }
+        }
+        Ok(out)
     }
 
     fn read_anchor(&self) -> Result<[Option<Vec<u8>>; 2]> {
@@ -443,11 +557,38 @@ impl LogStore for SegmentLog {
     }
 
     fn sync_anchor(&self) -> Result<()> {
+        if let Some(tree) = &self.tree {
+            tree.sync()?;
+        }
         let g = self.anchor.lock().unwrap_or_else(|p| p.into_inner());
         match g.as_ref() {
             Some(f) => f.sync_data().map_err(io_error),
             None => Ok(()),
         }
+    }
+
+    fn tree(&self) -> Option<&super::tree::LogTree> {
+        self.tree.as_ref()
+    }
+
+    fn drop_before(&self, first_kept: u64) -> Result<u64> {
+        let segs = self.segments()?;
+        if !segs.contains(&first_kept) {
+            return Err(super::misuse(
+                "a prune point must be the first entry of a segment",
+            ));
+        }
+        let end = self.end();
+        if first_kept > end.segment {
+            return Err(super::misuse("a prune must keep the last segment"));
+        }
+        let mut dropped = 0;
+        for s in segs.into_iter().filter(|&s| s < first_kept) {
+            fs::remove_file(self.segment_path(s)).map_err(io_error)?;
+            dropped += 1;
+        }
+        sync_dir(&self.log_dir)?;
+        Ok(dropped)
     }
 
     fn size_on_disk(&self) -> Result<u64> {
@@ -458,7 +599,20 @@ impl LogStore for SegmentLog {
         if let Ok(m) = fs::metadata(self.anchor_path()) {
             n += m.len();
         }
+        if let Ok(m) = fs::metadata(self.log_dir.join(super::tree::TREE_FILE)) {
+            n += m.len();
+        }
         Ok(n)
+    }
+}
+
+impl Drop for SegmentLog {
+    /// A clean close leaves the tree durable, so the next open rebuilds nothing (best
+    /// effort: a failure leaves what a crash would, which open repairs).
+    fn drop(&mut self) {
+        if let Some(tree) = &self.tree {
+            let _ = tree.sync();
+        }
     }
 }
 
@@ -473,6 +627,7 @@ struct SegmentIter<'a> {
     from_seq: u64,
     end: LogPos,
     done: bool,
+    buf: Vec<u8>,
 }
 
 impl SegmentIter<'_> {
@@ -525,7 +680,10 @@ impl SegmentIter<'_> {
                     self.expected
                 )));
             }
-            let mut buf = vec![0u8; 4 + n];
+            // One buffer for every frame of the walk (a frame's body is copied out).
+            let buf = &mut self.buf;
+            buf.clear();
+            buf.resize(4 + n, 0);
             buf[..4].copy_from_slice(&len);
             if read_full(r, &mut buf[4..])? != n {
                 return Err(corrupt(format!(
@@ -533,7 +691,7 @@ impl SegmentIter<'_> {
                     self.expected
                 )));
             }
-            let frame = match decode_frame(&buf) {
+            let frame = match decode_frame(buf) {
                 Decoded::Frame(f, _) => f,
                 Decoded::Bad(e) => {
                     return Err(corrupt(format!("access log: entry {}: {e}", self.expected)));

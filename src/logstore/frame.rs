@@ -129,6 +129,45 @@ pub fn decode_frame(buf: &[u8]) -> Decoded {
     )
 }
 
+/// Finds the whole frame that ends exactly at the end of `buf` and carries sequence
+/// number `seq`, reading backward: every start offset a frame of a valid length could
+/// have is tried, nearest first, and accepted only when its length field reaches exactly
+/// the end of `buf`, its checksum holds ([`decode_frame`]) and its seq is `seq`. Returns
+/// the frame and its start offset in `buf`; `None` when no such frame starts in `buf`
+/// (the caller may retry with more bytes before it, up to a maximal frame). Never panics.
+///
+/// The checksum is unkeyed, so a match says only that the bytes are a well-formed frame
+/// with that seq: whether it is genuine is for the caller to check (the body's AEAD
+/// seal is bound to the seq; the chain link is `verify`'s).
+pub fn frame_ending_at(buf: &[u8], seq: u64) -> Option<(Frame, usize)> {
+    let end = buf.len();
+    let smallest = *FRAME_LEN_RANGE.start() + 4;
+    let largest = *FRAME_LEN_RANGE.end() + 4;
+    if end < smallest {
+        return None;
+    }
+    let lowest = end.saturating_sub(largest);
+    let mut at = end - smallest;
+    loop {
+        if let Some(l) = buf.get(at..at + 4) {
+            let mut len = [0u8; 4];
+            len.copy_from_slice(l);
+            if u32::from_be_bytes(len) as usize == end - at - 4
+                && let Some(rest) = buf.get(at..)
+                && let Decoded::Frame(f, n) = decode_frame(rest)
+                && n == end - at
+                && f.seq == seq
+            {
+                return Some((f, at));
+            }
+        }
+        if at == lowest {
+            return None;
+        }
+        at -= 1;
+    }
+}
+
 /// Encodes a segment header: `magic[8] || u8 version || vault_id[16] || u64 first_seq ||
 /// check[8]`, `check` the first 8 bytes of SHA-256 over the bytes before it.
 pub fn encode_segment_header(
@@ -221,6 +260,55 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn frame_ending_at_finds_each_frame_backward_from_hand_built_bytes() {
+        // Oracle: the frames laid out by hand (length, version, flags, seq, body, link,
+        // sha2 checksum), independently of encode_into; their starts are known.
+        fn by_hand(seq: u64, body: &[u8]) -> Vec<u8> {
+            use sha2::Digest;
+            let mut b = Vec::new();
+            b.extend_from_slice(&((50 + body.len()) as u32).to_be_bytes());
+            b.extend_from_slice(&[1, 1]);
+            b.extend_from_slice(&seq.to_be_bytes());
+            b.extend_from_slice(body);
+            b.extend_from_slice(&[7; 32]);
+            let h = sha2::Sha256::digest(&b);
+            b.extend_from_slice(&h[..8]);
+            b
+        }
+        let mut buf = vec![0xEEu8; 13]; // bytes before the first frame (a header, say)
+        let mut starts = Vec::new();
+        // Bodies that themselves look like length fields and frame starts.
+        let bodies: [&[u8]; 4] = [b"", &[0, 0, 0, 50, 1, 1], &[0x55; 300], &[0, 0, 0, 0]];
+        for (i, body) in bodies.iter().enumerate() {
+            starts.push(buf.len());
+            buf.extend_from_slice(&by_hand(40 + i as u64, body));
+        }
+        let mut end = buf.len();
+        for i in (0..bodies.len()).rev() {
+            let (f, at) = frame_ending_at(&buf[..end], 40 + i as u64).unwrap();
+            assert_eq!(at, starts[i]);
+            assert_eq!(f.seq, 40 + i as u64);
+            assert_eq!(f.body, bodies[i]);
+            end = at;
+        }
+        // The wrong seq, a cut window, a flipped byte: nothing found.
+        let last = *starts.last().unwrap();
+        assert!(frame_ending_at(&buf, 42).is_none());
+        assert!(frame_ending_at(&buf[last + 1..], 43).is_none());
+        assert!(frame_ending_at(&buf[..buf.len() - 1], 43).is_none());
+        let mut t = buf.clone();
+        t[last + 20] ^= 1;
+        assert!(frame_ending_at(&t, 43).is_none());
+        for n in 0..starts[1] {
+            assert!(
+                frame_ending_at(&buf[..n], 40).is_none(),
+                "window of {n} bytes"
+            );
+        }
+        assert_eq!(frame_ending_at(&buf[..starts[1]], 40).unwrap().1, starts[0]);
     }
 
     #[test]

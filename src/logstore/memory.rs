@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::tree::LogTree;
 use super::{Frame, FrameIter, LogPos, LogStore, Recovered};
 use crate::error::{Error, Result, StorageError};
 
@@ -29,9 +30,27 @@ struct State {
 }
 
 /// Shared in-memory log. Positions use segment 0 and the frame index as offset.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryLog {
     state: Arc<Mutex<State>>,
+    /// The Merkle tree over `state.frames`, changed only under the state lock.
+    tree: Arc<LogTree>,
+}
+
+impl Default for MemoryLog {
+    fn default() -> Self {
+        MemoryLog {
+            state: Arc::default(),
+            tree: Arc::new(LogTree::memory()),
+        }
+    }
+}
+
+/// An in-memory tree over `frames` (a memory tree cannot fail).
+fn tree_of(frames: &[Frame]) -> Arc<LogTree> {
+    let t = LogTree::memory();
+    let _ = t.append_frames(frames);
+    Arc::new(t)
 }
 
 fn injected(what: &str) -> Error {
@@ -75,6 +94,7 @@ impl MemoryLog {
             ..State::default()
         };
         MemoryLog {
+            tree: tree_of(&st.frames),
             state: Arc::new(Mutex::new(st)),
         }
     }
@@ -90,13 +110,16 @@ impl MemoryLog {
             ..State::default()
         };
         MemoryLog {
+            tree: tree_of(&st.frames),
             state: Arc::new(Mutex::new(st)),
         }
     }
 
     /// Empties the log (frames, anchor, faults).
     pub fn reset(&self) {
-        *self.lock() = State::default();
+        let mut s = self.lock();
+        *s = State::default();
+        let _ = self.tree.reset();
     }
 
     /// A copy of every frame (for tamper tests).
@@ -108,6 +131,12 @@ impl MemoryLog {
     pub fn set_frames(&self, frames: Vec<Frame>) {
         let mut s = self.lock();
         s.synced = frames.len();
+        // As the segment store after its files were edited: the tree is left as it was for
+        // the frames that were there, cut to the new length, and extended by the frames
+        // past the old one (what recovery rebuilds).
+        let old = self.tree.size() as usize;
+        let _ = self.tree.cut(frames.len() as u64);
+        let _ = self.tree.append_frames(frames.get(old..).unwrap_or(&[]));
         s.frames = frames;
     }
 
@@ -148,6 +177,7 @@ impl LogStore for MemoryLog {
                 return Err(super::misuse("log append out of sequence"));
             }
         }
+        self.tree.append_frames(frames)?;
         s.appends += 1;
         s.frames.extend_from_slice(frames);
         Ok(pos(s.frames.len()))
@@ -177,6 +207,10 @@ impl LogStore for MemoryLog {
         Ok(Box::new(items.into_iter()))
     }
 
+    fn read_back(&self, n: usize) -> Result<Vec<Frame>> {
+        Ok(self.lock().frames.iter().rev().take(n).cloned().collect())
+    }
+
     fn read_anchor(&self) -> Result<[Option<Vec<u8>>; 2]> {
         Ok(self.lock().anchor.clone())
     }
@@ -202,5 +236,9 @@ impl LogStore for MemoryLog {
 
     fn size_on_disk(&self) -> Result<u64> {
         Ok(0)
+    }
+
+    fn tree(&self) -> Option<&LogTree> {
+        Some(&self.tree)
     }
 }

@@ -13,8 +13,11 @@ pub mod anchor;
 mod files;
 pub mod frame;
 mod memory;
+pub mod tree;
 
-pub use files::{ANCHOR_FILE, LOG_DIR, SegmentLog, SegmentOptions};
+pub use files::{
+    ANCHOR_FILE, LOG_DIR, SegmentLog, SegmentOptions, parse_segment_name, segment_name,
+};
 pub use frame::{FLAG_CHANGE, FRAME_VERSION, Frame};
 pub use memory::{LogFaults, MemoryLog};
 
@@ -105,6 +108,16 @@ pub trait LogStore: Send + Sync {
     /// Errors (from the iterator): [`Error::Integrity`] for a damaged, missing or
     /// misnumbered frame or segment.
     fn read(&self, from_seq: u64) -> Result<FrameIter<'_>>;
+    /// Up to `n` whole frames that end the log appended so far, newest first, found
+    /// without reading the log from its start (segment files: a backward probe from the
+    /// end, [`frame::frame_ending_at`]; cost: those frames' bytes). Fewer, possibly none,
+    /// where a frame does not decode (damaged: `verify` names it), or at the start of
+    /// the last segment; callers needing more fall back to [`LogStore::read`]. The
+    /// frames' seals and links are not checked here. The default finds none.
+    fn read_back(&self, n: usize) -> Result<Vec<Frame>> {
+        let _ = n;
+        Ok(Vec::new())
+    }
     /// The two anchor slots as stored (`None`: absent or short), unparsed.
     fn read_anchor(&self) -> Result<[Option<Vec<u8>>; 2]>;
     /// Replaces anchor slot `slot` (0 or 1), leaving the other untouched. Not synced:
@@ -114,6 +127,22 @@ pub trait LogStore: Send + Sync {
     fn sync_anchor(&self) -> Result<()>;
     /// Bytes used on disk (0 in memory).
     fn size_on_disk(&self) -> Result<u64>;
+    /// The Merkle tree over the frames (docs/VERIFY.md "The tree"), which the store keeps
+    /// in step with every append and cut; `None` for a store that keeps none (no signed
+    /// checkpoints nor proofs then).
+    fn tree(&self) -> Option<&tree::LogTree> {
+        None
+    }
+
+    /// Deletes every whole segment before the one starting at `first_kept` (retention,
+    /// docs/BACKUP.md); returns how many. `first_kept` must start a segment and not be
+    /// past the last. Default: this store cannot drop entries, an [`Error::Storage`].
+    fn drop_before(&self, first_kept: u64) -> Result<u64> {
+        let _ = first_kept;
+        Err(Error::Storage(StorageError::new(
+            "this log store cannot drop segments",
+        )))
+    }
 }
 
 /// An integrity error of the log store (no content in the message).

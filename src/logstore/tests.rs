@@ -78,6 +78,7 @@ fn appends_read_back_across_rollover_and_after_reopen() {
     let mut names: Vec<_> = fs::read_dir(d.path().join("log"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".seg"))
         .collect();
     names.sort();
     assert!(names.len() > 3, "{names:?}");
@@ -211,6 +212,14 @@ fn a_deleted_or_cut_segment_is_refused() {
     drop(log);
     let mut segs: Vec<u64> = fs::read_dir(d.path().join("log"))
         .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .ends_with(".seg")
+        })
         .map(|e| {
             e.unwrap().file_name().into_string().unwrap()[..20]
                 .parse()
@@ -281,6 +290,11 @@ fn another_vaults_segment_is_refused() {
     let log = SegmentLog::create(d.path(), ID, opts(1 << 20)).unwrap();
     fill(&log, 2, 1);
     drop(log);
+    // Refused at open (the tree node file names the vault) or at recovery (the segment).
+    let refused = SegmentLog::open(d.path(), crate::VaultId::from([1; 16]), opts(1 << 20))
+        .and_then(|log| log.recover(&start()).map(|_| ()));
+    assert!(refused.is_err());
+    fs::remove_file(d.path().join("log").join("tree")).unwrap();
     let log = SegmentLog::open(d.path(), crate::VaultId::from([1; 16]), opts(1 << 20)).unwrap();
     assert!(log.recover(&start()).is_err());
 }
@@ -317,4 +331,70 @@ fn an_append_out_of_sequence_is_refused_and_changes_nothing() {
     assert!(log.append(&[frame(2), frame(4)]).is_err());
     assert_eq!(log.end().next_seq, 2);
     assert_eq!(read_all(&log).unwrap().len(), 2);
+}
+
+#[test]
+fn read_back_finds_the_last_frames_without_the_start_and_stops_at_damage() {
+    let d = tempfile::tempdir().unwrap();
+    let log = SegmentLog::create(d.path(), ID, opts(64 << 20)).unwrap();
+    fill(&log, 30, 4);
+    // A frame larger than the first 64 KiB window, then small ones after it.
+    let big = Frame {
+        body: vec![0x5a; 200 << 10],
+        ..frame(30)
+    };
+    log.append(std::slice::from_ref(&big)).unwrap();
+    log.append(&(31..35).map(frame).collect::<Vec<_>>())
+        .unwrap();
+    // Oracle: the frames the test generated, newest first.
+    let mut want: Vec<Frame> = (0..30).map(frame).collect();
+    want.push(big);
+    want.extend((31..35).map(frame));
+    want.reverse();
+    assert_eq!(log.read_back(3).unwrap(), want[..3]);
+    assert_eq!(log.read_back(10).unwrap(), want[..10]);
+    assert_eq!(log.read_back(1000).unwrap(), want);
+    assert_eq!(log.read_back(0).unwrap(), Vec::<Frame>::new());
+    // After a reopen (recover from the start) it reads the same.
+    drop(log);
+    let log = SegmentLog::open(d.path(), ID, opts(64 << 20)).unwrap();
+    assert!(matches!(
+        log.recover(&start()).unwrap(),
+        Recovered::Tail { .. }
+    ));
+    assert_eq!(log.read_back(1000).unwrap(), want);
+    // A flipped byte inside frame 33 (the second newest), the log reopened at its end
+    // (as from an anchor): only frame 34 is found.
+    drop(log);
+    let path = seg_path(d.path(), 0);
+    let mut bytes = fs::read(&path).unwrap();
+    let end = LogPos {
+        next_seq: 35,
+        segment: 0,
+        offset: bytes.len() as u64,
+    };
+    let at = bytes.len() - (OVERHEAD as usize + body(34).len()) - 10;
+    bytes[at] ^= 0x20;
+    fs::write(&path, &bytes).unwrap();
+    let log = SegmentLog::open(d.path(), ID, opts(64 << 20)).unwrap();
+    assert!(matches!(log.recover(&end).unwrap(), Recovered::Tail { .. }));
+    assert_eq!(log.read_back(5).unwrap(), want[..1]);
+}
+
+#[test]
+fn read_back_stays_in_the_last_segment() {
+    let d = tempfile::tempdir().unwrap();
+    let log = SegmentLog::create(d.path(), ID, opts(400)).unwrap();
+    fill(&log, 40, 2);
+    let last: u64 = fs::read_dir(d.path().join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter_map(|n| n.strip_suffix(".seg").map(|s| s.parse().unwrap()))
+        .max()
+        .unwrap();
+    assert!(last > 0, "the log rolled over");
+    let got = log.read_back(100).unwrap();
+    let want: Vec<Frame> = (last..40).rev().map(frame).collect();
+    assert!(!want.is_empty());
+    assert_eq!(got, want);
 }

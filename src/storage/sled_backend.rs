@@ -26,6 +26,9 @@ pub struct SledOptions {
     pub cache_bytes: u64,
     /// Period of sled's background flush in milliseconds; `None` disables it.
     pub flush_every_ms: Option<u64>,
+    /// Bound of one access-log segment file in bytes (the unit a retention prune drops,
+    /// docs/BACKUP.md "Retention"). Default 64 MiB.
+    pub log_segment_bytes: u64,
 }
 
 impl Default for SledOptions {
@@ -33,6 +36,7 @@ impl Default for SledOptions {
         SledOptions {
             cache_bytes: 256 * 1024 * 1024,
             flush_every_ms: Some(500),
+            log_segment_bytes: crate::logstore::SegmentOptions::default().max_segment_bytes,
         }
     }
 }
@@ -358,6 +362,9 @@ impl Storage for SledStorage {
         create: bool,
     ) -> crate::Result<std::sync::Arc<dyn crate::logstore::LogStore>> {
         use crate::logstore::{SegmentLog, SegmentOptions};
+        let seg = SegmentOptions {
+            max_segment_bytes: self.options.log_segment_bytes,
+        };
         let log = if create {
             // Only reached without a header: what an interrupted create left is no vault.
             for p in [crate::logstore::LOG_DIR, crate::logstore::ANCHOR_FILE] {
@@ -368,9 +375,9 @@ impl Storage for SledStorage {
                     fs::remove_file(&path)?;
                 }
             }
-            SegmentLog::create(&self.dir, vault_id, SegmentOptions::default())?
+            SegmentLog::create(&self.dir, vault_id, seg)?
         } else {
-            SegmentLog::open(&self.dir, vault_id, SegmentOptions::default())?
+            SegmentLog::open(&self.dir, vault_id, seg)?
         };
         Ok(std::sync::Arc::new(log))
     }

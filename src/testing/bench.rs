@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 
 use crate::crypto::{AeadKey, MacKey, SecretKey};
 use crate::error::{Error, Result, Structure};
-use crate::record::{Binding, RecordKey, join_fields, parse_record, seal_record, split_fields};
+use crate::record::{Binding, RecordKey, from_json, parse_record, seal_record, split_fields};
 
 /// Seals and opens record values the way a vault does, under one in-memory data key,
 /// without keyring or access log. Not API (see the module docs).
@@ -99,8 +99,9 @@ impl RecordSealer {
                 "ids do not match the record key",
             ));
         }
-        let fields = sealed.open_fields(&self.dek, &bind, &meta, want)?;
-        join_fields(&fields)
+        // As a vault read does: every field decrypted in place into one output buffer.
+        let (text, _) = sealed.open_json(&self.dek, &bind, &meta, want)?;
+        from_json(&text)
     }
 }
 

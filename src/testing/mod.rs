@@ -7,7 +7,8 @@
 //! which is exactly what a vault must never do.
 //!
 //! * [`fuzz`]: the decoder fuzz targets' checks and seeds;
-//! * [`bench`]: the record codec on its own, for `benches/`.
+//! * [`bench`]: the record codec on its own, for `benches/`;
+//! * [`rogue`]: a key holder rewriting logged history (issue 18's acceptance test).
 
 pub mod bench;
 /// The crypto primitives, for `benches/primitives.rs` only (crate-private otherwise).
@@ -15,3 +16,4 @@ pub mod crypto {
     pub use crate::crypto::{AeadKey, MacKey, SecretKey};
 }
 pub mod fuzz;
+pub mod rogue;

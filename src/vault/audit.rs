@@ -21,6 +21,7 @@ impl Vault {
         let n = self.guarded(ctx, Action::Verify, None, || {
             let n = self.log.verify(&self.committer, checkpoint)?;
             self.check_policy_version()?;
+            self.check_prune_record()?;
             Ok(n)
         })?;
         self.log_only(ctx, Action::Verify, format!("entries={n}"), Flush::Read)?;
@@ -65,8 +66,10 @@ impl Vault {
         {
             let vid = self.vault_id();
             let mut out = Vec::new();
-            self.log
-                .for_each(self.committer.log(), 0, |mut e, sealed| {
+            self.log.for_each(
+                self.committer.log(),
+                self.committer.log_start().0,
+                |mut e, sealed| {
                     let keep = want_tag.is_none_or(|t| e.subject_pseudonym == Some(t))
                         && q.actor.as_deref().is_none_or(|a| a == e.actor)
                         && q.purpose.is_none_or(|p| p == e.purpose)
@@ -92,7 +95,8 @@ impl Vault {
                     }
                     out.push(e);
                     Ok(true)
-                })?;
+                },
+            )?;
             Ok(out)
         }
     }

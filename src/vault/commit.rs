@@ -236,6 +236,27 @@ impl Vault {
         let _ = self.commit(WriteBatch::new(), vec![e], &[], Flush::Read);
     }
 
+    /// Logs a failed or denied attempt concerning several subjects: one entry per tag
+    /// (`None`: naming no subject), all in one commit (best effort, like
+    /// [`Vault::log_failure`]).
+    pub(super) fn log_failures<T>(
+        &self,
+        ctx: &AccessContext,
+        action: Action,
+        tags: &[Option<SubjectTag>],
+        r: &Result<T>,
+    ) {
+        let entries = tags
+            .iter()
+            .map(|tag| {
+                let mut e = self.entry_for(ctx, action, Outcome::of(r), None, *tag, None);
+                e.note = denial_note(r);
+                e
+            })
+            .collect();
+        let _ = self.commit(WriteBatch::new(), entries, &[], Flush::Read);
+    }
+
     /// [`Vault::guarded`] for an operation on one record: a failure is logged naming the
     /// record (sealed under the subject's audit key when the subject exists), so a
     /// failed or denied attempt on a patient's file shows up in that patient's trail.

@@ -218,9 +218,29 @@ impl Vault {
     /// A last entry that does not open (tampered: `verify` names it) is skipped: the
     /// newest of the previous 64 entries that opens gives a lower bound instead (versions
     /// never decrease), so a rollback is still caught.
+    ///
+    /// Cost: the last entries' bytes, found backward from the log's end
+    /// ([`crate::logstore::LogStore::read_back`]), never a scan of the log; only when
+    /// those do not open does it read forward from the oldest entry it may still use.
     pub(crate) fn check_policy_version(&self) -> Result<()> {
         let n = self.committer.end();
-        for seq in (n.saturating_sub(64)..n).rev() {
+        let oldest = n.saturating_sub(64);
+        let back = self
+            .committer
+            .log()
+            .read_back((n - oldest) as usize)
+            .unwrap_or_default();
+        let mut below = n;
+        for f in &back {
+            if f.seq + 1 != below || f.seq < oldest {
+                break;
+            }
+            below = f.seq;
+            if let Ok(e) = self.log.entry_of(f) {
+                return self.compare_policy_version(e.policy_version, f.seq + 1 == n);
+            }
+        }
+        for seq in (oldest..below).rev() {
             let mut logged = None;
             let r = self.log.for_each(self.committer.log(), seq, |e, _| {
                 logged = Some(e.policy_version);

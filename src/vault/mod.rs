@@ -50,8 +50,14 @@ pub struct VaultOptions {
     pub kdf: KdfParams,
     /// When commits are flushed.
     pub durability: Durability,
-    /// Subjects whose unwrapped keys are cached (LRU-ish; evicted keys are zeroized).
-    pub key_cache_subjects: usize,
+    /// Memory budget, in bytes, of the cache of unwrapped subject keys (least recently
+    /// used subjects are evicted first; evicted keys are zeroized when no call uses them
+    /// any more). Default [`crate::DEFAULT_KEY_CACHE_BYTES`] (256 MiB: every subject of a
+    /// 100,000-patient clinic, about 2.3 KB each with one data-key version); values
+    /// under 32 KiB are raised to 32 KiB. A subject missing from the cache costs a
+    /// storage read and the unwrapping of its keys (AES-256-GCM opens and key
+    /// schedules) on its next use.
+    pub key_cache_bytes: usize,
     /// sled tuning (page cache, background flush).
     pub sled: SledOptions,
     /// Messages sealed under a data key after which the next write rotates it.
@@ -73,6 +79,14 @@ pub struct VaultOptions {
     /// vault created with a higher cost on purpose. The hard caps of
     /// [`KdfParams::check`] apply whatever the budget.
     pub max_kdf_work: u64,
+    /// Automatic retention: at every open of a vault in a directory, prune the access log
+    /// as [`Vault::prune_log`] does (as the opener; under a policy it needs the `audit`
+    /// capability). A prune that fails does not fail the open: it becomes one of
+    /// [`Vault::warnings`]. Default off (a prune reads the whole log).
+    pub prune_on_open: bool,
+    /// Subject entries rewrapped per atomic batch by [`Vault::rotate_vault_kek`] (one
+    /// scan and one commit each). Default [`crate::KEK_REWRAP_BATCH`]; 0 counts as 1.
+    pub kek_rewrap_batch: usize,
 }
 
 impl Default for VaultOptions {
@@ -80,13 +94,15 @@ impl Default for VaultOptions {
         VaultOptions {
             kdf: KdfParams::default(),
             durability: Durability::default(),
-            key_cache_subjects: 4096,
+            key_cache_bytes: crate::keyring::DEFAULT_KEY_CACHE_BYTES,
             sled: SledOptions::default(),
             dek_message_bound: DEFAULT_DEK_MESSAGE_BOUND,
             opener: AccessContext::new(SYSTEM_ACTOR, Purpose::Maintenance),
             purge_after_erase: true,
             policy: None,
             max_kdf_work: crate::crypto::DEFAULT_MAX_KDF_WORK,
+            prune_on_open: false,
+            kek_rewrap_batch: rotation::KEK_REWRAP_BATCH,
         }
     }
 }
@@ -104,6 +120,8 @@ pub struct Stats {
     pub disk_bytes: u64,
     /// Current root-key generation.
     pub root_generation: u32,
+    /// Current vault key-encryption-key generation.
+    pub kek_generation: u32,
 }
 
 /// Filter of [`Vault::audit_query`]; every `Some` must match.
@@ -193,6 +211,8 @@ pub struct Vault {
     key_op_lock: Mutex<()>,
     /// Held while an index is added (built) or dropped: one at a time.
     index_op_lock: Mutex<()>,
+    /// Held by a backup and a prune: a prune never drops a segment a backup copies.
+    maintenance_lock: Mutex<()>,
     /// Blind-index definitions (docs/INDEXES.md).
     indexes: crate::index::Registry,
     /// The access policy in force (docs/POLICY.md).
@@ -203,6 +223,7 @@ pub struct Vault {
 }
 
 mod audit;
+mod backup;
 mod commit;
 mod erasure;
 mod find;
@@ -210,10 +231,18 @@ mod governance;
 mod open;
 mod records;
 mod research;
+mod retention;
 mod rotation;
+mod signing;
+pub use backup::{
+    BackupReport, ErasureLedger, LedgerEntry, MANIFEST_FILE, RECORDS_FILE, RestoreOptions,
+    RestoreReport, restore_partial_dir,
+};
 pub use erasure::ErasedSubject;
-pub use records::WriteOutcome;
-pub use rotation::{Progress, RotationReport, RotationScope};
+pub use records::{SubjectRecords, WriteOutcome};
+pub use retention::{DEFAULT_RETENTION_DAYS, LegalHold, PruneReport};
+pub use rotation::{KEK_REWRAP_BATCH, Progress, RotateAllReport, RotationReport, RotationScope};
+pub use signing::{CheckpointKey, SignedCheckpoint};
 
 impl Vault {
     /// The vault's random 128-bit id.
@@ -263,10 +292,16 @@ impl Vault {
 
     /// Counts and sizes (no plaintext; not logged).
     pub fn stats(&self) -> Result<Stats> {
+        // One lock: two temporaries of the same statement would deadlock.
+        let (root_generation, kek_generation) = {
+            let h = lock(&self.header);
+            (h.root.generation, h.kek.generation)
+        };
         let mut s = Stats {
             log_entries: self.committer.end(),
             disk_bytes: self.storage.size_on_disk()? + self.committer.log().size_on_disk()?,
-            root_generation: lock(&self.header).root.generation,
+            root_generation,
+            kek_generation,
             ..Stats::default()
         };
         let (start, end) = keyspace::prefix_range(keyspace::SUBJECT_PREFIX);

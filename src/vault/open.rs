@@ -10,9 +10,9 @@ use super::commit::{Flush, noted};
 use super::{Vault, VaultOptions};
 use crate::audit::{Action, AuditLog, PendingEntry};
 use crate::commit::{CommitKeys, Committer, Parts};
-use crate::crypto::{KdfParams, KeySource, MacKey, RootKey, SecretKey, derive_key};
-use crate::error::{Error, Result};
-use crate::header::Header;
+use crate::crypto::{KdfParams, KeySource, MacKey, derive_key};
+use crate::error::{Error, Result, Structure};
+use crate::header::{Header, Unlocked};
 use crate::keyring::Keyring;
 use crate::keyspace;
 use crate::storage::{DirLock, SledStorage, Storage, WriteBatch};
@@ -41,6 +41,7 @@ impl Vault {
         options: VaultOptions,
     ) -> Result<Vault> {
         let path = path.as_ref();
+        refuse_url(path)?;
         crate::storage::private_fs::create_private_dir(path)?;
         if SledStorage::read_header_at(path)?.is_some() {
             return Err(Error::AlreadyExists);
@@ -74,15 +75,7 @@ impl Vault {
         );
         // The first log entry, the applied marker and the anchor are durable before the
         // header: a header without them means the log or the record store was deleted.
-        let v = Vault::assemble(
-            Arc::from(storage),
-            header,
-            unlocked.root,
-            None,
-            unlocked.vault_secret,
-            options,
-            Some(create),
-        )?;
+        let v = Vault::assemble(Arc::from(storage), header, unlocked, options, Some(create))?;
         // With `VaultOptions::policy`, the policy and its change entry are committed
         // before the header too.
         if let Some(p) = v.options.policy.clone() {
@@ -110,6 +103,7 @@ impl Vault {
         options: VaultOptions,
     ) -> Result<Vault> {
         let path = path.as_ref();
+        refuse_url(path)?;
         if SledStorage::read_header_at(path)?.is_none() {
             return Err(Error::NotFound);
         }
@@ -123,6 +117,13 @@ impl Vault {
         let mut v = Vault::finish_open(Box::new(storage), header, unlocked, options)?;
         v.path = Some(path.to_path_buf());
         v.warnings = warnings;
+        if v.options.prune_on_open {
+            let opener = v.options.opener.clone();
+            if let Err(e) = v.prune_log(&opener, None) {
+                v.warnings
+                    .push(format!("the automatic access-log prune failed: {e}"));
+            }
+        }
         Ok(v)
     }
 
@@ -145,15 +146,9 @@ impl Vault {
     ) -> Result<Vault> {
         options.opener.validate()?;
         let opener = options.opener.clone();
-        let v = Vault::assemble(
-            Arc::from(storage),
-            header,
-            unlocked.root,
-            unlocked.next_root,
-            unlocked.vault_secret,
-            options,
-            None,
-        )?;
+        let v = Vault::assemble(Arc::from(storage), header, unlocked, options, None)?;
+        // After a prune the log starts at the prune point (docs/BACKUP.md "Retention").
+        v.load_log_start()?;
         // A policy rolled back to an older sealed version, or deleted, is caught before
         // anything is served (docs/FORMAT.md "Access policy").
         v.check_policy_version()?;
@@ -168,27 +163,29 @@ impl Vault {
 
     /// Builds a vault over `storage`. With `create`, a new vault: its log is started with
     /// that entry (docs/DESIGN-storage.md); otherwise the log is opened and recovered
-    /// ("Open": a record store behind or ahead of the log is an integrity error).
+    /// ("Open": a record store behind or ahead of the log is an integrity error), and a
+    /// header older than the last finished key rotation the anchor records is refused
+    /// with [`Error::Integrity`] (docs/FORMAT.md "Anchor file").
     fn assemble(
         storage: Arc<dyn Storage>,
         header: Header,
-        root: RootKey,
-        next_root: Option<RootKey>,
-        vault_secret: SecretKey,
+        unlocked: Unlocked,
         options: VaultOptions,
         create: Option<PendingEntry>,
     ) -> Result<Vault> {
-        let next = match (&next_root, &header.pending) {
-            (Some(k), Some(p)) => Some((k, p.next.generation)),
-            _ => None,
-        };
+        let Unlocked {
+            root,
+            kek,
+            next_kek,
+            vault_secret,
+        } = unlocked;
         let keyring = Keyring::new(
             header.vault_id,
-            &root,
-            header.root.generation,
-            next,
-            options.key_cache_subjects,
+            &kek,
+            next_kek.as_ref(),
+            options.key_cache_bytes,
         );
+        drop((kek, next_kek));
         let log = Arc::new(AuditLog::new(header.vault_id, &vault_secret));
         let parts = Parts {
             vault_id: header.vault_id,
@@ -205,6 +202,21 @@ impl Vault {
             }
             None => Committer::open(parts)?.0,
         });
+        // A header copied before a rotation finished and put back (with the passphrase
+        // that rotation revoked) is older than what the anchor records: refused.
+        let (root_gen, kek_gen) = committer.key_generations();
+        if header.root.generation < root_gen || header.kek.generation < kek_gen {
+            return Err(Error::integrity(
+                Structure::Header,
+                format!(
+                    "older than the last finished key rotation (header: root generation {}, \
+                     key-encryption-key generation {}; the anchor records {root_gen} and \
+                     {kek_gen}): a header copied earlier and put back",
+                    header.root.generation, header.kek.generation
+                ),
+            ));
+        }
+        committer.raise_key_generations((header.root.generation, header.kek.generation));
         let flusher = match options.sled.flush_every_ms {
             Some(ms) => Some(Committer::spawn_flusher(
                 &committer,
@@ -235,12 +247,29 @@ impl Vault {
             commit_lock: Mutex::new(()),
             key_op_lock: Mutex::new(()),
             index_op_lock: Mutex::new(()),
+            maintenance_lock: Mutex::new(()),
             indexes,
             policy: crate::policy::PolicyCell::new(policy),
             path: None,
             warnings: Vec::new(),
         })
     }
+}
+
+/// A `postgres://` (or `postgresql://`) URL given where a directory is expected: an
+/// [`Error::Storage`] naming the crate that opens it (medvault-postgres, whose
+/// `create_with` / `open_with` take the URL), rather than a directory named `postgres:`.
+fn refuse_url(path: &Path) -> Result<()> {
+    if path
+        .to_str()
+        .is_some_and(|s| s.starts_with("postgres://") || s.starts_with("postgresql://"))
+    {
+        return Err(Error::Storage(crate::StorageError::new(
+            "a postgres:// URL is not a vault directory: open it with medvault_postgres::\
+             create_with or open_with (crate medvault-postgres, docs/POSTGRES.md)",
+        )));
+    }
+    Ok(())
 }
 
 /// One warning per entry of the vault directory `dir` that group or others may access

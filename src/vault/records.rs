@@ -23,6 +23,10 @@ use crate::record::{
 };
 use crate::storage::{WriteBatch, prefix_end};
 
+/// One subject's records from [`Vault::records_of_subjects_json`]: the subject id as
+/// given, and each record's key with its exact JSON text, in storage order.
+pub type SubjectRecords = (String, Vec<(RecordKey, JsonText)>);
+
 /// What [`Vault::put_many_json_outcomes`] did with one record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
@@ -427,7 +431,7 @@ impl Vault {
         Ok(())
     }
 
-    fn purge_storage(&self) -> Result<()> {
+    pub(super) fn purge_storage(&self) -> Result<()> {
         let _g = lock(&self.commit_lock);
         self.storage.purge()?;
         let mut done = WriteBatch::new();
@@ -513,7 +517,11 @@ impl Vault {
                             fields: want,
                             only_collection: None,
                         },
-                        |sealed, dek, bind, meta, _, want| sealed.open_json(dek, bind, meta, want),
+                        |sealed, dek, bind, meta, _, want| {
+                            let (text, picked) = sealed.open_json(dek, bind, meta, want)?;
+                            let names = picked.into_iter().map(|i| meta.name(i).to_owned());
+                            Ok((text, names.collect::<Vec<String>>()))
+                        },
                     )
                     .and_then(|o| {
                         o.ok_or_else(|| {
@@ -685,63 +693,156 @@ impl Vault {
         collection: Option<&str>,
         action: Action,
     ) -> Result<Vec<(RecordKey, JsonText)>> {
-        let tag = self.subject_tag(subject);
-        let (out, keys) = self.guarded(ctx, action, Some(tag), || {
-            validate_id("subject", subject)?;
-            let decision = self.decide(ctx)?;
-            decision.check_read(collection)?;
-            let reader = OpenFor::Caller(&decision);
-            let Some(keys) = self.keyring.load(&tag, self.read_fn())? else {
-                return Ok((Vec::new(), None));
-            };
-            let prefix = keyspace::subject_records(&tag);
-            let end = prefix_end(&prefix);
-            let mut out = Vec::new();
-            for item in self.storage.scan(&prefix, end.as_deref()) {
-                let (k, v) = item?;
-                let opened = self.with_opened(
-                    &keys,
-                    &k,
-                    None,
-                    &v,
-                    &Opening {
-                        reader: &reader,
-                        fields: None,
-                        only_collection: collection,
-                    },
-                    |sealed, dek, bind, meta, key, want| {
-                        Ok((key, sealed.open_json(dek, bind, meta, want)?.0))
-                    },
-                );
-                match opened {
-                    Ok(Some(r)) => out.push(r),
-                    Ok(None) => {}
-                    // Records of a collection the purpose may not read are left out of
-                    // a whole-subject read (and never decrypted).
-                    Err(Error::AccessDenied(Denial::Policy { .. })) if collection.is_none() => {}
-                    Err(e) => return Err(e),
+        let mut all = self.scan_subjects(ctx, &[subject], collection, action)?;
+        Ok(all.pop().map(|(_, records)| records).unwrap_or_default())
+    }
+
+    /// Reads every record of each subject of `subjects` (optionally only of
+    /// `collection`) as exact JSON texts, in one commit of the access log: the bulk read
+    /// behind a full scan or an export, which reads the subjects a batch at a time
+    /// instead of paying a log commit (and its flush) per subject. Each subject still
+    /// gets its own entry of `action` ([`Action::Read`] or [`Action::Export`]), naming
+    /// the subject (sealed under its audit key, so its access report shows the read and
+    /// its erasure unlinks it) and the number of records, exactly as
+    /// [`Vault::records_of_json`] or [`Vault::export_records_of_json`] logs it; all the
+    /// entries are appended before anything is returned. Returns, in the order given,
+    /// each subject with its records in storage order (empty for an unknown or erased
+    /// subject). The policy decides as for [`Vault::records_of`]: a purpose that may
+    /// not read `collection` is refused for the whole batch, and a failed or denied
+    /// batch logs a failed or denied entry naming each subject it concerned.
+    ///
+    /// Memory holds the records of the whole batch: pass batches of a few hundred
+    /// subjects. Fails with [`Error::InvalidInput`] (an id empty or over 256 bytes,
+    /// another action), [`Error::AccessDenied`], [`Error::Integrity`] (then nothing of
+    /// the batch is returned), [`Error::Storage`].
+    pub fn records_of_subjects_json(
+        &self,
+        ctx: &AccessContext,
+        subjects: &[&str],
+        collection: Option<&str>,
+        action: Action,
+    ) -> Result<Vec<SubjectRecords>> {
+        if !matches!(action, Action::Read | Action::Export) {
+            return Err(Error::invalid(
+                InputKind::Action,
+                "a scan logs a read or an export",
+            ));
+        }
+        self.scan_subjects(ctx, subjects, collection, action)
+    }
+
+    fn scan_subjects(
+        &self,
+        ctx: &AccessContext,
+        subjects: &[&str],
+        collection: Option<&str>,
+        action: Action,
+    ) -> Result<Vec<SubjectRecords>> {
+        // The subject a failure concerns (when it is known), else every subject.
+        let mut failed_at: Option<SubjectTag> = None;
+        let r = ctx
+            .validate()
+            .and_then(|_| self.authorize(ctx))
+            .and_then(|_| {
+                for s in subjects {
+                    validate_id("subject", s)?;
                 }
+                let decision = self.decide(ctx)?;
+                decision.check_read(collection)?;
+                let reader = OpenFor::Caller(&decision);
+                let mut out = Vec::with_capacity(subjects.len());
+                for subject in subjects {
+                    let tag = self.subject_tag(subject);
+                    failed_at = Some(tag);
+                    let (records, keys) = self.read_subject(&reader, &tag, collection)?;
+                    out.push((tag, *subject, records, keys));
+                }
+                failed_at = None;
+                Ok(out)
+            });
+        let read = match r {
+            Ok(read) => read,
+            Err(e) => {
+                let r = Err(e);
+                let tags: Vec<Option<SubjectTag>> = match (failed_at, subjects.is_empty()) {
+                    (Some(t), _) => vec![Some(t)],
+                    (None, true) => vec![None],
+                    (None, false) => subjects.iter().map(|s| Some(self.subject_tag(s))).collect(),
+                };
+                self.log_failures(ctx, action, &tags, &r);
+                return r;
             }
-            Ok((out, Some(keys)))
-        })?;
-        let target = Target {
-            subject: subject.to_owned(),
-            collection: collection.map(str::to_owned),
-            record_id: None,
-            fields: Vec::new(),
         };
-        let mut e = self.entry_for(
-            ctx,
-            action,
-            Outcome::Ok,
-            keys.as_deref(),
-            Some(tag),
-            Some(&target),
-        );
-        e.note = format!("records={}", out.len());
-        let subs: Vec<&Arc<SubjectKeys>> = keys.iter().collect();
-        self.commit(WriteBatch::new(), vec![e], &subs, Flush::Read)?;
-        Ok(out)
+        let mut entries = Vec::with_capacity(read.len());
+        for (tag, subject, records, keys) in &read {
+            let target = Target {
+                subject: (*subject).to_owned(),
+                collection: collection.map(str::to_owned),
+                record_id: None,
+                fields: Vec::new(),
+            };
+            let mut e = self.entry_for(
+                ctx,
+                action,
+                Outcome::Ok,
+                keys.as_deref(),
+                Some(*tag),
+                Some(&target),
+            );
+            e.note = format!("records={}", records.len());
+            entries.push(e);
+        }
+        let subs: Vec<&Arc<SubjectKeys>> = read.iter().filter_map(|r| r.3.as_ref()).collect();
+        if !entries.is_empty() {
+            self.commit(WriteBatch::new(), entries, &subs, Flush::Read)?;
+        }
+        Ok(read
+            .into_iter()
+            .map(|(_, s, records, _)| (s.to_owned(), records))
+            .collect())
+    }
+
+    /// Opens every record of subject `tag` (only of `collection` when given) for
+    /// `reader`, in storage order; no log entry. Records of a collection the purpose may
+    /// not read are left out of a whole-subject read (and never decrypted). Empty, with
+    /// no keys, for a subject without keys (unknown or erased).
+    #[allow(clippy::type_complexity)]
+    fn read_subject(
+        &self,
+        reader: &OpenFor<'_>,
+        tag: &SubjectTag,
+        collection: Option<&str>,
+    ) -> Result<(Vec<(RecordKey, JsonText)>, Option<Arc<SubjectKeys>>)> {
+        let Some(keys) = self.keyring.load(tag, self.read_fn())? else {
+            return Ok((Vec::new(), None));
+        };
+        let prefix = keyspace::subject_records(tag);
+        let end = prefix_end(&prefix);
+        let mut out = Vec::new();
+        for item in self.storage.scan(&prefix, end.as_deref()) {
+            let (k, v) = item?;
+            let opened = self.with_opened(
+                &keys,
+                &k,
+                None,
+                &v,
+                &Opening {
+                    reader,
+                    fields: None,
+                    only_collection: collection,
+                },
+                |sealed, dek, bind, meta, key, want| {
+                    Ok((key, sealed.open_json(dek, bind, meta, want)?.0))
+                },
+            );
+            match opened {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => {}
+                Err(Error::AccessDenied(Denial::Policy { .. })) if collection.is_none() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((out, Some(keys)))
     }
 
     /// Lists every subject id (decrypted from the keyring; erased subjects are gone).

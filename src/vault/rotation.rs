@@ -1,10 +1,13 @@
-//! Key lifecycle: root-key rotation (rewrap, no record touched), data-key rotation
-//! (re-encrypt online in resumable batches), retirement of old data-key versions.
+//! Key lifecycle: root-key rotation (one header write, O(1)), vault-KEK rotation (rewrap
+//! every subject entry, no record touched, resumable), data-key rotation (re-encrypt
+//! online in resumable batches), retirement of old data-key versions, and `rotate_all`.
 //!
-//! Safe at every instant: during a root-key rotation the header holds both roots (bridged
-//! both ways), so either key opens; a data-key version is removed only in the same atomic
-//! batch that proves no record uses it, so every record always opens with exactly one
-//! held version; the data-key rotation cursor is persisted with each subject's completion.
+//! Safe at every instant: a root-key rotation is one atomic header replacement (no header
+//! wraps one root under another); during a KEK rotation the header wraps both KEKs under
+//! the root, so entries under either open; a data-key version is removed only in the same
+//! atomic batch that proves no record uses it, so every record always opens with exactly
+//! one held version; the data-key rotation cursor is persisted with each subject's
+//! completion.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,8 +18,9 @@ use super::{Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, Target};
 use crate::codec::Reader;
 use crate::context::AccessContext;
-use crate::crypto::{KdfParams, KeySource, MacKey, ct_eq, derive_key};
+use crate::crypto::{KdfParams, KeySource, MacKey, SecretKey, ct_eq, derive_key};
 use crate::error::{Error, InputKind, Result, Structure};
+use crate::header::Kek;
 use crate::keyring::{SubjectKeys, SubjectTag};
 use crate::keyspace;
 use crate::record::{Binding, parse_record, seal_record};
@@ -39,8 +43,10 @@ struct Rekey {
     uses: Vec<(SubjectTag, u32)>,
     entries: Vec<PendingEntry>,
 }
-/// Subject entries rewrapped per atomic batch during a root-key rotation.
-const REWRAP_BATCH: usize = 1024;
+/// Subject entries rewrapped per atomic batch during a vault-KEK rotation (one scan and
+/// one commit each; ~200 bytes an entry, so ~1.6 MB a batch). Below the 8,192 changes
+/// one log entry lists (docs/FORMAT.md "Change list"), so every rewrap stays listed.
+pub const KEK_REWRAP_BATCH: usize = 8000;
 
 /// Which subjects a data-key rotation covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -639,17 +645,20 @@ impl Vault {
         Ok(())
     }
 
-    /// Rotates the root key (KEK) to `new_key` (also: a passphrase change, or a switch
-    /// between passphrase and raw key), rewrapping every subject entry and the vault
-    /// secret without touching any record. Returns the number of subject entries
-    /// rewrapped. `kdf` applies when `new_key` is a passphrase.
+    /// Rotates the root key to `new_key` (also: a passphrase change, or a switch between
+    /// passphrase and raw key). O(1) whatever the vault's size: the root wraps only the
+    /// vault secret and the vault KEK(s) (docs/FORMAT.md "Header"), so the rotation is
+    /// one atomic header replacement and no subject entry or record is touched. Returns
+    /// the number of keys rewrapped (2, or 3 while a KEK rotation is pending). `kdf`
+    /// applies when `new_key` is a passphrase; `progress` gets 0/1 then 1/1.
     ///
-    /// Crash safety: the header first records the rotation as pending with both roots
-    /// bridged, so from then until the final header write **either** key opens the vault;
-    /// before the first header write only the old key, after the last only the new one.
-    /// Calling this again with the same new key (or the old vault reopened with either
-    /// key) completes an interrupted rotation. A pending rotation to a different key is
-    /// refused with [`Error::InvalidInput`].
+    /// Crash safety: before the header write only the old key opens the vault, after it
+    /// only the new one; no header ever wraps one root under another. Logged as
+    /// `key_rotation` ("started" before, "finished" after the write); the anchor then
+    /// records the new root generation, and open refuses an older header put back
+    /// ([`Error::Integrity`]). What this does and does not protect against: SECURITY.md
+    /// "Key rotations". Fails with [`Error::InvalidInput`] when the generation is
+    /// exhausted, [`Error::ExcessiveWork`] for KDF parameters over the caps.
     pub fn rotate_root_key(
         &self,
         ctx: &AccessContext,
@@ -662,91 +671,265 @@ impl Vault {
             self.require_capability(ctx, "keys")?;
             let _k = lock(&self.key_op_lock);
             let header = lock(&self.header).clone();
-            let current = lock(&self.root).clone();
-            let (pending_header, next_root) = match &header.pending {
-                Some(p) => {
-                    // Resume: the new key must be the pending one.
-                    let bytes = header.encode(&current);
-                    let (_, u) = crate::header::Header::unlock_within(&bytes, &new_key, self.options.max_kdf_work).map_err(|_| {
-                        Error::invalid(InputKind::KeyOperation,
-                            "a root-key rotation to another key is pending; rerun it with that key",
-                        )
-                    })?;
-                    let next = u.next_root.ok_or_else(|| {
-                        Error::integrity(Structure::Header, "pending rotation without next root")
-                    })?;
-                    let _ = p;
-                    (header.clone(), next)
-                }
-                None => {
-                    let (h, next) = header.begin_rotation(&current, &new_key, kdf)?;
-                    self.storage.write_header(&h.encode(&current))?;
-                    (h, next)
-                }
-            };
-            let next_gen = pending_header
-                .pending
-                .as_ref()
-                .map(|p| p.next.generation)
-                .ok_or_else(|| Error::integrity(Structure::Header, "no pending rotation"))?;
-            self.keyring.set_next_root(Some((&next_root, next_gen)));
-            *lock(&self.header) = pending_header.clone();
+            let next_gen = header.root.generation.saturating_add(1);
+            progress(Progress {
+                done: 0,
+                total: 1,
+                rate_per_sec: 0.0,
+            });
+            // Step 1: the new header, wrapping the same vault secret and KEK(s).
+            let (kek, next_kek) = self.keyring.kek_secrets();
+            let (new_header, new_root) = header.with_new_root(
+                &new_key,
+                kdf,
+                &kek,
+                next_kek.as_ref(),
+                &self.vault_secret,
+            )?;
+            let rewrapped = 2 + u64::from(next_kek.is_some());
             self.log_only(
                 ctx,
                 Action::KeyRotation,
                 format!("root-key rotation to generation {next_gen} started"),
                 Flush::Write,
             )?;
-
-            let tags = self.all_subject_tags()?;
-            let mut meter = Meter {
-                start: Instant::now(),
-                done: 0,
-                total: tags.len() as u64,
-            };
-            let mut rewrapped = 0u64;
-            for chunk in tags.chunks(REWRAP_BATCH) {
-                let e = noted(
-                    ctx,
-                    Action::KeyRotation,
-                    format!("rewrapped {} subject entries", chunk.len()),
-                );
-                let mut n = 0u64;
-                self.commit_with(WriteBatch::new(), vec![e], &[], &[], Flush::Read, None, |b, _| {
-                    for tag in chunk {
-                        let Some(bytes) = self.storage.get(&keyspace::subject_entry(tag))? else {
-                            continue; // erased meanwhile
-                        };
-                        if bytes.get(1..5) == Some(&next_gen.to_be_bytes()[..]) {
-                            continue; // already rewrapped (resumed rotation)
-                        }
-                        let keys = match self.keyring.cached(tag) {
-                            Some(k) => k,
-                            None => Arc::new(self.keyring.decode_entry(tag, &bytes)?),
-                        };
-                        b.put(keyspace::subject_entry(tag), self.keyring.encode_entry(&keys));
-                        n += 1;
-                    }
-                    Ok(())
-                })?;
-                rewrapped += n;
-                meter.tick(chunk.len() as u64, progress);
-            }
-            self.sync()?;
-            let done = pending_header.finish_rotation(&next_root, &self.vault_secret)?;
-            self.storage.write_header(&done.encode(&next_root))?;
-            self.keyring.set_next_root(None);
-            *lock(&self.header) = done;
-            *lock(&self.root) = next_root;
+            // Step 2: one atomic header replacement (the commit point of the rotation).
+            self.storage.write_header(&new_header.encode(&new_root))?;
+            *lock(&self.header) = new_header;
+            *lock(&self.root) = new_root;
+            // Step 3: the anchor records the new generation with the next durable commit.
+            self.committer
+                .raise_key_generations((next_gen, self.committer.key_generations().1));
             self.log_only(
                 ctx,
                 Action::KeyRotation,
                 format!(
-                    "root-key rotation to generation {next_gen} finished: {rewrapped} entries rewrapped"
+                    "root-key rotation to generation {next_gen} finished: {rewrapped} keys rewrapped"
                 ),
                 Flush::Write,
             )?;
+            // The checkpoint signing key turns over with the root key (issue 18).
+            self.rotate_signing_key(ctx)?;
+            self.sync()?;
+            progress(Progress {
+                done: 1,
+                total: 1,
+                rate_per_sec: 0.0,
+            });
             Ok(rewrapped)
         })
     }
+
+    /// True when a vault-KEK rotation was started and not finished (e.g. the process was
+    /// killed); [`Vault::rotate_vault_kek`] resumes it.
+    pub fn vault_kek_rotation_pending(&self) -> bool {
+        lock(&self.header).next_kek.is_some()
+    }
+
+    /// Rotates the vault key-encryption key (the response to its suspected compromise):
+    /// a new KEK is wrapped under the root beside the old one (one atomic header write),
+    /// every subject entry is rewrapped from the old KEK to the new one without building
+    /// its keys or touching any record, in atomic batches of
+    /// [`VaultOptions::kek_rewrap_batch`](super::VaultOptions::kek_rewrap_batch) read and
+    /// written under the commit lock (reads and writes go on meanwhile; entries written
+    /// meanwhile are already under the new KEK), then a second header write drops the
+    /// old KEK and the anchor records the new generation. Returns the number of subject
+    /// entries rewrapped; `progress` gets entries done / total.
+    ///
+    /// Resumable: killed at any point, the vault opens with either header (entries under
+    /// either KEK open), and the next call finishes the rotation. Logged as
+    /// `key_rotation` (started, one entry per batch, finished). Fails with
+    /// [`Error::InvalidInput`] when the KEK generation is exhausted, [`Error::Integrity`]
+    /// on a subject entry that does not unwrap.
+    pub fn rotate_vault_kek(
+        &self,
+        ctx: &AccessContext,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64> {
+        self.guarded(ctx, Action::KeyRotation, None, || {
+            self.require_capability(ctx, "keys")?;
+            let _k = lock(&self.key_op_lock);
+            let header = lock(&self.header).clone();
+            let root = lock(&self.root).clone();
+            let next_gen = match &header.next_kek {
+                Some(n) => {
+                    self.log_only(
+                        ctx,
+                        Action::KeyRotation,
+                        format!(
+                            "vault key-encryption-key rotation to generation {} resumed",
+                            n.generation
+                        ),
+                        Flush::Write,
+                    )?;
+                    n.generation
+                }
+                None => {
+                    let next = Kek {
+                        generation: header.kek.generation.checked_add(1).ok_or_else(|| {
+                            Error::invalid(
+                                InputKind::KeyOperation,
+                                "key-encryption-key generation exhausted",
+                            )
+                        })?,
+                        key: SecretKey::random(),
+                    };
+                    let pending = header.with_next_kek(&root, &next)?;
+                    self.log_only(
+                        ctx,
+                        Action::KeyRotation,
+                        format!(
+                            "vault key-encryption-key rotation to generation {} started",
+                            next.generation
+                        ),
+                        Flush::Write,
+                    )?;
+                    self.storage.write_header(&pending.encode(&root))?;
+                    *lock(&self.header) = pending;
+                    self.keyring.set_next_kek(Some(&next));
+                    next.generation
+                }
+            };
+            let rewrapped = self.rewrap_subject_entries(ctx, next_gen, progress)?;
+            // Every rewrapped entry durable before the header stops holding the old KEK.
+            self.sync()?;
+            let done = lock(&self.header).with_next_kek_promoted()?;
+            self.storage.write_header(&done.encode(&root))?;
+            *lock(&self.header) = done;
+            self.keyring.set_next_kek(None);
+            self.committer
+                .raise_key_generations((self.committer.key_generations().0, next_gen));
+            self.log_only(
+                ctx,
+                Action::KeyRotation,
+                format!(
+                    "vault key-encryption-key rotation to generation {next_gen} finished: \
+                     {rewrapped} subject entries rewrapped"
+                ),
+                Flush::Write,
+            )?;
+            self.sync()?;
+            Ok(rewrapped)
+        })
+    }
+
+    /// Rewraps every subject entry not yet under KEK `next_gen`, in batches scanned and
+    /// written under the commit lock (so no concurrent commit's entry is overwritten).
+    fn rewrap_subject_entries(
+        &self,
+        ctx: &AccessContext,
+        next_gen: u32,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64> {
+        let (start, end) = keyspace::prefix_range(keyspace::SUBJECT_PREFIX);
+        let mut meter = Meter {
+            start: Instant::now(),
+            done: 0,
+            total: self.count_keys(&start, &end)?,
+        };
+        progress(meter.progress());
+        let mut from = start.to_vec();
+        let mut rewrapped = 0u64;
+        let batch = self.options.kek_rewrap_batch.max(1);
+        loop {
+            let mut seen = 0u64;
+            let mut n = 0u64;
+            let mut last: Option<Vec<u8>> = None;
+            let e = noted(
+                ctx,
+                Action::KeyRotation,
+                format!("subject entries rewrapped under key-encryption key {next_gen}"),
+            );
+            self.commit_with(
+                WriteBatch::new(),
+                vec![e],
+                &[],
+                &[],
+                Flush::Read,
+                None,
+                |b, es| {
+                    for item in self.storage.scan(&from, Some(&end)) {
+                        let (k, v) = item?;
+                        seen += 1;
+                        let tag: SubjectTag = k
+                            .get(1..17)
+                            .and_then(|s| s.try_into().ok())
+                            .ok_or_else(|| {
+                                Error::integrity(Structure::SubjectEntry, "storage key malformed")
+                            })?;
+                        if let Some(w) = self.keyring.rewrap_entry(&tag, &v)? {
+                            b.put(k.clone(), w);
+                            n += 1;
+                        }
+                        last = Some(k);
+                        if seen as usize >= batch {
+                            break;
+                        }
+                    }
+                    if let Some(e) = es.first_mut() {
+                        e.note = format!(
+                            "{n} subject entries rewrapped under key-encryption key {next_gen}"
+                        );
+                    }
+                    Ok(())
+                },
+            )?;
+            rewrapped += n;
+            meter.tick(seen, progress);
+            match last {
+                Some(k) if seen as usize >= batch => {
+                    from = k;
+                    from.push(0);
+                }
+                _ => return Ok(rewrapped),
+            }
+        }
+    }
+
+    fn count_keys(&self, start: &[u8], end: &[u8]) -> Result<u64> {
+        let mut n = 0;
+        for item in self.storage.scan(start, Some(end)) {
+            item?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The compromise response (`medvault rotate all`): rotates the root key to
+    /// `new_key` ([`Vault::rotate_root_key`]), then the vault KEK
+    /// ([`Vault::rotate_vault_kek`]), then every data key ([`Vault::rotate_data_keys`]
+    /// with [`RotationScope::All`]), online. Afterwards data written is sealed under data
+    /// keys created after the KEK rotation finished, wrapped only under the new KEK,
+    /// itself wrapped only under the new root: no key material from before the call
+    /// opens it (SECURITY.md "Key rotations" says what stays readable to an old key
+    /// holder). Interrupted, it is resumed by calling it again with the same `new_key`
+    /// (a root rotation already done is then done once more, harmlessly), or by the
+    /// individual rotations. `progress` gets each phase's progress in turn.
+    pub fn rotate_all(
+        &self,
+        ctx: &AccessContext,
+        new_key: KeySource,
+        kdf: KdfParams,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<RotateAllReport> {
+        let keys = self.rotate_root_key(ctx, new_key, kdf, progress)?;
+        let entries = self.rotate_vault_kek(ctx, progress)?;
+        let data = self.rotate_data_keys(ctx, &RotationScope::All, progress)?;
+        Ok(RotateAllReport {
+            root_keys_rewrapped: keys,
+            subject_entries_rewrapped: entries,
+            data,
+        })
+    }
+}
+
+/// What [`Vault::rotate_all`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RotateAllReport {
+    /// Keys rewrapped under the new root (the vault secret and KEK(s)).
+    pub root_keys_rewrapped: u64,
+    /// Subject entries rewrapped under the new vault KEK.
+    pub subject_entries_rewrapped: u64,
+    /// The data-key rotation.
+    pub data: RotationReport,
 }

@@ -101,13 +101,18 @@ fn readmit(v: &Vault, m: &mut Model, subject: &str) {
     }
 }
 
+/// The model's vault options: the smallest key cache (32 KiB, about 14 subjects), so
+/// that the model's 20 subjects make the cache evict and reload keys.
+fn model_options() -> VaultOptions {
+    VaultOptions {
+        key_cache_bytes: 0,
+        ..VaultOptions::default()
+    }
+}
+
 fn open_model_vault(mem: &MemoryStorage, root: [u8; 32]) -> Vault {
-    Vault::open_in(
-        Box::new(mem.clone()),
-        KeySource::raw(root),
-        VaultOptions::default(),
-    )
-    .unwrap_or_else(|e| panic!("model: reopen failed: {e}"))
+    Vault::open_in(Box::new(mem.clone()), KeySource::raw(root), model_options())
+        .unwrap_or_else(|e| panic!("model: reopen failed: {e}"))
 }
 
 fn expect_err<T>(r: medvault::Result<T>, kind: &str, what: &str) {
@@ -148,7 +153,7 @@ pub fn check_model(data: &[u8]) {
     let mut v = Vault::create_in(
         Box::new(mem.clone()),
         KeySource::raw(MODEL_ROOT),
-        VaultOptions::default(),
+        model_options(),
     )
     .unwrap_or_else(|e| panic!("model: create failed: {e}"));
     let ctx = AccessContext::new("model", Purpose::Care);
@@ -347,8 +352,10 @@ pub fn check_model(data: &[u8]) {
                 assert!(!v.data_key_rotation_pending().unwrap_or(true));
             }
             12 => {
-                // Root-key rotation: every subject entry rewrapped, the old key refused
-                // from the next open on.
+                // Root-key rotation: one header write (the vault secret and the KEK
+                // rewrapped, no subject entry), the old key refused from the next open
+                // on; every second time also a vault-KEK rotation, which rewraps every
+                // subject entry and no record.
                 m.root_rotations = m.root_rotations.wrapping_add(1);
                 let next = [0x80 | (m.root_rotations & 0x7f); 32];
                 let n = v
@@ -359,8 +366,14 @@ pub fn check_model(data: &[u8]) {
                         &mut |_| {},
                     )
                     .unwrap_or_else(|e| panic!("model: rotate_root_key failed: {e}"));
-                assert_eq!(n, m.keyed.len() as u64, "model: entries rewrapped");
+                assert_eq!(n, 2, "model: keys rewrapped by a root rotation");
                 m.root = next;
+                if m.root_rotations.is_multiple_of(2) {
+                    let n = v
+                        .rotate_vault_kek(&maint, &mut |_| {})
+                        .unwrap_or_else(|e| panic!("model: rotate_vault_kek failed: {e}"));
+                    assert_eq!(n, m.keyed.len() as u64, "model: entries rewrapped");
+                }
             }
             13 => {
                 // Retiring a version: the current one is refused, others are unknown

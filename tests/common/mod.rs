@@ -166,8 +166,8 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// Raw pairs of `storage` whose key starts with `prefix` byte.
-pub fn raw_with_prefix(storage: &MemoryStorage, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
+/// Raw pairs of `storage` (any backend with raw access) whose key starts with `prefix` byte.
+pub fn raw_with_prefix(storage: &dyn RawAccess, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
     storage
         .dump()
         .into_iter()
@@ -175,37 +175,64 @@ pub fn raw_with_prefix(storage: &MemoryStorage, prefix: u8) -> Vec<(Vec<u8>, Vec
         .collect()
 }
 
-/// A record value split into its parts (docs/FORMAT.md "Record value"): `u8 version, u32
-/// key_version, u32 len + sealed meta, u16 n, n × (u32 len + field envelope)`.
+/// A record value split into its parts (docs/FORMAT.md "Record value", version 3): `u8
+/// version, u32 key_version, u64 record version, 12-byte record nonce, varint len +
+/// sealed meta, varint n, n × (varint len + field envelope)`. Varints are unsigned
+/// LEB128, decoded here by hand.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordLayout {
     pub version: u8,
     pub key_version: u32,
-    /// Record version (u64) and write id (16 bytes), as stored.
+    /// Record version (u64) and record nonce (12 bytes), as stored.
     pub stamp: Vec<u8>,
     pub meta: Vec<u8>,
     pub fields: Vec<Vec<u8>>,
+}
+
+/// Appends `x` as an unsigned LEB128 varint.
+pub fn put_leb128(out: &mut Vec<u8>, mut x: usize) {
+    loop {
+        let b = (x & 0x7f) as u8;
+        x >>= 7;
+        if x == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
 }
 
 impl RecordLayout {
     /// Parses a stored record value; `None` when malformed.
     pub fn parse(b: &[u8]) -> Option<RecordLayout> {
         let mut pos = 0usize;
-        let mut take = |n: usize| -> Option<&[u8]> {
-            let s = b.get(pos..pos.checked_add(n)?)?;
-            pos += n;
-            Some(s)
+        let take = |pos: &mut usize, n: usize| -> Option<Vec<u8>> {
+            let s = b.get(*pos..pos.checked_add(n)?)?;
+            *pos += n;
+            Some(s.to_vec())
         };
-        let version = take(1)?[0];
-        let key_version = u32::from_be_bytes(take(4)?.try_into().ok()?);
-        let stamp = take(24)?.to_vec();
-        let mlen = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
-        let meta = take(mlen)?.to_vec();
-        let n = u16::from_be_bytes(take(2)?.try_into().ok()?);
+        let leb = |pos: &mut usize| -> Option<usize> {
+            let mut x = 0usize;
+            for i in 0..5 {
+                let byte = *b.get(*pos)?;
+                *pos += 1;
+                x |= usize::from(byte & 0x7f) << (7 * i);
+                if byte & 0x80 == 0 {
+                    return Some(x);
+                }
+            }
+            None
+        };
+        let version = take(&mut pos, 1)?[0];
+        let key_version = u32::from_be_bytes(take(&mut pos, 4)?.try_into().ok()?);
+        let stamp = take(&mut pos, 20)?;
+        let mlen = leb(&mut pos)?;
+        let meta = take(&mut pos, mlen)?;
+        let n = leb(&mut pos)?;
         let mut fields = Vec::new();
         for _ in 0..n {
-            let flen = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
-            fields.push(take(flen)?.to_vec());
+            let flen = leb(&mut pos)?;
+            fields.push(take(&mut pos, flen)?);
         }
         (pos == b.len()).then_some(RecordLayout {
             version,
@@ -221,11 +248,11 @@ impl RecordLayout {
         let mut out = vec![self.version];
         out.extend_from_slice(&self.key_version.to_be_bytes());
         out.extend_from_slice(&self.stamp);
-        out.extend_from_slice(&(self.meta.len() as u32).to_be_bytes());
+        put_leb128(&mut out, self.meta.len());
         out.extend_from_slice(&self.meta);
-        out.extend_from_slice(&(self.fields.len() as u16).to_be_bytes());
+        put_leb128(&mut out, self.fields.len());
         for f in &self.fields {
-            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            put_leb128(&mut out, f.len());
             out.extend_from_slice(f);
         }
         out
@@ -234,11 +261,17 @@ impl RecordLayout {
     /// Byte ranges of each field envelope's body (after its length prefix) in the
     /// encoded value.
     pub fn field_ranges(&self) -> Vec<std::ops::Range<usize>> {
-        let mut pos = 1 + 4 + 24 + 4 + self.meta.len() + 2;
+        let len_of = |x: usize| {
+            let mut v = Vec::new();
+            put_leb128(&mut v, x);
+            v.len()
+        };
+        let mut pos =
+            1 + 4 + 20 + len_of(self.meta.len()) + self.meta.len() + len_of(self.fields.len());
         self.fields
             .iter()
             .map(|f| {
-                let start = pos + 4;
+                let start = pos + len_of(f.len());
                 pos = start + f.len();
                 start..pos
             })
@@ -246,10 +279,15 @@ impl RecordLayout {
     }
 }
 
-/// The raw value at `key` in `storage` (panics when absent).
-pub fn raw_get(storage: &MemoryStorage, key: &[u8]) -> Vec<u8> {
-    use medvault::storage::Storage;
-    storage.get(key).unwrap().unwrap()
+/// The raw value at `key` in `storage` (any backend with raw access; panics when
+/// absent).
+pub fn raw_get(storage: &dyn RawAccess, key: &[u8]) -> Vec<u8> {
+    storage
+        .dump()
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+        .unwrap()
 }
 
 /// Parses NDJSON into `(resourceType, id) -> resource`; panics on a duplicate.

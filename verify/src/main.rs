@@ -28,14 +28,17 @@ struct Cli {
 }
 
 #[derive(Args)]
-#[group(required = true, multiple = false)]
+#[group(required = true, multiple = true)]
 struct KeyArg {
-    /// The vault's verifier key: `medvault/<vault id>+<key id>+<base64 key>`
+    /// A verifier key of the vault: `medvault/<vault id>+<key id>+<base64 key>`.
+    /// Repeat it for every key the vault published (one per signing-key generation: a
+    /// root-key rotation turns the key over), so checkpoints on both sides of a rotation
+    /// can be checked together
     #[arg(long)]
-    key: Option<String>,
-    /// A file holding the verifier key (one line)
+    key: Vec<String>,
+    /// A file of verifier keys, one per line (repeatable)
     #[arg(long)]
-    key_file: Option<PathBuf>,
+    key_file: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -102,18 +105,41 @@ fn verify_err(context: &str) -> impl Fn(medvault_verify::Error) -> Failure + '_ 
     move |e| Failure::Verify(format!("{context}: {e}"))
 }
 
-fn load_key(arg: &KeyArg) -> Result<VerifierKey, Failure> {
-    let text = match (&arg.key, &arg.key_file) {
-        (Some(k), _) => k.clone(),
-        (None, Some(p)) => read_text(p)?,
-        (None, None) => return Err(Failure::Input("no key given".into())),
-    };
-    VerifierKey::parse(&text).map_err(verify_err("key"))
+/// Every key given, in order: each `--key`, then each non-empty line of each
+/// `--key-file`.
+fn load_key(arg: &KeyArg) -> Result<Vec<VerifierKey>, Failure> {
+    let mut keys = Vec::new();
+    for k in &arg.key {
+        keys.push(VerifierKey::parse(k).map_err(verify_err("key"))?);
+    }
+    for p in &arg.key_file {
+        let text = read_text(p)?;
+        let what = p.display().to_string();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            keys.push(VerifierKey::parse(line.trim()).map_err(verify_err(&what))?);
+        }
+    }
+    if keys.is_empty() {
+        return Err(Failure::Input("no key given".into()));
+    }
+    Ok(keys)
 }
 
-fn load_checkpoint(path: &Path, key: &VerifierKey) -> Result<Checkpoint, Failure> {
+/// Opens a signed checkpoint with the first of `keys` that signed it.
+fn load_checkpoint(path: &Path, keys: &[VerifierKey]) -> Result<Checkpoint, Failure> {
     let note = read_text(path)?;
-    Checkpoint::open(&note, key).map_err(verify_err(&path.display().to_string()))
+    let mut last = None;
+    for key in keys {
+        match Checkpoint::open(&note, key) {
+            Ok(cp) => return Ok(cp),
+            Err(e) => last = Some(e),
+        }
+    }
+    let what = path.display().to_string();
+    Err(match last {
+        Some(e) => verify_err(&what)(e),
+        None => Failure::Input("no key given".into()),
+    })
 }
 
 fn describe(cp: &Checkpoint) -> String {

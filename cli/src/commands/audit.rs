@@ -68,6 +68,110 @@ pub fn checkpoint(path: &Path, args: &AccessArgs) -> CliResult {
     Ok(())
 }
 
+/// `medvault audit checkpoint VAULT --signed [--append FILE] [--exec CMD]`: the signed
+/// note on stdout, appended to FILE, piped to CMD (witnessing, docs/VERIFY.md).
+pub fn signed_checkpoint(
+    path: &Path,
+    append: Option<&Path>,
+    exec: Option<&str>,
+    args: &AccessArgs,
+) -> CliResult {
+    let (ctx, vault) = access::open(path, args)?;
+    let cp = vault.signed_checkpoint(&ctx)?;
+    drop(vault);
+    if let Some(file) = append {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o644)
+            .open(file)
+            .and_then(|mut f| {
+                f.write_all(cp.note.as_bytes())?;
+                f.sync_data()
+            })
+            .map_err(|e| Failure::other(format!("--append {}: {e}", file.display())))?;
+    }
+    if let Some(cmd) = exec {
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| Failure::other(format!("--exec: cannot run sh: {e}")))?;
+        let wrote = child
+            .stdin
+            .take()
+            .map(|mut i| i.write_all(cp.note.as_bytes()));
+        let status = child
+            .wait()
+            .map_err(|e| Failure::other(format!("--exec: {e}")))?;
+        if let Some(Err(e)) = wrote {
+            return Err(Failure::other(format!(
+                "--exec: the command did not take the checkpoint: {e}"
+            )));
+        }
+        if !status.success() {
+            return Err(Failure::other(format!(
+                "--exec: the command failed ({status}); the checkpoint (size {}) is issued \
+                 and logged but was not shipped",
+                cp.tree_size
+            )));
+        }
+    }
+    crate::out!("{}", cp.note)?;
+    Ok(())
+}
+
+/// What `audit prove` was asked, as typed.
+pub struct ProofAsk {
+    pub entry: Option<u64>,
+    pub size: Option<u64>,
+    pub entry_out: Option<std::path::PathBuf>,
+    pub from: Option<u64>,
+    pub to: Option<u64>,
+}
+
+/// `medvault audit prove VAULT --entry N [--size S] [--entry-out FILE]` or `--from A --to
+/// B`: the proof file (docs/VERIFY.md "Proof files") on stdout.
+pub fn prove(path: &Path, ask: ProofAsk, args: &AccessArgs) -> CliResult {
+    let (ctx, vault) = access::open(path, args)?;
+    let text = match (ask.entry, ask.from, ask.to) {
+        (Some(n), None, None) => {
+            let text = vault.prove_inclusion(&ctx, n, ask.size)?;
+            if let Some(file) = &ask.entry_out {
+                let bytes = vault.entry_bytes(&ctx, n)?;
+                std::fs::write(file, bytes)
+                    .map_err(|e| Failure::other(format!("--entry-out {}: {e}", file.display())))?;
+            }
+            text
+        }
+        (None, Some(a), Some(b)) => vault.prove_consistency(&ctx, a, Some(b))?,
+        _ => {
+            return Err(Failure::usage(
+                "give --entry N [--size S], or --from A --to B",
+            ));
+        }
+    };
+    crate::out!("{text}")?;
+    Ok(())
+}
+
+/// `medvault audit key VAULT [--all]`: the verifier key(s).
+pub fn key(path: &Path, all: bool, args: &AccessArgs) -> CliResult {
+    let (ctx, vault) = access::open(path, args)?;
+    let current = vault.verifier_key(&ctx)?;
+    if !all {
+        crate::outln!("{current}")?;
+        return Ok(());
+    }
+    for k in vault.checkpoint_keys()? {
+        let state = if k.current { "current" } else { "retired" };
+        crate::outln!("{} {state} {}", k.generation, k.verifier_key)?;
+    }
+    Ok(())
+}
+
 /// Filters of `audit log`, as typed.
 pub struct Filter {
     pub subject: Option<String>,

@@ -2,6 +2,7 @@
 //! process should report.
 
 pub mod audit;
+pub mod backup;
 pub mod records;
 pub mod research;
 pub mod review;
@@ -122,6 +123,10 @@ pub fn run(command: Command) -> CliResult {
         Command::Rotate(RotateCommand::Root { vault, kdf, access }) => {
             rotate::root(&vault, kdf, &access)
         }
+        Command::Rotate(RotateCommand::Kek { vault, access }) => rotate::kek(&vault, &access),
+        Command::Rotate(RotateCommand::All { vault, kdf, access }) => {
+            rotate::all(&vault, kdf, &access)
+        }
         Command::Rotate(RotateCommand::Data {
             vault,
             resume,
@@ -133,8 +138,40 @@ pub fn run(command: Command) -> CliResult {
             checkpoint,
             access,
         }) => audit::verify(&vault, checkpoint.as_deref(), &access),
-        Command::Audit(AuditCommand::Checkpoint { vault, access }) => {
-            audit::checkpoint(&vault, &access)
+        Command::Audit(AuditCommand::Checkpoint {
+            vault,
+            signed,
+            append,
+            exec,
+            access,
+        }) => {
+            if signed || append.is_some() || exec.is_some() {
+                audit::signed_checkpoint(&vault, append.as_deref(), exec.as_deref(), &access)
+            } else {
+                audit::checkpoint(&vault, &access)
+            }
+        }
+        Command::Audit(AuditCommand::Prove {
+            vault,
+            entry,
+            size,
+            entry_out,
+            from,
+            to,
+            access,
+        }) => audit::prove(
+            &vault,
+            audit::ProofAsk {
+                entry,
+                size,
+                entry_out,
+                from,
+                to,
+            },
+            &access,
+        ),
+        Command::Audit(AuditCommand::Key { vault, all, access }) => {
+            audit::key(&vault, all, &access)
         }
         Command::Audit(AuditCommand::Log {
             vault,
@@ -166,6 +203,37 @@ pub fn run(command: Command) -> CliResult {
             },
         ),
         Command::Audit(AuditCommand::Governance(g)) => review::run(g),
+        Command::Audit(AuditCommand::Retention(r)) => backup::run(r),
+        Command::Backup {
+            vault,
+            dest,
+            ledger,
+            access,
+        } => backup::backup(&vault, &dest, ledger.as_deref(), &access),
+        Command::ErasureLedger {
+            vault,
+            ledger,
+            access,
+        } => backup::ledger(&vault, &ledger, &access),
+        Command::Restore {
+            backup: b,
+            dest,
+            ledger,
+            without_ledger,
+            vault_id,
+            other_vault,
+            access,
+        } => backup::restore(
+            backup::RestoreArgs {
+                backup: &b,
+                dest: &dest,
+                ledger: ledger.as_deref(),
+                without_ledger,
+                vault_id: vault_id.as_deref(),
+                other_vault,
+            },
+            &access,
+        ),
         Command::Policy(p) => review::policy(p),
         Command::Research(r) => research::run(r),
         Command::Stats {
@@ -175,8 +243,17 @@ pub fn run(command: Command) -> CliResult {
         } => vault::stats(&vault, json, &access),
         Command::Demo {
             patients,
+            data,
             dir,
             seed,
-        } => crate::demo::run(patients, dir.as_deref(), seed),
+            postgres,
+        } => {
+            let source = match (&data, patients) {
+                (Some(d), _) => crate::demo::Source::Dir(d),
+                (None, Some(n)) => crate::demo::Source::Synthetic(n),
+                (None, None) => crate::demo::Source::Auto,
+            };
+            crate::demo::run(source, dir.as_deref(), seed, postgres)
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! `rotate root` and `rotate data`: the key lifecycle.
+//! `rotate root`, `rotate kek`, `rotate data` and `rotate all`: the key lifecycle.
 
 use std::path::Path;
 use std::time::Instant;
@@ -11,10 +11,12 @@ use crate::exit::{CliResult, Code, Failure};
 use crate::progress::{self, Unit};
 use crate::secrets;
 
-/// `medvault rotate root VAULT`: rewraps every subject's data keys under a new root key.
-pub fn root(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
-    let ctx = access::context_for(args, secrets::KeyNeed::OpenAndNext)?;
-    let vault = access::open_vault(path, &ctx)?;
+/// The new root key (and its KDF parameters) for `root` and `all`.
+fn next_key(
+    path: &Path,
+    kdf: &KdfArgs,
+    ctx: &medvault::AccessContext,
+) -> Result<(KeySource, medvault::KdfParams), Failure> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -27,18 +29,79 @@ pub fn root(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
         }
         _ => medvault::KdfParams::default(),
     };
-    let bar = progress::bar(0, Unit::Items("subject keys"));
+    Ok((new_key, params))
+}
+
+/// `medvault rotate root VAULT`: rewraps the vault secret and key-encryption key under a
+/// new root key (one header write).
+pub fn root(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
+    let ctx = access::context_for(args, secrets::KeyNeed::OpenAndNext)?;
+    let vault = access::open_vault(path, &ctx)?;
+    let (new_key, params) = next_key(path, &kdf, &ctx)?;
     let started = Instant::now();
-    let result = vault.rotate_root_key(&ctx, new_key, params, &mut |p| {
+    let n = vault.rotate_root_key(&ctx, new_key, params, &mut |_| {})?;
+    crate::outln!(
+        "root key rotated: {} rewrapped in {:.3} s; the old key no longer opens the vault \
+         (a copy of the header taken before still holds the vault key-encryption key: \
+         after a suspected compromise, run `medvault rotate all`)",
+        crate::human::count_as(n, "key", "keys"),
+        started.elapsed().as_secs_f64()
+    )?;
+    Ok(())
+}
+
+/// `medvault rotate kek VAULT`: rewraps every subject entry under a new vault
+/// key-encryption key (finishes an interrupted one first).
+pub fn kek(path: &Path, args: &AccessArgs) -> CliResult {
+    let (ctx, vault) = access::open(path, args)?;
+    let resumed = vault.vault_kek_rotation_pending();
+    let bar = progress::bar(0, Unit::Items("subject key entries"));
+    let started = Instant::now();
+    let result = vault.rotate_vault_kek(&ctx, &mut |p| {
         bar.set_length(p.total);
         bar.set_position(p.done);
     });
     bar.finish_and_clear();
     let n = result?;
+    let secs = started.elapsed().as_secs_f64();
     crate::outln!(
-        "root key rotated: {} rewrapped in {:.2} s; the old key no longer opens the vault",
+        "{}: {} rewrapped in {secs:.2} s ({:.0}/s); records untouched",
+        if resumed {
+            "interrupted key-encryption-key rotation finished"
+        } else {
+            "vault key-encryption key rotated"
+        },
         crate::human::count_as(n, "subject key entry", "subject key entries"),
-        started.elapsed().as_secs_f64()
+        n as f64 / secs.max(1e-9)
+    )?;
+    Ok(())
+}
+
+/// `medvault rotate all VAULT`: root key, vault key-encryption key and every data key.
+pub fn all(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
+    let ctx = access::context_for(args, secrets::KeyNeed::OpenAndNext)?;
+    let vault = access::open_vault(path, &ctx)?;
+    let (new_key, params) = next_key(path, &kdf, &ctx)?;
+    let bar = progress::bar(0, Unit::Items("keys and records"));
+    let started = Instant::now();
+    let result = vault.rotate_all(&ctx, new_key, params, &mut |p| {
+        bar.set_length(p.total);
+        bar.set_position(p.done);
+    });
+    bar.finish_and_clear();
+    let r = result?;
+    crate::outln!(
+        "all keys rotated in {:.2} s: new root key, {} rewrapped under a new \
+         key-encryption key, {} re-encrypted under new data keys of {}; \
+         nothing copied before opens data written from now on",
+        started.elapsed().as_secs_f64(),
+        crate::human::count_as(
+            r.subject_entries_rewrapped,
+            "subject key entry",
+            "subject key entries"
+        ),
+        crate::human::count(r.data.records, "record"),
+        crate::human::count(r.data.subjects, "subject"),
     )?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use medvault::{KeySource, Vault, VaultOptions};
+use medvault::{KeySource, VaultOptions};
 
 use crate::access;
 use crate::args::{AccessArgs, KdfArgs};
@@ -30,12 +30,13 @@ pub fn init(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
         opener: ctx,
         ..VaultOptions::default()
     };
-    let vault = Vault::create_with(path, key, options).map_err(|e| {
+    let shown = crate::backend::shown(path);
+    let vault = crate::backend::create(path, key, options)?.map_err(|e| {
         let mut f = Failure::from(e);
-        if f.code == Code::InUse {
+        if f.code == Code::InUse && crate::backend::url(path).is_none() {
             f.message.push_str(&access::lock_holder_hint(path));
         }
-        f.context(format!("init {}", path.display()))
+        f.context(format!("init {shown}"))
     })?;
     let how = if raw {
         "a raw root key".to_owned()
@@ -47,7 +48,7 @@ pub fn init(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
     };
     crate::outln!(
         "created vault {} (id {}) protected by {how}",
-        path.display(),
+        shown,
         hex(vault.vault_id().as_bytes())
     )?;
     Ok(())

@@ -18,6 +18,11 @@ pub struct ScanResult {
 /// Scans every file under `dir` (recursively) for `needles` (each at least 4 bytes;
 /// shorter ones are ignored, as they would match by chance).
 pub fn scan(dir: &Path, needles: &[String]) -> CliResult<ScanResult> {
+    scan_files(&files_under(dir)?, needles)
+}
+
+/// [`scan`] over the given files.
+pub fn scan_files(files: &[PathBuf], needles: &[String]) -> CliResult<ScanResult> {
     let mut filter = vec![0u64; (1 << 24) / 64];
     let mut by_prefix: HashMap<[u8; 4], Vec<usize>> = HashMap::new();
     for (i, n) in needles.iter().enumerate() {
@@ -33,8 +38,8 @@ pub fn scan(dir: &Path, needles: &[String]) -> CliResult<ScanResult> {
         bytes: 0,
         hits: 0,
     };
-    for file in files_under(dir)? {
-        let bytes = std::fs::read(&file)?;
+    for file in files {
+        let bytes = std::fs::read(file)?;
         result.files += 1;
         result.bytes += bytes.len() as u64;
         for (i, w) in bytes.windows(4).enumerate() {

@@ -170,7 +170,7 @@ fn cheap(p: &KdfParams) -> bool {
 
 /// Header target. `data[0]` picks a mode, the rest is a header file: mode 0 as given;
 /// 1 with its SHA-256 checksum recomputed (to reach the parser); 2 with the MAC under the
-/// fixture root recomputed too (to reach the key check, bridges and wrapped secret).
+/// fixture root recomputed too (to reach the key check and the wrapped secret and KEKs).
 ///
 /// Properties: `decode`/`unlock` never panic and fail with a typed error; an unlocked
 /// header re-encodes to exactly the input (the encoding is canonical); a wrong key is
@@ -193,11 +193,10 @@ pub fn check_header(data: &[u8]) {
         assert_decode_error(e, "header decode");
     }
     let mut sources = vec![KeySource::raw(ROOT), KeySource::raw(NEXT_ROOT)];
-    if let Ok((h, _)) = &decoded {
-        let specs = std::iter::once(&h.root).chain(h.pending.as_ref().map(|p| &p.next));
-        if specs.filter_map(|s| s.kdf.as_ref()).all(|(p, _)| cheap(p)) {
-            sources.push(KeySource::passphrase(PASSPHRASE));
-        }
+    if let Ok((h, _)) = &decoded
+        && h.root.kdf.as_ref().is_none_or(|(p, _)| cheap(p))
+    {
+        sources.push(KeySource::passphrase(PASSPHRASE));
     }
     for source in &sources {
         match Header::unlock(&bytes, source) {
@@ -212,10 +211,11 @@ pub fn check_header(data: &[u8]) {
                     "header: an unlocked header does not re-encode to its bytes"
                 );
                 assert_eq!(
-                    h.pending.is_some(),
-                    u.next_root.is_some(),
-                    "header: pending rotation without a next root"
+                    h.next_kek.as_ref().map(|k| k.generation),
+                    u.next_kek.as_ref().map(|k| k.generation),
+                    "header: pending KEK rotation without a next KEK"
                 );
+                assert_eq!(h.kek.generation, u.kek.generation);
             }
             Err(e) => assert_decode_error(&e, "header unlock"),
         }
@@ -224,27 +224,67 @@ pub fn check_header(data: &[u8]) {
 
 // ----- subject entry -----------------------------------------------------------------
 
+/// The fixture vault KEKs: generation 0 (the bytes of `ROOT`) and 1 (`NEXT_ROOT`).
+fn fixture_kek(generation: u32) -> crate::header::Kek {
+    crate::header::Kek {
+        generation,
+        key: SecretKey::from_bytes(if generation == 0 { ROOT } else { NEXT_ROOT }),
+    }
+}
+
 fn fixture_keyring(with_next: bool) -> Keyring {
-    let next = RootKey::from_bytes(NEXT_ROOT);
-    Keyring::new(VAULT_ID, &root(), 0, with_next.then_some((&next, 1)), 16)
+    let next = fixture_kek(1);
+    Keyring::new(VAULT_ID, &fixture_kek(0), with_next.then_some(&next), 16)
 }
 
 /// Subject-entry target (wrapped DEKs, wrapped audit key, sealed subject id). `data[0]`
-/// bit 0: a root-key rotation is pending (entries may be wrapped under generation 0 or
-/// 1). The rest is the stored entry of the fixture subject.
+/// bit 0: a vault-KEK rotation is pending (entries may be wrapped under KEK generation 0
+/// or 1). The rest is the stored entry of the fixture subject.
 ///
 /// Properties: decode never panics and fails with a typed error; a decoded entry
 /// re-encodes (fresh nonces) to an entry that decodes to the same subject, current
-/// version and keys.
+/// version and keys; during a KEK rotation, rewrapping it without decoding
+/// (`rewrap_entry`) gives an entry under generation 1 that decodes to the same keys, and
+/// an entry that does not decode is never rewrapped into a new one (one already under
+/// generation 1 is left untouched, `Ok(None)`, whether it decodes or not).
 pub fn check_subject_entry(data: &[u8]) {
     let mut inp = Input::new(data);
     let with_next = inp.byte() & 1 == 1;
     let bytes = inp.rest();
     let ring = fixture_keyring(with_next);
+    let rewrapped = if with_next {
+        match ring.rewrap_entry(&TAG, bytes) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                assert_decode_error(&e, "subject entry rewrap");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let keys = match ring.decode_entry(&TAG, bytes) {
         Ok(k) => k,
-        Err(e) => return assert_decode_error(&e, "subject entry"),
+        Err(e) => {
+            // `Ok(None)` leaves an entry already under the new KEK untouched (rewrap
+            // does not decode it: damage stays for decode to report); what must not
+            // happen is a new entry made from one that does not decode.
+            assert!(
+                !matches!(rewrapped, Some(Some(_))),
+                "subject entry: rewrapped an entry that does not decode"
+            );
+            return assert_decode_error(&e, "subject entry");
+        }
     };
+    if let Some(r) = rewrapped {
+        let r = r.unwrap_or_else(|| bytes.to_vec());
+        assert_eq!(r.get(1..5), Some(&1u32.to_be_bytes()[..]));
+        let back = ring
+            .decode_entry(&TAG, &r)
+            .unwrap_or_else(|e| panic!("subject entry: rewrapped entry fails: {e}"));
+        assert_eq!(keys.subject.as_str(), back.subject.as_str());
+        assert_eq!(keys.versions(), back.versions());
+    }
     let again = ring.encode_entry(&keys);
     let back = ring
         .decode_entry(&TAG, &again)
@@ -338,7 +378,7 @@ pub fn check_record(data: &[u8]) {
         1 => {
             let n = usize::from(inp.byte());
             match parse_meta(inp.rest(), n) {
-                Ok(m) => assert_eq!(m.names.len(), n),
+                Ok(m) => assert_eq!(m.len(), n),
                 Err(e) => assert_decode_error(&e, "record meta"),
             }
         }

@@ -35,18 +35,22 @@ pub fn decoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
         with_mode(0, &h.encode(&u.root)),
     ));
     let (h, u) = expect(Header::create(&KeySource::raw(ROOT), KdfParams::default()));
-    if let Ok((hp, _)) = h.begin_rotation(&u.root, &KeySource::raw(NEXT_ROOT), KdfParams::default())
-    {
+    if let Ok(hp) = h.with_next_kek(&u.root, &fixture_kek(u.kek.generation + 1)) {
         out.push((
             "header",
-            "rotating".into(),
+            "kek-rotating".into(),
             with_mode(2, &hp.encode(&u.root)),
         ));
     }
 
     // subject entry
-    for (name, with_next, versions) in [("one-version", false, 1), ("two-versions", true, 2)] {
-        let ring = fixture_keyring(with_next);
+    // (name, KEK rotation pending in the target, written under the next KEK, versions)
+    for (name, with_next, write_next, versions) in [
+        ("one-version", false, false, 1),
+        ("two-versions", true, true, 2),
+        ("old-kek-during-rotation", true, false, 2),
+    ] {
+        let ring = fixture_keyring(write_next);
         let keys = match ring.load_or_create(&TAG, SUBJECT, |_| Ok(None)) {
             Ok(k) => k,
             Err(e) => panic!("seed: {e}"),
@@ -78,13 +82,16 @@ pub fn decoder_seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             with_mode(0, &seal_fixture_record(&key, version, &fields)),
         ));
     }
+    // An opened meta block (record format 3: varint lengths and count).
     let mut meta = Vec::new();
     for s in ["Observation", "obs-1"] {
-        crate::codec::put_lp16(&mut meta, s.as_bytes());
+        meta.push(s.len() as u8);
+        meta.extend_from_slice(s.as_bytes());
     }
-    meta.extend_from_slice(&2u16.to_be_bytes());
+    meta.push(2);
     for s in ["code", "value"] {
-        crate::codec::put_lp16(&mut meta, s.as_bytes());
+        meta.push(s.len() as u8);
+        meta.extend_from_slice(s.as_bytes());
     }
     let mut m = vec![1, 2];
     m.extend_from_slice(&meta);
