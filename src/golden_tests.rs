@@ -871,16 +871,22 @@ fn golden_files_decode_by_hand() {
     assert_eq!(flags_by_seq[2], 0, "a read is not");
     assert_eq!(w, 1, "the record's version is its write's sequence number");
 
-    // Applied marker ("Applied marker", 121 bytes) and the state digest.
+    // Applied marker ("Applied marker", 129 bytes) and the state digest.
     let mk = golden("applied_marker.bin");
-    assert_eq!(mk.len(), 121);
-    assert_eq!(mk[0], 1);
+    assert_eq!(mk.len(), 129);
+    assert_eq!(mk[0], 2);
+    assert_eq!(
+        be32(&mk[89..]),
+        0,
+        "root generation 0: no root rotation finished"
+    );
+    assert_eq!(be32(&mk[93..]), 0, "KEK generation 0");
     let marker_key = hkdf(&secret, b"medvault/v1/applied-marker");
     assert_eq!(
-        mk[89..],
+        mk[97..],
         hmac(
             &marker_key,
-            &[b"medvault/v1/applied-marker", vault_id, &mk[..89]]
+            &[b"medvault/v1/applied-marker", vault_id, &mk[..97]]
         )
     );
     let m_next = be64(&mk[1..]);

@@ -48,6 +48,28 @@ pub(crate) const RESEARCH_SEED_PREFIX: u8 = b's';
 pub(crate) const SETTINGS_PREFIX: u8 = b'z';
 /// `"zretention"`: the access-log retention period, `u32` days big-endian.
 pub(crate) const RETENTION: &[u8] = b"zretention";
+/// `"zkeygen"`: `u32 root generation || u32 KEK generation` (big-endian) of the last
+/// finished key rotations, written by each rotation's "finished" commit (docs/FORMAT.md
+/// "Key generations"). Under the state digest; open refuses a header older than it.
+pub(crate) const KEY_GENERATIONS: &[u8] = b"zkeygen";
+
+/// Encodes the `zkeygen` value.
+pub(crate) fn encode_key_generations((root, kek): (u32, u32)) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    b[..4].copy_from_slice(&root.to_be_bytes());
+    b[4..].copy_from_slice(&kek.to_be_bytes());
+    b
+}
+
+/// Decodes the `zkeygen` value; `None` when it is not 8 bytes.
+pub(crate) fn decode_key_generations(b: &[u8]) -> Option<(u32, u32)> {
+    let b: [u8; 8] = b.try_into().ok()?;
+    Some((
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+    ))
+}
+
 /// `"zprune"`: the prune record (docs/FORMAT.md "Prune record"): where the log starts.
 pub(crate) const PRUNE_POINT: &[u8] = b"zprune";
 /// `'x' || index_id || value_hash || subject_tag || record_tag`: a blind-index entry.

@@ -320,3 +320,51 @@ fn after_rotate_all_nothing_from_before_opens_what_is_written_afterwards() {
     }
     assert!(v.verify(&ctx(), None).unwrap() > 0);
 }
+
+/// The breaker trial's variant (F1 of 2026-12-02): the header *and* the anchor of their
+/// time copied before `rotate root` (or `rotate kek`) and both put back afterwards. The
+/// anchor alone names the old generations, but the applied marker and `zkeygen` in the
+/// record store remember the finished rotation: the revoked passphrase is refused, and the
+/// live files put back open again with the current one.
+#[test]
+fn a_header_put_back_with_the_anchor_of_its_time_is_refused() {
+    for rotation in ["root", "kek"] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v");
+        let v = Vault::create(&path, KeySource::passphrase("old"), kdf()).unwrap();
+        let mut all = vec![put(&v, "p1", "o1"), put(&v, "p2", "o1")];
+        v.sync().unwrap();
+        let old_header = std::fs::read(path.join("header")).unwrap();
+        let old_anchor = std::fs::read(path.join("anchor")).unwrap();
+        match rotation {
+            "root" => {
+                v.rotate_root_key(&ctx(), KeySource::passphrase("new"), kdf(), &mut |_| {})
+                    .unwrap();
+            }
+            _ => {
+                v.rotate_vault_kek(&ctx(), &mut |_| {}).unwrap();
+            }
+        }
+        all.push(put(&v, "p3", "o1"));
+        drop(v);
+        let live_header = std::fs::read(path.join("header")).unwrap();
+        let live_anchor = std::fs::read(path.join("anchor")).unwrap();
+        std::fs::write(path.join("header"), &old_header).unwrap();
+        std::fs::write(path.join("anchor"), &old_anchor).unwrap();
+        let r = Vault::open(&path, KeySource::passphrase("old"));
+        assert!(
+            is_put_back_refusal(&r),
+            "{rotation}: the old passphrase on the put-back header and anchor: {:?}",
+            r.as_ref().map(|_| ())
+        );
+        std::fs::write(path.join("header"), &live_header).unwrap();
+        std::fs::write(path.join("anchor"), &live_anchor).unwrap();
+        let now = if rotation == "root" { "new" } else { "old" };
+        let v = Vault::open(&path, KeySource::passphrase(now)).unwrap();
+        for (k, val) in &all {
+            let got: Value = v.get(&ctx(), k).unwrap();
+            assert_eq!(&got, val, "{rotation}");
+        }
+        assert!(v.verify(&ctx(), None).unwrap() > 0);
+    }
+}

@@ -370,7 +370,7 @@ fn every_flipped_byte_of_the_applied_marker_fails_open() {
     vault.put(&ctx(), &key("alice", "o1"), &record()).unwrap();
     drop(vault);
     let marker = raw_get(&storage, b"a");
-    assert_eq!(marker.len(), 121, "docs/FORMAT.md: the marker is 121 bytes");
+    assert_eq!(marker.len(), 129, "docs/FORMAT.md: the marker is 129 bytes");
     for i in 0..marker.len() {
         let mut t = marker.clone();
         t[i] ^= 0x01;

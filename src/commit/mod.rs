@@ -308,6 +308,7 @@ impl Committer {
                 pos: end,
                 link,
                 digest: digest.0,
+                generations: (0, 0),
             },
             dirty: false,
             poisoned: false,
@@ -431,12 +432,13 @@ impl Committer {
             dirty: false,
             poisoned: false,
         };
-        let c = Committer::new(
-            p,
-            head,
-            anchor.counter,
-            (anchor.root_generation, anchor.kek_generation),
+        // The generations of the last finished rotations: the anchor's, or the applied
+        // marker's when higher (an anchor put back from an older copy names older ones).
+        let generations = (
+            anchor.root_generation.max(marker.generations.0),
+            anchor.kek_generation.max(marker.generations.1),
         );
+        let c = Committer::new(p, head, anchor.counter, generations);
         if !not_applied.is_empty() {
             let mut h = lock(&c.head);
             c.append_not_applied(&mut h, &not_applied)?;
@@ -538,6 +540,7 @@ impl Committer {
                 pos: end,
                 link,
                 digest: digest.0,
+                generations: self.key_generations(),
             };
             batch.put(
                 MARKER_KEY.to_vec(),

@@ -164,7 +164,8 @@ impl Vault {
     /// Builds a vault over `storage`. With `create`, a new vault: its log is started with
     /// that entry (docs/DESIGN-storage.md); otherwise the log is opened and recovered
     /// ("Open": a record store behind or ahead of the log is an integrity error), and a
-    /// header older than the last finished key rotation the anchor records is refused
+    /// header older than the last finished key rotation the vault records (anchor, applied
+    /// marker, `zkeygen`) is refused
     /// with [`Error::Integrity`] (docs/FORMAT.md "Anchor file").
     fn assemble(
         storage: Arc<dyn Storage>,
@@ -203,14 +204,27 @@ impl Vault {
             None => Committer::open(parts)?.0,
         });
         // A header copied before a rotation finished and put back (with the passphrase
-        // that rotation revoked) is older than what the anchor records: refused.
-        let (root_gen, kek_gen) = committer.key_generations();
+        // that rotation revoked) is older than what the vault records: refused, even with
+        // the anchor of its time put back beside it (the marker and `zkeygen` remember).
+        let (mut root_gen, mut kek_gen) = committer.key_generations();
+        // The generations the record store keeps under the state digest (an anchor and
+        // a marker can both be older when a rotation's "finished" commit was the last).
+        if let Some(b) = storage.get(keyspace::KEY_GENERATIONS)? {
+            let (r, k) = keyspace::decode_key_generations(&b).ok_or_else(|| {
+                Error::integrity(
+                    Structure::RecordStore,
+                    "the key generations value is not 8 bytes",
+                )
+            })?;
+            root_gen = root_gen.max(r);
+            kek_gen = kek_gen.max(k);
+        }
         if header.root.generation < root_gen || header.kek.generation < kek_gen {
             return Err(Error::integrity(
                 Structure::Header,
                 format!(
                     "older than the last finished key rotation (header: root generation {}, \
-                     key-encryption-key generation {}; the anchor records {root_gen} and \
+                     key-encryption-key generation {}; the vault records {root_gen} and \
                      {kek_gen}): a header copied earlier and put back",
                     header.root.generation, header.kek.generation
                 ),

@@ -697,16 +697,15 @@ impl Vault {
             self.storage.write_header(&new_header.encode(&new_root))?;
             *lock(&self.header) = new_header;
             *lock(&self.root) = new_root;
-            // Step 3: the anchor records the new generation with the next durable commit.
+            // Step 3: the "finished" commit records the new generation in the record store
+            // (`zkeygen`, applied marker); the anchor with the next durable commit.
             self.committer
                 .raise_key_generations((next_gen, self.committer.key_generations().1));
-            self.log_only(
+            self.commit_rotation_finished(
                 ctx,
-                Action::KeyRotation,
                 format!(
                     "root-key rotation to generation {next_gen} finished: {rewrapped} keys rewrapped"
                 ),
-                Flush::Write,
             )?;
             // The checkpoint signing key turns over with the root key (issue 18).
             self.rotate_signing_key(ctx)?;
@@ -718,6 +717,27 @@ impl Vault {
             });
             Ok(rewrapped)
         })
+    }
+
+    /// Commits the "finished" entry of a root or KEK rotation (after its header write and
+    /// [`Committer::raise_key_generations`](crate::commit::Committer::raise_key_generations))
+    /// as a change: it writes the generations to `zkeygen` (under the state digest), so the
+    /// applied marker written with it records them too. From then on a header older than
+    /// them is refused at open even when the anchor of its time is put back with it
+    /// (docs/FORMAT.md "Key generations").
+    fn commit_rotation_finished(&self, ctx: &AccessContext, note: String) -> Result<u64> {
+        let (root, kek) = self.committer.key_generations();
+        let mut batch = WriteBatch::new();
+        batch.put(
+            keyspace::KEY_GENERATIONS.to_vec(),
+            keyspace::encode_key_generations((root, kek)).to_vec(),
+        );
+        self.commit(
+            batch,
+            vec![noted(ctx, Action::KeyRotation, note)],
+            &[],
+            Flush::Write,
+        )
     }
 
     /// True when a vault-KEK rotation was started and not finished (e.g. the process was
@@ -799,14 +819,12 @@ impl Vault {
             self.keyring.set_next_kek(None);
             self.committer
                 .raise_key_generations((self.committer.key_generations().0, next_gen));
-            self.log_only(
+            self.commit_rotation_finished(
                 ctx,
-                Action::KeyRotation,
                 format!(
                     "vault key-encryption-key rotation to generation {next_gen} finished: \
                      {rewrapped} subject entries rewrapped"
                 ),
-                Flush::Write,
             )?;
             self.sync()?;
             Ok(rewrapped)
