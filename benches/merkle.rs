@@ -2,11 +2,14 @@
 //! with the tree against the same appends without it (`log_append/*`: one commit's frame
 //! per append, without and with the fdatasync a durable commit waits for), and proving
 //! (and verifying) inclusion in a log of 1M entries from the node file on disk
-//! (`tree/prove_inclusion_1M`). Never asserts a time (STYLE.md, benchmarks); the lead
+//! (`tree/prove_inclusion_1M`). `entry_append/*` appends access-log entries as a vault
+//! does, through the commit protocol (entry sealed, chained, framed and written, no
+//! fdatasync: `Background`'s path), with and without the tree. Never asserts a time (STYLE.md, benchmarks); the lead
 //! reads the ratio of `with_tree` to `without_tree` (target: at most 1.10) and the proof
 //! time (target: under 1 ms).
 
 use std::hint::black_box;
+use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use medvault::logstore::tree::LogTree;
@@ -88,5 +91,23 @@ fn prove(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, append, prove);
+/// One access-log entry appended as a vault appends it (sealed, chained, framed, written;
+/// no fdatasync, as under `Background`), with and without the tree.
+fn entry_append(c: &mut Criterion) {
+    let mut g = c.benchmark_group("entry_append");
+    for (name, tree) in [("without_tree", false), ("with_tree", true)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let appender = medvault::testing::bench::EntryAppender::new(
+            medvault::VaultId::from([7; 16]),
+            Arc::new(log(dir.path(), tree)),
+        )
+        .expect("start the log");
+        g.bench_function(name, |b| {
+            b.iter(|| black_box(appender.append().expect("append")))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, append, entry_append, prove);
 criterion_main!(benches);

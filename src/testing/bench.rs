@@ -127,3 +127,54 @@ mod tests {
         assert!(matches!(r, Err(Error::Integrity { .. })));
     }
 }
+
+/// An access-log appender the way a vault appends: the commit protocol
+/// ([`crate::commit::Committer`]) over a fresh memory record store and `log`, with a
+/// real entry sealer (AES-256-GCM bound to the sequence number) and chain keys derived
+/// from a random vault secret. `benches/merkle.rs` appends through it with and without
+/// the Merkle tree. Not API (see the module docs).
+pub struct EntryAppender {
+    committer: crate::commit::Committer,
+    entry: crate::audit::PendingEntry,
+}
+
+impl EntryAppender {
+    /// Starts an empty log on `log` with one entry (as a new vault starts with its create
+    /// entry).
+    ///
+    /// Errors: the log is not empty, or its first durable write fails.
+    pub fn new(
+        vault_id: crate::VaultId,
+        log: std::sync::Arc<dyn crate::logstore::LogStore>,
+    ) -> Result<Self> {
+        let mut secret = [0u8; 32];
+        crate::crypto::random_bytes(&mut secret);
+        let secret = SecretKey::from_bytes(secret);
+        let parts = crate::commit::Parts {
+            vault_id,
+            keys: crate::commit::CommitKeys::derive(&vault_id, &secret),
+            sealer: std::sync::Arc::new(crate::audit::AuditLog::new(vault_id, &secret)),
+            records: std::sync::Arc::new(crate::storage::MemoryStorage::new()),
+            log,
+            excluded: crate::keyspace::outside_digest,
+        };
+        let ctx =
+            crate::AccessContext::new("dr-bench", crate::Purpose::Care).with_role("physician");
+        let mut entry =
+            crate::audit::PendingEntry::new(&ctx, crate::Action::Read, crate::Outcome::Ok);
+        entry.note = "Observation/obs-000123".to_owned();
+        Ok(EntryAppender {
+            committer: crate::commit::Committer::create(parts, vec![entry.body()])?,
+            entry,
+        })
+    }
+
+    /// Appends one read's entry (no record change, no fdatasync: a `Background`
+    /// commit); returns its sequence number.
+    pub fn append(&self) -> Result<u64> {
+        Ok(self
+            .committer
+            .commit(crate::storage::WriteBatch::new(), vec![self.entry.body()])?
+            .first)
+    }
+}
