@@ -105,29 +105,6 @@ impl RecordSealer {
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)] // tests: a failure should abort the test
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn seal_open_roundtrip_and_binding() {
-        let s = RecordSealer::new();
-        let key = RecordKey::new("p1", "Observation", "o1");
-        let v = json!({"code": "85354-9", "value": 120, "note": "x"});
-        let (sk, bytes) = s.seal(&key, &v).unwrap();
-        assert_eq!(sk.len(), 33);
-        let all: serde_json::Value = s.open(&key, &sk, &bytes, None).unwrap();
-        assert_eq!(all, v);
-        let one: serde_json::Value = s.open(&key, &sk, &bytes, Some(&["value"])).unwrap();
-        assert_eq!(one, json!({"value": 120}));
-        let other = RecordKey::new("p1", "Observation", "o2");
-        let r: Result<serde_json::Value> = s.open(&other, &sk, &bytes, None);
-        assert!(matches!(r, Err(Error::Integrity { .. })));
-    }
-}
-
 /// An access-log appender the way a vault appends: the commit protocol
 /// ([`crate::commit::Committer`]) over a fresh memory record store and `log`, with a
 /// real entry sealer (AES-256-GCM bound to the sequence number) and chain keys derived
@@ -176,5 +153,28 @@ impl EntryAppender {
             .committer
             .commit(crate::storage::WriteBatch::new(), vec![self.entry.body()])?
             .first)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a failure should abort the test
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn seal_open_roundtrip_and_binding() {
+        let s = RecordSealer::new();
+        let key = RecordKey::new("p1", "Observation", "o1");
+        let v = json!({"code": "85354-9", "value": 120, "note": "x"});
+        let (sk, bytes) = s.seal(&key, &v).unwrap();
+        assert_eq!(sk.len(), 33);
+        let all: serde_json::Value = s.open(&key, &sk, &bytes, None).unwrap();
+        assert_eq!(all, v);
+        let one: serde_json::Value = s.open(&key, &sk, &bytes, Some(&["value"])).unwrap();
+        assert_eq!(one, json!({"value": 120}));
+        let other = RecordKey::new("p1", "Observation", "o2");
+        let r: Result<serde_json::Value> = s.open(&other, &sk, &bytes, None);
+        assert!(matches!(r, Err(Error::Integrity { .. })));
     }
 }
