@@ -108,9 +108,10 @@ pub enum Error {
         /// Records still sealed under it.
         records: u64,
     },
-    /// A vault already exists at the path given to `create`.
-    #[error("a vault already exists at this location")]
-    AlreadyExists,
+    /// What an operation would create already exists; [`Existing`] says what (a vault at
+    /// the path given to `create`, an index, a legal hold, a restore's destination).
+    #[error("{0}")]
+    AlreadyExists(Existing),
     /// The write would re-create a subject that was erased: the vault remembers
     /// erasures (by keyed pseudonym only) and refuses to bring an erased patient back by
     /// accident (a re-import, a late write). The refusal is logged. If the patient has
@@ -279,6 +280,41 @@ impl fmt::Display for LogFault {
     }
 }
 
+/// What already exists ([`Error::AlreadyExists`]).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Existing {
+    /// A vault, at the path or in the store given to `create`.
+    Vault,
+    /// An index of that name in that collection (with another spec).
+    Index {
+        /// The collection.
+        collection: String,
+        /// The index name.
+        name: String,
+    },
+    /// A legal hold of that name (`Vault::set_legal_hold`).
+    LegalHold(String),
+    /// The destination of a restore, which must not exist (`Vault::restore`).
+    RestoreDestination,
+}
+
+impl fmt::Display for Existing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Existing::Vault => f.write_str("a vault already exists at this location"),
+            Existing::Index { collection, name } => write!(
+                f,
+                "an index named {name} already exists in collection {collection}"
+            ),
+            Existing::LegalHold(name) => write!(f, "a legal hold named {name} already exists"),
+            Existing::RestoreDestination => f.write_str(
+                "the restore destination already exists (a restore creates it: name a new path)",
+            ),
+        }
+    }
+}
+
 /// Why an access context was refused ([`Error::AccessDenied`]).
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -391,7 +427,7 @@ impl Error {
             Error::Storage(_) => "storage",
             Error::LogTampered { .. } => "log_tampered",
             Error::KeyInUse { .. } => "key_in_use",
-            Error::AlreadyExists => "already_exists",
+            Error::AlreadyExists(_) => "already_exists",
             Error::SubjectErased => "subject_erased",
         }
     }

@@ -66,7 +66,9 @@ mod vault;
 pub use audit::{Action, Checkpoint, LogEntry, Outcome, Target};
 pub use context::{AccessContext, Purpose};
 pub use crypto::{DEFAULT_MAX_KDF_WORK, KdfParams, KeySource, Passphrase, RootKey};
-pub use error::{Denial, Error, InputKind, Invalid, LogFault, Result, StorageError, Structure};
+pub use error::{
+    Denial, Error, Existing, InputKind, Invalid, LogFault, Result, StorageError, Structure,
+};
 pub use ids::{SubjectTag, VaultId};
 pub use index::{IndexCheck, IndexPath, IndexSpec, IndexStatus, Normalization};
 pub use keyring::DEFAULT_KEY_CACHE_BYTES;
@@ -78,9 +80,10 @@ pub use vault::{
     PruneReport, RestoreOptions, RestoreReport, RotateAllReport, RotationReport, RotationScope,
     SYSTEM_ACTOR, SignedCheckpoint, Stats, SubjectRecords, Vault, VaultOptions, WriteOutcome,
 };
-/// File names of a backup directory, and where a restore builds (docs/BACKUP.md).
+/// File names of a backup directory, where a restore builds, and the check that keeps a
+/// backup or restore out of what it copies (docs/BACKUP.md).
 pub mod backup {
-    pub use crate::vault::{MANIFEST_FILE, RECORDS_FILE, restore_partial_dir};
+    pub use crate::vault::{MANIFEST_FILE, RECORDS_FILE, check_destination, restore_partial_dir};
 }
 
 /// The README's examples, compiled and run as doctests.

@@ -37,6 +37,26 @@ fn restore_opts(ledger: Option<&Path>) -> RestoreOptions {
     }
 }
 
+/// Restore options without an erasure ledger, said so.
+fn without_ledger() -> RestoreOptions {
+    RestoreOptions {
+        without_ledger: true,
+        ..restore_opts(None)
+    }
+}
+
+/// A new vault at `path` holding one record, `p/Patient/p`.
+fn one_patient_vault(path: &Path) -> Vault {
+    let v = Vault::create_with(path, raw_key(), options()).unwrap();
+    v.put(
+        &admin(),
+        &RecordKey::new("p", "Patient", "p"),
+        &json!({"x": 1}),
+    )
+    .unwrap();
+    v
+}
+
 fn small_segments() -> VaultOptions {
     let mut o = options();
     o.sled.log_segment_bytes = 4096;
@@ -242,9 +262,7 @@ fn a_patient_erased_after_the_backup_stays_erased_through_the_ledger() {
     // The control: the same backup restored without the ledger brings the patient back,
     // so the ledger (not something in the backup) is what kept the patient erased.
     let dest2 = dir.path().join("restored-without-ledger");
-    let mut o = restore_opts(None);
-    o.without_ledger = true;
-    Vault::restore(&report.dir, &dest2, raw_key(), o).unwrap();
+    Vault::restore(&report.dir, &dest2, raw_key(), without_ledger()).unwrap();
     let v2 = Vault::open_with(&dest2, raw_key(), options()).unwrap();
     let back: Value = v2.get(&care("nurse"), &k1).unwrap();
     assert_eq!(back, json!({"name": "Tuesday"}));
@@ -254,15 +272,9 @@ fn a_patient_erased_after_the_backup_stays_erased_through_the_ledger() {
 fn a_backup_of_another_vault_or_an_altered_backup_is_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let a = Vault::create_with(dir.path().join("a"), raw_key(), options()).unwrap();
-    let b = Vault::create_with(dir.path().join("b"), raw_key(), options()).unwrap();
+    let b = one_patient_vault(&dir.path().join("b"));
     let ledger_a = dir.path().join("a.ledger");
     a.update_erasure_ledger(&admin(), &ledger_a).unwrap();
-    b.put(
-        &admin(),
-        &RecordKey::new("p", "Patient", "p"),
-        &json!({"x": 1}),
-    )
-    .unwrap();
     let rb = b.backup(&admin(), &dir.path().join("sets")).unwrap();
     let dest = dir.path().join("dest");
     // B's backup with A's ledger: the expected vault is A's.
@@ -270,8 +282,7 @@ fn a_backup_of_another_vault_or_an_altered_backup_is_refused_before_anything_is_
         Err(Error::InvalidInput(i)) => assert!(i.detail.contains("other"), "{i}"),
         other => panic!("another vault's backup is refused, gave {other:?}"),
     }
-    let mut o = restore_opts(None);
-    o.without_ledger = true;
+    let mut o = without_ledger();
     o.expect_vault = Some(a.vault_id());
     assert!(matches!(
         Vault::restore(&rb.dir, &dest, raw_key(), o.clone()),
@@ -667,4 +678,151 @@ fn a_backup_of_a_pruned_log_restores_with_its_tree_and_proves_pruned_entries() {
         );
         p.verify(&leaf, &new.root).unwrap();
     }
+}
+
+/// The names in directory `p`, sorted (empty when it does not exist).
+fn names(p: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_backup_into_its_vault_or_a_restore_into_its_backup_is_refused_before_anything_is_written() {
+    // Guards the breaker finding: `backup VAULT VAULT/sets` was accepted (the backup set
+    // then sits inside what it copies), and so was `restore BACKUP BACKUP/x`. Oracle: the
+    // directory listings before and after.
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("clinic");
+    let v = one_patient_vault(&src);
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&src, &link).unwrap();
+    let (top, log) = (names(&src), names(&src.join("log")));
+    for dest in [
+        src.clone(),
+        src.join("sets"),
+        src.join("log").join("sets"),
+        src.join("missing").join("..").join("sets"),
+        dir.path().join(".").join("clinic").join("sets"),
+        link.join("sets"),
+        link.clone(),
+    ] {
+        match v.backup(&admin(), &dest) {
+            Err(Error::InvalidInput(i)) => {
+                assert_eq!(i.kind, medvault::InputKind::Backup);
+                assert!(i.detail.contains("vault directory"), "{i}");
+            }
+            other => panic!("a backup into {dest:?} is refused, gave {other:?}"),
+        }
+        assert_eq!(
+            names(&src),
+            top,
+            "nothing written into the vault for {dest:?}"
+        );
+        assert_eq!(names(&src.join("log")), log, "{dest:?}");
+    }
+    // A sibling whose name starts with the vault's is outside it.
+    let sets = dir.path().join("clinic-sets");
+    let rb = v.backup(&admin(), &sets).unwrap();
+    let inside = names(&rb.dir);
+    let o = without_ledger();
+    for dest in [rb.dir.join("restored"), rb.dir.join("log").join("restored")] {
+        match Vault::restore(&rb.dir, &dest, raw_key(), o.clone()) {
+            Err(Error::InvalidInput(i)) => assert!(i.detail.contains("backup directory"), "{i}"),
+            other => panic!("a restore into {dest:?} is refused, gave {other:?}"),
+        }
+        assert!(!dest.exists());
+        assert_eq!(names(&rb.dir), inside, "nothing written into the backup");
+    }
+    Vault::restore(&rb.dir, &dir.path().join("restored"), raw_key(), o).unwrap();
+}
+
+#[test]
+fn errors_name_what_exists_and_what_is_missing() {
+    // Guards the breaker findings: a second legal hold of one name said "a vault already
+    // exists"; a restore of a missing backup directory, or with a missing ledger file,
+    // was reported as an integrity failure (tampering) instead of "not found".
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::create_with(dir.path().join("clinic"), raw_key(), options()).unwrap();
+    v.set_legal_hold(&admin(), "case-1", "litigation").unwrap();
+    let e = v
+        .set_legal_hold(&admin(), "case-1", "litigation")
+        .unwrap_err();
+    assert_eq!(e.kind_name(), "already_exists");
+    assert_eq!(e.to_string(), "a legal hold named case-1 already exists");
+    assert_eq!(v.legal_holds(&admin()).unwrap().len(), 1);
+
+    let dest = dir.path().join("restored");
+    let r = Vault::restore(
+        &dir.path().join("no-such-backup"),
+        &dest,
+        raw_key(),
+        without_ledger(),
+    );
+    assert!(matches!(r, Err(Error::NotFound)), "{r:?}");
+    let rb = v.backup(&admin(), &dir.path().join("sets")).unwrap();
+    let missing = dir.path().join("no-such.ledger");
+    let r = Vault::restore(&rb.dir, &dest, raw_key(), restore_opts(Some(&missing)));
+    assert!(matches!(r, Err(Error::NotFound)), "{r:?}");
+    assert!(!dest.exists() && !missing.exists());
+    // The destination exists: said as such.
+    let e = Vault::restore(&rb.dir, dir.path(), raw_key(), restore_opts(None)).unwrap_err();
+    assert_eq!(e.kind_name(), "already_exists");
+    assert!(e.to_string().contains("restore destination"), "{e}");
+}
+
+#[test]
+fn a_manifest_with_crlf_line_ends_or_a_file_listed_twice_is_refused() {
+    // Guards the breaker finding: the MANIFEST parser read CR LF line ends and a file line
+    // given twice (its MAC is over the re-encoded text, so both passed it). Oracle: the
+    // manifest's own lines, edited as text; the untouched manifest restores.
+    let dir = tempfile::tempdir().unwrap();
+    let v = one_patient_vault(&dir.path().join("clinic"));
+    let rb = v.backup(&admin(), &dir.path().join("sets")).unwrap();
+    let path = rb.dir.join(medvault::backup::MANIFEST_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let file_line = text.lines().find(|l| l.starts_with("file ")).unwrap();
+    let created_line = text.lines().find(|l| l.starts_with("created_ms ")).unwrap();
+    let dest = dir.path().join("restored");
+    let o = without_ledger();
+    for (what, bad) in [
+        ("CR LF line ends", text.replace('\n', "\r\n")),
+        ("one CR LF", text.replacen('\n', "\r\n", 1)),
+        (
+            "a file line twice",
+            text.replacen(file_line, &format!("{file_line}\n{file_line}"), 1),
+        ),
+        (
+            "a file line after the MAC",
+            format!(
+                "{}{file_line}\n",
+                text.replacen(&format!("{file_line}\n"), "", 1)
+            ),
+        ),
+        ("no final newline", text.trim_end().to_owned()),
+        (
+            "a word added",
+            text.replacen(created_line, &format!("{created_line} extra"), 1),
+        ),
+    ] {
+        assert_ne!(bad, text, "{what}");
+        std::fs::write(&path, &bad).unwrap();
+        match Vault::restore(&rb.dir, &dest, raw_key(), o.clone()) {
+            Err(e @ Error::Integrity { .. }) => {
+                assert!(
+                    e.to_string().contains("MANIFEST is malformed"),
+                    "{what}: {e}"
+                )
+            }
+            other => panic!("{what}: refused as malformed, gave {other:?}"),
+        }
+        assert!(!dest.exists());
+    }
+    std::fs::write(&path, &text).unwrap();
+    Vault::restore(&rb.dir, &dest, raw_key(), o).unwrap();
 }

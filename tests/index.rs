@@ -526,10 +526,13 @@ fn definitions_persist_and_misuse_is_refused() {
         Normalization::Exact,
     )
     .unwrap();
-    assert!(matches!(
-        v.add_index(&ctx(), other, &mut |_| {}),
-        Err(Error::AlreadyExists)
-    ));
+    match v.add_index(&ctx(), other, &mut |_| {}) {
+        Err(e @ Error::AlreadyExists(medvault::Existing::Index { .. })) => assert_eq!(
+            e.to_string(),
+            "an index named identifier already exists in collection Patient"
+        ),
+        r => panic!("another spec under an existing name: {r:?}"),
+    }
     assert!(matches!(
         v.find::<Value>(&ctx(), "Patient", "nope", &["x"]),
         Err(Error::NotFound)

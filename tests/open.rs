@@ -200,7 +200,7 @@ fn create_on_an_existing_vault_is_already_exists() {
     for key in [KeySource::passphrase(PASS), raw_key()] {
         let r = Vault::create(&dir, key, medvault::danger::insecure_kdf_params());
         assert!(
-            matches!(r, Err(Error::AlreadyExists)),
+            matches!(r, Err(Error::AlreadyExists(medvault::Existing::Vault))),
             "{:?}",
             r.map(|_| ())
         );
@@ -214,7 +214,10 @@ fn create_on_an_existing_vault_is_already_exists() {
 
     let (storage, _v) = memory_vault();
     let r = Vault::create_in(Box::new(storage.clone()), raw_key(), common::options());
-    assert!(matches!(r, Err(Error::AlreadyExists)));
+    assert!(matches!(
+        r,
+        Err(Error::AlreadyExists(medvault::Existing::Vault))
+    ));
 }
 
 fn is_invalid<T: std::fmt::Debug>(r: &Result<T>) -> bool {
@@ -539,7 +542,7 @@ fn create_never_overwrites_a_database_whose_header_is_lost() {
     let before = headless.dump();
     let r = Vault::create_in(Box::new(headless.clone()), raw_key(), common::options());
     assert!(
-        matches!(r, Err(Error::AlreadyExists)),
+        matches!(r, Err(Error::AlreadyExists(medvault::Existing::Vault))),
         "{:?}",
         r.map(|_| ())
     );
@@ -558,7 +561,7 @@ fn create_never_overwrites_a_database_whose_header_is_lost() {
     std::fs::remove_file(dir.join("header")).unwrap();
     let r = Vault::create(&dir, raw_key(), medvault::danger::insecure_kdf_params());
     assert!(
-        matches!(r, Err(Error::AlreadyExists)),
+        matches!(r, Err(Error::AlreadyExists(medvault::Existing::Vault))),
         "{:?}",
         r.map(|_| ())
     );

@@ -39,6 +39,8 @@ pub enum Code {
     WeakPassphrase = 10,
     /// `find` names an index the vault does not define.
     NoSuchIndex = 11,
+    /// A legal hold refused the operation (`audit prune` while a hold is in force).
+    Held = 12,
     /// A bug: a panic that no code path caught.
     Internal = 70,
 }
@@ -95,7 +97,7 @@ pub fn code_of(e: &Error) -> Code {
         | Error::ExcessiveWork(_) => Code::Integrity,
         Error::NotFound => Code::NotFound,
         Error::AccessDenied(_) => Code::AccessDenied,
-        Error::AlreadyExists => Code::AlreadyExists,
+        Error::AlreadyExists(_) => Code::AlreadyExists,
         // The storage layer reports a held lock only through its message (no kind yet).
         Error::Storage(s) if is_in_use(&s.to_string()) => Code::InUse,
         _ => Code::Other,

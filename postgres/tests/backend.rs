@@ -578,7 +578,7 @@ fn a_url_opens_through_this_crate_and_is_refused_by_the_core() {
         }
         assert!(matches!(
             medvault_postgres::create_with(&url, key(), options()),
-            Err(Error::AlreadyExists)
+            Err(Error::AlreadyExists(medvault::Existing::Vault))
         ));
         let v = medvault_postgres::open_with(&url, key(), options()).unwrap();
         let got: Value = v.get(&ctx(), &rk("carol", "1")).unwrap();

@@ -93,9 +93,22 @@ impl Checkpoint {
         format!("mvcp1:{}", hex(&self.to_bytes()))
     }
 
-    /// Parses the text form (surrounding whitespace ignored).
+    /// Parses the text form (surrounding whitespace ignored). Fails with
+    /// [`Error::InvalidInput`] ([`InputKind::Checkpoint`]); given a signed checkpoint note
+    /// instead (`Vault::signed_checkpoint`, whose first line is the origin
+    /// `medvault/<vault id>`), the message says it is checked with `medvault-verify`.
     pub fn from_text(s: &str) -> Result<Checkpoint> {
-        let h = s.trim().strip_prefix("mvcp1:").ok_or_else(|| {
+        let s = s.trim();
+        // A signed note opens with its origin line (`medvault_verify::VaultId::origin`).
+        if s.starts_with("medvault/") {
+            return Err(Error::invalid(
+                InputKind::Checkpoint,
+                "this is a signed checkpoint (a note of `audit checkpoint --signed`): it is \
+                 checked with medvault-verify and the vault's verifier key (docs/VERIFY.md); \
+                 here a checkpoint is the mvcp1: token of `audit checkpoint`",
+            ));
+        }
+        let h = s.strip_prefix("mvcp1:").ok_or_else(|| {
             Error::invalid(InputKind::Checkpoint, "a checkpoint starts with mvcp1:")
         })?;
         if h.len() != CHECKPOINT_LEN * 2 {

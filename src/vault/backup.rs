@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -28,7 +28,7 @@ use crate::audit::{Action, AuditLog, Checkpoint, Outcome, PendingEntry, hex};
 use crate::commit::CommitKeys;
 use crate::context::AccessContext;
 use crate::crypto::{KeySource, MacKey, SecretKey, ct_eq, derive_key, random_bytes};
-use crate::error::{Error, InputKind, Result, Structure};
+use crate::error::{Error, Existing, InputKind, Result, Structure};
 use crate::header::Header;
 use crate::ids::SubjectTag;
 use crate::keyspace;
@@ -204,6 +204,62 @@ fn copy_prefix(from: &Path, to: &Path, len: u64) -> Result<[u8; 32]> {
     Ok(h.finalize().into())
 }
 
+/// `p` made absolute with symbolic links, `.` and `..` resolved: the longest prefix that
+/// exists is canonicalized and the rest (not created yet, so holding no link) is appended
+/// lexically.
+fn resolve(p: &Path) -> Result<PathBuf> {
+    let abs = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(io)?.join(p)
+    };
+    let parts: Vec<Component<'_>> = abs.components().collect();
+    for k in (1..=parts.len()).rev() {
+        let prefix: PathBuf = parts[..k].iter().collect();
+        if let Ok(mut out) = fs::canonicalize(&prefix) {
+            for c in &parts[k..] {
+                match c {
+                    Component::ParentDir => {
+                        out.pop();
+                    }
+                    Component::Normal(n) => out.push(n),
+                    Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+                }
+            }
+            return Ok(out);
+        }
+    }
+    Ok(abs)
+}
+
+/// Refuses a destination `dest` equal to or inside the directory `dir` it would copy
+/// from, both resolved (symbolic links, `.`, `..`; a part of `dest` not created yet is
+/// taken as written). `role` names the two for the message, e.g. `("backup", "vault")`.
+/// [`Vault::backup`] checks its destination against the vault's directory and
+/// [`Vault::restore`] against the backup directory, before writing anything; a caller
+/// that writes elsewhere first (the CLI's `backup --ledger`) calls it before that.
+///
+/// Errors: [`Error::InvalidInput`] ([`InputKind::Backup`]) naming both paths;
+/// [`Error::Storage`] when the current directory is needed and unreadable.
+pub fn check_destination(dest: &Path, dir: &Path, role: (&str, &str)) -> Result<()> {
+    let (d, inner) = (resolve(dir)?, resolve(dest)?);
+    if inner.starts_with(&d) {
+        return Err(Error::invalid(
+            InputKind::Backup,
+            format!(
+                "the {} destination {} is {} {} directory {}: it must be outside what it \
+                 copies",
+                role.0,
+                dest.display(),
+                if inner == d { "the" } else { "inside the" },
+                role.1,
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl Manifest {
     /// The text before the `mac` line.
     fn body(&self) -> String {
@@ -245,6 +301,11 @@ impl Manifest {
     /// Parses a manifest (the MAC is checked by the caller, which needs the header).
     fn parse(text: &str) -> Result<(Manifest, [u8; 32])> {
         let bad = || bad_backup("MANIFEST is malformed");
+        if text.contains('\r') {
+            return Err(bad_backup(
+                "MANIFEST is malformed (a CR: lines end in LF only)",
+            ));
+        }
         let mut lines = text.lines();
         if lines.next() != Some(MANIFEST_MAGIC) {
             return Err(bad_backup("MANIFEST has an unknown format"));
@@ -291,28 +352,39 @@ impl Manifest {
         for l in lines {
             let w: Vec<&str> = l.split(' ').collect();
             match w.as_slice() {
-                ["file", h, n, name] => {
+                ["file", h, n, name] if mac.is_none() => {
                     let h = unhex::<32>(h).ok_or_else(bad)?;
-                    files.insert((*name).to_owned(), (h, num(n)?));
+                    if files.insert((*name).to_owned(), (h, num(n)?)).is_some() {
+                        return Err(bad_backup(format!(
+                            "MANIFEST is malformed ({name} is listed twice)"
+                        )));
+                    }
                 }
                 ["mac", m] if mac.is_none() => mac = Some(unhex::<32>(m).ok_or_else(bad)?),
                 _ => return Err(bad()),
             }
         }
         let mac = mac.ok_or_else(|| bad_backup("MANIFEST is cut (no MAC line)"))?;
-        Ok((
-            Manifest {
-                vault_id,
-                backup_id,
-                created_ms,
-                log_start,
-                log_end,
-                applied_next,
-                checkpoint,
-                files,
-            },
-            mac,
-        ))
+        let m = Manifest {
+            vault_id,
+            backup_id,
+            created_ms,
+            log_start,
+            log_end,
+            applied_next,
+            checkpoint,
+            files,
+        };
+        // The MAC covers the canonical text re-encoded from what was parsed, so a parser
+        // that tolerated variants (CR LF line ends, a file listed twice, extra words, a
+        // line after the MAC, upper-case hex, leading zeros) would accept text no backup
+        // wrote under a valid MAC: only the exact encoding is a manifest.
+        if format!("{}mac {}\n", m.body(), hex(&mac)) != text {
+            return Err(bad_backup(
+                "MANIFEST is malformed (not in the one encoding a backup writes)",
+            ));
+        }
+        Ok((m, mac))
     }
 }
 
@@ -366,7 +438,8 @@ impl Vault {
     /// Logged as `backup` (after the capture; the note names the backup id and the
     /// captured log end). Under an access policy, needs the `audit` capability.
     ///
-    /// Errors: [`Error::InvalidInput`] for a vault not in a directory; [`Error::Storage`]
+    /// Errors: [`Error::InvalidInput`] for a vault not in a directory, or `dest` inside
+    /// the vault's directory ([`check_destination`], before anything is written); [`Error::Storage`]
     /// for I/O (the partial directory `dest/.partial-<id>` is removed on a clean error; a
     /// killed backup leaves it, without a manifest: never restorable).
     pub fn backup(&self, ctx: &AccessContext, dest: &Path) -> Result<BackupReport> {
@@ -398,6 +471,7 @@ impl Vault {
                 Error::invalid(InputKind::Output, "backup needs a vault in a directory")
             })?
             .to_path_buf();
+        check_destination(dest, &src, ("backup", "vault"))?;
         create_private_dir(dest).map_err(io)?;
         let mut id = [0u8; 16];
         random_bytes(&mut id);
@@ -914,6 +988,9 @@ fn check_backup(
         ));
     }
     let ledger = match &opts.ledger {
+        // A ledger that is not there is not an empty one: the restore would bring back
+        // every erasure it should hold.
+        Some(p) if !p.exists() => return Err(Error::NotFound),
         Some(p) => {
             if ledger_vault.is_some_and(|v| v != manifest.vault_id) {
                 return Err(Error::invalid(
@@ -1130,7 +1207,10 @@ impl Vault {
     /// destroyed, storage purged), logs `restore` naming the backup, and only then
     /// renames it to `dest`: a killed restore leaves no `dest`.
     ///
-    /// Errors: [`Error::AlreadyExists`] when `dest` exists; [`Error::Integrity`]
+    /// Errors: [`Error::NotFound`] when `backup` is not a directory or the ledger file
+    /// does not exist; [`Error::InvalidInput`] ([`InputKind::Backup`]) when `dest` is
+    /// inside `backup` ([`check_destination`]); [`Error::AlreadyExists`]
+    /// ([`Existing::RestoreDestination`]) when `dest` exists; [`Error::Integrity`]
     /// ([`Structure::Backup`]: incomplete or altered backup; [`Structure::ErasureLedger`]);
     /// [`Error::InvalidInput`] ([`InputKind::Backup`]: another vault, no ledger);
     /// [`Error::WrongKey`]; [`Error::Storage`]; those of [`Vault::verify`].
@@ -1140,8 +1220,12 @@ impl Vault {
         key: KeySource,
         opts: RestoreOptions,
     ) -> Result<RestoreReport> {
+        if !backup.is_dir() {
+            return Err(Error::NotFound);
+        }
+        check_destination(dest, backup, ("restore", "backup"))?;
         if fs::symlink_metadata(dest).is_ok() {
-            return Err(Error::AlreadyExists);
+            return Err(Error::AlreadyExists(Existing::RestoreDestination));
         }
         let (checked, _secret) = check_backup(backup, &key, &opts)?;
         let partial = restore_partial_dir(dest)?;

@@ -15,7 +15,7 @@ use super::records::typed;
 use super::{Vault, lock};
 use crate::audit::{Action, Outcome, Target};
 use crate::context::AccessContext;
-use crate::error::{Error, InputKind, Result, Structure};
+use crate::error::{Error, Existing, InputKind, Result, Structure};
 use crate::index::{
     BuildState, IndexCheck, IndexDef, IndexSpec, IndexStatus, ReverseCache, Snapshot,
     decode_reverse, suffix_of_forward,
@@ -383,14 +383,22 @@ impl Vault {
             let _op = lock(&self.index_op_lock);
             let def = match self.indexes.get(&spec.collection, &spec.name) {
                 Some(d) if d.spec == spec => d,
-                Some(_) => return Err(Error::AlreadyExists),
+                Some(_) => {
+                    return Err(Error::AlreadyExists(Existing::Index {
+                        collection: spec.collection.clone(),
+                        name: spec.name.clone(),
+                    }));
+                }
                 None => {
                     let def = self
                         .indexes
                         .make(spec.clone(), BuildState::Building { cursor: None });
                     if self.indexes.snapshot().defs.iter().any(|d| d.id == def.id) {
                         // Two (collection, name) pairs with one 64-bit id: never seen.
-                        return Err(Error::AlreadyExists);
+                        return Err(Error::AlreadyExists(Existing::Index {
+                            collection: spec.collection.clone(),
+                            name: spec.name.clone(),
+                        }));
                     }
                     let mut batch = WriteBatch::new();
                     batch.put(keyspace::index_def(&def.id), self.indexes.seal(&def));

@@ -236,7 +236,7 @@ mod rotation;
 mod signing;
 pub use backup::{
     BackupReport, ErasureLedger, LedgerEntry, MANIFEST_FILE, RECORDS_FILE, RestoreOptions,
-    RestoreReport, restore_partial_dir,
+    RestoreReport, check_destination, restore_partial_dir,
 };
 pub use erasure::ErasedSubject;
 pub use records::{SubjectRecords, WriteOutcome};

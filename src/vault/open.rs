@@ -11,7 +11,7 @@ use super::{Vault, VaultOptions};
 use crate::audit::{Action, AuditLog, PendingEntry};
 use crate::commit::{CommitKeys, Committer, Parts};
 use crate::crypto::{KdfParams, KeySource, MacKey, derive_key};
-use crate::error::{Error, Result, Structure};
+use crate::error::{Error, Existing, Result, Structure};
 use crate::header::{Header, Unlocked};
 use crate::keyring::Keyring;
 use crate::keyspace;
@@ -33,7 +33,7 @@ impl Vault {
 
     /// Creates a vault on sled in directory `path`: a random 128-bit vault_id, the header
     /// (docs/FORMAT.md "Header") and a first access-log entry. Fails with
-    /// [`Error::AlreadyExists`] when `path` holds a vault, [`Error::ExcessiveWork`] or
+    /// [`Error::AlreadyExists`] ([`Existing::Vault`]) when `path` holds a vault, [`Error::ExcessiveWork`] or
     /// [`Error::InvalidInput`] for bad KDF parameters.
     pub fn create_with(
         path: impl AsRef<Path>,
@@ -44,7 +44,7 @@ impl Vault {
         refuse_url(path)?;
         crate::storage::private_fs::create_private_dir(path)?;
         if SledStorage::read_header_at(path)?.is_some() {
-            return Err(Error::AlreadyExists);
+            return Err(Error::AlreadyExists(Existing::Vault));
         }
         let storage = SledStorage::open(path, &options.sled)?;
         let mut v = Vault::create_in(Box::new(storage), key, options)?;
@@ -55,14 +55,14 @@ impl Vault {
     /// Creates a vault in any [`Storage`] (e.g. [`crate::storage::MemoryStorage`]).
     /// What a create interrupted before writing its header left behind is cleared; a
     /// store without a header but with records or keys (a vault whose header was lost)
-    /// fails with [`Error::AlreadyExists`] and is left as it is.
+    /// fails with [`Error::AlreadyExists`] ([`Existing::Vault`]) and is left as it is.
     pub fn create_in(
         storage: Box<dyn Storage>,
         key: KeySource,
         options: VaultOptions,
     ) -> Result<Vault> {
         if storage.read_header()?.is_some() {
-            return Err(Error::AlreadyExists);
+            return Err(Error::AlreadyExists(Existing::Vault));
         }
         options.opener.validate()?;
         clear_interrupted_create(storage.as_ref())?;
@@ -309,14 +309,14 @@ fn exposure_warnings(dir: &Path) -> Result<Vec<String>> {
 /// has no header: at most the first applied marker, MACed under a vault secret that was
 /// never stored, so no vault (the log store is replaced when the new log is created). A
 /// headless store holding anything more is a vault whose header was lost:
-/// [`Error::AlreadyExists`], and nothing is changed.
+/// [`Error::AlreadyExists`] ([`Existing::Vault`]), and nothing is changed.
 fn clear_interrupted_create(storage: &dyn Storage) -> Result<()> {
     let mut leftovers = WriteBatch::new();
     for item in storage.scan(&[], None) {
         let (k, _) = item?;
         // With `VaultOptions::policy`, the policy precedes the header.
         if k != keyspace::APPLIED_MARKER && k != keyspace::POLICY {
-            return Err(Error::AlreadyExists);
+            return Err(Error::AlreadyExists(Existing::Vault));
         }
         leftovers.delete(k);
     }

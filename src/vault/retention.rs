@@ -16,7 +16,7 @@ use super::{LogQuery, Vault, lock};
 use crate::audit::{Action, Outcome, PendingEntry, hex};
 use crate::codec::Reader;
 use crate::context::{AccessContext, MAX_REASON_LEN};
-use crate::error::{Error, InputKind, Result, Structure};
+use crate::error::{Error, Existing, InputKind, Result, Structure};
 use crate::keyspace;
 use crate::logstore::{LOG_DIR, parse_segment_name};
 use crate::storage::{WriteBatch, prefix_end};
@@ -261,7 +261,7 @@ impl Vault {
             Flush::Write,
             None,
             |_, _| match self.storage.get(&hold_key(name))? {
-                Some(_) => Err(Error::AlreadyExists),
+                Some(_) => Err(Error::AlreadyExists(Existing::LegalHold(name.to_owned()))),
                 None => Ok(()),
             },
         );

@@ -145,6 +145,33 @@ impl Checkpoint {
         Ok(cp)
     }
 
+    /// Verifies a signed checkpoint under whichever of `keys` signed it, and parses it:
+    /// an auditor holds one verifier key per signing-key generation of the vault (a
+    /// root-key rotation turns the key over), and a checkpoint is signed by one of them.
+    /// Returns the checkpoint and the index in `keys` of the first key it opens under
+    /// ([`Checkpoint::open`]).
+    ///
+    /// When no key opens it, fails with the most telling of the keys' errors: an error
+    /// after a signature verified (a malformed body: [`Error::Malformed`]; the key's name
+    /// is not the origin, or a size-0 checkpoint without the empty root:
+    /// [`Error::Rejected`]) before a mere [`Error::Signature`] of another key; among equals,
+    /// the first key's. Fails with [`Error::Rejected`] for an empty `keys`.
+    pub fn open_any(note: &str, keys: &[VerifierKey]) -> Result<(Self, usize), Error> {
+        let mut best: Option<Error> = None;
+        for (i, key) in keys.iter().enumerate() {
+            match Self::open(note, key) {
+                Ok(cp) => return Ok((cp, i)),
+                Err(e) => {
+                    let telling = !matches!(e, Error::Signature(_));
+                    if best.is_none() || (telling && matches!(best, Some(Error::Signature(_)))) {
+                        best = Some(e);
+                    }
+                }
+            }
+        }
+        Err(best.unwrap_or(Error::Rejected("no verifier key given")))
+    }
+
     /// Checks that `later` extends `self`: the same vault, a size at least as large, and
     /// `proof` a valid consistency proof between the two roots (RFC 9162). An older size of
     /// 0 needs an empty proof (every log extends the empty one); equal sizes need equal
@@ -175,5 +202,57 @@ impl Checkpoint {
             return Ok(());
         }
         proof.verify(&self.root, &later.root)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is a failure report
+mod tests {
+    use super::*;
+
+    const VAULT: VaultId = VaultId([0x42; 16]);
+
+    fn cp(size: u64) -> Checkpoint {
+        Checkpoint {
+            vault_id: VAULT,
+            tree_size: size,
+            root: [0x0a; 32],
+            time: 1_796_164_382,
+        }
+    }
+
+    #[test]
+    fn open_any_finds_the_signing_key_among_several_and_keeps_the_telling_error() {
+        let (old, new) = (
+            SigningKey::from_bytes(&[1; 32]),
+            SigningKey::from_bytes(&[2; 32]),
+        );
+        let other = SigningKey::from_bytes(&[3; 32]);
+        let vk = |k: &SigningKey| Checkpoint::verifier_key(VAULT, k).unwrap();
+        let keys = [vk(&old), vk(&new)];
+        // Signed by either generation: opened, and the index says by which.
+        assert_eq!(
+            Checkpoint::open_any(&cp(5).sign(&old).unwrap(), &keys).unwrap(),
+            (cp(5), 0)
+        );
+        assert_eq!(
+            Checkpoint::open_any(&cp(6).sign(&new).unwrap(), &keys).unwrap(),
+            (cp(6), 1)
+        );
+        // Signed by a key not given: a signature error.
+        assert!(matches!(
+            Checkpoint::open_any(&cp(5).sign(&other).unwrap(), &keys),
+            Err(Error::Signature(_))
+        ));
+        // The signing key is last, its signature verifies but the checkpoint is refused
+        // (size 0 without the empty root): that error, not the other key's signature one.
+        assert!(matches!(
+            Checkpoint::open_any(&cp(0).sign(&new).unwrap(), &keys),
+            Err(Error::Rejected("an empty log must have the empty root"))
+        ));
+        assert!(matches!(
+            Checkpoint::open_any(&cp(5).sign(&old).unwrap(), &[]),
+            Err(Error::Rejected(_))
+        ));
     }
 }

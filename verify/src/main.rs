@@ -125,21 +125,12 @@ fn load_key(arg: &KeyArg) -> Result<Vec<VerifierKey>, Failure> {
     Ok(keys)
 }
 
-/// Opens a signed checkpoint with the first of `keys` that signed it.
+/// Opens a signed checkpoint with whichever of `keys` signed it.
 fn load_checkpoint(path: &Path, keys: &[VerifierKey]) -> Result<Checkpoint, Failure> {
     let note = read_text(path)?;
-    let mut last = None;
-    for key in keys {
-        match Checkpoint::open(&note, key) {
-            Ok(cp) => return Ok(cp),
-            Err(e) => last = Some(e),
-        }
-    }
-    let what = path.display().to_string();
-    Err(match last {
-        Some(e) => verify_err(&what)(e),
-        None => Failure::Input("no key given".into()),
-    })
+    Checkpoint::open_any(&note, keys)
+        .map(|(cp, _)| cp)
+        .map_err(verify_err(&path.display().to_string()))
 }
 
 fn describe(cp: &Checkpoint) -> String {

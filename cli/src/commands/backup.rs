@@ -8,7 +8,7 @@ use medvault::{Durability, RestoreOptions, Vault, VaultId, VaultOptions};
 
 use crate::access;
 use crate::args::AccessArgs;
-use crate::exit::{CliResult, Failure};
+use crate::exit::{CliResult, Code, Failure};
 
 /// The retention commands, flattened into `medvault audit`.
 #[derive(Subcommand, Debug)]
@@ -69,6 +69,11 @@ pub enum HoldCommand {
 
 /// `medvault backup VAULT DEST`: prints the backup's directory and checkpoint.
 pub fn backup(vault: &Path, dest: &Path, ledger: Option<&Path>, args: &AccessArgs) -> CliResult {
+    // Before the vault is opened and the ledger written (a PostgreSQL vault has no
+    // directory to be inside: the library refuses its backup).
+    if crate::backend::url(vault).is_none() {
+        check_destination(dest, vault, ("backup", "vault"))?;
+    }
     let (ctx, v) = access::open(vault, args)?;
     if let Some(l) = ledger {
         let n = v.update_erasure_ledger(&ctx, l)?;
@@ -119,6 +124,24 @@ fn parse_vault_id(s: &str) -> CliResult<VaultId> {
 /// `medvault restore BACKUP DEST`.
 pub fn restore(a: RestoreArgs<'_>, args: &AccessArgs) -> CliResult {
     let ctx = access::context(args)?;
+    // Before the key is asked for (the library checks the same, with bare errors).
+    if !a.backup.is_dir() {
+        return Err(Failure::new(
+            Code::NotFound,
+            format!("restore: no backup directory at {}", a.backup.display()),
+        ));
+    }
+    if let Some(l) = a.ledger.filter(|l| !l.exists()) {
+        return Err(Failure::new(
+            Code::NotFound,
+            format!(
+                "restore: no erasure ledger at {} (`medvault erasure-ledger VAULT FILE` writes \
+                 one; --without-ledger restores without it)",
+                l.display()
+            ),
+        ));
+    }
+    check_destination(a.dest, a.backup, ("restore", "backup"))?;
     let expect_vault = match a.vault_id {
         Some(s) => Some(parse_vault_id(s)?),
         None => None,
@@ -169,6 +192,15 @@ pub fn restore(a: RestoreArgs<'_>, args: &AccessArgs) -> CliResult {
     Ok(())
 }
 
+/// [`medvault::backup::check_destination`], refused as a usage error (exit 2): the
+/// command line names a destination inside what it copies.
+fn check_destination(dest: &Path, dir: &Path, role: (&str, &str)) -> CliResult {
+    medvault::backup::check_destination(dest, dir, role).map_err(|e| match e {
+        medvault::Error::InvalidInput(i) => Failure::usage(i.detail),
+        e => e.into(),
+    })
+}
+
 /// Runs a retention command.
 pub fn run(c: RetentionCommand) -> CliResult {
     match c {
@@ -176,26 +208,30 @@ pub fn run(c: RetentionCommand) -> CliResult {
             let (ctx, v) = access::open(&vault, &access)?;
             let r = v.prune_log(&ctx, None)?;
             if !r.held_by.is_empty() {
-                crate::outln!(
-                    "nothing pruned: legal hold in force ({})",
-                    r.held_by.join(", ")
-                )?;
-            } else {
-                crate::outln!(
-                    "pruned {} entries ({} segments) older than {} days; the log now starts \
-                     at entry {}{}",
-                    r.entries_dropped,
-                    r.segments_dropped,
-                    r.retention_days,
-                    r.first_kept,
-                    match r.kept_for_review {
-                        Some(s) => format!(
-                            "; kept from the break-the-glass access at entry {s}, not yet reviewed"
-                        ),
-                        None => String::new(),
-                    }
-                )?;
+                return Err(Failure::new(
+                    Code::Held,
+                    format!(
+                        "audit prune {}: nothing pruned: legal hold in force ({}); the hold \
+                         must be lifted first (`audit hold lift`)",
+                        vault.display(),
+                        r.held_by.join(", ")
+                    ),
+                ));
             }
+            crate::outln!(
+                "pruned {} entries ({} segments) older than {} days; the log now starts \
+                 at entry {}{}",
+                r.entries_dropped,
+                r.segments_dropped,
+                r.retention_days,
+                r.first_kept,
+                match r.kept_for_review {
+                    Some(s) => format!(
+                        "; kept from the break-the-glass access at entry {s}, not yet reviewed"
+                    ),
+                    None => String::new(),
+                }
+            )?;
             Ok(())
         }
         RetentionCommand::Retention {

@@ -156,18 +156,8 @@ fn auditor_checks(
         .iter()
         .map(|k| VerifierKey::parse(k))
         .collect::<Result<Vec<_>, _>>()?;
-    let open = |note: &str| {
-        let mut last = medvault_verify::Error::Rejected("no verifier key");
-        for k in &keys {
-            match Checkpoint::open(note, k) {
-                Ok(c) => return Ok(c),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    };
-    let c1 = open(first)?;
-    let c2 = open(later)?;
+    let (c1, _) = Checkpoint::open_any(first, &keys)?;
+    let (c2, _) = Checkpoint::open_any(later, &keys)?;
     c1.verify_extends(&c2, &ConsistencyProof::from_text(consistency)?)?;
     if let Some((text, entry)) = inclusion {
         let (proof, leaf) = InclusionProof::from_text(text)?;
