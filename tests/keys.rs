@@ -107,6 +107,38 @@ fn data_key_rotation_reencrypts_every_record_and_retires_the_old_version() {
     assert!(v.verify(&ctx(), None).unwrap() > 0);
 }
 
+/// A data-key rotation that fails part way leaves its state (`'c'`) behind: the next
+/// open warns and names the command that finishes it; once finished, no warning.
+#[test]
+fn an_interrupted_data_key_rotation_is_named_at_open_until_resumed() {
+    let (m, v) = mem_vault(VaultOptions::default());
+    let all = fill(&v, 4, 30);
+    m.set_faults(FaultPlan {
+        fail_writes_after: Some(2),
+        ..FaultPlan::default()
+    });
+    assert!(
+        v.rotate_data_keys(&ctx(), &RotationScope::All, &mut |_| {})
+            .is_err()
+    );
+    m.set_faults(FaultPlan::default());
+    drop(v);
+    let v = Vault::open_in(Box::new(m.clone()), raw(1), VaultOptions::default()).unwrap();
+    assert!(v.data_key_rotation_pending().unwrap());
+    assert!(
+        v.warnings().len() == 1 && v.warnings()[0].contains("rotate data VAULT --resume"),
+        "{:?}",
+        v.warnings()
+    );
+    check_all(&v, &all);
+    v.rotate_data_keys(&ctx(), &RotationScope::All, &mut |_| {})
+        .unwrap();
+    drop(v);
+    let v = Vault::open_in(Box::new(m.clone()), raw(1), VaultOptions::default()).unwrap();
+    assert!(v.warnings().is_empty(), "{:?}", v.warnings());
+    check_all(&v, &all);
+}
+
 #[test]
 fn retire_is_refused_while_a_record_uses_the_version() {
     // A low usage bound makes the next write rotate the subject's key automatically.
@@ -236,6 +268,13 @@ fn kek_rotation_interrupted_reads_everything_and_resumes() {
     assert_eq!(gens.len() - moved, 250);
     let v = Vault::open_in(Box::new(m.clone()), raw(1), opts()).unwrap();
     assert!(v.vault_kek_rotation_pending());
+    // Open says so, and which command resumes it (breaker finding F3: an interrupted
+    // `rotate all` gave no sign).
+    assert!(
+        v.warnings().len() == 1 && v.warnings()[0].contains("medvault rotate kek"),
+        "{:?}",
+        v.warnings()
+    );
     check_all(&v, &all);
     // New subjects written meanwhile go under the new KEK.
     let extra = RecordKey::new("late-patient", "Observation", "o1");
@@ -252,6 +291,7 @@ fn kek_rotation_interrupted_reads_everything_and_resumes() {
     check_all(&v, &all);
     drop(v);
     let v = Vault::open_in(Box::new(m.clone()), raw(1), opts()).unwrap();
+    assert!(v.warnings().is_empty(), "{:?}", v.warnings());
     check_all(&v, &all);
     let _: Value = v.get(&ctx(), &extra).unwrap();
     assert!(v.verify(&ctx(), None).unwrap() > 0);

@@ -251,10 +251,11 @@ impl Vault {
     }
 
     /// What [`Vault::open`] found amiss without refusing to open, one sentence each, for
-    /// the caller to show (the CLI prints them on stderr). Today: every entry of the
+    /// the caller to show (the CLI prints them on stderr): a key rotation that was
+    /// interrupted and must be resumed (which command resumes it), and every entry of the
     /// vault directory that group or others may access (the directory, `header`,
     /// `lock`, `db/`), with its mode and the fix. Modes are left as found: the operator
-    /// decides. Empty for a vault in memory or one whose files are owner-only.
+    /// decides. Empty for a vault with no pending rotation whose files are owner-only.
     ///
     /// ```
     /// # fn main() -> medvault::Result<()> {

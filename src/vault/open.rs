@@ -116,7 +116,7 @@ impl Vault {
         let storage = SledStorage::open_locked(path, lock, &options.sled)?;
         let mut v = Vault::finish_open(Box::new(storage), header, unlocked, options)?;
         v.path = Some(path.to_path_buf());
-        v.warnings = warnings;
+        v.warnings.splice(0..0, warnings);
         if v.options.prune_on_open {
             let opener = v.options.opener.clone();
             if let Err(e) = v.prune_log(&opener, None) {
@@ -125,6 +125,31 @@ impl Vault {
             }
         }
         Ok(v)
+    }
+
+    /// What an interrupted rotation left to finish (a `rotate all`, `rotate kek` or
+    /// `rotate data` killed or failed part way), as [`Vault::warnings`] says at open: the
+    /// vault is consistent and serves everything meanwhile, but the protection the
+    /// rotation was run for is not in place until it is resumed.
+    fn pending_rotation_warnings(&self) -> Result<Vec<String>> {
+        let mut w = Vec::new();
+        if self.vault_kek_rotation_pending() {
+            w.push(
+                "a vault key-encryption-key rotation (`rotate kek` or `rotate all`) was \
+                 interrupted: subject keys are wrapped under the old and the new KEK until it \
+                 finishes; run `medvault rotate kek VAULT` to resume it"
+                    .to_owned(),
+            );
+        }
+        if self.data_key_rotation_pending()? {
+            w.push(
+                "a data-key rotation (`rotate data` or `rotate all`) was interrupted: some \
+                 records are still sealed under the old data keys; run `medvault rotate data \
+                 VAULT --resume` to finish it"
+                    .to_owned(),
+            );
+        }
+        Ok(w)
     }
 
     /// Opens a vault held in any [`Storage`].
@@ -146,7 +171,8 @@ impl Vault {
     ) -> Result<Vault> {
         options.opener.validate()?;
         let opener = options.opener.clone();
-        let v = Vault::assemble(Arc::from(storage), header, unlocked, options, None)?;
+        let mut v = Vault::assemble(Arc::from(storage), header, unlocked, options, None)?;
+        v.warnings = v.pending_rotation_warnings()?;
         // After a prune the log starts at the prune point (docs/BACKUP.md "Retention").
         v.load_log_start()?;
         // A policy rolled back to an older sealed version, or deleted, is caught before
