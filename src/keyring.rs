@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use zeroize::Zeroizing;
 
 use crate::codec::{Reader, put_lp32};
-use crate::crypto::{AeadKey, SecretKey, derive_key};
+use crate::crypto::{AeadKey, SecretKey, XAeadKey, derive_key};
 use crate::error::{Error, InputKind, Result, Structure};
 use crate::header::{Kek, WRAPPED_LEN, unwrap_key, wrap_key};
 use crate::keyspace;
@@ -52,7 +52,12 @@ pub(crate) struct SubjectKeys {
     pub tag: SubjectTag,
     pub subject: Zeroizing<String>,
     audit_key: SecretKey,
+    /// Seals the subject's id in its key entry (AES-256-GCM, counted: `audit_used`).
     pub audit: AeadKey,
+    /// Seals the targets of the subject's access-log entries: XChaCha20-Poly1305 under
+    /// `derive(audit key, "medvault/v1/log-target-key")`, random 192-bit nonces, no count
+    /// (crypto/xaead.rs). Destroyed with the audit key at erasure.
+    pub target: XAeadKey,
     state: Mutex<KeyState>,
 }
 
@@ -139,15 +144,6 @@ impl SubjectKeys {
         v
     }
 
-    /// Counts `messages` against the audit key.
-    pub fn count_audit(&self, messages: u64) {
-        let mut s = self.lock();
-        s.audit_used = s.audit_used.saturating_add(messages);
-        if s.audit_used > s.audit_mark {
-            s.dirty = true;
-        }
-    }
-
     /// Usage of the current DEK (messages sealed, upper bound).
     pub fn current_usage(&self) -> u64 {
         let s = self.lock();
@@ -167,6 +163,11 @@ fn dek_aad(vault_id: &crate::VaultId, tag: &SubjectTag, version: u32, kek_gen: u
     aad.extend_from_slice(&version.to_be_bytes());
     aad.extend_from_slice(&kek_gen.to_be_bytes());
     aad
+}
+
+/// The log-target key of a subject ([`SubjectKeys::target`]).
+fn target_key(audit_key: &SecretKey) -> XAeadKey {
+    XAeadKey::new(&derive_key(audit_key, &[b"medvault/v1/log-target-key"]))
 }
 
 fn audit_aad(vault_id: &crate::VaultId, tag: &SubjectTag, kek_gen: u32) -> Vec<u8> {
@@ -508,6 +509,7 @@ impl Keyring {
             tag: *tag,
             subject: Zeroizing::new(subject.to_owned()),
             audit: AeadKey::new(&audit_key),
+            target: target_key(&audit_key),
             audit_key,
             state: Mutex::new(KeyState {
                 current: 1,
@@ -603,9 +605,10 @@ impl Keyring {
                 &d.key,
             ));
         }
-        if s.audit_used >= s.audit_mark {
-            s.audit_mark = s.audit_used.saturating_add(USAGE_RESERVE);
-        }
+        // The audit key seals only the subject id below, once per entry written: counted
+        // exactly, and the count is persisted with the seal it counts (no reservation).
+        s.audit_used = s.audit_used.saturating_add(1);
+        s.audit_mark = s.audit_mark.max(s.audit_used);
         out.extend_from_slice(&s.audit_mark.to_be_bytes());
         out.extend_from_slice(&wrap_key(
             &kek,
@@ -681,6 +684,7 @@ impl Keyring {
         Ok(SubjectKeys {
             tag: *tag,
             subject: Zeroizing::new(subject.to_owned()),
+            target: target_key(&audit_key),
             audit_key,
             audit,
             state: Mutex::new(KeyState {

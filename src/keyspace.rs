@@ -50,7 +50,7 @@ pub(crate) const SETTINGS_PREFIX: u8 = b'z';
 pub(crate) const RETENTION: &[u8] = b"zretention";
 /// `"zkeygen"`: `u32 root generation || u32 KEK generation` (big-endian) of the last
 /// finished key rotations, written by each rotation's "finished" commit (docs/FORMAT.md
-/// "Key generations"). Under the state digest; open refuses a header older than it.
+/// "Vault settings"). Under the state digest; open refuses a header older than it.
 pub(crate) const KEY_GENERATIONS: &[u8] = b"zkeygen";
 
 /// Encodes the `zkeygen` value.

@@ -139,6 +139,30 @@ fn an_interrupted_data_key_rotation_is_named_at_open_until_resumed() {
     check_all(&v, &all);
 }
 
+/// Issue 13: "a read writes nothing to the record store". A subject's keys loaded after
+/// a reopen (or a cache eviction) used to assume their audit-key reservation spent, so
+/// the first read of each subject rewrote its key entry. Every kind of read, first and
+/// later, leaves the record store byte for byte as it was; the reads are logged.
+#[test]
+fn reads_after_a_reopen_write_nothing_to_the_record_store() {
+    let (m, v) = mem_vault(VaultOptions::default());
+    let all = fill(&v, 5, 4);
+    drop(v);
+    let v = Vault::open_in(Box::new(m.clone()), raw(1), VaultOptions::default()).unwrap();
+    let before = m.dump();
+    let entries = v.verify(&ctx(), None).unwrap();
+    for round in 0..2 {
+        check_all(&v, &all);
+        let _: Vec<(RecordKey, Value)> = v.records_of(&ctx(), "patient-1", None).unwrap();
+        let _: Value = v.get_fields(&ctx(), &all[0].0, &["value"]).unwrap();
+        assert!(
+            m.dump() == before,
+            "round {round}: a read changed the record store"
+        );
+    }
+    assert!(v.verify(&ctx(), None).unwrap() > entries + 2 * all.len() as u64);
+}
+
 #[test]
 fn retire_is_refused_while_a_record_uses_the_version() {
     // A low usage bound makes the next write rotate the subject's key automatically.

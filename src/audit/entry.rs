@@ -10,12 +10,14 @@ use zeroize::Zeroizing;
 
 use crate::codec::{Reader, put_lp16, put_lp32};
 use crate::context::{AccessContext, Purpose};
-use crate::crypto::AeadKey;
+use crate::crypto::XAeadKey;
 use crate::error::{Error, InputKind, Result, Structure};
 use crate::keyring::SubjectTag;
 
-/// Access-log entry format version.
-pub const ENTRY_VERSION: u8 = 1;
+/// Access-log entry format version (2: targets sealed under the subject's log-target key
+/// with XChaCha20-Poly1305; version 1, AES-256-GCM under the audit key, was never
+/// released and no longer opens).
+pub const ENTRY_VERSION: u8 = 2;
 /// Upper bound of an entry's sealed body, in bytes.
 pub(crate) const MAX_BODY: usize = 1 << 20;
 
@@ -391,7 +393,7 @@ impl PendingEntry {
 /// Seals a target under a subject's audit key. AAD binds the vault and the pseudonym;
 /// the entry's own seal binds the sequence number.
 pub(crate) fn seal_target(
-    audit: &AeadKey,
+    target_key: &XAeadKey,
     vault_id: &crate::VaultId,
     tag: &SubjectTag,
     t: &Target,
@@ -405,7 +407,7 @@ pub(crate) fn seal_target(
     for f in &t.fields[..n] {
         put_lp16(&mut pt, f.as_bytes());
     }
-    audit.seal(&target_aad(vault_id, tag), &pt)
+    target_key.seal(&target_aad(vault_id, tag), &pt)
 }
 
 fn target_aad(vault_id: &crate::VaultId, tag: &SubjectTag) -> Vec<u8> {
@@ -418,12 +420,12 @@ fn target_aad(vault_id: &crate::VaultId, tag: &SubjectTag) -> Vec<u8> {
 
 /// Opens a target sealed by [`seal_target`].
 pub(crate) fn open_target(
-    audit: &AeadKey,
+    target_key: &XAeadKey,
     vault_id: &crate::VaultId,
     tag: &SubjectTag,
     sealed: &[u8],
 ) -> Result<Target> {
-    let pt = audit
+    let pt = target_key
         .open(&target_aad(vault_id, tag), sealed)
         .ok_or_else(|| Error::integrity(Structure::LogTarget, "authentication failed"))?;
     parse_target(&pt)

@@ -1,11 +1,13 @@
 //! Cryptographic core: key newtypes, AEAD seal/open, keyed hashes and key derivation.
 //!
-//! Every primitive comes from RustCrypto (`aes-gcm`, `argon2`, `hkdf`, `hmac`, `sha2`);
+//! Every primitive comes from RustCrypto (`aes-gcm`, `chacha20poly1305`, `argon2`, `hkdf`,
+//! `hmac`, `sha2`);
 //! nothing here is hand-rolled. Key bytes live only in zeroize-on-drop types without
 //! `Debug`/`Display` of their contents. This layer knows nothing of storage or records.
 
 pub mod aead;
 pub mod kdf;
+pub mod xaead;
 
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -14,6 +16,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 pub use aead::AeadKey;
 pub use kdf::{DEFAULT_MAX_KDF_WORK, KdfParams};
+pub use xaead::XAeadKey;
 
 /// Length in bytes of every symmetric key in medvault (AES-256, HMAC-SHA256 keys).
 pub const KEY_LEN: usize = 32;

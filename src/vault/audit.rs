@@ -87,7 +87,7 @@ impl Vault {
                         // target that does not open was sealed under the audit key of an
                         // earlier, erased incarnation of this subject id (same pseudonym,
                         // new keys): it stays unlinked, like any erased subject's.
-                        e.target = match open_target(&keys.audit, &vid, &tag, &sealed) {
+                        e.target = match open_target(&keys.target, &vid, &tag, &sealed) {
                             Ok(t) => Some(t),
                             Err(Error::Integrity { .. }) => None,
                             Err(other) => return Err(other),

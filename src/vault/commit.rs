@@ -214,8 +214,9 @@ impl Vault {
         let mut e = PendingEntry::new(ctx, action, outcome);
         match (keys, target) {
             (Some(k), Some(t)) => {
-                k.count_audit(1);
-                let sealed = seal_target(&k.audit, &self.vault_id(), &k.tag, t);
+                // Under the subject's log-target key (XChaCha20-Poly1305, random 192-bit
+                // nonces): no usage count, so a read writes nothing to the record store.
+                let sealed = seal_target(&k.target, &self.vault_id(), &k.tag, t);
                 e.subject = Some((k.tag, sealed));
             }
             _ => e.subject = tag.map(|t| (t, Vec::new())),

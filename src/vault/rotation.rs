@@ -724,7 +724,7 @@ impl Vault {
     /// as a change: it writes the generations to `zkeygen` (under the state digest), so the
     /// applied marker written with it records them too. From then on a header older than
     /// them is refused at open even when the anchor of its time is put back with it
-    /// (docs/FORMAT.md "Key generations").
+    /// (docs/FORMAT.md "Vault settings").
     fn commit_rotation_finished(&self, ctx: &AccessContext, note: String) -> Result<u64> {
         let (root, kek) = self.committer.key_generations();
         let mut batch = WriteBatch::new();

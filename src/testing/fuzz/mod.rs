@@ -87,8 +87,9 @@ fn dek(version: u32) -> Option<AeadKey> {
     }
 }
 
-fn audit_key() -> AeadKey {
-    AeadKey::new(&SecretKey::from_bytes(AUDIT_KEY))
+/// The fixture subject's log-target key (the fuzz checks seal and open targets only).
+fn audit_key() -> crate::crypto::XAeadKey {
+    crate::crypto::XAeadKey::new(&SecretKey::from_bytes(AUDIT_KEY))
 }
 
 /// A byte cursor over the fuzzer's input: reads past the end yield zeros, so every
