@@ -30,7 +30,9 @@ use medvault::{
     Vault, VaultOptions,
 };
 use serde_json::json;
-use workload::{ONE_FIELD, OneField, Rec, from_plain, key, plain, raw_key, record, sample};
+use workload::{
+    ONE_FIELD, OneField, Rec, env_u64, from_plain, key, plain, raw_key, record, sample,
+};
 
 const ROOT_KEY: [u8; 32] = [0x42; 32];
 const ROOT_KEY_2: [u8; 32] = [0x43; 32];
@@ -48,13 +50,6 @@ struct Cfg {
     /// Subjects of the key-hierarchy vault (root-key change and vault-KEK rewrap measured
     /// at this size, not extrapolated); 0 skips it.
     key_subjects: u64,
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|s| s.replace('_', "").parse().ok())
-        .unwrap_or(default)
 }
 
 impl Cfg {

@@ -185,3 +185,12 @@ pub fn sample(n: u64, m: usize, seed: u64) -> Vec<u64> {
     let mut g = Mix(seed);
     (0..m).map(|_| g.next() % n.max(1)).collect()
 }
+
+/// The number in environment variable `name` (underscores allowed: `100_000`), or
+/// `default` when it is unset or not a number.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
