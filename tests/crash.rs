@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::crash::{CrashChild, child_command};
+use common::crash::{CrashChild, assert_records_match_entries, child_command};
 use common::{care, options_with, raw_key};
 use medvault::{Action, Durability, LogQuery, Outcome, RecordKey, Vault};
 use rand::rngs::StdRng;
@@ -209,16 +209,7 @@ fn check(
         }
     }
     let logged: BTreeSet<RecordKey> = written.into_keys().collect();
-    let unlogged: Vec<_> = present.difference(&logged).collect();
-    assert!(
-        unlogged.is_empty(),
-        "round {round}: records without a write entry: {unlogged:?}"
-    );
-    let missing: Vec<_> = logged.difference(&present).collect();
-    assert!(
-        missing.is_empty(),
-        "round {round}: write entries without a record: {missing:?}"
-    );
+    assert_records_match_entries(&present, &logged, &format!("round {round}"));
     // Every erased patient reads nothing and is remembered; the child's patients are
     // named, so map each pseudonym back through `is_erased`.
     let gone_present: Vec<_> = present

@@ -5,9 +5,14 @@
 // Tests: a failure should abort the test with the panic message.
 #![allow(clippy::unwrap_used)]
 
+#[allow(dead_code)] // the runner's helpers this file does not use
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
+
+use support::resource_values as values;
 
 fn data() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -42,18 +47,6 @@ fn ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
-}
-
-fn values(ndjson: &str) -> BTreeSet<String> {
-    ndjson
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .unwrap()
-                .to_string()
-        })
-        .collect()
 }
 
 #[test]

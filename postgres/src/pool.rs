@@ -1,9 +1,13 @@
 //! A bounded connection pool: at most `max` connections to one vault's schema, each with
 //! the vault's statements prepared once when it connects. A caller waits (on a condition
 //! variable) when every connection is taken; a connection found closed is dropped and
-//! its slot freed, so the pool heals after a server restart.
+//! its slot freed, so the pool heals after a server restart. Every new connection first
+//! confirms that the handle still holds the vault's advisory lock ([`VaultLock`]): a
+//! restart ends the session that held it, and no connection made after a restart writes
+//! before the lock is taken again.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use medvault::StorageError;
 use postgres::{Client, Config, NoTls, Statement};
@@ -88,6 +92,49 @@ impl Conn {
     }
 }
 
+/// The vault's session-level advisory lock (docs/POSTGRES.md "In use: the advisory
+/// lock"), held by a connection of its own for the handle's life.
+pub(crate) struct VaultLock {
+    session: Mutex<Client>,
+    key: i64,
+}
+
+impl VaultLock {
+    /// The lock held by `session` (which took `pg_try_advisory_lock(key)`).
+    pub(crate) fn new(session: Client, key: i64) -> VaultLock {
+        VaultLock {
+            session: Mutex::new(session),
+            key,
+        }
+    }
+
+    /// Checks that the session holding the lock is alive (a session lock lasts as long
+    /// as its session). When the server ended it (a restart), takes the lock again on a
+    /// new session; fails with "the vault is in use" when another handle took it
+    /// meanwhile (this handle's state may be stale: it must not write), or with the
+    /// server's error when it cannot be reached.
+    fn confirm(&self, config: &Config) -> Result<(), StorageError> {
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        if session.is_valid(Duration::from_secs(10)).is_ok() {
+            return Ok(());
+        }
+        let mut fresh = config.connect(NoTls).map_err(pg_error)?;
+        let got: bool = fresh
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&self.key])
+            .map_err(pg_error)?
+            .get(0);
+        if !got {
+            return Err(StorageError::new(
+                "the vault is in use: the server ended this handle's session (a restart?) \
+                 and another handle took the vault's advisory lock meanwhile; reopen the \
+                 vault",
+            ));
+        }
+        *session = fresh;
+        Ok(())
+    }
+}
+
 struct State {
     idle: Vec<Conn>,
     /// Connections open (idle or lent).
@@ -99,6 +146,7 @@ pub(crate) struct Pool {
     config: Config,
     schema: String,
     max: usize,
+    lock: VaultLock,
     state: Mutex<State>,
     freed: Condvar,
 }
@@ -121,12 +169,14 @@ impl Drop for Lent<'_> {
 }
 
 impl Pool {
-    /// A pool of at most `max` (at least 1) connections to `schema` (a quoted identifier).
-    pub(crate) fn new(config: Config, schema: String, max: usize) -> Pool {
+    /// A pool of at most `max` (at least 1) connections to `schema` (a quoted
+    /// identifier), for the handle that holds `lock`.
+    pub(crate) fn new(config: Config, schema: String, max: usize, lock: VaultLock) -> Pool {
         Pool {
             config,
             schema,
             max: max.max(1),
+            lock,
             state: Mutex::new(State {
                 idle: Vec::new(),
                 open: 0,
@@ -139,8 +189,9 @@ impl Pool {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Lends a connection: an idle one, a new one while fewer than `max` are open, or
-    /// the next one returned. Errors: connecting or preparing failed.
+    /// Lends a connection: an idle one, a new one while fewer than `max` are open (once
+    /// the vault's lock is confirmed, [`VaultLock::confirm`]), or the next one returned.
+    /// Errors: connecting or preparing failed, the lock lost to another handle.
     fn get(&self) -> Result<Lent<'_>, StorageError> {
         let mut s = self.lock();
         loop {
@@ -157,7 +208,9 @@ impl Pool {
             if s.open < self.max {
                 s.open += 1;
                 drop(s);
-                return match Conn::connect(&self.config, &self.schema) {
+                let conn = Conn::connect(&self.config, &self.schema)
+                    .and_then(|c| self.lock.confirm(&self.config).map(|()| c));
+                return match conn {
                     Ok(c) => Ok(Lent {
                         pool: self,
                         conn: Some(c),

@@ -10,7 +10,7 @@ use medvault::{Error, StorageError};
 use postgres::{Client, NoTls};
 use sha2::{Digest, Sha256};
 
-use crate::pool::Pool;
+use crate::pool::{Pool, VaultLock};
 use crate::{PgOptions, PgTarget, pg_error};
 
 /// Rows fetched per round trip by a scan.
@@ -83,8 +83,6 @@ pub(crate) fn insert_frames(
 /// The record store of one vault on PostgreSQL. See the crate docs.
 pub struct PgStorage {
     pub(crate) shared: Arc<Shared>,
-    /// Holds the vault's advisory lock for the handle's life (the session owns it).
-    _lock: Mutex<Client>,
 }
 
 impl std::fmt::Debug for PgStorage {
@@ -180,8 +178,8 @@ impl PgStorage {
     /// the vault in use (after `options.lock_wait`), DDL refused.
     pub fn create(target: &PgTarget, options: &PgOptions) -> medvault::Result<PgStorage> {
         let mut lock = Self::lock(target, options)?;
-        if !exists(&mut lock, &target.vault)? {
-            create_tables(&mut lock, &quoted(&target.vault), options.partitions)?;
+        if !exists(&mut lock.0, &target.vault)? {
+            create_tables(&mut lock.0, &quoted(&target.vault), options.partitions)?;
         }
         Self::finish(target, options, lock)
     }
@@ -191,13 +189,17 @@ impl PgStorage {
     /// vault in use; a table layout of another version.
     pub fn open(target: &PgTarget, options: &PgOptions) -> medvault::Result<PgStorage> {
         let mut lock = Self::lock(target, options)?;
-        if !exists(&mut lock, &target.vault)? {
+        if !exists(&mut lock.0, &target.vault)? {
             return Err(Error::NotFound);
         }
         Self::finish(target, options, lock)
     }
 
-    fn finish(target: &PgTarget, options: &PgOptions, mut lock: Client) -> medvault::Result<Self> {
+    fn finish(
+        target: &PgTarget,
+        options: &PgOptions,
+        (mut lock, key): (Client, i64),
+    ) -> medvault::Result<Self> {
         let layout: Option<String> = lock
             .query_opt(
                 &format!(
@@ -216,22 +218,23 @@ impl PgStorage {
         }
         Ok(PgStorage {
             shared: Arc::new(Shared {
+                // The pool holds the lock's session for the handle's life.
                 pool: Pool::new(
                     target.config.clone(),
                     quoted(&target.vault),
                     options.pool_size,
+                    VaultLock::new(lock, key),
                 ),
                 log: Mutex::new(LogState::default()),
                 schema: quoted(&target.vault),
                 name: target.vault.clone(),
             }),
-            _lock: Mutex::new(lock),
         })
     }
 
     /// Connects and takes the vault's session-level advisory lock, retrying until
-    /// `options.lock_wait` has passed.
-    fn lock(target: &PgTarget, options: &PgOptions) -> Result<Client, StorageError> {
+    /// `options.lock_wait` has passed. Returns the session and the lock's key.
+    fn lock(target: &PgTarget, options: &PgOptions) -> Result<(Client, i64), StorageError> {
         let mut client = target.config.connect(NoTls).map_err(pg_error)?;
         let db = target
             .config
@@ -247,7 +250,7 @@ impl PgStorage {
                 .map_err(pg_error)?
                 .get(0);
             if got {
-                return Ok(client);
+                return Ok((client, key));
             }
             if start.elapsed() >= options.lock_wait {
                 return Err(StorageError::new(

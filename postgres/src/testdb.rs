@@ -135,4 +135,63 @@ impl TestServer {
             target.vault, self.partitions
         )
     }
+
+    /// Restarts the server (`pg_ctl -m fast -w restart`: every session is terminated and
+    /// the transactions in flight rolled back, then the server starts again), as the
+    /// cluster's owner: `postgres` when run as root, as `.ci/postgres` runs the cluster
+    /// then. Needs `MEDVAULT_TEST_PG` to be the socket directory that `.ci/postgres`
+    /// made (the data directory `data` and the log `server.log` in it) and `pg_ctl` on
+    /// `PATH`. Errors: the server is named by a URL, or `pg_ctl` failed (its output).
+    pub fn restart(&self) -> Result<(), String> {
+        let dir = std::path::PathBuf::from(
+            std::env::var_os("MEDVAULT_TEST_PG").ok_or("MEDVAULT_TEST_PG is unset")?,
+        );
+        let data = dir.join("data");
+        if !data.is_dir() {
+            return Err(format!(
+                "restarting the server needs its data directory at {} (.ci/postgres)",
+                data.display()
+            ));
+        }
+        let (data, log) = (data.display().to_string(), dir.join("server.log"));
+        let log = log.display().to_string();
+        let args = ["-D", &data, "-l", &log, "-m", "fast", "-w", "restart"];
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        let mut cmd = if root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--", "pg_ctl"]);
+            c
+        } else {
+            std::process::Command::new("pg_ctl")
+        };
+        let out = cmd
+            .args(args)
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_ctl restart: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Rows of the `log` table of `target` and one past its largest seq, read with plain
+    /// SQL: equal when the log has no gap.
+    pub fn log_rows(&self, target: &PgTarget) -> Result<(i64, i64), postgres::Error> {
+        let row = self.client()?.query_one(
+            format!(
+                "SELECT count(*), coalesce(max(seq) + 1, 0) FROM \"{}\".log",
+                target.vault
+            )
+            .as_str(),
+            &[],
+        )?;
+        Ok((row.get(0), row.get(1)))
+    }
 }

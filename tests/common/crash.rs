@@ -3,11 +3,14 @@
 //! it is ready, lets it work for a while, then kills it with SIGKILL (`Child::kill` on
 //! Unix: no destructor, no flush, no unwinding) and checks what the child left on disk.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::Duration;
+
+use medvault::RecordKey;
 
 /// A command that runs this test binary's ignored test `child_test`, alone and with
 /// its output uncaptured, stdout and stderr piped. The caller adds the child's
@@ -128,4 +131,24 @@ impl CrashChild {
             stderr,
         }
     }
+}
+
+/// Asserts that the records `present` after a crash and those `logged` (with an applied
+/// write entry) are the same: no record without its entry, no entry without its record.
+/// `round` names the round in the messages.
+pub fn assert_records_match_entries(
+    present: &BTreeSet<RecordKey>,
+    logged: &BTreeSet<RecordKey>,
+    round: &str,
+) {
+    let unlogged: Vec<_> = present.difference(logged).collect();
+    assert!(
+        unlogged.is_empty(),
+        "{round}: records without a write entry: {unlogged:?}"
+    );
+    let missing: Vec<_> = logged.difference(present).collect();
+    assert!(
+        missing.is_empty(),
+        "{round}: write entries without a record: {missing:?}"
+    );
 }

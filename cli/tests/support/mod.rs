@@ -58,8 +58,8 @@ impl Medvault {
         self
     }
 
-    /// Runs `medvault ARGS` with `stdin` fed in.
-    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+    /// `medvault ARGS` with this environment, stdin, stdout and stderr piped.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_medvault"));
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("MEDVAULT_") {
@@ -74,7 +74,12 @@ impl Medvault {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn medvault");
+        cmd
+    }
+
+    /// Runs `medvault ARGS` with `stdin` fed in.
+    pub fn run_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let mut child = self.command(args).spawn().expect("spawn medvault");
         {
             let mut i = child.stdin.take().expect("stdin");
             // A command that does not read stdin may have exited already.
@@ -107,6 +112,19 @@ impl Medvault {
         args.extend_from_slice(&FAST_KDF);
         self.ok(&args);
     }
+}
+
+/// Each FHIR resource line of `ndjson` (a JSON object with a `resourceType`) as its
+/// JSON value's compact text: what an export must give back of an import, compared as
+/// JSON values (member order and spacing aside).
+pub fn resource_values(ndjson: &str) -> std::collections::BTreeSet<String> {
+    ndjson
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("resourceType").is_some())
+        .map(|v| v.to_string())
+        .collect()
 }
 
 /// `p` as `&str` (the tests' paths are UTF-8).
