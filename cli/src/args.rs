@@ -19,7 +19,7 @@ The root key comes from MEDVAULT_PASSPHRASE, MEDVAULT_KEY_FILE (32 raw bytes or 
 64 hex characters) or a no-echo prompt; never from the command line.\n\
 Exit codes: 0 ok, 1 other error, 2 usage, 3 wrong key, 4 integrity failure, 5 not found, \
 6 access denied, 7 import rejected some input, 8 vault in use, 9 vault already exists, \
-10 weak passphrase refused, 11 no such index, 70 internal error. See docs/CLI.md."
+10 weak passphrase refused, 11 no such index, 12 refused by a legal hold, 70 internal error. See docs/CLI.md."
 )]
 pub struct Cli {
     #[command(subcommand)]

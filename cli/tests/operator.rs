@@ -326,6 +326,17 @@ fn every_documented_exit_code_is_produced_by_its_failure() {
     );
     assert!(line.contains("family-birthdate"), "known indexes: {line}");
 
+    // 12: a prune refused by a legal hold, which the message names.
+    let held = Medvault::new().env("MEDVAULT_REASON", Some("litigation"));
+    held.ok(&["audit", "hold", "set", v, "case-7"]);
+    let line = expect(
+        mv.run(&["audit", "prune", v]),
+        12,
+        "prune under a legal hold",
+    );
+    assert!(line.contains("case-7"), "{line}");
+    held.ok(&["audit", "hold", "lift", v, "case-7"]);
+
     let documented = documented_codes();
     let covered: BTreeSet<i32> = seen.iter().copied().chain(ELSEWHERE).collect();
     assert_eq!(
