@@ -70,6 +70,11 @@ pub(crate) fn decode_key_generations(b: &[u8]) -> Option<(u32, u32)> {
     ))
 }
 
+/// `"zrotall"`: present while a compromise response ([`crate::Vault::rotate_all`]) is in
+/// progress: `u32 root generation || u32 KEK generation` (big-endian) when it started
+/// (docs/FORMAT.md "Vault settings"). Open warns while it exists.
+pub(crate) const ROTATE_ALL: &[u8] = b"zrotall";
+
 /// `"zprune"`: the prune record (docs/FORMAT.md "Prune record"): where the log starts.
 pub(crate) const PRUNE_POINT: &[u8] = b"zprune";
 /// `'x' || index_id || value_hash || subject_tag || record_tag`: a blind-index entry.

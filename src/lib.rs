@@ -77,8 +77,9 @@ pub use record::RecordKey;
 pub use vault::{
     BackupReport, CheckpointKey, DEFAULT_DEK_MESSAGE_BOUND, DEFAULT_RETENTION_DAYS, Durability,
     ErasedSubject, ErasureLedger, KEK_REWRAP_BATCH, LedgerEntry, LegalHold, LogQuery, Progress,
-    PruneReport, RestoreOptions, RestoreReport, RotateAllReport, RotationReport, RotationScope,
-    SYSTEM_ACTOR, SignedCheckpoint, Stats, SubjectRecords, Vault, VaultOptions, WriteOutcome,
+    PruneReport, RestoreOptions, RestoreReport, RotateAllPhase, RotateAllReport, RotationReport,
+    RotationScope, SYSTEM_ACTOR, SignedCheckpoint, Stats, SubjectRecords, Vault, VaultOptions,
+    WriteOutcome,
 };
 /// File names of a backup directory, where a restore builds, and the check that keeps a
 /// backup or restore out of what it copies (docs/BACKUP.md).

@@ -573,3 +573,146 @@ fn rotating_an_unknown_subject_is_not_found_and_changes_nothing() {
     assert_eq!((report.subjects, report.records), (1, 3));
     check_all(&v, &all);
 }
+
+/// Breaker trial 2026-12-02: a `rotate_all` interrupted at any of its commits (between
+/// or inside its phases) is named at open, with what to run; `resume_rotate_all` finishes
+/// it when the new root key is in place (else `rotate_all` is run again), after which
+/// every subject entry is under the new KEK, every record under a new data-key version,
+/// and no warning is left.
+#[test]
+fn an_interrupted_rotate_all_is_named_at_open_and_resumes() {
+    let kdf = medvault::danger::insecure_kdf_params;
+    let mut seen = std::collections::BTreeSet::new();
+    for fail_after in 0..40 {
+        let m = FaultyStorage::memory();
+        let v = Vault::create_in(
+            Box::new(m.clone()),
+            KeySource::passphrase("old"),
+            VaultOptions {
+                kdf: kdf(),
+                kek_rewrap_batch: 2,
+                ..VaultOptions::default()
+            },
+        )
+        .unwrap();
+        let all = fill(&v, 5, 2);
+        m.set_faults(FaultPlan {
+            fail_writes_after: Some(fail_after),
+            ..FaultPlan::default()
+        });
+        let r = v.rotate_all(&ctx(), KeySource::passphrase("new"), kdf(), &mut |_| {});
+        m.set_faults(FaultPlan::default());
+        drop(v);
+        if r.is_ok() {
+            break; // past the last commit: every interruption point was tried
+        }
+        let opts = || VaultOptions {
+            kek_rewrap_batch: 2,
+            ..VaultOptions::default()
+        };
+        let (v, phase) =
+            match Vault::open_in(Box::new(m.clone()), KeySource::passphrase("new"), opts()) {
+                Ok(v) => (v, "root done"),
+                Err(Error::WrongKey) => (
+                    Vault::open_in(Box::new(m.clone()), KeySource::passphrase("old"), opts())
+                        .unwrap(),
+                    "root not done",
+                ),
+                Err(e) => panic!("after {fail_after} writes: {e}"),
+            };
+        check_all(&v, &all);
+        let w = v.warnings().join(" | ");
+        match phase {
+            "root done" => {
+                assert!(w.contains("rotate all VAULT --resume"), "{fail_after}: {w}");
+                v.resume_rotate_all(&ctx(), &mut |_| {}).unwrap();
+            }
+            _ if v.rotate_all_pending().unwrap().is_none() => {
+                // Its first commit failed: nothing started, nothing to say.
+                assert!(w.is_empty(), "{fail_after}: {w}");
+                v.rotate_all(&ctx(), KeySource::passphrase("new"), kdf(), &mut |_| {})
+                    .unwrap();
+            }
+            _ => {
+                assert!(
+                    w.contains("run `medvault rotate all VAULT` again"),
+                    "{fail_after}: {w}"
+                );
+                assert!(matches!(
+                    v.resume_rotate_all(&ctx(), &mut |_| {}),
+                    Err(Error::InvalidInput(_))
+                ));
+                v.rotate_all(&ctx(), KeySource::passphrase("new"), kdf(), &mut |_| {})
+                    .unwrap();
+            }
+        }
+        seen.insert(phase);
+        drop(v);
+        let v = Vault::open_in(Box::new(m.clone()), KeySource::passphrase("new"), opts()).unwrap();
+        assert!(v.warnings().is_empty(), "{fail_after}: {:?}", v.warnings());
+        assert!(v.rotate_all_pending().unwrap().is_none());
+        assert_eq!(v.stats().unwrap().kek_generation, 1, "{fail_after}");
+        assert!(
+            record_versions(&m).iter().all(|x| *x >= 2),
+            "{fail_after}: {:?}",
+            record_versions(&m)
+        );
+        check_all(&v, &all);
+        assert!(v.verify(&ctx(), None).unwrap() > 0);
+    }
+    assert_eq!(seen.len(), 2, "both phases interrupted: {seen:?}");
+}
+
+/// Breaker trial 2026-12-02: a root rotation killed after its header write and before
+/// its "finished" entry left nothing in the record store naming the new generation, so
+/// the old header and anchor put back (a vault only read since) let the revoked
+/// passphrase open it. The next open records the header's generations; from then on
+/// that put-back is refused.
+#[test]
+fn a_root_rotation_cut_before_its_finished_entry_is_recorded_at_the_next_open() {
+    use medvault::storage::{SledOptions, SledStorage};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    std::fs::create_dir_all(&path).unwrap();
+    let faulty = FaultyStorage::new(SledStorage::open(&path, &SledOptions::default()).unwrap());
+    let faults = faulty.handle();
+    let kdf = medvault::danger::insecure_kdf_params;
+    let v = Vault::create_in(
+        Box::new(faulty),
+        KeySource::passphrase("old"),
+        VaultOptions {
+            kdf: kdf(),
+            ..VaultOptions::default()
+        },
+    )
+    .unwrap();
+    let all = fill(&v, 2, 2);
+    v.sync().unwrap();
+    let old_header = std::fs::read(path.join("header")).unwrap();
+    let old_anchor = std::fs::read(path.join("anchor")).unwrap();
+    // The header write succeeds; the "finished" commit (the next record-store write) fails.
+    faults.set_faults(FaultPlan {
+        fail_writes_after: Some(0),
+        ..FaultPlan::default()
+    });
+    assert!(
+        v.rotate_root_key(&ctx(), KeySource::passphrase("new"), kdf(), &mut |_| {})
+            .is_err()
+    );
+    drop(v);
+    // Opened (and only read) with the new passphrase: the generation is recorded.
+    let v = Vault::open(&path, KeySource::passphrase("new")).unwrap();
+    check_all(&v, &all);
+    drop(v);
+    std::fs::write(path.join("header"), &old_header).unwrap();
+    std::fs::write(path.join("anchor"), &old_anchor).unwrap();
+    match Vault::open(&path, KeySource::passphrase("old")) {
+        Err(e @ Error::Integrity { .. }) => assert!(
+            e.to_string()
+                .contains("older than the last finished key rotation"),
+            "{e}"
+        ),
+        Ok(_) => panic!("the revoked passphrase opened the vault"),
+        Err(e) => panic!("{e}"),
+    }
+}

@@ -358,10 +358,15 @@ pub enum RotateCommand {
     /// Compromise response: a new root key or passphrase, a new vault key-encryption
     /// key and new data keys for every subject (records re-encrypted), online. Data
     /// written afterwards opens with no key material from before (SECURITY.md "Key
-    /// rotations").
+    /// rotations"). Interrupted after its new root key was in place, `--resume` finishes
+    /// it (open warns until then).
     All {
         /// The vault directory.
         vault: PathBuf,
+        /// Only finish an interrupted one (no new passphrase asked): the vault
+        /// key-encryption key and data keys it had not rotated yet.
+        #[arg(long)]
+        resume: bool,
         #[command(flatten)]
         kdf: KdfArgs,
         #[command(flatten)]

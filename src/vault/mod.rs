@@ -241,7 +241,9 @@ pub use backup::{
 pub use erasure::ErasedSubject;
 pub use records::{SubjectRecords, WriteOutcome};
 pub use retention::{DEFAULT_RETENTION_DAYS, LegalHold, PruneReport};
-pub use rotation::{KEK_REWRAP_BATCH, Progress, RotateAllReport, RotationReport, RotationScope};
+pub use rotation::{
+    KEK_REWRAP_BATCH, Progress, RotateAllPhase, RotateAllReport, RotationReport, RotationScope,
+};
 pub use signing::{CheckpointKey, SignedCheckpoint};
 
 impl Vault {

@@ -133,6 +133,21 @@ impl Vault {
     /// rotation was run for is not in place until it is resumed.
     fn pending_rotation_warnings(&self) -> Result<Vec<String>> {
         let mut w = Vec::new();
+        match self.rotate_all_pending()? {
+            Some(super::RotateAllPhase::RootDone) => w.push(
+                "a compromise response (`rotate all`) was interrupted after its new root key \
+                 was in place: the vault key-encryption key and the data keys are not all \
+                 rotated yet; run `medvault rotate all VAULT --resume` to finish it"
+                    .to_owned(),
+            ),
+            Some(super::RotateAllPhase::RootNotDone) => w.push(
+                "a compromise response (`rotate all`) was interrupted before its new root key \
+                 was in place: nothing it protects against is in place; run `medvault rotate \
+                 all VAULT` again"
+                    .to_owned(),
+            ),
+            None => {}
+        }
         if self.vault_kek_rotation_pending() {
             w.push(
                 "a vault key-encryption-key rotation (`rotate kek` or `rotate all`) was \
@@ -172,6 +187,7 @@ impl Vault {
         options.opener.validate()?;
         let opener = options.opener.clone();
         let mut v = Vault::assemble(Arc::from(storage), header, unlocked, options, None)?;
+        v.record_header_generations(&opener)?;
         v.warnings = v.pending_rotation_warnings()?;
         // After a prune the log starts at the prune point (docs/BACKUP.md "Retention").
         v.load_log_start()?;

@@ -930,15 +930,153 @@ impl Vault {
         kdf: KdfParams,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<RotateAllReport> {
+        // Remembered until the last phase is done, so that an interruption between the
+        // phases is named at open and resumed by `resume_rotate_all`.
+        let started = {
+            let h = lock(&self.header);
+            (h.root.generation, h.kek.generation)
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(
+            keyspace::ROTATE_ALL.to_vec(),
+            keyspace::encode_key_generations(started).to_vec(),
+        );
+        self.commit(
+            batch,
+            vec![noted(
+                ctx,
+                Action::KeyRotation,
+                "compromise response (rotate all) started: root key, vault KEK, data keys",
+            )],
+            &[],
+            Flush::Write,
+        )?;
         let keys = self.rotate_root_key(ctx, new_key, kdf, progress)?;
-        let entries = self.rotate_vault_kek(ctx, progress)?;
+        let mut r = self.finish_rotate_all(ctx, progress)?;
+        r.root_keys_rewrapped = keys;
+        Ok(r)
+    }
+
+    /// Where an interrupted [`Vault::rotate_all`] stands: `None` when none is pending,
+    /// else whether its root-key phase finished (the header's root generation passed
+    /// the one it started from).
+    pub fn rotate_all_pending(&self) -> Result<Option<RotateAllPhase>> {
+        let Some(b) = self.storage.get(keyspace::ROTATE_ALL)? else {
+            return Ok(None);
+        };
+        let (root, _) = keyspace::decode_key_generations(&b).ok_or_else(|| {
+            Error::integrity(
+                Structure::RecordStore,
+                "the rotate-all state is not 8 bytes",
+            )
+        })?;
+        Ok(Some(if lock(&self.header).root.generation > root {
+            RotateAllPhase::RootDone
+        } else {
+            RotateAllPhase::RootNotDone
+        }))
+    }
+
+    /// Finishes a [`Vault::rotate_all`] that was interrupted after its root-key phase:
+    /// the vault-KEK rotation (resumed if one is pending, skipped if it finished, else a
+    /// new one) and a data-key
+    /// rotation of every subject (resumed if one is pending, else a new one; so a
+    /// response interrupted after its data phase but before its last entry rotates the
+    /// data keys once more). Fails with [`Error::InvalidInput`] when none is pending, or
+    /// when its root-key phase did not finish (the new root key is not in place: run
+    /// `rotate_all` again with a new key).
+    pub fn resume_rotate_all(
+        &self,
+        ctx: &AccessContext,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<RotateAllReport> {
+        match self.rotate_all_pending()? {
+            Some(RotateAllPhase::RootDone) => self.finish_rotate_all(ctx, progress),
+            Some(RotateAllPhase::RootNotDone) => Err(Error::invalid(
+                InputKind::KeyOperation,
+                "the interrupted rotate all did not put its new root key in place: run it \
+                 again with a new passphrase or key",
+            )),
+            None => Err(Error::invalid(
+                InputKind::KeyOperation,
+                "no interrupted rotate all to resume",
+            )),
+        }
+    }
+
+    /// The KEK and data-key phases of `rotate_all`, then the end of its state.
+    fn finish_rotate_all(
+        &self,
+        ctx: &AccessContext,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<RotateAllReport> {
+        // The KEK phase is done when the header's KEK generation passed the one the
+        // response started from and no KEK rotation is pending: not run twice.
+        let started_kek = match self.storage.get(keyspace::ROTATE_ALL)? {
+            Some(b) => keyspace::decode_key_generations(&b).map_or(0, |(_, k)| k),
+            None => 0,
+        };
+        let kek_done =
+            lock(&self.header).kek.generation > started_kek && !self.vault_kek_rotation_pending();
+        let entries = if kek_done {
+            0
+        } else {
+            self.rotate_vault_kek(ctx, progress)?
+        };
         let data = self.rotate_data_keys(ctx, &RotationScope::All, progress)?;
+        let mut batch = WriteBatch::new();
+        batch.delete(keyspace::ROTATE_ALL.to_vec());
+        self.commit(
+            batch,
+            vec![noted(
+                ctx,
+                Action::KeyRotation,
+                "compromise response (rotate all) finished",
+            )],
+            &[],
+            Flush::Write,
+        )?;
         Ok(RotateAllReport {
-            root_keys_rewrapped: keys,
+            root_keys_rewrapped: 0,
             subject_entries_rewrapped: entries,
             data,
         })
     }
+
+    /// Records in the record store the key generations of the header in force when they
+    /// are above what it holds (`zkeygen`): a root or KEK rotation killed after its header
+    /// write and before its "finished" entry. Called at open, so that from then on the
+    /// header of before that rotation, put back with its anchor, is refused.
+    pub(super) fn record_header_generations(&self, ctx: &AccessContext) -> Result<()> {
+        let (root, kek) = {
+            let h = lock(&self.header);
+            (h.root.generation, h.kek.generation)
+        };
+        let stored = match self.storage.get(keyspace::KEY_GENERATIONS)? {
+            Some(b) => keyspace::decode_key_generations(&b).unwrap_or((0, 0)),
+            None => (0, 0),
+        };
+        if root > stored.0 || kek > stored.1 {
+            self.commit_rotation_finished(
+                ctx,
+                format!(
+                    "key generations recorded at open: root {root}, key-encryption key {kek} \
+                     (the rotation's \"finished\" entry was lost to an interruption)"
+                ),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// How far an interrupted [`Vault::rotate_all`] got ([`Vault::rotate_all_pending`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotateAllPhase {
+    /// The new root key is not in place: run `rotate_all` again with a new key.
+    RootNotDone,
+    /// The new root key is in place; the KEK and data-key phases remain
+    /// ([`Vault::resume_rotate_all`]).
+    RootDone,
 }
 
 /// What [`Vault::rotate_all`] did.

@@ -124,8 +124,17 @@ pub fn run(command: Command) -> CliResult {
             rotate::root(&vault, kdf, &access)
         }
         Command::Rotate(RotateCommand::Kek { vault, access }) => rotate::kek(&vault, &access),
-        Command::Rotate(RotateCommand::All { vault, kdf, access }) => {
-            rotate::all(&vault, kdf, &access)
+        Command::Rotate(RotateCommand::All {
+            vault,
+            resume,
+            kdf,
+            access,
+        }) => {
+            if resume {
+                rotate::resume_all(&vault, &access)
+            } else {
+                rotate::all(&vault, kdf, &access)
+            }
         }
         Command::Rotate(RotateCommand::Data {
             vault,

@@ -106,6 +106,33 @@ pub fn all(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
     Ok(())
 }
 
+/// `medvault rotate all VAULT --resume`: finishes a compromise response interrupted after
+/// its new root key was in place (the KEK and data-key phases).
+pub fn resume_all(path: &Path, args: &AccessArgs) -> CliResult {
+    let (ctx, vault) = access::open(path, args)?;
+    let bar = progress::bar(0, Unit::Items("keys and records"));
+    let started = Instant::now();
+    let result = vault.resume_rotate_all(&ctx, &mut |p| {
+        bar.set_length(p.total);
+        bar.set_position(p.done);
+    });
+    bar.finish_and_clear();
+    let r = result?;
+    crate::outln!(
+        "interrupted compromise response finished in {:.2} s: {} rewrapped under a new \
+         key-encryption key, {} re-encrypted under new data keys of {}",
+        started.elapsed().as_secs_f64(),
+        crate::human::count_as(
+            r.subject_entries_rewrapped,
+            "subject key entry",
+            "subject key entries"
+        ),
+        crate::human::count(r.data.records, "record"),
+        crate::human::count(r.data.subjects, "subject"),
+    )?;
+    Ok(())
+}
+
 /// `medvault rotate data VAULT [--resume] [--subject S]...`: re-encrypts records under
 /// new data keys. An interrupted rotation is finished first; `--resume` does only that.
 pub fn data(path: &Path, resume: bool, subjects: &[String], args: &AccessArgs) -> CliResult {
