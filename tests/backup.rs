@@ -288,6 +288,20 @@ fn a_backup_of_another_vault_or_an_altered_backup_is_refused_before_anything_is_
         Vault::restore(&rb.dir, &dest, raw_key(), o.clone()),
         Err(Error::InvalidInput(_))
     ));
+    // The backup set (the DEST of `backup`) named instead of one of its backups
+    // (new-user trial 2026-12-02: it was called an incomplete backup, exit 4): the
+    // error says so and names the backup inside.
+    match Vault::restore(&dir.path().join("sets"), &dest, raw_key(), without_ledger()) {
+        Err(Error::InvalidInput(i)) => {
+            let id = rb.dir.file_name().unwrap().to_str().unwrap();
+            assert!(
+                i.detail.contains("backup set") && i.detail.contains(id),
+                "{i}"
+            );
+        }
+        other => panic!("a backup set is not a backup, gave {other:?}"),
+    }
+    assert!(!dest.exists());
     o.other_vault = true;
     // Altered: one byte of a log segment, then the manifest gone.
     let seg = std::fs::read_dir(rb.dir.join("log"))

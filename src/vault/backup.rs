@@ -947,6 +947,30 @@ fn check_backup(
     let text = match fs::read_to_string(backup.join(MANIFEST_FILE)) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A backup set (the DEST of `backup`) holds backups, each its own directory:
+            // the caller named the set, not an incomplete backup.
+            let inside: Vec<String> = fs::read_dir(backup)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .filter(|e| e.path().join(MANIFEST_FILE).is_file())
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !inside.is_empty() {
+                let mut inside = inside;
+                inside.sort();
+                return Err(Error::invalid(
+                    InputKind::Backup,
+                    format!(
+                        "{} is a backup set, not one backup: name one of its backups, e.g. \
+                         {} (it holds {})",
+                        backup.display(),
+                        backup.join(&inside[0]).display(),
+                        inside.join(", ")
+                    ),
+                ));
+            }
             return Err(bad_backup(
                 "incomplete: no MANIFEST (a backup interrupted before its end, never usable)",
             ));

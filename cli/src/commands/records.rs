@@ -340,6 +340,13 @@ pub fn erase(path: &Path, subject: &str, yes: bool, args: &AccessArgs) -> CliRes
         escape(subject),
         crate::human::count(n, "record")
     )?;
+    // Backups taken before still hold the subject's keys: only the erasure ledger kept
+    // apart from them stops a restore from bringing the patient back (docs/BACKUP.md).
+    crate::outln!(
+        "backups taken before this erasure still hold the subject's keys: bring the erasure \
+         ledger kept apart from them up to date now (`medvault erasure-ledger VAULT LEDGER`), \
+         or a restore of one of them brings the patient back (docs/BACKUP.md)"
+    )?;
     Ok(())
 }
 
