@@ -204,6 +204,8 @@ fn sigkill_during_restore_leaves_no_destination_or_a_whole_one() {
     let mut rng = StdRng::seed_from_u64(0x5e57);
     let mut next = 0usize;
     let mut whole = 0;
+    // Partial directories left: (no header yet, refused as interrupted, complete).
+    let mut partials = (0, 0, 0);
     for round in 0..ROUNDS {
         std::fs::write(dir.join("next"), next.to_string()).unwrap();
         let child = spawn("restore", &dir);
@@ -240,6 +242,27 @@ fn sigkill_during_restore_leaves_no_destination_or_a_whole_one() {
         // The interrupted one: absent (or finished just before the kill); a new restore
         // into the same name succeeds.
         let dest = dir.join("restored").join(format!("r-{last_done}"));
+        // What it left half-built is never usable (breaker trial 2026-12-02: it opened,
+        // erased patient included): no vault yet, refused as an interrupted restore, or,
+        // past its last step, whole with the erasure re-applied.
+        let partial = medvault::backup::restore_partial_dir(&dest).unwrap();
+        if partial.exists() {
+            match Vault::open_with(&partial, raw_key(), options()) {
+                Err(Error::NotFound) => partials.0 += 1,
+                Err(e @ Error::Integrity { .. }) => {
+                    assert!(e.to_string().contains("interrupted restore"), "{e}");
+                    partials.1 += 1;
+                }
+                Ok(v) => {
+                    assert!(matches!(
+                        v.get::<Value>(&care("checker"), &key(0)),
+                        Err(Error::NotFound)
+                    ));
+                    partials.2 += 1;
+                }
+                Err(e) => panic!("round {round}: a partial restore opened with {e}"),
+            }
+        }
         if !dest.exists() {
             Vault::restore(&backup, &dest, raw_key(), restore_opts(&dir.join("ledger"))).unwrap();
             let v = Vault::open_with(&dest, raw_key(), options()).unwrap();
@@ -252,5 +275,9 @@ fn sigkill_during_restore_leaves_no_destination_or_a_whole_one() {
         );
         next = last_done + 1;
     }
-    eprintln!("restores: {whole} whole destinations checked over {ROUNDS} kills");
+    eprintln!(
+        "restores: {whole} whole destinations checked over {ROUNDS} kills; partial \
+         directories left: {} without a header, {} refused as interrupted, {} complete",
+        partials.0, partials.1, partials.2
+    );
 }

@@ -53,6 +53,10 @@ const RECORDS_MAGIC: &[u8; 8] = b"MVBKREC1";
 const LEDGER_MAGIC: &str = "medvault-erasure-ledger 1";
 /// Pairs per batch when a restore loads the record store.
 const RESTORE_BATCH: usize = 1024;
+/// Present in a directory a restore is building from before its header is written until
+/// just before it is renamed into place: [`Vault::open`] refuses such a directory (an
+/// interrupted restore, whose erasures may not be re-applied yet).
+pub(crate) const RESTORE_INCOMPLETE_FILE: &str = "restore-incomplete";
 
 /// What [`Vault::backup`] wrote.
 #[derive(Clone, Debug)]
@@ -1274,6 +1278,10 @@ fn build_restore(
 ) -> Result<RestoreReport> {
     let m = &c.manifest;
     create_private_dir(partial).map_err(io)?;
+    new_file(&partial.join(RESTORE_INCOMPLETE_FILE))?
+        .sync_all()
+        .map_err(io)?;
+    sync_dir(partial)?;
     {
         let storage = SledStorage::open(partial, &opts.vault.sled)?;
         let mut batch = WriteBatch::new();
@@ -1306,7 +1314,7 @@ fn build_restore(
     sync_dir(partial)?;
     let ctx = opts.vault.opener.clone();
     let (applied, present) = {
-        let v = Vault::open_with(partial, key, opts.vault.clone())?;
+        let v = Vault::open_restoring(partial, key, opts.vault.clone())?;
         // The restore's own check, whatever the restored policy lets the actor do.
         let n = v.log.verify(&v.committer, Some(&m.checkpoint))?;
         v.check_policy_version()?;
@@ -1340,6 +1348,9 @@ fn build_restore(
         v.sync()?;
         r
     };
+    // Complete: erasures re-applied and durable. Only now may the directory be opened.
+    fs::remove_file(partial.join(RESTORE_INCOMPLETE_FILE)).map_err(io)?;
+    sync_dir(partial)?;
     fs::rename(partial, dest).map_err(io)?;
     sync_dir(
         dest.parent()

@@ -96,13 +96,31 @@ impl Vault {
     /// Opens the vault in directory `path`. The header is read and the key checked
     /// before the database is opened, so a wrong key changes no file. Fails with
     /// [`Error::NotFound`] (no vault there), [`Error::WrongKey`], [`Error::Integrity`]
-    /// (corrupted header, missing access log), [`Error::ExcessiveWork`].
+    /// (corrupted header, missing access log; also a directory an interrupted restore
+    /// left, docs/BACKUP.md), [`Error::ExcessiveWork`].
     pub fn open_with(
         path: impl AsRef<Path>,
         key: KeySource,
         options: VaultOptions,
     ) -> Result<Vault> {
         let path = path.as_ref();
+        if path.join(super::backup::RESTORE_INCOMPLETE_FILE).exists() {
+            return Err(Error::integrity(
+                Structure::Backup,
+                "this directory is an interrupted restore (its erasures may not be \
+                 re-applied yet): never usable; run the restore again",
+            ));
+        }
+        Vault::open_restoring(path, key, options)
+    }
+
+    /// [`Vault::open_with`] without the interrupted-restore check: the restore itself
+    /// opens the directory it is building.
+    pub(super) fn open_restoring(
+        path: &Path,
+        key: KeySource,
+        options: VaultOptions,
+    ) -> Result<Vault> {
         refuse_url(path)?;
         if SledStorage::read_header_at(path)?.is_none() {
             return Err(Error::NotFound);
