@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use common::{by_type_and_id, copy_tree, fhir_data_dir, needles_found_under};
 use serde_json::{Value, json};
-use support::{FAST_KDF, Medvault, s};
+use support::{FAST_KDF, Medvault, s, stderr};
 
 /// Per-type counts printed by `import` (lines `  Type  N`).
 fn printed_counts(stdout: &str) -> BTreeMap<String, u64> {
@@ -497,7 +497,17 @@ fn rotations_keep_every_record_readable() {
     args.extend_from_slice(&FAST_KDF);
     let out = all.ok(&args);
     assert!(out.contains("all keys rotated"), "{out}");
+    assert!(out.contains("new root key, "), "{out}");
     assert!(out.contains("2 records re-encrypted"), "{out}");
+    // Nothing interrupted: --resume says so and changes nothing (tests/keys.rs resumes
+    // one interrupted at every commit).
+    let out = Medvault::new().run(&["rotate", "all", v, "--resume"]);
+    assert_eq!(code(&out), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no interrupted rotate all to resume"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(
         code(&mv2.run(&["stats", v])),
         Some(3),

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use medvault::{KeySource, RotationScope};
+use medvault::{KeySource, RotateAllReport, RotationScope};
 
 use crate::access;
 use crate::args::{AccessArgs, KdfArgs};
@@ -82,45 +82,45 @@ pub fn all(path: &Path, kdf: KdfArgs, args: &AccessArgs) -> CliResult {
     let ctx = access::context_for(args, secrets::KeyNeed::OpenAndNext)?;
     let vault = access::open_vault(path, &ctx)?;
     let (new_key, params) = next_key(path, &kdf, &ctx)?;
-    let bar = progress::bar(0, Unit::Items("keys and records"));
-    let started = Instant::now();
-    let result = vault.rotate_all(&ctx, new_key, params, &mut |p| {
-        bar.set_length(p.total);
-        bar.set_position(p.done);
-    });
-    bar.finish_and_clear();
-    let r = result?;
-    crate::outln!(
-        "all keys rotated in {:.2} s: new root key, {} rewrapped under a new \
-         key-encryption key, {} re-encrypted under new data keys of {}; \
-         nothing copied before opens data written from now on",
-        started.elapsed().as_secs_f64(),
-        crate::human::count_as(
-            r.subject_entries_rewrapped,
-            "subject key entry",
-            "subject key entries"
-        ),
-        crate::human::count(r.data.records, "record"),
-        crate::human::count(r.data.subjects, "subject"),
-    )?;
-    Ok(())
+    report_all(
+        "all keys rotated",
+        "new root key, ",
+        "; nothing copied before opens data written from now on",
+        |progress| vault.rotate_all(&ctx, new_key, params, progress),
+    )
 }
 
 /// `medvault rotate all VAULT --resume`: finishes a compromise response interrupted after
 /// its new root key was in place (the KEK and data-key phases).
 pub fn resume_all(path: &Path, args: &AccessArgs) -> CliResult {
     let (ctx, vault) = access::open(path, args)?;
+    report_all(
+        "interrupted compromise response finished",
+        "",
+        "",
+        |progress| vault.resume_rotate_all(&ctx, progress),
+    )
+}
+
+/// Runs a `rotate all` (or its resumption) under a progress bar and prints what it did:
+/// `what` first, then `head`, the counts, and `tail`.
+fn report_all(
+    what: &str,
+    head: &str,
+    tail: &str,
+    run: impl FnOnce(&mut dyn FnMut(medvault::Progress)) -> medvault::Result<RotateAllReport>,
+) -> CliResult {
     let bar = progress::bar(0, Unit::Items("keys and records"));
     let started = Instant::now();
-    let result = vault.resume_rotate_all(&ctx, &mut |p| {
+    let result = run(&mut |p| {
         bar.set_length(p.total);
         bar.set_position(p.done);
     });
     bar.finish_and_clear();
     let r = result?;
     crate::outln!(
-        "interrupted compromise response finished in {:.2} s: {} rewrapped under a new \
-         key-encryption key, {} re-encrypted under new data keys of {}",
+        "{what} in {:.2} s: {head}{} rewrapped under a new key-encryption key, {} \
+         re-encrypted under new data keys of {}{tail}",
         started.elapsed().as_secs_f64(),
         crate::human::count_as(
             r.subject_entries_rewrapped,
