@@ -6,6 +6,8 @@
 //! any key material from before.
 #![allow(clippy::unwrap_used)] // tests: a failure should abort the test
 
+mod common;
+
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use medvault::danger::{FaultPlan, FaultyStorage, RawAccess};
@@ -367,4 +369,35 @@ fn a_header_put_back_with_the_anchor_of_its_time_is_refused() {
         }
         assert!(v.verify(&ctx(), None).unwrap() > 0);
     }
+}
+
+/// Breaker trial 2026-12-02, finding 8: after `rotate kek` (same passphrase), the live
+/// header put on the store, anchor and log of before left every subject entry under a
+/// KEK generation the header does not hold: every read failed while `verify` said
+/// "intact". Verify now checks each subject entry's KEK generation.
+#[test]
+fn verify_names_subject_entries_under_a_kek_the_header_does_not_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let v = Vault::create(&path, KeySource::passphrase("pw"), kdf()).unwrap();
+    put(&v, "p1", "o1");
+    put(&v, "p2", "o1");
+    drop(v);
+    let before = dir.path().join("before");
+    common::copy_tree(&path, &before);
+    let v = Vault::open(&path, KeySource::passphrase("pw")).unwrap();
+    v.rotate_vault_kek(&ctx(), &mut |_| {}).unwrap();
+    drop(v);
+    std::fs::copy(path.join("header"), before.join("header")).unwrap();
+    let v = Vault::open(&before, KeySource::passphrase("pw")).unwrap();
+    match v.verify(&ctx(), None) {
+        Err(e @ Error::Integrity { .. }) => {
+            assert!(e.to_string().contains("2 subject key entries"), "{e}")
+        }
+        other => panic!("verify of a header over older entries: {other:?}"),
+    }
+    // The vault as it was left verifies.
+    drop(v);
+    let v = Vault::open(&path, KeySource::passphrase("pw")).unwrap();
+    assert!(v.verify(&ctx(), None).unwrap() > 0);
 }

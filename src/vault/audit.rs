@@ -22,6 +22,7 @@ impl Vault {
             let n = self.log.verify(&self.committer, checkpoint)?;
             self.check_policy_version()?;
             self.check_prune_record()?;
+            self.check_subject_entry_generations()?;
             Ok(n)
         })?;
         self.log_only(ctx, Action::Verify, format!("entries={n}"), Flush::Read)?;

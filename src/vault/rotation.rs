@@ -1043,6 +1043,43 @@ impl Vault {
         })
     }
 
+    /// Checks that every subject key entry names a vault-KEK generation the header holds
+    /// (the one in force, or the next one while a KEK rotation is pending), reading only
+    /// each entry's generation field (docs/FORMAT.md "Subject key entry"). A header put
+    /// back from before a KEK rotation over newer entries (or newer entries over an older
+    /// store) leaves the log intact while every read of those subjects fails: `verify`
+    /// says so. Errors: [`Error::Integrity`] ([`Structure::SubjectEntry`]) with the count.
+    pub(super) fn check_subject_entry_generations(&self) -> Result<()> {
+        let held: Vec<u32> = {
+            let h = lock(&self.header);
+            std::iter::once(h.kek.generation)
+                .chain(h.next_kek.as_ref().map(|k| k.generation))
+                .collect()
+        };
+        let (start, end) = keyspace::prefix_range(keyspace::SUBJECT_PREFIX);
+        let mut bad = 0u64;
+        for item in self.storage.scan(&start, Some(&end)) {
+            let (_, v) = item?;
+            let generation = v
+                .get(1..5)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+            if !generation.is_some_and(|g| held.contains(&g)) {
+                bad += 1;
+            }
+        }
+        if bad > 0 {
+            return Err(Error::integrity(
+                Structure::SubjectEntry,
+                format!(
+                    "{bad} subject key entries are wrapped under a key-encryption-key \
+                     generation the header does not hold (held: {held:?}): a header or \
+                     entries put back from another time"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Records in the record store the key generations of the header in force when they
     /// are above what it holds (`zkeygen`): a root or KEK rotation killed after its header
     /// write and before its "finished" entry. Called at open, so that from then on the
