@@ -245,30 +245,18 @@ impl Vault {
             reason,
             "a legal hold needs a reason of 1 to 1024 bytes",
         )?;
-        let mut e = PendingEntry::new(ctx, Action::LegalHold, Outcome::Ok);
-        e.reason = Some(reason.to_owned());
-        e.note = format!("set {name}");
-        let mut v = vec![HOLD_VERSION];
-        v.extend_from_slice(&e.time_ms.to_be_bytes());
-        v.extend_from_slice(reason.as_bytes());
-        let mut batch = WriteBatch::new();
-        batch.put(hold_key(name), v);
-        let r = self.commit_with(
-            batch,
-            vec![e],
-            &[],
-            &[],
-            Flush::Write,
-            None,
-            |_, _| match self.storage.get(&hold_key(name))? {
-                Some(_) => Err(Error::AlreadyExists(Existing::LegalHold(name.to_owned()))),
-                None => Ok(()),
-            },
-        );
-        if r.is_err() {
-            self.log_failure(ctx, Action::LegalHold, None, &r);
-        }
-        r.map(|_| ())
+        let batch = |set_at_ms: u64| {
+            let mut v = vec![HOLD_VERSION];
+            v.extend_from_slice(&set_at_ms.to_be_bytes());
+            v.extend_from_slice(reason.as_bytes());
+            let mut batch = WriteBatch::new();
+            batch.put(hold_key(name), v);
+            batch
+        };
+        self.commit_hold(ctx, name, reason, "set", batch, |held| match held {
+            true => Err(Error::AlreadyExists(Existing::LegalHold(name.to_owned()))),
+            false => Ok(()),
+        })
     }
 
     /// Lifts the legal hold `name`, with `reason`. Logged as `legal_hold` ("lift
@@ -281,22 +269,40 @@ impl Vault {
             reason,
             "lifting a legal hold needs a reason of 1 to 1024 bytes",
         )?;
+        let batch = |_| {
+            let mut batch = WriteBatch::new();
+            batch.delete(hold_key(name));
+            batch
+        };
+        self.commit_hold(ctx, name, reason, "lift", batch, |held| match held {
+            true => Ok(()),
+            false => Err(Error::NotFound),
+        })
+    }
+
+    /// Commits a hold's change (`batch`, given the entry's time in ms) with its
+    /// `legal_hold` entry ("`verb` NAME", `reason`), after `check` accepts, under the
+    /// commit lock, whether the hold exists; a refusal is logged as a failure.
+    fn commit_hold(
+        &self,
+        ctx: &AccessContext,
+        name: &str,
+        reason: &str,
+        verb: &str,
+        batch: impl FnOnce(u64) -> WriteBatch,
+        check: impl FnOnce(bool) -> Result<()>,
+    ) -> Result<()> {
         let mut e = PendingEntry::new(ctx, Action::LegalHold, Outcome::Ok);
         e.reason = Some(reason.to_owned());
-        e.note = format!("lift {name}");
-        let mut batch = WriteBatch::new();
-        batch.delete(hold_key(name));
+        e.note = format!("{verb} {name}");
         let r = self.commit_with(
-            batch,
+            batch(e.time_ms),
             vec![e],
             &[],
             &[],
             Flush::Write,
             None,
-            |_, _| match self.storage.get(&hold_key(name))? {
-                Some(_) => Ok(()),
-                None => Err(Error::NotFound),
-            },
+            |_, _| check(self.storage.get(&hold_key(name))?.is_some()),
         );
         if r.is_err() {
             self.log_failure(ctx, Action::LegalHold, None, &r);

@@ -201,6 +201,22 @@ fn check_destination(dest: &Path, dir: &Path, role: (&str, &str)) -> CliResult {
     })
 }
 
+/// `audit hold set|lift VAULT NAME`: `change` with the context's reason, then "legal hold
+/// NAME `done`".
+fn change_hold(
+    vault: &Path,
+    name: &str,
+    access: &AccessArgs,
+    done: &str,
+    change: fn(&Vault, &medvault::AccessContext, &str, &str) -> medvault::Result<()>,
+) -> CliResult {
+    let (ctx, v) = access::open(vault, access)?;
+    let reason = ctx.reason.clone().unwrap_or_default();
+    change(&v, &ctx, name, &reason)?;
+    crate::outln!("legal hold {name} {done}")?;
+    Ok(())
+}
+
 /// Runs a retention command.
 pub fn run(c: RetentionCommand) -> CliResult {
     match c {
@@ -250,24 +266,12 @@ pub fn run(c: RetentionCommand) -> CliResult {
             vault,
             name,
             access,
-        }) => {
-            let (ctx, v) = access::open(&vault, &access)?;
-            let reason = ctx.reason.clone().unwrap_or_default();
-            v.set_legal_hold(&ctx, &name, &reason)?;
-            crate::outln!("legal hold {name} set")?;
-            Ok(())
-        }
+        }) => change_hold(&vault, &name, &access, "set", Vault::set_legal_hold),
         RetentionCommand::Hold(HoldCommand::Lift {
             vault,
             name,
             access,
-        }) => {
-            let (ctx, v) = access::open(&vault, &access)?;
-            let reason = ctx.reason.clone().unwrap_or_default();
-            v.lift_legal_hold(&ctx, &name, &reason)?;
-            crate::outln!("legal hold {name} lifted")?;
-            Ok(())
-        }
+        }) => change_hold(&vault, &name, &access, "lifted", Vault::lift_legal_hold),
         RetentionCommand::Hold(HoldCommand::List { vault, access }) => {
             let (ctx, v) = access::open(&vault, &access)?;
             for h in v.legal_holds(&ctx)? {
