@@ -216,6 +216,18 @@ impl PgStorage {
             )
             .into());
         }
+        // The advisory lock is held by one session of the previous handle, its writes run
+        // on its other pooled sessions: a handle killed mid-commit can release the lock
+        // (its lock session ends) while a transaction of another of its sessions is still
+        // in flight on the server. SHARE mode conflicts with the ROW EXCLUSIVE every
+        // writer holds until its transaction ends, so this waits for such a transaction
+        // to commit or abort before the log's end is read (else this handle appends at a
+        // seq that transaction then takes: "duplicate key ... log_pkey").
+        let s = quoted(&target.vault);
+        lock.batch_execute(&format!(
+            "BEGIN; LOCK TABLE {s}.header, {s}.records, {s}.log, {s}.anchor IN SHARE MODE; COMMIT;"
+        ))
+        .map_err(pg_error)?;
         Ok(PgStorage {
             shared: Arc::new(Shared {
                 // The pool holds the lock's session for the handle's life.
